@@ -1,0 +1,18 @@
+import { ClassicLevel } from 'classic-level'
+import { WeftError } from '../log/errors.js'
+import type { EventDb } from '../log/store.js'
+
+/** Opens the LevelDB event database of a data dir. LevelDB allows one process per directory. */
+export async function openLevel (path: string): Promise<EventDb> {
+  const db = new ClassicLevel<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' })
+  try {
+    await db.open()
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause
+    if (cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String((err as Error).message) + String((cause as Error | undefined)?.message))) {
+      throw new WeftError('ERR_STORE_LOCKED', `the event store in ${path} is in use by another process (a running "weft up"?); stop it, or query it through its API`, { cause: err })
+    }
+    throw new WeftError('ERR_STORE', `cannot open the event store in ${path}: ${(err as Error).message}`, { cause: err })
+  }
+  return db as unknown as EventDb
+}

@@ -1,0 +1,170 @@
+import { MergedLog, type IngestResult } from '../crdt/merged-log.js'
+import { FoldEngine, type ReducerMap, type StatesOf } from '../crdt/fold.js'
+import type { Frontier } from '../crdt/frontier.js'
+import type { ForkProof } from '../crdt/fork-proof.js'
+import { EventStore, type EventDb } from '../log/store.js'
+import { signEvent, type EventFields, type SignedEvent, type Signer, type Verifier } from '../log/event.js'
+import { Ed25519Verifier } from '../log/identity.js'
+import { fromHex, toHex } from '../log/bytes.js'
+import { LIMITS, type BodyOf, type EventType } from '../log/bodies.js'
+import { WeftError } from '../log/errors.js'
+
+export interface ReplicaOptions<R extends ReducerMap> {
+  db: EventDb
+  net: Uint8Array
+  reducers: R
+  verifier?: Verifier
+  /** Needed to append; a read-only replica (the log CLI) has none. */
+  signer?: Signer
+  maxPending?: number
+  /** fsync every batch (default true). */
+  sync?: boolean
+}
+
+export type ReplicaListener = (added: readonly SignedEvent[], forks: readonly ForkProof[]) => void
+
+/**
+ * A durable replica: the merged log in memory, the event store on disk and the fold engine over
+ * both. Every change goes through one queue, and an event is reported stored only once its
+ * batch is on disk.
+ */
+export class Replica<R extends ReducerMap> {
+  readonly log: MergedLog
+  readonly fold: FoldEngine<R>
+  readonly store: EventStore
+  private readonly signer: Signer | undefined
+  private readonly listeners = new Set<ReplicaListener>()
+  private queue: Promise<unknown> = Promise.resolve()
+  private closed = false
+
+  private constructor (private readonly opts: ReplicaOptions<R>) {
+    this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending })
+    this.fold = new FoldEngine(opts.reducers)
+    this.store = new EventStore(opts.db, { sync: opts.sync })
+    this.signer = opts.signer
+  }
+
+  static async open<R extends ReducerMap> (opts: ReplicaOptions<R>): Promise<Replica<R>> {
+    const r = new Replica(opts)
+    const netHex = toHex(opts.net)
+    const storedNet = await r.store.getMeta('net')
+    if (storedNet === undefined) {
+      await r.store.setMeta('net', netHex)
+    } else if (storedNet !== netHex) {
+      throw new WeftError('ERR_WRONG_NETWORK', `this data dir belongs to network ${storedNet}, not ${netHex}; use another --data-dir for this token`)
+    }
+    await r.load()
+    return r
+  }
+
+  private async load (): Promise<void> {
+    const batch: SignedEvent[] = []
+    const flush = (): void => {
+      const res = this.log.ingest(batch)
+      if (res.rejected.length > 0 || res.parked > 0) {
+        // The order index is topological, so a stored event never waits for a parent.
+        throw new WeftError('ERR_STORE', `stored events failed to load (${res.rejected[0]?.message ?? 'missing parents'}); run "weft log verify"`)
+      }
+      batch.length = 0
+    }
+    for await (const e of this.store.eventsInOrder(this.opts.net, undefined)) {
+      batch.push(e)
+      if (batch.length >= 4096) flush()
+    }
+    flush()
+    this.fold.insert([...this.log.events()].filter((e) => this.log.isVisible(e)))
+  }
+
+  get net (): Uint8Array { return this.opts.net }
+  get authorHex (): string | undefined { return this.signer === undefined ? undefined : toHex(this.signer.publicKey) }
+
+  onChange (fn: ReplicaListener): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  private serial<T> (fn: () => Promise<T>): Promise<T> {
+    const p = this.queue.then(async () => {
+      if (this.closed) throw new WeftError('ERR_STORE', 'the replica is closed')
+      return await fn()
+    })
+    this.queue = p.catch(() => undefined)
+    return p
+  }
+
+  /** Validate, persist, fold. Resolves once the accepted events are durable. */
+  async ingest (inputs: ReadonlyArray<Uint8Array | SignedEvent>): Promise<IngestResult> {
+    return await this.serial(async () => await this.ingestNow(inputs))
+  }
+
+  private async ingestNow (inputs: ReadonlyArray<Uint8Array | SignedEvent>): Promise<IngestResult> {
+    const res = this.log.ingest(inputs)
+    if (res.added.length > 0) {
+      try {
+        await this.store.put(res.added, this.log.frontier())
+      } catch (err) {
+        // Memory is ahead of disk: rebuild it from disk so nothing unstored is ever reported.
+        await this.reload()
+        throw err
+      }
+      this.fold.insert(res.added.filter((e) => this.log.isVisible(e)))
+      if (res.forks.length > 0) this.fold.remove((e) => !this.log.isVisible(e))
+      for (const fn of this.listeners) fn(res.added, res.forks)
+    }
+    return res
+  }
+
+  private async reload (): Promise<void> {
+    const fresh = new Replica(this.opts)
+    await fresh.load()
+    Object.assign(this, { log: fresh.log, fold: fresh.fold })
+  }
+
+  /** Sign a new event of our own feed, on top of everything we have seen. */
+  async append<T extends EventType> (type: T, body: BodyOf<T>, time: number): Promise<SignedEvent> {
+    return await this.serial(async () => {
+      const signer = this.signer
+      if (signer === undefined) throw new WeftError('ERR_BAD_INPUT', 'this replica was opened read-only (no identity)')
+      const me = toHex(signer.publicKey)
+      if (this.log.freezeSeq(me) !== undefined) {
+        throw new WeftError('ERR_AUTHOR_FROZEN', 'this node\'s own feed is forked (was the data dir restored from an old copy?); it can no longer append. Start with a new --data-dir')
+      }
+      const seq = this.log.maxSeqOf(me) + 1
+      const prevEv = seq > 1 ? this.log.eventsOf(me, seq - 1)[0] : undefined
+      const heads: SignedEvent[] = []
+      for (const [author, entry] of this.log.frontier()) {
+        if (author === me) continue
+        for (const id of [entry.head, ...entry.forks]) heads.push(this.log.get(id) as SignedEvent)
+      }
+      heads.sort((a, b) => b.fields.lamport - a.fields.lamport)
+      const deps = heads.slice(0, LIMITS.maxDeps)
+      const lamport = Math.max(prevEv?.fields.lamport ?? 0, ...deps.map((d) => d.fields.lamport)) + 1
+      const ev = signEvent({
+        v: 1,
+        net: this.opts.net,
+        author: signer.publicKey,
+        seq,
+        prev: prevEv?.id ?? null,
+        deps: deps.map((d) => fromHex(d.idHex)),
+        lamport,
+        time: Math.max(0, Math.floor(time)),
+        type,
+        body
+      } as EventFields, signer)
+      const res = await this.ingestNow([ev])
+      if (res.added.length !== 1) {
+        throw new WeftError('ERR_STORE', `own event was not accepted: ${res.rejected[0]?.message ?? 'unknown reason'}`)
+      }
+      return ev
+    })
+  }
+
+  states (): StatesOf<R> { return this.fold.states() }
+  frontier (): Frontier { return this.log.frontier() }
+  missingFor (remote: Frontier, limit?: number): SignedEvent[] { return this.log.missingFor(remote, limit) }
+
+  async close (): Promise<void> {
+    await this.serial(async () => { this.closed = true })
+    await this.opts.db.close()
+  }
+}

@@ -1,0 +1,337 @@
+import { WeftError, type WeftErrorCode } from '../log/errors.js'
+import { compareEvents, openEnvelope, type SignedEvent, type Verifier } from '../log/event.js'
+import { toHex } from '../log/bytes.js'
+import { makeForkProof, type ForkProof } from './fork-proof.js'
+import type { Frontier, FrontierEntry } from './frontier.js'
+
+export interface Rejection {
+  /** Position in the ingested batch. */
+  index: number
+  id?: string
+  code: WeftErrorCode
+  message: string
+}
+
+export interface IngestResult {
+  /** Newly accepted events, parents before children. */
+  added: SignedEvent[]
+  duplicates: number
+  /** Events parked because a parent is missing (they are pulled later). */
+  parked: number
+  /** Parked events pushed out of the bounded pending buffer. */
+  dropped: number
+  rejected: Rejection[]
+  /** Fork proofs that changed an author's freeze point. */
+  forks: ForkProof[]
+}
+
+interface Feed {
+  bySeq: Map<number, SignedEvent[]>
+  maxSeq: number
+  tips: Set<string>
+}
+
+export interface MergedLogOptions {
+  net: Uint8Array
+  verifier: Verifier
+  /** Bound on events waiting for parents. */
+  maxPending?: number
+}
+
+/**
+ * The merged log: the union of every author's feed. Grow-only and validated on entry, so two
+ * replicas that have seen the same events hold the same log whatever the order or duplication
+ * of delivery. Pure: no I/O, no clock.
+ */
+export class MergedLog {
+  readonly net: Uint8Array
+  private readonly verifier: Verifier
+  private readonly maxPending: number
+  private readonly byId = new Map<string, SignedEvent>()
+  private readonly feeds = new Map<string, Feed>()
+  private readonly pending = new Map<string, SignedEvent>()
+  /** missing parent id → ids of pending events waiting for it */
+  private readonly waiting = new Map<string, Set<string>>()
+  private readonly forkProofs = new Map<string, ForkProof>()
+
+  constructor (opts: MergedLogOptions) {
+    this.net = opts.net
+    this.verifier = opts.verifier
+    this.maxPending = opts.maxPending ?? 10_000
+  }
+
+  get size (): number { return this.byId.size }
+  get pendingCount (): number { return this.pending.size }
+
+  has (id: string): boolean { return this.byId.has(id) }
+  get (id: string): SignedEvent | undefined { return this.byId.get(id) }
+  events (): IterableIterator<SignedEvent> { return this.byId.values() }
+  authors (): string[] { return [...this.feeds.keys()] }
+
+  eventsOf (authorHex: string, seq: number): SignedEvent[] {
+    return this.feeds.get(authorHex)?.bySeq.get(seq) ?? []
+  }
+
+  maxSeqOf (authorHex: string): number {
+    return this.feeds.get(authorHex)?.maxSeq ?? 0
+  }
+
+  /** Lowest-seq fork proof per author: the author is frozen from that seq on. */
+  forks (): Map<string, ForkProof> { return new Map(this.forkProofs) }
+
+  freezeSeq (authorHex: string): number | undefined {
+    return this.forkProofs.get(authorHex)?.seq
+  }
+
+  /** Events of a frozen author at or after its fork point are kept but not folded. */
+  isVisible (e: SignedEvent): boolean {
+    const f = this.forkProofs.get(e.authorHex)
+    return f === undefined || e.fields.seq < f.seq
+  }
+
+  /**
+   * Validate and merge. Accepts envelopes (checked in full) or events already opened by
+   * `openEnvelope`. Idempotent and order-independent.
+   */
+  ingest (inputs: ReadonlyArray<Uint8Array | SignedEvent>): IngestResult {
+    const res: IngestResult = { added: [], duplicates: 0, parked: 0, dropped: 0, rejected: [], forks: [] }
+    inputs.forEach((input, index) => {
+      let ev: SignedEvent
+      try {
+        ev = input instanceof Uint8Array ? openEnvelope(input, this.net, this.verifier) : input
+      } catch (err) {
+        res.rejected.push(rejection(index, undefined, err))
+        return
+      }
+      if (this.byId.has(ev.idHex) || this.pending.has(ev.idHex)) {
+        res.duplicates++
+        return
+      }
+      this.admit(ev, index, res)
+    })
+    return res
+  }
+
+  private missingParents (ev: SignedEvent): string[] {
+    const out: string[] = []
+    const prev = ev.fields.prev
+    if (prev !== null) {
+      const p = toHex(prev)
+      if (!this.byId.has(p)) out.push(p)
+    }
+    for (const d of ev.fields.deps) {
+      const h = toHex(d)
+      if (!this.byId.has(h)) out.push(h)
+    }
+    return out
+  }
+
+  private admit (first: SignedEvent, index: number, res: IngestResult): void {
+    const missing = this.missingParents(first)
+    if (missing.length > 0) {
+      this.park(first, missing, res)
+      return
+    }
+    // Accepting one event may complete others waiting on it: walk them iteratively.
+    const queue: SignedEvent[] = [first]
+    while (queue.length > 0) {
+      const ev = queue.pop() as SignedEvent
+      const problem = this.causalProblem(ev)
+      if (problem !== undefined) {
+        res.rejected.push({ index, id: ev.idHex, code: problem.code, message: problem.message })
+        this.rejectDescendants(ev, index, res)
+        continue
+      }
+      this.accept(ev, res)
+      const waiters = this.waiting.get(ev.idHex)
+      if (waiters === undefined) continue
+      this.waiting.delete(ev.idHex)
+      for (const wid of waiters) {
+        const w = this.pending.get(wid)
+        if (w === undefined) continue
+        if (this.missingParents(w).length === 0) {
+          this.pending.delete(wid)
+          queue.push(w)
+        }
+      }
+    }
+  }
+
+  /** A pending event whose parent turned out invalid can never become valid. */
+  private rejectDescendants (bad: SignedEvent, index: number, res: IngestResult): void {
+    const stack = [bad.idHex]
+    while (stack.length > 0) {
+      const id = stack.pop() as string
+      const waiters = this.waiting.get(id)
+      if (waiters === undefined) continue
+      this.waiting.delete(id)
+      for (const wid of waiters) {
+        if (!this.pending.delete(wid)) continue
+        res.rejected.push({ index, id: wid, code: 'ERR_BAD_DEP', message: `depends on invalid event ${id.slice(0, 12)}` })
+        stack.push(wid)
+      }
+    }
+  }
+
+  private park (ev: SignedEvent, missing: string[], res: IngestResult): void {
+    if (this.pending.size >= this.maxPending) {
+      // Oldest first: a parked event that waited longest is the least likely to complete soon.
+      const oldest = this.pending.keys().next().value as string
+      this.pending.delete(oldest)
+      res.dropped++
+    }
+    this.pending.set(ev.idHex, ev)
+    for (const m of missing) {
+      let s = this.waiting.get(m)
+      if (s === undefined) { s = new Set(); this.waiting.set(m, s) }
+      s.add(ev.idHex)
+    }
+    res.parked++
+  }
+
+  private causalProblem (ev: SignedEvent): { code: WeftErrorCode, message: string } | undefined {
+    const f = ev.fields
+    let maxLamport = 0
+    if (f.prev !== null) {
+      const p = this.byId.get(toHex(f.prev)) as SignedEvent
+      if (p.authorHex !== ev.authorHex || p.fields.seq !== f.seq - 1) {
+        return { code: 'ERR_BAD_PREV', message: `prev must be the author's event at seq ${f.seq - 1}` }
+      }
+      maxLamport = p.fields.lamport
+    }
+    for (const d of f.deps) {
+      const p = this.byId.get(toHex(d)) as SignedEvent
+      if (p.authorHex === ev.authorHex) {
+        return { code: 'ERR_BAD_DEP', message: 'deps name heads of other authors; the own feed is linked by prev' }
+      }
+      if (p.fields.lamport > maxLamport) maxLamport = p.fields.lamport
+    }
+    if (f.lamport !== maxLamport + 1) {
+      return { code: 'ERR_BAD_LAMPORT', message: `lamport is ${f.lamport}, must be ${maxLamport + 1} (max of parents + 1)` }
+    }
+    return undefined
+  }
+
+  private accept (ev: SignedEvent, res: IngestResult): void {
+    this.byId.set(ev.idHex, ev)
+    let feed = this.feeds.get(ev.authorHex)
+    if (feed === undefined) {
+      feed = { bySeq: new Map(), maxSeq: 0, tips: new Set() }
+      this.feeds.set(ev.authorHex, feed)
+    }
+    const seq = ev.fields.seq
+    const same = feed.bySeq.get(seq)
+    if (same === undefined) {
+      feed.bySeq.set(seq, [ev])
+    } else {
+      same.push(ev)
+      same.sort((a, b) => (a.idHex < b.idHex ? -1 : 1))
+      const current = this.forkProofs.get(ev.authorHex)
+      if (current === undefined || seq < current.seq ||
+          (seq === current.seq && (same[0] as SignedEvent).idHex + (same[1] as SignedEvent).idHex < current.a.idHex + current.b.idHex)) {
+        const proof = makeForkProof(same[0] as SignedEvent, same[1] as SignedEvent)
+        this.forkProofs.set(ev.authorHex, proof)
+        res.forks.push(proof)
+      }
+    }
+    if (seq > feed.maxSeq) feed.maxSeq = seq
+    if (ev.fields.prev !== null) feed.tips.delete(toHex(ev.fields.prev))
+    // A new event is a tip unless a child arrived first, which the pending buffer prevents.
+    feed.tips.add(ev.idHex)
+    res.added.push(ev)
+  }
+
+  /** Ids that pending events wait for and that are not themselves pending: what to ask peers for. */
+  wantedParents (max = 256): string[] {
+    const out: string[] = []
+    for (const id of this.waiting.keys()) {
+      if (!this.pending.has(id) && !this.byId.has(id)) out.push(id)
+      if (out.length >= max) break
+    }
+    return out
+  }
+
+  frontier (): Frontier {
+    const f: Frontier = new Map()
+    for (const [author, feed] of this.feeds) f.set(author, this.entryOf(feed))
+    return f
+  }
+
+  private entryOf (feed: Feed): FrontierEntry {
+    const tips = [...feed.tips].map((id) => this.byId.get(id) as SignedEvent)
+      .sort((a, b) => b.fields.seq - a.fields.seq || (a.idHex < b.idHex ? -1 : 1))
+    const head = tips[0] as SignedEvent
+    return { seq: head.fields.seq, head: head.idHex, forks: tips.slice(1).map((t) => t.idHex) }
+  }
+
+  /**
+   * Events the holder of `remote` lacks, in the log's total order (parents first), at most
+   * `limit`. Unforked feeds cost one lookup per missing event; a remote head unknown here at a
+   * seq we hold means a fork, and we send our branch back to `forkWindow` events before it
+   * (deeper history is pulled by id through `wantedParents`).
+   */
+  missingFor (remote: Frontier, limit = Number.POSITIVE_INFINITY, forkWindow = 64): SignedEvent[] {
+    const out: SignedEvent[] = []
+    for (const [author, feed] of this.feeds) {
+      const r = remote.get(author)
+      if (r === undefined) {
+        for (const evs of feed.bySeq.values()) out.push(...evs)
+        continue
+      }
+      const remoteTips = [r.head, ...r.forks]
+      const unknown = remoteTips.filter((id) => !this.byId.has(id))
+      const forked = feed.tips.size > 1 || remoteTips.length > 1
+      if (!forked && unknown.length === 0) {
+        for (let s = r.seq + 1; s <= feed.maxSeq; s++) out.push(...(feed.bySeq.get(s) ?? []))
+        continue
+      }
+      const known = this.ancestorsOf(remoteTips.filter((id) => this.byId.has(id)))
+      let from = 1
+      const forkSeqs = unknown.map((id) => (id === r.head ? r.seq : Number.POSITIVE_INFINITY))
+      const lowestUnknown = Math.min(...forkSeqs)
+      if (unknown.length > 0 && lowestUnknown <= feed.maxSeq) from = Math.max(1, lowestUnknown - forkWindow)
+      else if (unknown.length > 0 && known.size === 0) continue // remote is ahead of us: pull first
+      for (const [s, evs] of feed.bySeq) {
+        if (s < from) continue
+        for (const e of evs) if (!known.has(e.idHex)) out.push(e)
+      }
+    }
+    out.sort(compareEvents)
+    return out.length > limit ? out.slice(0, limit) : out
+  }
+
+  private ancestorsOf (ids: string[]): Set<string> {
+    const seen = new Set<string>()
+    const stack = [...ids]
+    while (stack.length > 0) {
+      const id = stack.pop() as string
+      if (seen.has(id)) continue
+      const e = this.byId.get(id)
+      if (e === undefined) continue
+      seen.add(id)
+      if (e.fields.prev !== null) stack.push(toHex(e.fields.prev))
+    }
+    return seen
+  }
+
+  /** Events by id, each with up to `ancestors` of its own feed's predecessors (oldest first). */
+  getWithAncestors (ids: string[], ancestors = 0, limit = 1000): SignedEvent[] {
+    const out = new Map<string, SignedEvent>()
+    for (const id of ids) {
+      let e = this.byId.get(id)
+      const chain: SignedEvent[] = []
+      for (let i = 0; e !== undefined && i <= ancestors; i++) {
+        chain.push(e)
+        e = e.fields.prev === null ? undefined : this.byId.get(toHex(e.fields.prev))
+      }
+      for (const c of chain.reverse()) out.set(c.idHex, c)
+      if (out.size >= limit) break
+    }
+    return [...out.values()].sort(compareEvents).slice(0, limit)
+  }
+}
+
+function rejection (index: number, id: string | undefined, err: unknown): Rejection {
+  if (err instanceof WeftError) return { index, id, code: err.code, message: err.message }
+  return { index, id, code: 'ERR_BAD_ENVELOPE', message: (err as Error).message }
+}

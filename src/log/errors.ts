@@ -1,0 +1,55 @@
+/**
+ * Typed errors with stable codes. Callers branch on `code`, never on message text;
+ * messages say what is wrong and how to fix it.
+ */
+export type WeftErrorCode =
+  // token
+  | 'ERR_TOKEN_PREFIX'
+  | 'ERR_TOKEN_ENCODING'
+  | 'ERR_TOKEN_LENGTH'
+  | 'ERR_TOKEN_CHECKSUM'
+  // identity
+  | 'ERR_KEY_PERMISSIONS'
+  | 'ERR_KEY_CONTENT'
+  // event validation (intrinsic)
+  | 'ERR_EVENT_TOO_LARGE'
+  | 'ERR_NOT_CBOR'
+  | 'ERR_NOT_CANONICAL'
+  | 'ERR_BAD_ENVELOPE'
+  | 'ERR_BAD_FIELD'
+  | 'ERR_BAD_VERSION'
+  | 'ERR_WRONG_NETWORK'
+  | 'ERR_BAD_SIGNATURE'
+  | 'ERR_BAD_BODY'
+  | 'ERR_UNKNOWN_TYPE'
+  | 'ERR_TOO_MANY_DEPS'
+  | 'ERR_BAD_DEPS'
+  | 'ERR_BAD_CHAIN'
+  // event validation (causal)
+  | 'ERR_BAD_PREV'
+  | 'ERR_BAD_DEP'
+  | 'ERR_BAD_LAMPORT'
+  | 'ERR_BAD_ID'
+  // fork proofs
+  | 'ERR_BAD_FORK_PROOF'
+  // author state
+  | 'ERR_AUTHOR_FROZEN'
+  // storage and input
+  | 'ERR_STORE'
+  | 'ERR_STORE_LOCKED'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_BAD_INPUT'
+  | 'ERR_PENDING_FULL'
+
+export class WeftError extends Error {
+  readonly code: WeftErrorCode
+  constructor (code: WeftErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = 'WeftError'
+  }
+}
+
+export function isWeftError (err: unknown, code?: WeftErrorCode): err is WeftError {
+  return err instanceof WeftError && (code === undefined || err.code === code)
+}
