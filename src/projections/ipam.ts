@@ -1,0 +1,126 @@
+import type { SignedEvent } from '../log/event.js'
+import { candidateAddress, cidrContains, leaseProblem, parseCidr, parseIp, type Cidr } from './ip.js'
+import { positionOf, type Position } from './position.js'
+import type { Settings } from './settings.js'
+
+/**
+ * Overlay address leases. The first claim of an address in the log's order wins; a later claim
+ * of a held address is `lost` (its agent tries the next candidate). One lease per member and
+ * family: a new claim moves it. Leases end on `ip.release`, leave or evict, or when a settings
+ * change moves the overlay away from them.
+ */
+export interface Lease { readonly author: string, readonly addr: string, readonly family: 4 | 6, readonly since: Position }
+
+export interface ClaimStatus {
+  readonly addr: string
+  readonly status: 'held' | 'lost' | 'invalid' | 'released'
+  readonly reason?: string
+  /** Who holds it, when lost. */
+  readonly holder?: string
+  readonly at: Position
+}
+
+export interface IpamState {
+  /** canonical address text → lease */
+  leases: Map<string, Lease>
+  /** `${author}/${family}` → latest claim status */
+  claims: Map<string, ClaimStatus>
+}
+
+export function initialIpam (): IpamState {
+  return { leases: new Map(), claims: new Map() }
+}
+
+export function cloneIpam (s: IpamState): IpamState {
+  return { leases: new Map(s.leases), claims: new Map(s.claims) }
+}
+
+function overlayFor (settings: Settings, family: 4 | 6): Cidr | undefined {
+  const text = family === 4 ? settings.overlayCidr : settings.overlayCidr6
+  return text === null ? undefined : parseCidr(text)
+}
+
+function canonical (addr: string): { family: 4 | 6, text: string } | undefined {
+  try {
+    const ip = parseIp(addr)
+    return { family: ip.family, text: addr.toLowerCase() }
+  } catch { return undefined }
+}
+
+export function leaseOf (s: IpamState, author: string, family: 4 | 6): Lease | undefined {
+  const c = s.claims.get(`${author}/${family}`)
+  if (c?.status !== 'held') return undefined
+  const l = s.leases.get(c.addr)
+  return l?.author === author ? l : undefined
+}
+
+export function releaseAll (s: IpamState, author: string, e: SignedEvent, reason: string): void {
+  for (const family of [4, 6] as const) {
+    const l = leaseOf(s, author, family)
+    if (l === undefined) continue
+    s.leases.delete(l.addr)
+    s.claims.set(`${author}/${family}`, { addr: l.addr, status: 'released', reason, at: positionOf(e) })
+  }
+}
+
+/** `isMember(author)`: only active members may hold addresses. */
+export function applyIpam (s: IpamState, e: SignedEvent, settings: Settings, isMember: (a: string) => boolean): void {
+  const f = e.fields
+  if (f.type === 'ip.claim') {
+    const at = positionOf(e)
+    const c = canonical(f.body.addr)
+    if (c === undefined) return
+    const key = `${e.authorHex}/${c.family}`
+    const status = (st: Omit<ClaimStatus, 'addr' | 'at'>): void => { s.claims.set(key, { addr: c.text, at, ...st }) }
+    if (!isMember(e.authorHex)) { status({ status: 'invalid', reason: 'only members hold addresses: append node.join first' }); return }
+    const overlay = overlayFor(settings, c.family)
+    if (overlay === undefined) { status({ status: 'invalid', reason: 'no IPv6 overlay is configured (settings overlayCidr6)' }); return }
+    const problem = leaseProblem(overlay, c.text)
+    if (problem !== undefined) { status({ status: 'invalid', reason: problem }); return }
+    const holder = s.leases.get(c.text)
+    if (holder !== undefined && holder.author !== e.authorHex) {
+      status({ status: 'lost', reason: `${c.text} is already held`, holder: holder.author })
+      return
+    }
+    if (holder?.author === e.authorHex) return
+    const old = leaseOf(s, e.authorHex, c.family)
+    if (old !== undefined) s.leases.delete(old.addr)
+    s.leases.set(c.text, { author: e.authorHex, addr: c.text, family: c.family, since: at })
+    status({ status: 'held' })
+  } else if (f.type === 'ip.release') {
+    const c = canonical(f.body.addr)
+    if (c === undefined) return
+    const l = s.leases.get(c.text)
+    if (l?.author !== e.authorHex) return
+    s.leases.delete(c.text)
+    s.claims.set(`${e.authorHex}/${c.family}`, { addr: c.text, status: 'released', reason: 'released by its holder', at: positionOf(e) })
+  }
+}
+
+/** After the overlay CIDR changed: leases outside it end and their holders must claim again. */
+export function revalidateLeases (s: IpamState, e: SignedEvent, settings: Settings): void {
+  for (const l of [...s.leases.values()]) {
+    const overlay = overlayFor(settings, l.family)
+    const ip = parseIp(l.addr)
+    if (overlay === undefined || !cidrContains(overlay, ip.family, ip.value) || leaseProblem(overlay, l.addr) !== undefined) {
+      s.leases.delete(l.addr)
+      s.claims.set(`${l.author}/${l.family}`, { addr: l.addr, status: 'lost', reason: `the overlay is now ${overlay?.text ?? 'unset'}`, at: positionOf(e) })
+    }
+  }
+}
+
+/**
+ * The address an agent should claim next: the first free one of its deterministic candidate
+ * sequence. The first candidate is stable across reboots because it hashes the node's key.
+ */
+export function chooseAddress (s: IpamState, settings: Settings, author: string, family: 4 | 6 = 4): string | undefined {
+  const overlay = overlayFor(settings, family)
+  if (overlay === undefined) return undefined
+  const current = leaseOf(s, author, family)
+  if (current !== undefined) return current.addr
+  for (let attempt = 0; attempt < 4096; attempt++) {
+    const addr = candidateAddress(author, overlay, attempt)
+    if (!s.leases.has(addr)) return addr
+  }
+  return undefined
+}

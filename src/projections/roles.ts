@@ -1,0 +1,212 @@
+import type { SignedEvent } from '../log/event.js'
+import type { Member, MembersState } from './members.js'
+import type { Settings } from './settings.js'
+import { comparePositions, positionOf, type Position } from './position.js'
+import { cloneFollowers, countFollowing, watch, type Followers } from './followers.js'
+
+/**
+ * k3s bootstrap roles, per cluster. One member runs `k3s server --cluster-init` (the init
+ * master), up to `serverCount - 1` more join as servers, the rest as agents; members that asked
+ * for `client` take no k3s role.
+ *
+ * A decision is made at an event (the deciding event) and is tentative until a majority of the
+ * cluster's members have an event that is or causally follows it; then it is stable and locked:
+ * later events in the order never change it (only `dynamicRoles` hands over when the master
+ * leaves or is evicted).
+ */
+export type K3sRole = 'init' | 'server' | 'agent' | 'none'
+
+export interface MasterDecision {
+  readonly author: string
+  readonly how: 'forced' | 'auto' | 'handover'
+  /** The event at which this decision was made. */
+  readonly decidedAt: Position
+  readonly stableAt?: Position
+}
+
+export interface ClusterRolesState {
+  master?: MasterDecision
+  masterGone: boolean
+  /** author → position of the event that made it ask for `master`. */
+  forcedAt: Map<string, Position>
+}
+
+export interface RolesState {
+  clusters: Map<string, ClusterRolesState>
+  /** Deciding events and joins being watched until a majority follows them. */
+  followers: Followers
+  /** Joins followed by a majority of their cluster. */
+  stableJoins: Set<string>
+}
+
+export function initialRoles (): RolesState {
+  return { clusters: new Map(), followers: new Map(), stableJoins: new Set() }
+}
+
+export function cloneRoles (s: RolesState): RolesState {
+  const clusters = new Map<string, ClusterRolesState>()
+  for (const [k, c] of s.clusters) clusters.set(k, { ...c, forcedAt: new Map(c.forcedAt) })
+  return { clusters, followers: cloneFollowers(s.followers), stableJoins: new Set(s.stableJoins) }
+}
+
+function clusterOf (s: RolesState, name: string): ClusterRolesState {
+  let c = s.clusters.get(name)
+  if (c === undefined) {
+    c = { masterGone: false, forcedAt: new Map() }
+    s.clusters.set(name, c)
+  }
+  return c
+}
+
+export function clusterMembers (members: MembersState, cluster: string): Member[] {
+  return [...members.active.values()].filter((m) => m.cluster === cluster)
+    .sort((a, b) => a.joinedLamport - b.joinedLamport || (a.author < b.author ? -1 : 1))
+}
+
+const eligible = (m: Member): boolean => m.role !== 'worker' && m.role !== 'client'
+
+/**
+ * Called after members and settings have applied `e`. `departedCluster` names the cluster a
+ * member just left (leave or evict) so its decision can react.
+ */
+export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState, settings: Settings, touched: ReadonlySet<string>): void {
+  const f = e.fields
+  if (f.type === 'node.join' || f.type === 'role.claim') {
+    const m = members.active.get(e.authorHex)
+    if (m !== undefined) {
+      const c = clusterOf(s, m.cluster)
+      if (m.role === 'master') {
+        if (!c.forcedAt.has(e.authorHex)) c.forcedAt.set(e.authorHex, positionOf(e))
+      } else {
+        c.forcedAt.delete(e.authorHex)
+      }
+      if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) watch(s.followers, e)
+    }
+  }
+  for (const name of touched) decide(s, clusterOf(s, name), name, e, members, settings)
+  settle(s, e, members)
+}
+
+function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEvent, members: MembersState, settings: Settings): void {
+  const ms = clusterMembers(members, name)
+  const present = new Set(ms.map((m) => m.author))
+  for (const a of [...c.forcedAt.keys()]) if (!present.has(a)) c.forcedAt.delete(a)
+
+  if (c.master?.stableAt !== undefined) {
+    if (present.has(c.master.author)) return
+    // A stable master left. Without dynamicRoles nothing flips: a human decides.
+    if (!settings.dynamicRoles) { c.masterGone = true; return }
+    const servers = serversFor(ms, undefined, c, settings.serverCount)
+    const next = servers[0]
+    if (next === undefined) { c.masterGone = true; return }
+    setMaster(s, c, { author: next, how: 'handover', decidedAt: positionOf(e) }, e)
+    c.masterGone = false
+    return
+  }
+
+  const forced = [...c.forcedAt].sort(([, a], [, b]) => comparePositions(a, b))[0]
+  let wanted: MasterDecision | undefined
+  if (forced !== undefined) {
+    wanted = { author: forced[0], how: 'forced', decidedAt: positionOf(e) }
+  } else if (c.master !== undefined && present.has(c.master.author) && c.master.how !== 'forced') {
+    wanted = c.master // later joiners never displace a chosen master
+  } else if (ms.filter((m) => m.role !== 'client').length >= settings.minNodes) {
+    const first = ms.find(eligible)
+    if (first !== undefined) wanted = { author: first.author, how: 'auto', decidedAt: positionOf(e) }
+  }
+  if (wanted === undefined) {
+    if (c.master !== undefined) s.followers.delete(c.master.decidedAt.id)
+    c.master = undefined
+    return
+  }
+  if (c.master?.author !== wanted.author || c.master.how !== wanted.how) setMaster(s, c, wanted, e)
+}
+
+function setMaster (s: RolesState, c: ClusterRolesState, d: MasterDecision, e: SignedEvent): void {
+  if (c.master !== undefined) s.followers.delete(c.master.decidedAt.id)
+  c.master = d
+  watch(s.followers, e)
+}
+
+/** Promote tentative decisions and joins that a majority of their cluster now follows. */
+function settle (s: RolesState, e: SignedEvent, members: MembersState): void {
+  for (const [name, c] of s.clusters) {
+    if (c.master === undefined || c.master.stableAt !== undefined) continue
+    const ms = clusterMembers(members, name).map((m) => m.author)
+    if (countFollowing(s.followers, c.master.decidedAt.id, ms) * 2 > ms.length) {
+      c.master = { ...c.master, stableAt: positionOf(e) }
+      s.followers.delete(c.master.decidedAt.id)
+    }
+  }
+  if (s.followers.size === 0) return
+  const byJoin = new Map<string, Member>()
+  for (const m of members.active.values()) byJoin.set(m.joinId, m)
+  for (const id of [...s.followers.keys()]) {
+    const joiner = byJoin.get(id)
+    if (joiner === undefined) {
+      if (![...s.clusters.values()].some((c) => c.master?.decidedAt.id === id)) s.followers.delete(id)
+      continue
+    }
+    const ms = clusterMembers(members, joiner.cluster).map((m) => m.author)
+    if (countFollowing(s.followers, id, ms) * 2 > ms.length) {
+      s.stableJoins.add(id)
+      if (![...s.clusters.values()].some((c) => c.master?.decidedAt.id === id)) s.followers.delete(id)
+    }
+  }
+}
+
+/** Init master first, then forced masters that lost, then eligible members by join order. */
+function serversFor (ms: Member[], master: string | undefined, c: ClusterRolesState, serverCount: number): string[] {
+  const out: string[] = master === undefined ? [] : [master]
+  const forced = [...c.forcedAt].sort(([, a], [, b]) => comparePositions(a, b)).map(([a]) => a)
+  for (const a of forced) if (!out.includes(a)) out.push(a)
+  for (const m of ms) if (eligible(m) && !out.includes(m.author)) out.push(m.author)
+  return out.slice(0, serverCount)
+}
+
+export interface MemberRole { author: string, hostname: string, role: K3sRole, stable: boolean }
+
+export interface ClusterRolesView {
+  cluster: string
+  status: 'waiting' | 'tentative' | 'stable' | 'master-gone'
+  master?: MasterDecision
+  /** Forced masters that lost to an earlier claim. */
+  conflicts: Array<{ author: string, reason: string }>
+  members: MemberRole[]
+  reason?: string
+}
+
+export function deriveRoles (s: RolesState, members: MembersState, settings: Settings): ClusterRolesView[] {
+  const clusters = new Set<string>([...s.clusters.keys()])
+  for (const m of members.active.values()) clusters.add(m.cluster)
+  const out: ClusterRolesView[] = []
+  for (const name of [...clusters].sort()) {
+    const c = s.clusters.get(name) ?? { masterGone: false, forcedAt: new Map() }
+    const ms = clusterMembers(members, name)
+    if (ms.length === 0 && c.master === undefined) continue
+    const master = c.master !== undefined && (ms.some((m) => m.author === c.master?.author)) ? c.master : undefined
+    const stable = master?.stableAt !== undefined
+    const servers = new Set(master === undefined ? [] : serversFor(ms, master.author, c, settings.serverCount))
+    const conflicts = [...c.forcedAt].filter(([a]) => a !== master?.author)
+      .map(([a]) => ({ author: a, reason: `also claims master; ${master?.author.slice(0, 12) ?? 'another node'} claimed first` }))
+    const view: ClusterRolesView = {
+      cluster: name,
+      status: c.masterGone ? 'master-gone' : master === undefined ? 'waiting' : stable ? 'stable' : 'tentative',
+      master,
+      conflicts,
+      members: ms.map((m) => ({
+        author: m.author,
+        hostname: m.hostname,
+        role: m.role === 'client' ? 'none' : master === undefined ? 'none' : m.author === master.author ? 'init' : servers.has(m.author) ? 'server' : 'agent',
+        stable: stable && (m.author === master?.author || s.stableJoins.has(m.joinId))
+      }))
+    }
+    if (master === undefined && !c.masterGone) {
+      const n = ms.filter((m) => m.role !== 'client').length
+      view.reason = n < settings.minNodes ? `waiting for ${settings.minNodes - n} more node(s) (minNodes=${settings.minNodes})` : 'no member may be master (all are workers or clients)'
+    }
+    if (c.masterGone) view.reason = settings.dynamicRoles ? 'the master left and no server can take over' : 'the init master left; dynamicRoles is off, so nothing flips (evict it and set dynamicRoles, or re-add it)'
+    out.push(view)
+  }
+  return out
+}

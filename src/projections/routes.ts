@@ -1,0 +1,81 @@
+import type { SignedEvent } from '../log/event.js'
+import { cidrsOverlap, parseCidr, parseIp, type Cidr } from './ip.js'
+import { comparePositions, positionOf, type Position } from './position.js'
+import type { IpamState } from './ipam.js'
+import type { Settings } from './settings.js'
+
+/**
+ * Advertised CIDRs (a LAN or a cluster's pod/service range reachable through a member). The
+ * route table is derived: advertisements are taken in the order of the log; one that overlaps
+ * an accepted one, or the overlay itself, is marked conflicting and not used. Withdrawing or
+ * leaving lets the next advertisement in line take over.
+ */
+export interface Advertisement { readonly author: string, readonly cidr: string, readonly at: Position }
+
+export interface RoutesState {
+  /** `${author} ${cidr}` → advertisement */
+  adverts: Map<string, Advertisement>
+}
+
+export function initialRoutes (): RoutesState { return { adverts: new Map() } }
+export function cloneRoutes (s: RoutesState): RoutesState { return { adverts: new Map(s.adverts) } }
+
+export function applyRoutes (s: RoutesState, e: SignedEvent, isMember: (a: string) => boolean): void {
+  const f = e.fields
+  if (f.type !== 'route.advertise' && f.type !== 'route.withdraw') return
+  let cidr: Cidr
+  try { cidr = parseCidr(f.body.cidr) } catch { return }
+  const key = `${e.authorHex} ${cidr.text}`
+  if (f.type === 'route.withdraw') { s.adverts.delete(key); return }
+  if (!isMember(e.authorHex) || s.adverts.has(key)) return
+  s.adverts.set(key, { author: e.authorHex, cidr: cidr.text, at: positionOf(e) })
+}
+
+export function dropRoutesOf (s: RoutesState, author: string): void {
+  for (const [k, a] of s.adverts) if (a.author === author) s.adverts.delete(k)
+}
+
+export interface Route { readonly cidr: string, readonly peer: string, readonly kind: 'lease' | 'advertised' }
+export interface RouteConflict { readonly cidr: string, readonly peer: string, readonly clashesWith: string, readonly holder: string }
+
+export interface RouteTable {
+  routes: Route[]
+  conflicts: RouteConflict[]
+}
+
+export function deriveRoutes (s: RoutesState, ipam: IpamState, settings: Settings): RouteTable {
+  const routes: Route[] = []
+  const conflicts: RouteConflict[] = []
+  for (const l of ipam.leases.values()) routes.push({ cidr: `${l.addr}/${l.family === 4 ? 32 : 128}`, peer: l.author, kind: 'lease' })
+  const accepted: Array<{ cidr: Cidr, peer: string }> = []
+  for (const text of [settings.overlayCidr, settings.overlayCidr6]) {
+    if (text !== null) accepted.push({ cidr: parseCidr(text), peer: 'overlay' })
+  }
+  const adverts = [...s.adverts.values()].sort((a, b) => comparePositions(a.at, b.at))
+  for (const a of adverts) {
+    const cidr = parseCidr(a.cidr)
+    const clash = accepted.find((x) => cidrsOverlap(x.cidr, cidr))
+    if (clash !== undefined) {
+      conflicts.push({ cidr: a.cidr, peer: a.author, clashesWith: clash.cidr.text, holder: clash.peer })
+      continue
+    }
+    accepted.push({ cidr, peer: a.author })
+    routes.push({ cidr: a.cidr, peer: a.author, kind: 'advertised' })
+  }
+  routes.sort((x, y) => (x.cidr < y.cidr ? -1 : x.cidr > y.cidr ? 1 : 0))
+  return { routes, conflicts }
+}
+
+/** Longest-prefix match: the one peer that carries packets to `addr`, or undefined. */
+export function lookupRoute (table: RouteTable, addr: string): Route | undefined {
+  let ip: { family: 4 | 6, value: bigint }
+  try { ip = parseIp(addr) } catch { return undefined }
+  let best: { route: Route, prefix: number } | undefined
+  for (const r of table.routes) {
+    const c = parseCidr(r.cidr)
+    if (c.family !== ip.family) continue
+    const size = 1n << BigInt((c.family === 4 ? 32 : 128) - c.prefix)
+    if (ip.value >= c.base && ip.value < c.base + size && (best === undefined || c.prefix > best.prefix)) best = { route: r, prefix: c.prefix }
+  }
+  return best?.route
+}

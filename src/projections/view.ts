@@ -1,0 +1,92 @@
+import type { NetworkState } from './network.js'
+import type { Departure } from './members.js'
+import { deriveRoles, type ClusterRolesView, type K3sRole } from './roles.js'
+import { leaseOf, type ClaimStatus, type Lease } from './ipam.js'
+import { deriveRoutes, type Route, type RouteConflict } from './routes.js'
+import { deriveServices, type ServicesView } from './services.js'
+import { deriveDns, type DnsRecord } from './dns.js'
+import type { SettingsState } from './settings.js'
+
+export interface MemberView {
+  author: string
+  peerId: string
+  hostname: string
+  cluster: string
+  requestedRole: string
+  role: K3sRole
+  roleStable: boolean
+  address?: string
+  address6?: string
+  dnsName?: string
+  addrs: readonly string[]
+  caps: readonly string[]
+}
+
+export interface NetworkView {
+  settings: Pick<SettingsState, 'values' | 'origin' | 'problems'>
+  members: MemberView[]
+  departed: Departure[]
+  clusters: ClusterRolesView[]
+  ipam: { leases: Lease[], claims: Array<ClaimStatus & { author: string, family: 4 | 6 }> }
+  routes: { routes: Array<Route & { peerHost: string }>, conflicts: RouteConflict[] }
+  services: ServicesView
+  dns: { zone: string, records: DnsRecord[], invalid: Array<{ name: string, reason: string }> }
+}
+
+/** Everything a node derives from the log, as plain JSON-able data, in a deterministic order. */
+export function networkView (s: NetworkState): NetworkView {
+  const settings = s.settings.values
+  const clusters = deriveRoles(s.roles, s.members, settings)
+  const roleOf = new Map<string, { role: K3sRole, stable: boolean }>()
+  for (const c of clusters) for (const m of c.members) roleOf.set(m.author, { role: m.role, stable: m.stable })
+  const active = [...s.members.active.values()].sort((a, b) => a.joinedLamport - b.joinedLamport || (a.author < b.author ? -1 : 1))
+  const activeClusters = new Set(active.map((m) => m.cluster))
+  const services = deriveServices(s.services, activeClusters)
+  const dns = deriveDns({
+    zone: settings.zone,
+    members: active.map((m, i) => ({
+      author: m.author,
+      hostname: m.hostname,
+      cluster: m.cluster,
+      joinedOrder: i,
+      v4: leaseOf(s.ipam, m.author, 4)?.addr,
+      v6: leaseOf(s.ipam, m.author, 6)?.addr,
+      caps: m.caps
+    })),
+    imports: services.imports
+  })
+  const records = [...dns.records.values()].flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
+  const nameOf = (host: string, cluster: string): string | undefined => {
+    const name = `${host.toLowerCase()}.${cluster}.${settings.zone}`
+    return dns.records.has(name) ? name : undefined
+  }
+  const hostOf = new Map(active.map((m) => [m.author, m.hostname]))
+  const table = deriveRoutes(s.routes, s.ipam, settings)
+  return {
+    settings: { values: settings, origin: s.settings.origin, problems: s.settings.problems },
+    members: active.map((m) => ({
+      author: m.author,
+      peerId: m.peerId,
+      hostname: m.hostname,
+      cluster: m.cluster,
+      requestedRole: m.role,
+      role: roleOf.get(m.author)?.role ?? 'none',
+      roleStable: roleOf.get(m.author)?.stable ?? false,
+      address: leaseOf(s.ipam, m.author, 4)?.addr,
+      address6: leaseOf(s.ipam, m.author, 6)?.addr,
+      dnsName: nameOf(m.hostname, m.cluster),
+      addrs: m.addrs,
+      caps: m.caps
+    })),
+    departed: [...s.members.departed.values()].sort((a, b) => a.lamport - b.lamport || (a.author < b.author ? -1 : 1)),
+    clusters,
+    ipam: {
+      leases: [...s.ipam.leases.values()].sort((a, b) => (a.addr < b.addr ? -1 : 1)),
+      claims: [...s.ipam.claims].map(([k, c]) => ({ ...c, author: k.split('/')[0] as string, family: Number(k.split('/')[1]) as 4 | 6 }))
+        .sort((a, b) => (a.author < b.author ? -1 : a.author > b.author ? 1 : a.family - b.family))
+    },
+    routes: { routes: table.routes.map((r) => ({ ...r, peerHost: hostOf.get(r.peer) ?? r.peer.slice(0, 12) })), conflicts: table.conflicts },
+    services,
+    dns: { zone: dns.zone, records, invalid: dns.invalid }
+  }
+}
