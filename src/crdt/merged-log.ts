@@ -166,7 +166,7 @@ export class MergedLog {
       if (waiters === undefined) continue
       this.waiting.delete(id)
       for (const wid of waiters) {
-        if (!this.pending.delete(wid)) continue
+        if (!this.unpark(wid)) continue
         res.rejected.push({ index, id: wid, code: 'ERR_BAD_DEP', message: `depends on invalid event ${id.slice(0, 12)}` })
         stack.push(wid)
       }
@@ -177,7 +177,7 @@ export class MergedLog {
     if (this.pending.size >= this.maxPending) {
       // Oldest first: a parked event that waited longest is the least likely to complete soon.
       const oldest = this.pending.keys().next().value as string
-      this.pending.delete(oldest)
+      this.unpark(oldest)
       res.dropped++
     }
     this.pending.set(ev.idHex, ev)
@@ -187,6 +187,23 @@ export class MergedLog {
       s.add(ev.idHex)
     }
     res.parked++
+  }
+
+  /**
+   * Take a parked event out of the buffer and out of the missing-parent index, so that index
+   * stays as bounded as the buffer and wantedParents asks only for what a parked event needs.
+   */
+  private unpark (id: string): boolean {
+    const ev = this.pending.get(id)
+    if (ev === undefined) return false
+    this.pending.delete(id)
+    for (const m of this.missingParents(ev)) {
+      const s = this.waiting.get(m)
+      if (s === undefined) continue
+      s.delete(id)
+      if (s.size === 0) this.waiting.delete(m)
+    }
+    return true
   }
 
   private causalProblem (ev: SignedEvent): { code: WeftErrorCode, message: string } | undefined {
