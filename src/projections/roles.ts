@@ -83,6 +83,9 @@ export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState
       if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) watch(s.followers, e)
     }
   }
+  // Settle first so a decision that a new concurrent member just made tentative can be
+  // reconsidered by this very event, then again to promote what this event decided.
+  settle(s, e, members)
   for (const name of touched) decide(s, clusterOf(s, name), name, e, members, settings)
   settle(s, e, members)
 }
@@ -131,12 +134,15 @@ function setMaster (s: RolesState, c: ClusterRolesState, d: MasterDecision, e: S
 /** Promote tentative decisions and joins that a majority of their cluster now follows. */
 function settle (s: RolesState, e: SignedEvent, members: MembersState): void {
   for (const [name, c] of s.clusters) {
-    if (c.master === undefined || c.master.stableAt !== undefined) continue
+    if (c.master === undefined) continue
+    // Re-evaluated at every step against the current members: a member whose join was
+    // concurrent with the decision never saw it, so its arrival makes the decision tentative
+    // again (and open to a forced master) until a majority follows it once more.
     const ms = clusterMembers(members, name).map((m) => m.author)
-    if (countFollowing(s.followers, c.master.decidedAt.id, ms) * 2 > ms.length) {
-      c.master = { ...c.master, stableAt: positionOf(e) }
-      s.followers.delete(c.master.decidedAt.id)
-    }
+    if (!ms.includes(c.master.author)) continue
+    const majority = countFollowing(s.followers, c.master.decidedAt.id, ms) * 2 > ms.length
+    if (majority && c.master.stableAt === undefined) c.master = { ...c.master, stableAt: positionOf(e) }
+    else if (!majority && c.master.stableAt !== undefined) c.master = { ...c.master, stableAt: undefined }
   }
   if (s.followers.size === 0) return
   const byJoin = new Map<string, Member>()
@@ -181,7 +187,7 @@ export function deriveRoles (s: RolesState, members: MembersState, settings: Set
   for (const m of members.active.values()) clusters.add(m.cluster)
   const out: ClusterRolesView[] = []
   for (const name of [...clusters].sort()) {
-    const c = s.clusters.get(name) ?? { masterGone: false, forcedAt: new Map() }
+    const c: ClusterRolesState = s.clusters.get(name) ?? { masterGone: false, forcedAt: new Map() }
     const ms = clusterMembers(members, name)
     if (ms.length === 0 && c.master === undefined) continue
     const master = c.master !== undefined && (ms.some((m) => m.author === c.master?.author)) ? c.master : undefined
