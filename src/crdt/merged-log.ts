@@ -286,20 +286,29 @@ export class MergedLog {
    * `limit`. Unforked feeds cost one lookup per missing event; a remote head unknown here at a
    * seq we hold means a fork, and we send our branch back to `forkWindow` events before it
    * (deeper history is pulled by id through `wantedParents`).
+   *
+   * When the remote holds heads we do not know, we cannot tell which of our events it already
+   * has. A limited batch then takes the events it certainly lacks first (oldest first), and
+   * fills the rest with the newest of the uncertain ones. Filling it with the oldest would
+   * resend shared history forever: two replicas whose feeds differ only past the fork point
+   * would exchange the same known events every round and never learn of the fork. The newest
+   * uncertain event is always useful in at least one direction: if the remote already holds it,
+   * the remote has a descendant with a higher lamport that we lack.
    */
   missingFor (remote: Frontier, limit = Number.POSITIVE_INFINITY, forkWindow = 64): SignedEvent[] {
-    const out: SignedEvent[] = []
+    const sure: SignedEvent[] = []
+    const maybe: SignedEvent[] = []
     for (const [author, feed] of this.feeds) {
       const r = remote.get(author)
       if (r === undefined) {
-        for (const evs of feed.bySeq.values()) out.push(...evs)
+        for (const evs of feed.bySeq.values()) sure.push(...evs)
         continue
       }
       const remoteTips = [r.head, ...r.forks]
       const unknown = remoteTips.filter((id) => !this.byId.has(id))
       const forked = feed.tips.size > 1 || remoteTips.length > 1
       if (!forked && unknown.length === 0) {
-        for (let s = r.seq + 1; s <= feed.maxSeq; s++) out.push(...(feed.bySeq.get(s) ?? []))
+        for (let s = r.seq + 1; s <= feed.maxSeq; s++) sure.push(...(feed.bySeq.get(s) ?? []))
         continue
       }
       const known = this.ancestorsOf(remoteTips.filter((id) => this.byId.has(id)))
@@ -310,11 +319,15 @@ export class MergedLog {
       else if (unknown.length > 0 && known.size === 0) continue // remote is ahead of us: pull first
       for (const [s, evs] of feed.bySeq) {
         if (s < from) continue
-        for (const e of evs) if (!known.has(e.idHex)) out.push(e)
+        // The remote's highest seq is r.seq: anything above it is certainly missing there.
+        for (const e of evs) if (!known.has(e.idHex)) (s > r.seq ? sure : maybe).push(e)
       }
     }
-    out.sort(compareEvents)
-    return out.length > limit ? out.slice(0, limit) : out
+    sure.sort(compareEvents)
+    if (sure.length + maybe.length <= limit) return sure.concat(maybe).sort(compareEvents)
+    if (sure.length >= limit) return sure.slice(0, limit)
+    maybe.sort(compareEvents)
+    return sure.concat(maybe.slice(maybe.length - (limit - sure.length))).sort(compareEvents)
   }
 
   private ancestorsOf (ids: string[]): Set<string> {

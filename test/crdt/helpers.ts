@@ -77,7 +77,7 @@ export function chain (signer: Signer, n: number, from: SignedEvent | null = nul
  * (and fork heads) of every other feed, highest lamport first, at most LIMITS.maxDeps.
  * Refuses when the own feed is frozen, as Replica.append does.
  */
-export function nextEvent<T extends EventType> (log: MergedLog, signer: Signer, type: T, body: BodyOf<T>, time = 1_700_000_000): SignedEvent {
+export function nextEvent<T extends EventType> (log: MergedLog, signer: Signer, type: T, body: BodyOf<T>, time = 1_700_000_000, opts: { lamportDelta?: number, net?: Uint8Array } = {}): SignedEvent {
   const me = toHex(signer.publicKey)
   if (log.freezeSeq(me) !== undefined) throw new WeftError('ERR_AUTHOR_FROZEN', 'own feed is forked')
   const seq = log.maxSeqOf(me) + 1
@@ -89,10 +89,10 @@ export function nextEvent<T extends EventType> (log: MergedLog, signer: Signer, 
   }
   heads.sort((a, b) => b.fields.lamport - a.fields.lamport)
   const deps = heads.slice(0, LIMITS.maxDeps)
-  const lamport = Math.max(prevEv?.fields.lamport ?? 0, ...deps.map((d) => d.fields.lamport)) + 1
+  const lamport = Math.max(prevEv?.fields.lamport ?? 0, ...deps.map((d) => d.fields.lamport)) + 1 + (opts.lamportDelta ?? 0)
   return signEvent({
     v: 1,
-    net: log.net,
+    net: opts.net ?? log.net,
     author: signer.publicKey,
     seq,
     prev: prevEv?.id ?? null,
