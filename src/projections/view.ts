@@ -4,7 +4,7 @@ import { deriveRoles, type ClusterRolesView, type K3sRole } from './roles.js'
 import { leaseOf, type ClaimStatus, type Lease } from './ipam.js'
 import { deriveRoutes, type Route, type RouteConflict } from './routes.js'
 import { deriveServices, type ServicesView } from './services.js'
-import { deriveDns, type DnsRecord } from './dns.js'
+import { deriveDns, hostLabel, type DnsRecord } from './dns.js'
 import type { SettingsState } from './settings.js'
 
 export interface MemberView {
@@ -57,7 +57,8 @@ export function networkView (s: NetworkState): NetworkView {
   })
   const records = [...dns.records.values()].flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
   const nameOf = (host: string, cluster: string): string | undefined => {
-    const name = `${host.toLowerCase()}.${cluster}.${settings.zone}`
+    const name = `${hostLabel(host)}.${cluster}.${dns.zone}`
+    // A member that lost a duplicate hostname, or has an invalid one, has no name.
     return dns.records.has(name) ? name : undefined
   }
   const hostOf = new Map(active.map((m) => [m.author, m.hostname]))
