@@ -16,6 +16,7 @@ import { Replica } from '../../src/adapters/replica.js'
 import { canonicalEncode } from '../../src/log/cbor.js'
 import { compareEvents, signingInput, type SignedEvent } from '../../src/log/event.js'
 import { isWeftError, type WeftErrorCode } from '../../src/log/errors.js'
+import { toHex } from '../../src/log/bytes.js'
 import { networkIdBytes } from '../../src/log/token.js'
 import type { BodyOf, EventType } from '../../src/log/bodies.js'
 import type { EventDb } from '../../src/log/store.js'
@@ -107,8 +108,14 @@ export const equivocatorArb = fc.record({
   const feed = chain(E, base, null, 'base')
   const all = [...feed]
   branches.forEach(({ from, len }, i) => {
-    // Fork off any event so far (or from nothing: a fork at seq 1).
-    const at = all.length === 0 ? null : (from % (all.length + 1) === all.length ? null : all[from % (all.length + 1)] as SignedEvent)
+    // The first branch extends the base; each later one forks off an event that already has a
+    // child (or off nothing: a second seq 1), so every branch after the first is a real fork.
+    let at: SignedEvent | null = all[all.length - 1] ?? null
+    if (i > 0) {
+      const parents = new Set(all.map((e) => (e.fields.prev === null ? 'root' : toHex(e.fields.prev))))
+      const points: Array<SignedEvent | null> = [null, ...all.filter((e) => parents.has(e.idHex))]
+      at = points[from % points.length] ?? null
+    }
     all.push(...chain(E, len, at, 'b'.repeat(i + 1)))
   })
   return all
