@@ -1,5 +1,6 @@
-import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { chmod, link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { generateIdentity, identityFromPem, type NodeIdentity } from '../log/identity.js'
 import { WeftError } from '../log/errors.js'
 
@@ -12,13 +13,17 @@ export const IDENTITY_FILE = 'identity.key'
 export async function loadOrCreateIdentity (dataDir: string): Promise<NodeIdentity> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const path = join(dataDir, IDENTITY_FILE)
-  let mode: number
   try {
-    mode = (await stat(path)).mode
+    await stat(path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     return await create(path)
   }
+  return await load(path)
+}
+
+async function load (path: string): Promise<NodeIdentity> {
+  const mode = (await stat(path)).mode
   if ((mode & 0o077) !== 0) {
     throw new WeftError('ERR_KEY_PERMISSIONS', `${path} is readable by others (mode ${(mode & 0o777).toString(8)}); run "chmod 600 ${path}" if it has not leaked, or delete it to make a new identity`)
   }
@@ -30,16 +35,43 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<NodeIdenti
   }
 }
 
+/**
+ * Write the key to a private temporary file, fsync it, then hard-link it into place: the key
+ * file appears complete or not at all (a crash mid-write never leaves an empty key that would
+ * block every later start), and linking never replaces a key another process just created —
+ * that one is loaded instead.
+ */
 async function create (path: string): Promise<NodeIdentity> {
   const id = generateIdentity()
-  // 'wx': never overwrite a key another process just created.
-  const fh = await open(path, 'wx', 0o600)
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  const fh = await open(tmp, 'wx', 0o600)
   try {
     await fh.writeFile(id.exportPem())
     await fh.sync()
   } finally {
     await fh.close()
   }
-  await chmod(path, 0o600)
+  try {
+    await chmod(tmp, 0o600)
+    await link(tmp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await load(path)
+    throw err
+  } finally {
+    await unlink(tmp).catch(() => undefined)
+  }
+  await syncDir(dirname(path))
   return id
+}
+
+async function syncDir (dir: string): Promise<void> {
+  let fh
+  try {
+    fh = await open(dir, 'r')
+    await fh.sync()
+  } catch {
+    // Not every platform can fsync a directory; the key file itself is already synced.
+  } finally {
+    await fh?.close()
+  }
 }

@@ -23,11 +23,35 @@ export function canonicalEncode (value: unknown): Uint8Array {
   return encode(stripUndefined(value), rfc8949EncodeOptions)
 }
 
+/**
+ * Accepts every well-formed CBOR item the strict pass refuses for form only (non-minimal
+ * integers and lengths, indefinite lengths, duplicate or non-string map keys, undefined,
+ * big integers, NaN and infinities): used only to tell "not canonical" from "not CBOR".
+ */
+const LENIENT_DECODE_OPTIONS = {
+  strict: false,
+  rejectDuplicateMapKeys: false,
+  allowIndefinite: true,
+  allowUndefined: true,
+  allowInfinity: true,
+  allowNaN: true,
+  allowBigInt: true,
+  useMaps: true
+} as const
+
 export function canonicalDecode (bytes: Uint8Array): unknown {
   let value: unknown
   try {
     value = decode(bytes, DECODE_OPTIONS)
   } catch (err) {
+    let wellFormed = false
+    try {
+      decode(bytes, LENIENT_DECODE_OPTIONS)
+      wellFormed = true
+    } catch {}
+    if (wellFormed) {
+      throw new WeftError('ERR_NOT_CANONICAL', `CBOR is not in canonical (deterministic) form: ${(err as Error).message}`)
+    }
     throw new WeftError('ERR_NOT_CBOR', `not valid CBOR: ${(err as Error).message}`)
   }
   let again: Uint8Array

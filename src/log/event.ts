@@ -82,6 +82,11 @@ export function signEvent (fields: EventFields, signer: Signer): SignedEvent {
   }
   const body = parseBody(fields.type, fields.body)
   const normal = { ...fields, body, deps: [...fields.deps].sort(compareBytes) } as EventFields
+  // The same header check openEnvelope makes, so nothing signed here is refused by a peer.
+  const h = Header.safeParse(normal)
+  if (!h.success) {
+    throw new WeftError('ERR_BAD_FIELD', `malformed event header: ${formatZodIssues(h.error)}`)
+  }
   checkHeaderRules(normal)
   const bytes = canonicalEncode(normal)
   const sig = signer.sign(signingInput(normal.net, bytes))
@@ -121,8 +126,11 @@ function checkHeaderRules (f: EventFields): void {
   if ((f.seq === 1) !== (f.prev === null)) {
     throw new WeftError('ERR_BAD_CHAIN', f.seq === 1 ? 'the first event of a feed (seq 1) must have prev = null' : `event seq ${f.seq} must name its previous event in prev`)
   }
-  if (f.lamport < f.deps.length) {
-    throw new WeftError('ERR_BAD_LAMPORT', 'lamport is lower than possible for its deps')
+  // A cheap lower bound that every causally valid event meets (lamport grows by at least one
+  // along prev, and any parent has lamport >= 1); the exact rule needs the parents (merged log).
+  const minLamport = Math.max(f.seq, f.deps.length > 0 ? 2 : 1)
+  if (f.lamport < minLamport) {
+    throw new WeftError('ERR_BAD_LAMPORT', `lamport ${f.lamport} is lower than possible for seq ${f.seq} with ${f.deps.length} deps (at least ${minLamport})`)
   }
 }
 
