@@ -1,0 +1,137 @@
+import { MergedLog } from '../crdt/merged-log.js'
+import { describeForkProof } from '../crdt/fork-proof.js'
+import { toHex } from '../log/bytes.js'
+import { isWeftError } from '../log/errors.js'
+import { openEnvelope, type SignedEvent } from '../log/event.js'
+import { Ed25519Verifier } from '../log/identity.js'
+import { openStore } from './data-dir.js'
+import { EXIT_CHECK_FAILED, EXIT_OK } from './errors.js'
+import { out, plural, printJson, progress, shortId, table } from './output.js'
+
+export interface Problem {
+  /** The event concerned (full hex id), or null for store-wide problems. */
+  id: string | null
+  /** For a fork: the other event at the same (author, seq). */
+  otherId?: string
+  code: string
+  message: string
+}
+
+const ORDER_KEY = /^o!([0-9a-f]{13})!([0-9a-f]{64})!([0-9a-f]{13})!([0-9a-f]{64})$/
+
+/**
+ * `weft log verify`: trusts nothing the store says. Every envelope named by the order index is
+ * re-opened with full validation (canonical CBOR, header, network, body schema, signature), its
+ * hash must equal the id it is stored under, and the index entry must match the event. Then all
+ * valid events are re-ingested into a fresh MergedLog, which applies the chain and lamport rules
+ * and detects forks. Finally the stored frontier is compared with the recomputed one.
+ */
+export async function logVerify (o: { dataDir: string, json: boolean }): Promise<number> {
+  const s = await openStore(o.dataDir)
+  const problems: Problem[] = []
+  const verifier = new Ed25519Verifier()
+  const opened: SignedEvent[] = []
+  let indexed = 0
+  let stored = 0
+  const p = progress('verifying')
+  try {
+    stored = await s.store.count()
+    const seen = new Set<string>()
+    const authors = new Set<string>()
+    for await (const rawKey of s.db.keys({ gt: 'o!', lt: 'o"' })) {
+      const key = typeof rawKey === 'string' ? rawKey : new TextDecoder().decode(rawKey)
+      indexed++
+      p.tick(indexed, stored)
+      const m = ORDER_KEY.exec(key)
+      if (m === null) {
+        problems.push({ id: null, code: 'ERR_STORE', message: `malformed order index key ${JSON.stringify(key.slice(0, 120))}` })
+        continue
+      }
+      const [, lamportHex, authorHex, seqHex, id] = m as unknown as [string, string, string, string, string]
+      if (seen.has(id)) {
+        problems.push({ id, code: 'ERR_STORE', message: 'the order index names this event twice' })
+        continue
+      }
+      seen.add(id)
+      authors.add(authorHex)
+      const envelope = await s.db.get(`e!${id}`)
+      if (envelope === undefined) {
+        problems.push({ id, code: 'ERR_STORE', message: 'the order index names this event but its envelope is missing' })
+        continue
+      }
+      let e: SignedEvent
+      try {
+        e = openEnvelope(envelope, s.net, verifier)
+      } catch (err) {
+        problems.push({ id, code: isWeftError(err) ? err.code : 'ERR_BAD_ENVELOPE', message: (err as Error).message })
+        continue
+      }
+      if (e.idHex !== id) {
+        problems.push({ id, code: 'ERR_BAD_ID', message: `stored under id ${shortId(id)} but its bytes hash to ${shortId(e.idHex)}` })
+        continue
+      }
+      if (e.authorHex !== authorHex || e.fields.seq !== Number.parseInt(seqHex, 16) || e.fields.lamport !== Number.parseInt(lamportHex, 16)) {
+        problems.push({ id, code: 'ERR_STORE', message: 'the order index entry does not match the event (author, seq or lamport)' })
+        continue
+      }
+      opened.push(e)
+    }
+    if (stored !== seen.size) {
+      problems.push({ id: null, code: 'ERR_STORE', message: `${stored} envelopes are stored but the order index names ${seen.size}` })
+    }
+
+    // Chain, lamport and fork rules: exactly what a replica applies on ingest.
+    const log = new MergedLog({ net: s.net, verifier, maxPending: Number.MAX_SAFE_INTEGER })
+    const res = log.ingest(opened)
+    const rejected = new Set<string>()
+    for (const r of res.rejected) {
+      const rid = r.id ?? opened[r.index]?.idHex ?? null
+      if (rid !== null) rejected.add(rid)
+      problems.push({ id: rid, code: r.code, message: r.message })
+    }
+    for (const e of opened) {
+      if (log.has(e.idHex) || rejected.has(e.idHex)) continue
+      const missing = [e.fields.prev, ...e.fields.deps].filter((x): x is Uint8Array => x !== null).map(toHex).filter((x) => !log.has(x))
+      problems.push({ id: e.idHex, code: 'ERR_MISSING_PARENT', message: `parent ${missing.map(shortId).join(', ') || '?'} is missing or invalid` })
+    }
+    for (const proof of log.forks().values()) {
+      problems.push({ id: proof.a.idHex, otherId: proof.b.idHex, code: 'ERR_FORK', message: `${describeForkProof(proof)}; the author is frozen from seq ${proof.seq}` })
+    }
+
+    // The stored frontier is derived data: compare it only when the events themselves are sound.
+    if (problems.length === 0) problems.push(...compareFrontiers(await s.store.frontier(), log))
+
+    p.done()
+    const summary = { ok: problems.length === 0, network: s.netHex, events: indexed, valid: log.size, authors: authors.size, forks: log.forks().size, problems }
+    if (o.json) {
+      printJson(summary)
+    } else {
+      if (problems.length > 0) {
+        out(table(['EVENT', 'CODE', 'PROBLEM'], problems.map((q) => [q.id ?? '-', q.code, q.message])))
+        out()
+      }
+      out(`${problems.length === 0 ? 'ok' : 'FAILED'}: ${plural(indexed, 'event')} checked, ${log.size} valid, ${plural(summary.authors, 'author')}, forks: ${summary.forks}, ${plural(problems.length, 'problem')}`)
+    }
+    return problems.length === 0 ? EXIT_OK : EXIT_CHECK_FAILED
+  } finally {
+    p.done()
+    await s.close()
+  }
+}
+
+function compareFrontiers (stored: Map<string, { seq: number, head: string, forks: string[] }>, log: MergedLog): Problem[] {
+  const out: Problem[] = []
+  const computed = log.frontier()
+  for (const [author, c] of computed) {
+    const st = stored.get(author)
+    if (st === undefined) {
+      out.push({ id: c.head, code: 'ERR_STORE', message: `no stored frontier entry for author ${author.slice(0, 12)}` })
+    } else if (st.seq !== c.seq || st.head !== c.head || [...st.forks].sort().join() !== [...c.forks].sort().join()) {
+      out.push({ id: c.head, code: 'ERR_STORE', message: `stored frontier of author ${author.slice(0, 12)} (seq ${st.seq}, head ${shortId(st.head)}) differs from the events (seq ${c.seq}, head ${shortId(c.head)})` })
+    }
+  }
+  for (const author of stored.keys()) {
+    if (!computed.has(author)) out.push({ id: null, code: 'ERR_STORE', message: `stored frontier names author ${author.slice(0, 12)} which has no valid events` })
+  }
+  return out
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
+import { EXIT_OK, EXIT_USAGE, oneLine, run } from './errors.js'
+import { flush } from './output.js'
+import { intParser, jsonOption } from './options.js'
+import { registerToken } from './token.js'
+import { registerLog } from './log.js'
+
+/**
+ * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
+ * in ./output.ts and ./errors.ts (0 ok, 1 a check failed, 2 usage or input error).
+ */
+function version (): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+export function buildProgram (): Command {
+  const program = new Command('weft')
+    .description('Weft: a private network of machines and Kubernetes clusters, with no hub')
+    .version(version(), '-V, --version')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      // Commander's own errors ("error: unknown option '--x'") become "weft: unknown option '--x'".
+      outputError: (str, write) => { write(`weft: ${oneLine(str.replace(/^error: /, ''))}\n`) }
+    })
+
+  registerToken(program)
+  registerLog(program)
+
+  jsonOption(program.command('demo').description('run an in-process demo: several nodes write events, exchange them in random order and converge')
+    .option('--nodes <n>', 'number of nodes', intParser(1), 4)
+    .option('--seed <n>', 'random seed (default: random)', intParser(0)), 'print the converged state as JSON')
+    .action(async (opts: { nodes: number, seed?: number, json: boolean }) => {
+      await run(async () => await (await import('./demo.js')).runDemo(opts))
+    })
+
+  return program
+}
+
+async function main (argv: string[]): Promise<void> {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    // `weft log cat | head`: the reader went away; that is not an error.
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? EXIT_OK)
+    throw err
+  })
+  try {
+    await buildProgram().parseAsync(argv)
+  } catch (err) {
+    flush()
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; every parse error (already printed) exits 2.
+      process.exitCode = err.exitCode === 0 ? EXIT_OK : EXIT_USAGE
+      return
+    }
+    await run(() => { throw err })
+  }
+}
+
+await main(process.argv)
