@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { decodeForkProof, describeForkProof, encodeForkProof, makeForkProof } from '../../src/crdt/fork-proof.js'
 import { canonicalEncode } from '../../src/log/cbor.js'
+import { decodeFrontier, encodeFrontier } from '../../src/crdt/frontier.js'
 import type { SignedEvent } from '../../src/log/event.js'
 import { networkIdBytes } from '../../src/log/token.js'
 import { IDS, NET, chain, envelopes, freshFold, frontierHex, idSet, joinBody, mk, newLog, rng, shuffle, stateJson, syncPair, verifier } from './helpers.js'
@@ -172,5 +173,27 @@ describe('fork proofs', () => {
     for (const r of [r1, r2, r3]) expect(r.size).toBe(26)
     for (const r of [r1, r2, r3]) expect(r.freezeSeq(E.authorHex)).toBe(5)
     expect(new Set([r1, r2, r3].map(frontierHex)).size).toBe(1)
+  })
+
+  it('an author with more fork heads than a frontier may list still encodes, decodes and converges', () => {
+    // 70 different seq-1 events by one key: 70 tips, more than the 64 fork heads a frontier carries.
+    const twins = Array.from({ length: 70 }, (_, i) => mk(E, { body: { addr: `10.7.${Math.floor(i / 200)}.${i % 200}` } }))
+    const tail = chain(E, 3, twins[0]!, 'tail')
+    const r1 = newLog()
+    const r2 = newLog()
+    r1.ingest(envelopes([...twins.slice(0, 45), ...tail]))
+    r2.ingest(envelopes(twins.slice(30)))
+    const wire = (l: typeof r1): ReturnType<typeof decodeFrontier> => decodeFrontier(encodeFrontier(l.frontier()))
+    expect(() => wire(r1)).not.toThrow()
+    expect(wire(r1).get(E.authorHex)?.forks).toHaveLength(44)
+    for (let round = 0; round < 10; round++) {
+      r2.ingest(envelopes(r1.missingFor(wire(r2))))
+      r1.ingest(envelopes(r2.missingFor(wire(r1))))
+    }
+    expect(wire(r1).get(E.authorHex)?.forks).toHaveLength(64)
+    expect(idSet(r1)).toHaveLength(73)
+    expect(idSet(r2)).toEqual(idSet(r1))
+    expect(r1.freezeSeq(E.authorHex)).toBe(1)
+    expect(r2.forks().get(E.authorHex)?.a.idHex).toBe(r1.forks().get(E.authorHex)?.a.idHex)
   })
 })
