@@ -40,6 +40,6 @@ describe('invalid events never enter', () => {
       } finally {
         await closeAll(o)
       }
-    }), { numRuns: 25 })
+    }), { numRuns: 40 })
   })
 })

@@ -42,6 +42,6 @@ describe('equivocating authors', () => {
       } finally {
         await closeAll(o)
       }
-    }), { numRuns: 20 })
+    }), { numRuns: 40 })
   })
 })

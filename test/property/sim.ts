@@ -21,6 +21,10 @@ import { networkIdBytes } from '../../src/log/token.js'
 import type { BodyOf, EventType } from '../../src/log/bodies.js'
 import type { EventDb } from '../../src/log/store.js'
 import { memoryDb } from '../support/fixtures.js'
+import { openLevel } from '../../src/adapters/level-db.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   IDS, NET, chain, envelopes, foldReducers, freshFold, frontierHex, idSet, joinBody, nextEvent, rng, shuffle, stateJson, verifier
 } from '../crdt/helpers.js'
@@ -227,13 +231,23 @@ export class PureNode implements SimNode {
   async close (): Promise<void> {}
 }
 
-/** A durable Replica on memory-level; restart closes it and reopens the same database. */
+/**
+ * A durable Replica. On memory-level (the default) a restart closes it and reopens the same
+ * database instance, whose data survives close/open; with `classic` it runs on LevelDB in a
+ * temporary directory and a restart reopens the directory.
+ */
 export class ReplicaNode implements SimNode {
-  private constructor (private replica: Replica<typeof foldReducers>, private readonly db: EventDb, private readonly writer: number) {}
+  private constructor (private replica: Replica<typeof foldReducers>, private readonly reopen: () => Promise<EventDb>, private readonly writer: number, private readonly cleanup: () => Promise<void>) {}
 
-  static async create (writer: number): Promise<ReplicaNode> {
+  static async create (writer: number, opts: { classic?: boolean } = {}): Promise<ReplicaNode> {
+    if (opts.classic === true) {
+      const dir = await mkdtemp(join(tmpdir(), 'weft-prop-'))
+      const reopen = async (): Promise<EventDb> => await openLevel(dir)
+      return new ReplicaNode(await ReplicaNode.openOn(await reopen(), writer), reopen, writer, async () => await rm(dir, { recursive: true, force: true }))
+    }
     const db = memoryDb()
-    return new ReplicaNode(await ReplicaNode.openOn(db, writer), db, writer)
+    const reopen = async (): Promise<EventDb> => { await db.open(); return db }
+    return new ReplicaNode(await ReplicaNode.openOn(db, writer), reopen, writer, async () => {})
   }
 
   private static async openOn (db: EventDb, writer: number): Promise<Replica<typeof foldReducers>> {
@@ -259,8 +273,7 @@ export class ReplicaNode implements SimNode {
     const frontier = frontierHex(this.log)
     const stateBefore = stateJson(this.states())
     await this.replica.close()
-    await this.db.open()
-    this.replica = await ReplicaNode.openOn(this.db, this.writer)
+    this.replica = await ReplicaNode.openOn(await this.reopen(), this.writer)
     expect(idSet(this.log)).toEqual(before)
     expect(frontierHex(this.log)).toBe(frontier)
     expect(stateJson(this.states())).toBe(stateBefore)
@@ -268,7 +281,10 @@ export class ReplicaNode implements SimNode {
   }
 
   states (): States { return this.replica.states() }
-  async close (): Promise<void> { await this.replica.close() }
+  async close (): Promise<void> {
+    await this.replica.close()
+    await this.cleanup()
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
