@@ -75,7 +75,7 @@ export async function openReplica (dataDir: string, opts: { create?: Uint8Array,
   }
   let replica: Replica<CliReducers>
   try {
-    replica = await Replica.open({ db, net, reducers: cliReducers, maxPending: opts.maxPending })
+    replica = await Replica.open({ db, net, reducers: cliReducers(), maxPending: opts.maxPending })
   } catch (err) {
     await db.close()
     if (isWeftError(err)) throw err

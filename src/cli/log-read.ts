@@ -20,7 +20,7 @@ export async function logLs (o: DirOpts): Promise<number> {
   const self = await ownAuthor(o.dataDir)
   return await withReplica(o.dataDir, async ({ replica, netHex }) => {
     const log = replica.log
-    const active = replica.states().members.active
+    const active = replica.states().network.members.active
     const frontier = log.frontier()
     const counts = new Map<string, number>()
     for (const e of log.events()) counts.set(e.authorHex, (counts.get(e.authorHex) ?? 0) + 1)

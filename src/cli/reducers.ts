@@ -1,9 +1,12 @@
-import { members } from '../projections/members.js'
+import { networkReducer } from '../projections/network.js'
 
 /**
  * The projections the CLI folds: the ONE place to add a reducer. `weft log state` renders each
  * key with the renderer registered for it in ./render-state.ts, or as generic JSON.
+ * A function, because the network reducer keeps a per-replica event locator.
  */
-export const cliReducers = { members }
+export function cliReducers (): { network: ReturnType<typeof networkReducer> } {
+  return { network: networkReducer() }
+}
 
-export type CliReducers = typeof cliReducers
+export type CliReducers = ReturnType<typeof cliReducers>

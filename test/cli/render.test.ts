@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
 import { registerRenderer, renderStates, statesJson } from '../../src/cli/render-state.js'
-import { cliReducers } from '../../src/cli/reducers.js'
 import { stableStringify, table } from '../../src/cli/output.js'
 
 describe('state rendering', () => {
@@ -14,7 +13,7 @@ describe('state rendering', () => {
 
   it('uses a registered renderer for its key, and the members renderer for members', () => {
     registerRenderer<{ n: number }>('counter', { title: 'counter', human: (s) => `count is ${s.n}` })
-    const members = cliReducers.members.initial()
+    const members = { active: new Map(), departed: new Map() }
     expect(renderStates({ counter: { n: 3 }, members })).toBe('counter:\ncount is 3\n\nmembers:\n(no members)')
   })
 
