@@ -149,5 +149,5 @@ describe('kill -9 durability (classic-level)', () => {
     const final = await verifyStore(dir, allAcked)
     expect(final.mine).toBe(expected.mine)
     expect(final.total).toBeGreaterThanOrEqual(new Set(allAcked.map((a) => a.id)).size)
-  })
+  }, 150_000)
 })

@@ -88,6 +88,8 @@ export interface Scenario {
   steps: Step[]
   /** Batch limit of missingFor in the final exchange (0 = unbounded). */
   finalLimit: number
+  /** missingFor's fork window (how far below an unknown remote head a forked feed is resent). */
+  forkWindow?: number
   /** Events of an equivocating author (IDS[7]), delivered by 'inject' steps and at the end to everyone. */
   equivocator: SignedEvent[]
 }
@@ -157,6 +159,7 @@ export function scenarioArb (o: ScenarioOptions = {}): fc.Arbitrary<Scenario> {
       writer,
       steps: fc.array(fc.oneof(...steps), { minLength: o.minSteps ?? 10, maxLength: o.maxSteps ?? 80, size: 'max' }),
       finalLimit: fc.constantFrom(0, 0, 2, 5),
+      forkWindow: fc.constantFrom(1, 2, 8, 64),
       equivocator: o.equivocator === true ? equivocatorArb : fc.constant([])
     })
   })
@@ -316,9 +319,9 @@ function expectOnlyLateLamportRejections (res: IngestResult): void {
 }
 
 /** One anti-entropy round from `from` to `to`: frontier diff, then the parents `to` still waits for. */
-async function antiEntropy (from: SimNode, to: SimNode, limit: number): Promise<number> {
+async function antiEntropy (from: SimNode, to: SimNode, limit: number, forkWindow = 64): Promise<number> {
   let moved = 0
-  const batch = from.log.missingFor(to.log.frontier(), limit > 0 ? limit : Number.POSITIVE_INFINITY)
+  const batch = from.log.missingFor(to.log.frontier(), limit > 0 ? limit : Number.POSITIVE_INFINITY, forkWindow)
   if (batch.length > 0) {
     const res = await to.ingest(envelopes(batch))
     expectOnlyLateLamportRejections(res)
@@ -437,8 +440,8 @@ export async function runScenario (scn: Scenario, make: (writer: number) => Prom
       }
       case 'sync':
         if (step.a !== step.b && together(step.a, step.b)) {
-          await antiEntropy(nodes[step.a]!, nodes[step.b]!, step.limit)
-          await antiEntropy(nodes[step.b]!, nodes[step.a]!, step.limit)
+          await antiEntropy(nodes[step.a]!, nodes[step.b]!, step.limit, scn.forkWindow)
+          await antiEntropy(nodes[step.b]!, nodes[step.a]!, step.limit, scn.forkWindow)
         }
         break
       case 'partition':
@@ -478,7 +481,7 @@ export async function runScenario (scn: Scenario, make: (writer: number) => Prom
     let moved = 0
     for (let i = 0; i < nodes.length; i++) {
       for (let j = 0; j < nodes.length; j++) {
-        if (i !== j) moved += await antiEntropy(nodes[i]!, nodes[j]!, scn.finalLimit)
+        if (i !== j) moved += await antiEntropy(nodes[i]!, nodes[j]!, scn.finalLimit, scn.forkWindow)
       }
     }
     rounds++
