@@ -184,8 +184,15 @@ export function compareEvents (a: SignedEvent, b: SignedEvent): number {
  * `weft log verify` re-checks everything with `openEnvelope`.
  */
 export function openTrusted (envelope: Uint8Array, net: Uint8Array): SignedEvent {
-  const [bytes, sig] = decode(envelope) as [Uint8Array, Uint8Array]
-  const fields = decode(bytes) as EventFields
+  let bytes: Uint8Array
+  let sig: Uint8Array
+  let fields: EventFields
+  try {
+    [bytes, sig] = decode(envelope) as [Uint8Array, Uint8Array]
+    fields = decode(bytes) as EventFields
+  } catch (err) {
+    throw new WeftError('ERR_STORE', `a stored event does not decode (${(err as Error).message}); the store is damaged: run "weft log verify"`)
+  }
   const id = eventId(net, bytes)
   return { fields, bytes, sig, id, idHex: toHex(id), authorHex: toHex(fields.author), envelope }
 }

@@ -56,15 +56,24 @@ export class EventStore {
     return await this.db.get(`e!${id}`)
   }
 
-  /** Every stored envelope in total order. */
+  /** Every stored envelope in total order; read in chunks (one getMany per 1,000 keys). */
   async * envelopesInOrder (): AsyncGenerator<{ id: string, envelope: Uint8Array }> {
+    let ids: string[] = []
+    const flush = async function * (this: EventStore, chunk: string[]): AsyncGenerator<{ id: string, envelope: Uint8Array }> {
+      const values = await this.db.getMany(chunk.map((id) => `e!${id}`))
+      for (let i = 0; i < chunk.length; i++) {
+        const envelope = values[i]
+        const id = chunk[i] as string
+        if (envelope === undefined) throw new WeftError('ERR_STORE', `order index names ${id} but the event is missing: the store is damaged`)
+        yield { id, envelope }
+      }
+    }
     for await (const key of this.db.keys({ gt: 'o!', lt: 'o"' })) {
       const k = typeof key === 'string' ? key : new TextDecoder().decode(key)
-      const id = k.slice(k.lastIndexOf('!') + 1)
-      const envelope = await this.db.get(`e!${id}`)
-      if (envelope === undefined) throw new WeftError('ERR_STORE', `order index names ${id} but the event is missing: the store is damaged`)
-      yield { id, envelope }
+      ids.push(k.slice(k.lastIndexOf('!') + 1))
+      if (ids.length >= 1000) { yield * flush.call(this, ids); ids = [] }
     }
+    if (ids.length > 0) yield * flush.call(this, ids)
   }
 
   /**
@@ -72,8 +81,11 @@ export class EventStore {
    * otherwise the store is trusted, since only validated events were written.
    */
   async * eventsInOrder (net: Uint8Array, verifier: Verifier | undefined): AsyncGenerator<SignedEvent> {
-    for await (const { envelope } of this.envelopesInOrder()) {
-      yield verifier === undefined ? openTrusted(envelope, net) : openEnvelope(envelope, net, verifier)
+    for await (const { id, envelope } of this.envelopesInOrder()) {
+      const e = verifier === undefined ? openTrusted(envelope, net) : openEnvelope(envelope, net, verifier)
+      // The id is recomputed anyway: an envelope under the wrong key means a damaged store.
+      if (e.idHex !== id) throw new WeftError('ERR_STORE', `event stored under ${id} hashes to ${e.idHex}: the store is damaged; run "weft log verify"`)
+      yield e
     }
   }
 

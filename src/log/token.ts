@@ -36,7 +36,7 @@ export function formatToken (token: NetworkToken): string {
 export function parseToken (text: string): NetworkToken {
   const t = text.trim()
   if (!t.startsWith(TOKEN_PREFIX)) {
-    throw new WeftError('ERR_TOKEN_PREFIX', `not a Weft token: it must start with "${TOKEN_PREFIX}" (got "${t.slice(0, 5)}…"); create one with "weft token new"`)
+    throw new WeftError('ERR_TOKEN_PREFIX', `not a Weft token: it must start with "${TOKEN_PREFIX}" (check that the whole token was copied); create one with "weft token new"`)
   }
   let raw: Uint8Array
   try {
