@@ -19,7 +19,7 @@ function line (metric: string, value: number, unit: string, target?: string): vo
  * route advertisements and withdrawals, service exports, role claims and settings edits; each
  * event depends on the heads of two other authors, so lamport orders interleave.
  */
-function generate (count: number, authors = 100): SignedEvent[] {
+export function generate (count: number, authors = 100): SignedEvent[] {
   const ids: NodeIdentity[] = []
   for (let i = 0; i < authors; i++) ids.push(identityFromSeed(new Uint8Array(32).fill(0).map((_, j) => (j === 0 ? i + 1 : j === 1 ? 77 : 0))))
   const heads: Array<SignedEvent | undefined> = new Array(authors).fill(undefined)

@@ -5,6 +5,9 @@ import { toHex } from '../log/bytes.js'
 export type EventLocator = Map<string, { author: string, seq: number }>
 
 /**
+ * `observeFollowers` returns whether any target gained a follower: stability can only change
+ * then (or when membership changes), so the roles projection settles only on those events.
+ *
  * For a few watched events, the first seq of each author's feed that is or causally follows
  * it. A feed is a chain, so once an author's event follows a target all its later ones do:
  * one number per author answers "has this node seen it?". Events are observed in the log's
@@ -16,8 +19,12 @@ export function watch (f: Followers, target: SignedEvent): void {
   if (!f.has(target.idHex)) f.set(target.idHex, new Map([[target.authorHex, target.fields.seq]]))
 }
 
-export function observeFollowers (f: Followers, e: SignedEvent, locate: EventLocator): void {
-  if (f.size === 0) return
+/** How observeFollowers finds a parent: (author, seq) of a folded event, or undefined. */
+export interface Locate { get (id: string): { author: string, seq: number } | undefined }
+
+export function observeFollowers (f: Followers, e: SignedEvent, locate: Locate): boolean {
+  if (f.size === 0) return false
+  let changed = false
   for (const [target, first] of f) {
     if (first.has(e.authorHex)) continue
     for (const d of e.fields.deps) {
@@ -27,10 +34,12 @@ export function observeFollowers (f: Followers, e: SignedEvent, locate: EventLoc
       const s = id === target ? 0 : first.get(at.author)
       if (s !== undefined && s <= at.seq) {
         first.set(e.authorHex, e.fields.seq)
+        changed = true
         break
       }
     }
   }
+  return changed
 }
 
 export function cloneFollowers (f: Followers): Followers {

@@ -104,6 +104,7 @@ export function leaseProblem (cidr: Cidr, addr: string): string | undefined {
 export function candidateAddress (authorHex: string, cidr: Cidr, attempt: number): string {
   const size = cidrSize(cidr)
   const usable = cidr.family === 4 ? size - 2n : size - 1n
+  if (usable <= 0n) throw new WeftError('ERR_BAD_INPUT', `${cidr.text} has no address to lease`)
   const h = createHash('sha256').update(`weft-ipam/v1/${authorHex}/${attempt}`).digest()
   const n = BigInt('0x' + h.subarray(0, 16).toString('hex')) % usable
   return formatIp(cidr.family, cidr.base + 1n + n)

@@ -1,5 +1,5 @@
 import type { SignedEvent } from '../log/event.js'
-import { candidateAddress, cidrContains, leaseProblem, parseCidr, parseIp, type Cidr } from './ip.js'
+import { candidateAddress, cidrContains, formatIp, leaseProblem, parseCidr, parseIp, type Cidr } from './ip.js'
 import { positionOf, type Position } from './position.js'
 import type { Settings } from './settings.js'
 
@@ -23,16 +23,21 @@ export interface ClaimStatus {
 export interface IpamState {
   /** canonical address text → lease */
   leases: Map<string, Lease>
+  /**
+   * `${author}/${family}` → the address that member holds. Kept apart from `claims`: a claim
+   * that loses (or is invalid) is the latest claim, yet the member still holds its old lease.
+   */
+  held: Map<string, string>
   /** `${author}/${family}` → latest claim status */
   claims: Map<string, ClaimStatus>
 }
 
 export function initialIpam (): IpamState {
-  return { leases: new Map(), claims: new Map() }
+  return { leases: new Map(), held: new Map(), claims: new Map() }
 }
 
 export function cloneIpam (s: IpamState): IpamState {
-  return { leases: new Map(s.leases), claims: new Map(s.claims) }
+  return { leases: new Map(s.leases), held: new Map(s.held), claims: new Map(s.claims) }
 }
 
 function overlayFor (settings: Settings, family: 4 | 6): Cidr | undefined {
@@ -40,25 +45,34 @@ function overlayFor (settings: Settings, family: 4 | 6): Cidr | undefined {
   return text === null ? undefined : parseCidr(text)
 }
 
+/**
+ * One text per address (RFC 5952 for IPv6): "fd00::1", "fd00:0::1" and "FD00::0001" are the
+ * same address and must be the same lease key.
+ */
 function canonical (addr: string): { family: 4 | 6, text: string } | undefined {
   try {
     const ip = parseIp(addr)
-    return { family: ip.family, text: addr.toLowerCase() }
+    return { family: ip.family, text: formatIp(ip.family, ip.value) }
   } catch { return undefined }
 }
 
 export function leaseOf (s: IpamState, author: string, family: 4 | 6): Lease | undefined {
-  const c = s.claims.get(`${author}/${family}`)
-  if (c?.status !== 'held') return undefined
-  const l = s.leases.get(c.addr)
+  const addr = s.held.get(`${author}/${family}`)
+  if (addr === undefined) return undefined
+  const l = s.leases.get(addr)
   return l?.author === author ? l : undefined
+}
+
+function dropLease (s: IpamState, l: Lease): void {
+  s.leases.delete(l.addr)
+  s.held.delete(`${l.author}/${l.family}`)
 }
 
 export function releaseAll (s: IpamState, author: string, e: SignedEvent, reason: string): void {
   for (const family of [4, 6] as const) {
     const l = leaseOf(s, author, family)
     if (l === undefined) continue
-    s.leases.delete(l.addr)
+    dropLease(s, l)
     s.claims.set(`${author}/${family}`, { addr: l.addr, status: 'released', reason, at: positionOf(e) })
   }
 }
@@ -69,7 +83,12 @@ export function applyIpam (s: IpamState, e: SignedEvent, settings: Settings, isM
   if (f.type === 'ip.claim') {
     const at = positionOf(e)
     const c = canonical(f.body.addr)
-    if (c === undefined) return
+    if (c === undefined) {
+      // The log's schema admits forms this projection does not lease (IPv4-mapped IPv6, zones).
+      const family = f.body.addr.includes(':') ? 6 : 4
+      s.claims.set(`${e.authorHex}/${family}`, { addr: f.body.addr, status: 'invalid', reason: `"${f.body.addr}" is not a plain IPv${family} address`, at })
+      return
+    }
     const key = `${e.authorHex}/${c.family}`
     const status = (st: Omit<ClaimStatus, 'addr' | 'at'>): void => { s.claims.set(key, { addr: c.text, at, ...st }) }
     if (!isMember(e.authorHex)) { status({ status: 'invalid', reason: 'only members hold addresses: append node.join first' }); return }
@@ -82,17 +101,22 @@ export function applyIpam (s: IpamState, e: SignedEvent, settings: Settings, isM
       status({ status: 'lost', reason: `${c.text} is already held`, holder: holder.author })
       return
     }
-    if (holder?.author === e.authorHex) return
+    if (holder?.author === e.authorHex) {
+      // Its own address again (after a claim elsewhere that lost): the lease and its age stay.
+      status({ status: 'held' })
+      return
+    }
     const old = leaseOf(s, e.authorHex, c.family)
-    if (old !== undefined) s.leases.delete(old.addr)
+    if (old !== undefined) dropLease(s, old)
     s.leases.set(c.text, { author: e.authorHex, addr: c.text, family: c.family, since: at })
+    s.held.set(key, c.text)
     status({ status: 'held' })
   } else if (f.type === 'ip.release') {
     const c = canonical(f.body.addr)
     if (c === undefined) return
     const l = s.leases.get(c.text)
-    if (l?.author !== e.authorHex) return
-    s.leases.delete(c.text)
+    if (l === undefined || l.author !== e.authorHex) return
+    dropLease(s, l)
     s.claims.set(`${e.authorHex}/${c.family}`, { addr: c.text, status: 'released', reason: 'released by its holder', at: positionOf(e) })
   }
 }
@@ -103,7 +127,7 @@ export function revalidateLeases (s: IpamState, e: SignedEvent, settings: Settin
     const overlay = overlayFor(settings, l.family)
     const ip = parseIp(l.addr)
     if (overlay === undefined || !cidrContains(overlay, ip.family, ip.value) || leaseProblem(overlay, l.addr) !== undefined) {
-      s.leases.delete(l.addr)
+      dropLease(s, l)
       s.claims.set(`${l.author}/${l.family}`, { addr: l.addr, status: 'lost', reason: `the overlay is now ${overlay?.text ?? 'unset'}`, at: positionOf(e) })
     }
   }

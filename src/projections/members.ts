@@ -41,7 +41,10 @@ export const members: Reducer<MembersState> = {
     const f = e.fields
     switch (f.type) {
       case 'node.join': {
-        const prior = s.active.get(e.authorHex)
+        // A repeated join keeps its position; one that moves the node to another cluster is a new
+        // join there (it must not jump ahead of that cluster's earlier members).
+        const was = s.active.get(e.authorHex)
+        const prior = was?.cluster === f.body.cluster ? was : undefined
         s.departed.delete(e.authorHex)
         s.active.set(e.authorHex, {
           author: e.authorHex,

@@ -82,8 +82,16 @@ export function networkReducer (): Reducer<NetworkState> {
         if (v.overlayCidr !== before.overlayCidr || v.overlayCidr6 !== before.overlayCidr6) revalidateLeases(s.ipam, e, v)
       }
 
-      observeFollowers(s.roles.followers, e, locate)
-      applyRoles(s.roles, e, s.members, s.settings.values, touched)
+      // Trace causality only through parents in this fold's view (see RolesState.folded).
+      const folded = s.roles.folded
+      const followersChanged = observeFollowers(s.roles.followers, e, {
+        get: (id) => {
+          const at = locate.get(id)
+          return at !== undefined && at.seq <= (folded.get(at.author) ?? 0) ? at : undefined
+        }
+      })
+      if (f.seq > (folded.get(e.authorHex) ?? 0)) folded.set(e.authorHex, f.seq)
+      applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged)
 
       const isMember = (a: string): boolean => s.members.active.has(a)
       applyIpam(s.ipam, e, s.settings.values, isMember)

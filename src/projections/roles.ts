@@ -9,10 +9,11 @@ import { cloneFollowers, countFollowing, watch, type Followers } from './followe
  * master), up to `serverCount - 1` more join as servers, the rest as agents; members that asked
  * for `client` take no k3s role.
  *
- * A decision is made at an event (the deciding event) and is tentative until a majority of the
- * cluster's members have an event that is or causally follows it; then it is stable and locked:
- * later events in the order never change it (only `dynamicRoles` hands over when the master
- * leaves or is evicted).
+ * A decision is made at an event (the deciding event). It is stable while a majority of the
+ * cluster's current members have an event that is or causally follows it (re-evaluated at every
+ * step, so a member that joined concurrently makes it tentative again), tentative otherwise.
+ * Only a tentative decision changes; a stable one is kept (only `dynamicRoles` hands over when
+ * the master leaves or is evicted).
  */
 export type K3sRole = 'init' | 'server' | 'agent' | 'none'
 
@@ -37,16 +38,22 @@ export interface RolesState {
   followers: Followers
   /** Joins followed by a majority of their cluster. */
   stableJoins: Set<string>
+  /**
+   * author → highest seq of its feed folded so far. A parent is in the view only if its seq is
+   * at most this: events of an author frozen by a fork leave the view, and causality must not
+   * be traced through them (a replica that never folded them could not trace it).
+   */
+  folded: Map<string, number>
 }
 
 export function initialRoles (): RolesState {
-  return { clusters: new Map(), followers: new Map(), stableJoins: new Set() }
+  return { clusters: new Map(), followers: new Map(), stableJoins: new Set(), folded: new Map() }
 }
 
 export function cloneRoles (s: RolesState): RolesState {
   const clusters = new Map<string, ClusterRolesState>()
   for (const [k, c] of s.clusters) clusters.set(k, { ...c, forcedAt: new Map(c.forcedAt) })
-  return { clusters, followers: cloneFollowers(s.followers), stableJoins: new Set(s.stableJoins) }
+  return { clusters, followers: cloneFollowers(s.followers), stableJoins: new Set(s.stableJoins), folded: new Map(s.folded) }
 }
 
 function clusterOf (s: RolesState, name: string): ClusterRolesState {
@@ -66,10 +73,13 @@ export function clusterMembers (members: MembersState, cluster: string): Member[
 const eligible = (m: Member): boolean => m.role !== 'worker' && m.role !== 'client'
 
 /**
- * Called after members and settings have applied `e`. `departedCluster` names the cluster a
- * member just left (leave or evict) so its decision can react.
+ * Called after members and settings have applied `e`. `touched` names the clusters whose
+ * decision `e` may change (a join, claim, leave or eviction there, or a roles setting).
  */
-export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState, settings: Settings, touched: ReadonlySet<string>): void {
+export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState, settings: Settings, touched: ReadonlySet<string>, followersChanged = true): void {
+  // Stability only moves when a watched event gains a follower or membership changes: settling
+  // on every other event made a 100,000-event refold take over a minute.
+  let dirty = followersChanged || touched.size > 0
   const f = e.fields
   if (f.type === 'node.join' || f.type === 'role.claim') {
     const m = members.active.get(e.authorHex)
@@ -80,11 +90,12 @@ export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState
       } else {
         c.forcedAt.delete(e.authorHex)
       }
-      if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) watch(s.followers, e)
+      if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) { watch(s.followers, e); dirty = true }
     }
   }
   // Settle first so a decision that a new concurrent member just made tentative can be
   // reconsidered by this very event, then again to promote what this event decided.
+  if (!dirty) return
   settle(s, e, members)
   for (const name of touched) decide(s, clusterOf(s, name), name, e, members, settings)
   settle(s, e, members)
@@ -96,7 +107,10 @@ function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEve
   for (const a of [...c.forcedAt.keys()]) if (!present.has(a)) c.forcedAt.delete(a)
 
   if (c.master?.stableAt !== undefined) {
-    if (present.has(c.master.author)) return
+    if (present.has(c.master.author)) {
+      c.masterGone = false // it came back (a rejoin after a leave or an eviction)
+      return
+    }
     // A stable master left. Without dynamicRoles nothing flips: a human decides.
     if (!settings.dynamicRoles) { c.masterGone = true; return }
     const servers = serversFor(ms, undefined, c, settings.serverCount)
@@ -112,21 +126,33 @@ function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEve
   if (forced !== undefined) {
     wanted = { author: forced[0], how: 'forced', decidedAt: positionOf(e) }
   } else if (c.master !== undefined && present.has(c.master.author) && c.master.how !== 'forced') {
-    wanted = c.master // later joiners never displace a chosen master
+    // Later joiners never displace a chosen master, and neither does its own later request to
+    // be a worker or client: it may already act on the decision (stable once, re-evaluated to
+    // tentative by a concurrent join), so only a node that never saw it can reopen it.
+    wanted = c.master
   } else if (ms.filter((m) => m.role !== 'client').length >= settings.minNodes) {
     const first = ms.find(eligible)
     if (first !== undefined) wanted = { author: first.author, how: 'auto', decidedAt: positionOf(e) }
   }
   if (wanted === undefined) {
-    if (c.master !== undefined) s.followers.delete(c.master.decidedAt.id)
     c.master = undefined
     return
   }
-  if (c.master?.author !== wanted.author || c.master.how !== wanted.how) setMaster(s, c, wanted, e)
+  if (c.master?.author !== wanted.author) {
+    setMaster(s, c, wanted, e)
+  } else if (c.master.how !== wanted.how) {
+    // Same master, now also asked for (or no longer forced): the decision, and whoever has
+    // already seen it, stay; only how it is justified changes.
+    c.master = { ...c.master, how: wanted.how }
+  }
 }
 
+/**
+ * Watches are never dropped here: the deciding event may also be a join still being watched,
+ * or the deciding event of another cluster (one settings change can decide several). `settle`
+ * drops a watch once nothing needs it.
+ */
 function setMaster (s: RolesState, c: ClusterRolesState, d: MasterDecision, e: SignedEvent): void {
-  if (c.master !== undefined) s.followers.delete(c.master.decidedAt.id)
   c.master = d
   watch(s.followers, e)
 }
@@ -147,17 +173,17 @@ function settle (s: RolesState, e: SignedEvent, members: MembersState): void {
   if (s.followers.size === 0) return
   const byJoin = new Map<string, Member>()
   for (const m of members.active.values()) byJoin.set(m.joinId, m)
+  // Current decisions keep their watch (stability is re-evaluated at every step).
+  const decisions = new Set<string>()
+  for (const c of s.clusters.values()) if (c.master !== undefined) decisions.add(c.master.decidedAt.id)
   for (const id of [...s.followers.keys()]) {
     const joiner = byJoin.get(id)
-    if (joiner === undefined) {
-      if (![...s.clusters.values()].some((c) => c.master?.decidedAt.id === id)) s.followers.delete(id)
-      continue
+    if (joiner !== undefined && !s.stableJoins.has(id)) {
+      const ms = clusterMembers(members, joiner.cluster).map((m) => m.author)
+      if (countFollowing(s.followers, id, ms) * 2 > ms.length) s.stableJoins.add(id)
     }
-    const ms = clusterMembers(members, joiner.cluster).map((m) => m.author)
-    if (countFollowing(s.followers, id, ms) * 2 > ms.length) {
-      s.stableJoins.add(id)
-      if (![...s.clusters.values()].some((c) => c.master?.decidedAt.id === id)) s.followers.delete(id)
-    }
+    const joinWatched = joiner !== undefined && !s.stableJoins.has(id)
+    if (!joinWatched && !decisions.has(id)) s.followers.delete(id)
   }
 }
 
@@ -191,9 +217,15 @@ export function deriveRoles (s: RolesState, members: MembersState, settings: Set
     const ms = clusterMembers(members, name)
     if (ms.length === 0 && c.master === undefined) continue
     const master = c.master !== undefined && (ms.some((m) => m.author === c.master?.author)) ? c.master : undefined
-    const stable = master?.stableAt !== undefined
-    const servers = new Set(master === undefined ? [] : serversFor(ms, master.author, c, settings.serverCount))
+    // Master gone (dynamicRoles off): nothing flips. Nobody is init, and everyone else keeps the
+    // role it had under the gone master (its server slot stays counted), so no agent stops
+    // and no server is promoted behind the operator's back.
+    const gone = c.masterGone && master === undefined ? c.master : undefined
+    const stable = (master ?? gone)?.stableAt !== undefined
+    const slotHolder = master?.author ?? gone?.author
+    const servers = new Set(slotHolder === undefined ? [] : serversFor(ms, slotHolder, c, settings.serverCount))
     const conflicts = [...c.forcedAt].filter(([a]) => a !== master?.author)
+      .sort(([, x], [, y]) => comparePositions(x, y))
       .map(([a]) => ({ author: a, reason: `also claims master; ${master?.author.slice(0, 12) ?? 'another node'} claimed first` }))
     const view: ClusterRolesView = {
       cluster: name,
@@ -203,7 +235,8 @@ export function deriveRoles (s: RolesState, members: MembersState, settings: Set
       members: ms.map((m) => ({
         author: m.author,
         hostname: m.hostname,
-        role: m.role === 'client' ? 'none' : master === undefined ? 'none' : m.author === master.author ? 'init' : servers.has(m.author) ? 'server' : 'agent',
+        // The master is init whatever it asked for since it was chosen (see decide).
+        role: m.author === master?.author ? 'init' : m.role === 'client' || slotHolder === undefined ? 'none' : servers.has(m.author) ? 'server' : 'agent',
         stable: stable && (m.author === master?.author || s.stableJoins.has(m.joinId))
       }))
     }

@@ -12,19 +12,33 @@ import type { Settings } from './settings.js'
  */
 export interface Advertisement { readonly author: string, readonly cidr: string, readonly at: Position }
 
+export interface InvalidAdvertisement { readonly author: string, readonly cidr: string, readonly reason: string, readonly at: Position }
+
 export interface RoutesState {
   /** `${author} ${cidr}` → advertisement */
   adverts: Map<string, Advertisement>
+  /**
+   * `${author} ${text}` → an advertisement the log's schema admits but that is no network (host
+   * bits set, e.g. 192.168.1.7/24): reported so its author learns why it is not routed.
+   */
+  invalid: Map<string, InvalidAdvertisement>
 }
 
-export function initialRoutes (): RoutesState { return { adverts: new Map() } }
-export function cloneRoutes (s: RoutesState): RoutesState { return { adverts: new Map(s.adverts) } }
+export function initialRoutes (): RoutesState { return { adverts: new Map(), invalid: new Map() } }
+export function cloneRoutes (s: RoutesState): RoutesState { return { adverts: new Map(s.adverts), invalid: new Map(s.invalid) } }
 
 export function applyRoutes (s: RoutesState, e: SignedEvent, isMember: (a: string) => boolean): void {
   const f = e.fields
   if (f.type !== 'route.advertise' && f.type !== 'route.withdraw') return
   let cidr: Cidr
-  try { cidr = parseCidr(f.body.cidr) } catch { return }
+  try {
+    cidr = parseCidr(f.body.cidr)
+  } catch (err) {
+    const key = `${e.authorHex} ${f.body.cidr}`
+    if (f.type === 'route.withdraw') s.invalid.delete(key)
+    else if (isMember(e.authorHex)) s.invalid.set(key, { author: e.authorHex, cidr: f.body.cidr, reason: (err as Error).message, at: positionOf(e) })
+    return
+  }
   const key = `${e.authorHex} ${cidr.text}`
   if (f.type === 'route.withdraw') { s.adverts.delete(key); return }
   if (!isMember(e.authorHex) || s.adverts.has(key)) return
@@ -33,6 +47,7 @@ export function applyRoutes (s: RoutesState, e: SignedEvent, isMember: (a: strin
 
 export function dropRoutesOf (s: RoutesState, author: string): void {
   for (const [k, a] of s.adverts) if (a.author === author) s.adverts.delete(k)
+  for (const [k, a] of s.invalid) if (a.author === author) s.invalid.delete(k)
 }
 
 export interface Route { readonly cidr: string, readonly peer: string, readonly kind: 'lease' | 'advertised' }
@@ -41,6 +56,8 @@ export interface RouteConflict { readonly cidr: string, readonly peer: string, r
 export interface RouteTable {
   routes: Route[]
   conflicts: RouteConflict[]
+  /** Advertisements that are not a network (see RoutesState.invalid). */
+  invalid: Array<{ readonly cidr: string, readonly peer: string, readonly reason: string }>
 }
 
 export function deriveRoutes (s: RoutesState, ipam: IpamState, settings: Settings): RouteTable {
@@ -63,7 +80,9 @@ export function deriveRoutes (s: RoutesState, ipam: IpamState, settings: Setting
     routes.push({ cidr: a.cidr, peer: a.author, kind: 'advertised' })
   }
   routes.sort((x, y) => (x.cidr < y.cidr ? -1 : x.cidr > y.cidr ? 1 : 0))
-  return { routes, conflicts }
+  const invalid = [...s.invalid.values()].sort((a, b) => comparePositions(a.at, b.at))
+    .map((a) => ({ cidr: a.cidr, peer: a.author, reason: a.reason }))
+  return { routes, conflicts, invalid }
 }
 
 /** Longest-prefix match: the one peer that carries packets to `addr`, or undefined. */

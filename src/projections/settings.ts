@@ -10,16 +10,34 @@ import { parseCidr } from './ip.js'
  * inside signed `settings.change` events and are applied in the log's order; Automerge's own
  * sync protocol is never used (it does not authenticate authors).
  */
-const cidrOf = (family: 4 | 6) => z.string().refine((v) => {
-  try { return parseCidr(v).family === family } catch { return false }
-}, `must be an IPv${family} CIDR such as ${family === 4 ? '10.1.0.0/16' : 'fd00:1::/64'}`)
+
+/**
+ * One refinement that parses once: a chain of refinements would run the prefix check on text
+ * that is not a CIDR, and parseCidr throws, which would escape safeParse and stop the fold.
+ */
+const cidrOf = (family: 4 | 6, maxPrefix: number) => z.string().superRefine((v, ctx) => {
+  let c: ReturnType<typeof parseCidr>
+  try {
+    c = parseCidr(v)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return
+  }
+  if (c.family !== family) {
+    ctx.addIssue({ code: 'custom', message: `must be an IPv${family} CIDR such as ${family === 4 ? '10.1.0.0/16' : 'fd00:1::/64'}` })
+  } else if (c.prefix > maxPrefix) {
+    ctx.addIssue({ code: 'custom', message: `the overlay needs at least a /${maxPrefix}` })
+  }
+})
 
 const zoneName = z.string().max(200).regex(/^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
   'must be a DNS name of RFC 1123 labels, e.g. weft.internal')
 
 export const settingSchemas = {
-  overlayCidr: cidrOf(4).refine((v) => parseCidr(v).prefix <= 30, 'the overlay needs at least a /30'),
-  overlayCidr6: cidrOf(6).nullable(),
+  // A /30 has two host addresses; an IPv6 /126 has three (no broadcast, but not the network
+  // address either). Anything smaller leaves candidateAddress nothing to pick.
+  overlayCidr: cidrOf(4, 30),
+  overlayCidr6: cidrOf(6, 126).nullable(),
   zone: zoneName,
   minNodes: z.int().min(1).max(1000),
   serverCount: z.int().min(1).max(15),
@@ -72,8 +90,11 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
     if (s.problems.length > MAX_PROBLEMS) s.problems.shift()
   }
   let actor: string
+  let deps: string[]
   try {
-    actor = A.decodeChange(change).actor
+    const decoded = A.decodeChange(change)
+    actor = decoded.actor
+    deps = decoded.deps
   } catch (err) {
     problem(`not an Automerge change: ${(err as Error).message}`)
     return
@@ -89,6 +110,12 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
   } catch (err) {
     problem(`the change does not apply: ${(err as Error).message}`)
     return
+  }
+  // Automerge queues a change whose dependencies it lacks instead of refusing it: say so, or the
+  // edit would vanish without a trace. It applies (in a later event) if they ever arrive.
+  const missing = deps.length === 0 ? [] : A.getMissingDeps(s.doc, deps)
+  if (missing.length > 0) {
+    problem(`the change waits for Automerge changes that are not in the log (${missing.map((h) => h.slice(0, 12)).join(', ')}); not applied`)
   }
   const after = A.toJS(s.doc)
   for (const key of Object.keys(after)) {
@@ -115,25 +142,44 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
   }
 }
 
-/** Parse a value typed on the command line for a key: numbers, booleans and null as JSON. */
-export function parseSettingValue (key: string, text: string): unknown {
-  if (!Object.hasOwn(settingSchemas, key)) {
-    throw new WeftError('ERR_BAD_INPUT', `unknown setting "${key}"; known settings: ${SETTING_KEYS.join(', ')}`)
-  }
-  const k = key as SettingKey
-  let raw: unknown = text
-  if (/^(true|false|null|-?\d+)$/.test(text)) raw = JSON.parse(text)
+function checkSettingValue (k: SettingKey, raw: unknown): unknown {
   const r = settingSchemas[k].safeParse(raw)
   if (!r.success) throw new WeftError('ERR_BAD_INPUT', `invalid value for ${k}: ${formatZodIssues(r.error)}`)
   return r.data
 }
 
+function settingKey (key: string): SettingKey {
+  if (!Object.hasOwn(settingSchemas, key)) {
+    throw new WeftError('ERR_BAD_INPUT', `unknown setting "${key}"; known settings: ${SETTING_KEYS.join(', ')}`)
+  }
+  return key as SettingKey
+}
+
+/**
+ * Parse a value typed on the command line for a key: numbers, booleans and null as JSON, the
+ * rest as text (and text that only looks like a number, such as the zone "123", stays text
+ * where the setting is text).
+ */
+export function parseSettingValue (key: string, text: string): unknown {
+  const k = settingKey(key)
+  if (/^(true|false|null|-?\d+)$/.test(text)) {
+    const parsed: unknown = JSON.parse(text)
+    if (settingSchemas[k].safeParse(parsed).success || !settingSchemas[k].safeParse(text).success) return checkSettingValue(k, parsed)
+  }
+  return checkSettingValue(k, text)
+}
+
 /**
  * The Automerge change that sets `key` on top of the current document, made with the author's
- * own actor id so the projection accepts it.
+ * own actor id so the projection accepts it. A string value is parsed as command-line text; any
+ * other value is checked as it is.
  */
 export function makeSettingsChange (s: SettingsState, authorHex: string, key: string, value: unknown): Uint8Array {
-  const checked = parseSettingValue(key, typeof value === 'string' ? value : JSON.stringify(value))
+  const checked = typeof value === 'string' ? parseSettingValue(key, value) : checkSettingValue(settingKey(key), value)
+  const current = (A.toJS(s.doc) as Record<string, unknown>)[key]
+  if (current !== undefined && JSON.stringify(current) === JSON.stringify(checked)) {
+    throw new WeftError('ERR_BAD_INPUT', `setting ${key} already has that value`)
+  }
   const doc = A.change(A.clone(s.doc, { actor: authorHex }), (d) => { d[key] = checked as never })
   const change = A.getLastLocalChange(doc)
   if (change === undefined) throw new WeftError('ERR_BAD_INPUT', `setting ${key} already has that value`)
