@@ -23,6 +23,11 @@ export interface MasterDecision {
   /** The event at which this decision was made. */
   readonly decidedAt: Position
   readonly stableAt?: Position
+  /**
+   * The first time it was stable. It may have been acted on since (k3s cluster-init), so when a
+   * concurrent member makes it tentative again, only a node that never saw it can take it over.
+   */
+  readonly wasStable?: Position
 }
 
 export interface ClusterRolesState {
@@ -106,12 +111,26 @@ function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEve
   const present = new Set(ms.map((m) => m.author))
   for (const a of [...c.forcedAt.keys()]) if (!present.has(a)) c.forcedAt.delete(a)
 
-  if (c.master?.stableAt !== undefined) {
-    if (present.has(c.master.author)) {
+  const cur = c.master
+  if (cur !== undefined && (cur.stableAt ?? cur.wasStable) !== undefined) {
+    if (present.has(cur.author)) {
       c.masterGone = false // it came back (a rejoin after a leave or an eviction)
+      if (cur.stableAt !== undefined) return
+      // Stable once, tentative again (a member joined that never saw it): it changes only to a
+      // forced master that has not seen it either, never for what a node that saw it does
+      // (its own request to be a worker, or a withdrawn claim).
+      const seen = s.followers.get(cur.decidedAt.id)
+      const unseen = [...c.forcedAt].filter(([a]) => a !== cur.author && seen?.has(a) !== true)
+        .sort(([, a], [, b]) => comparePositions(a, b))[0]
+      if (unseen !== undefined) {
+        setMaster(s, c, { author: unseen[0], how: 'forced', decidedAt: positionOf(e) }, e)
+      } else {
+        const how = c.forcedAt.has(cur.author) ? 'forced' : cur.how === 'forced' ? 'auto' : cur.how
+        if (how !== cur.how) c.master = { ...cur, how }
+      }
       return
     }
-    // A stable master left. Without dynamicRoles nothing flips: a human decides.
+    // A master that was stable left. Without dynamicRoles nothing flips: a human decides.
     if (!settings.dynamicRoles) { c.masterGone = true; return }
     const servers = serversFor(ms, undefined, c, settings.serverCount)
     const next = servers[0]
@@ -127,8 +146,7 @@ function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEve
     wanted = { author: forced[0], how: 'forced', decidedAt: positionOf(e) }
   } else if (c.master !== undefined && present.has(c.master.author) && c.master.how !== 'forced') {
     // Later joiners never displace a chosen master, and neither does its own later request to
-    // be a worker or client: it may already act on the decision (stable once, re-evaluated to
-    // tentative by a concurrent join), so only a node that never saw it can reopen it.
+    // be a worker or client (requests count for decisions still to be made).
     wanted = c.master
   } else if (ms.filter((m) => m.role !== 'client').length >= settings.minNodes) {
     const first = ms.find(eligible)
@@ -167,7 +185,7 @@ function settle (s: RolesState, e: SignedEvent, members: MembersState): void {
     const ms = clusterMembers(members, name).map((m) => m.author)
     if (!ms.includes(c.master.author)) continue
     const majority = countFollowing(s.followers, c.master.decidedAt.id, ms) * 2 > ms.length
-    if (majority && c.master.stableAt === undefined) c.master = { ...c.master, stableAt: positionOf(e) }
+    if (majority && c.master.stableAt === undefined) c.master = { ...c.master, stableAt: positionOf(e), wasStable: c.master.wasStable ?? positionOf(e) }
     else if (!majority && c.master.stableAt !== undefined) c.master = { ...c.master, stableAt: undefined }
   }
   if (s.followers.size === 0) return

@@ -62,7 +62,7 @@ function opArb (clusters: number): fc.Arbitrary<Op> {
 }
 
 const scriptArb = fc.integer({ min: 1, max: 3 }).chain((clusters) =>
-  fc.record({ clusters: fc.constant(clusters), ops: fc.array(opArb(clusters), { minLength: 1, maxLength: 28 }) }))
+  fc.record({ clusters: fc.constant(clusters), ops: fc.array(opArb(clusters), { minLength: 1, maxLength: Number(process.env.WEFT_PROP_LEN ?? 28), size: 'max' }) }))
 
 type Script = { clusters: number, ops: Op[] }
 
@@ -264,6 +264,18 @@ describe('network projections over random logs (property)', () => {
         { k: 'join', a: 0, sees: 0, cluster: 1, role: 4 },
         { k: 'join', a: 1, sees: 0, cluster: 1, role: 0 },
         { k: 'roleClaim', a: 0, sees: 0, cluster: 0, role: 0 }
+      ]
+    }, 0)
+  })
+
+  it('regression: a forced master that was stable alone and turns worker is not replaced once reopened', () => {
+    checkScript({
+      clusters: 1,
+      ops: [
+        { k: 'join', a: 0, sees: 0, cluster: 0, role: 0 },
+        { k: 'join', a: 2, sees: 0, cluster: 0, role: 3 },
+        { k: 'join', a: 2, sees: 0, cluster: 0, role: 4 },
+        { k: 'evict', a: 0, sees: 0, target: 0 }
       ]
     }, 0)
   })

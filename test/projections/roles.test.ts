@@ -344,16 +344,55 @@ describe('roles', () => {
       expect(cluster(s).status).not.toBe('master-gone')
     })
 
-    it('a tentative master that leaves is simply replaced', () => {
+    it('a master that was never stable and leaves is simply replaced', () => {
+      const b = new LogBuilder(3)
+      b.setting(0, 'minNodes', 2)
+      b.syncAll()
+      b.append(0, 'node.join', join('n0'))
+      b.append(1, 'node.join', join('n1'))
+      b.append(2, 'node.join', join('n2'))
+      const order = [0, 1, 2].sort((x, y) => compareEvents(b.events[x + 1] as SignedEvent, b.events[y + 1] as SignedEvent))
+      expect(cluster(foldNetwork(b.events)).master?.author).toBe(b.hex(order[0] as number))
+      b.append(order[0] as number, 'node.leave', {})
+      const s = foldEverywhere(b.events)
+      expect(cluster(s).status).toBe('tentative')
+      expect(cluster(s).master?.author).toBe(b.hex(order[1] as number))
+    })
+
+    it('a master that was stable alone (it may have acted) and leaves after concurrent joins is master-gone', () => {
       const b = new LogBuilder(3)
       b.append(0, 'node.join', join('n0'))
       b.append(1, 'node.join', join('n1'))
       b.append(2, 'node.join', join('n2'))
-      const first = [0, 1, 2].sort((x, y) => compareEvents(b.events[x] as SignedEvent, b.events[y] as SignedEvent))
-      b.append(first[0] as number, 'node.leave', {})
+      const first = [0, 1, 2].sort((x, y) => compareEvents(b.events[x] as SignedEvent, b.events[y] as SignedEvent))[0] as number
+      // Its own replica saw only itself: a majority of one.
+      expect(cluster(b.stateOf(first)).status).toBe('stable')
+      expect(cluster(foldNetwork(b.events)).status).toBe('tentative')
+      b.append(first, 'node.leave', {})
       const s = foldEverywhere(b.events)
-      expect(cluster(s).status).not.toBe('master-gone')
-      expect(cluster(s).master?.author).toBe(b.hex(first[1] as number))
+      expect(cluster(s).status).toBe('master-gone')
+      expect(cluster(s).members.some((m) => m.role === 'init')).toBe(false)
+    })
+
+    it('a reopened decision goes to a forced master that never saw it, not to one that did', () => {
+      const b = new LogBuilder(4)
+      b.append(0, 'node.join', join('n0'))
+      b.append(1, 'node.join', join('n1'), { seesAll: true })
+      everyoneCatchesUp(b, [0, 1])
+      expect(cluster(foldNetwork(b.events)).status).toBe('stable')
+      // n1 has seen the decision and asks to be master: it stays a conflict.
+      b.append(1, 'role.claim', { cluster: 'default', role: 'master' }, { seesAll: true })
+      // Two nodes that never saw anything join (after enough activity of their own to sort
+      // after all of that): the decision is tentative again (2 of 4); n3 is forced.
+      for (const a of [2, 3]) for (let i = 0; i < 6; i++) b.append(a, 'route.withdraw', { cidr: '192.0.2.0/24' })
+      const j2 = b.append(2, 'node.join', join('n2'))
+      const j3 = b.append(3, 'node.join', join('n3', 'default', 'master'))
+      const decided = cluster(foldNetwork(b.events.filter((e) => e !== j2 && e !== j3))).master
+      expect(decided?.author).toBe(b.hex(0))
+      expect(Math.min(j2.fields.lamport, j3.fields.lamport)).toBeGreaterThan(Math.max(...b.events.filter((e) => e.authorHex === b.hex(1)).map((e) => e.fields.lamport)))
+      const s = foldEverywhere(b.events)
+      expect(cluster(s).master).toMatchObject({ author: b.hex(3), how: 'forced' })
+      expect(cluster(s).conflicts.map((c) => c.author)).toEqual([b.hex(1)])
     })
   })
 
