@@ -4,48 +4,98 @@ import { toHex } from '../log/bytes.js'
 /** Id → (author, seq) of every folded event; shared, append-only, safe across checkpoints. */
 export type EventLocator = Map<string, { author: string, seq: number }>
 
+/** How observeFollowers finds a parent: (author, seq) of a folded event, or undefined. */
+export interface Locate { get (id: string): { author: string, seq: number } | undefined }
+
 /**
- * `observeFollowers` returns whether any target gained a follower: stability can only change
- * then (or when membership changes), so the roles projection settles only on those events.
- *
  * For a few watched events, the first seq of each author's feed that is or causally follows
  * it. A feed is a chain, so once an author's event follows a target all its later ones do:
  * one number per author answers "has this node seen it?". Events are observed in the log's
  * total order, which is topological, so parents are always known first.
+ *
+ * Indexed both ways (target → author → seq, and author → target → seq) so that observing an
+ * event costs what its parents' authors follow, not the number of watched targets: joins of
+ * nodes that never speak again stay watched, and scanning them on every event dominated a
+ * 100,000-event refold.
  */
-export type Followers = Map<string /* target id */, Map<string /* author */, number>>
+export class Followers {
+  private readonly byTarget = new Map<string, Map<string, number>>()
+  private readonly byAuthor = new Map<string, Map<string, number>>()
 
-export function watch (f: Followers, target: SignedEvent): void {
-  if (!f.has(target.idHex)) f.set(target.idHex, new Map([[target.authorHex, target.fields.seq]]))
-}
+  get size (): number { return this.byTarget.size }
+  keys (): IterableIterator<string> { return this.byTarget.keys() }
+  has (target: string): boolean { return this.byTarget.has(target) }
+  /** author → first seq that follows `target` (do not mutate). */
+  get (target: string): ReadonlyMap<string, number> | undefined { return this.byTarget.get(target) }
 
-/** How observeFollowers finds a parent: (author, seq) of a folded event, or undefined. */
-export interface Locate { get (id: string): { author: string, seq: number } | undefined }
+  delete (target: string): boolean {
+    const first = this.byTarget.get(target)
+    if (first === undefined) return false
+    for (const a of first.keys()) {
+      const mine = this.byAuthor.get(a)
+      mine?.delete(target)
+      if (mine?.size === 0) this.byAuthor.delete(a)
+    }
+    return this.byTarget.delete(target)
+  }
 
-export function observeFollowers (f: Followers, e: SignedEvent, locate: Locate): boolean {
-  if (f.size === 0) return false
-  let changed = false
-  for (const [target, first] of f) {
-    if (first.has(e.authorHex)) continue
+  /** Record that `author` follows `target` from `seq` on (first time only); true if new. */
+  add (target: string, author: string, seq: number): boolean {
+    const first = this.byTarget.get(target)
+    if (first === undefined || first.has(author)) return false
+    first.set(author, seq)
+    let mine = this.byAuthor.get(author)
+    if (mine === undefined) { mine = new Map(); this.byAuthor.set(author, mine) }
+    mine.set(target, seq)
+    return true
+  }
+
+  watch (target: SignedEvent): void {
+    if (this.byTarget.has(target.idHex)) return
+    this.byTarget.set(target.idHex, new Map())
+    this.add(target.idHex, target.authorHex, target.fields.seq)
+  }
+
+  /**
+   * Fold one event: its author follows every target that one of its parents follows. (A dep
+   * on a target itself is covered: the target's author follows it from the target's seq.)
+   * Returns whether any target gained a follower.
+   */
+  observe (e: SignedEvent, locate: Locate): boolean {
+    if (this.byTarget.size === 0) return false
+    const me = e.authorHex
+    let changed = false
     for (const d of e.fields.deps) {
-      const id = toHex(d)
-      const at = id === target ? { author: '', seq: 0 } : locate.get(id)
+      const at = locate.get(toHex(d))
       if (at === undefined) continue
-      const s = id === target ? 0 : first.get(at.author)
-      if (s !== undefined && s <= at.seq) {
-        first.set(e.authorHex, e.fields.seq)
-        changed = true
-        break
+      const theirs = this.byAuthor.get(at.author)
+      if (theirs === undefined) continue
+      for (const [target, s] of theirs) {
+        if (s <= at.seq && this.add(target, me, e.fields.seq)) changed = true
       }
     }
+    return changed
   }
-  return changed
+
+  clone (): Followers {
+    const out = new Followers()
+    for (const [k, v] of this.byTarget) out.byTarget.set(k, new Map(v))
+    for (const [k, v] of this.byAuthor) out.byAuthor.set(k, new Map(v))
+    return out
+  }
+}
+
+export function watch (f: Followers, target: SignedEvent): void {
+  f.watch(target)
+}
+
+/** `observeFollowers` returns whether any target gained a follower (see Followers.observe). */
+export function observeFollowers (f: Followers, e: SignedEvent, locate: Locate): boolean {
+  return f.observe(e, locate)
 }
 
 export function cloneFollowers (f: Followers): Followers {
-  const out: Followers = new Map()
-  for (const [k, v] of f) out.set(k, new Map(v))
-  return out
+  return f.clone()
 }
 
 /** How many of `authors` have seen the target. */

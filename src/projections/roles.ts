@@ -2,7 +2,7 @@ import type { SignedEvent } from '../log/event.js'
 import type { Member, MembersState } from './members.js'
 import type { Settings } from './settings.js'
 import { comparePositions, positionOf, type Position } from './position.js'
-import { cloneFollowers, countFollowing, watch, type Followers } from './followers.js'
+import { Followers, cloneFollowers, countFollowing, watch } from './followers.js'
 
 /**
  * k3s bootstrap roles, per cluster. One member runs `k3s server --cluster-init` (the init
@@ -52,7 +52,7 @@ export interface RolesState {
 }
 
 export function initialRoles (): RolesState {
-  return { clusters: new Map(), followers: new Map(), stableJoins: new Set(), folded: new Map() }
+  return { clusters: new Map(), followers: new Followers(), stableJoins: new Set(), folded: new Map() }
 }
 
 export function cloneRoles (s: RolesState): RolesState {
@@ -177,27 +177,34 @@ function setMaster (s: RolesState, c: ClusterRolesState, d: MasterDecision, e: S
 
 /** Promote tentative decisions and joins that a majority of their cluster now follows. */
 function settle (s: RolesState, e: SignedEvent, members: MembersState): void {
+  // One pass over the members (no sorting: a count needs none); settle runs on many events.
+  const byCluster = new Map<string, string[]>()
+  const byJoin = new Map<string, Member>()
+  for (const m of members.active.values()) {
+    const list = byCluster.get(m.cluster)
+    if (list === undefined) byCluster.set(m.cluster, [m.author])
+    else list.push(m.author)
+    byJoin.set(m.joinId, m)
+  }
   for (const [name, c] of s.clusters) {
     if (c.master === undefined) continue
     // Re-evaluated at every step against the current members: a member whose join was
     // concurrent with the decision never saw it, so its arrival makes the decision tentative
     // again (and open to a forced master) until a majority follows it once more.
-    const ms = clusterMembers(members, name).map((m) => m.author)
-    if (!ms.includes(c.master.author)) continue
+    const ms = byCluster.get(name) ?? []
+    if (!members.active.has(c.master.author) || members.active.get(c.master.author)?.cluster !== name) continue
     const majority = countFollowing(s.followers, c.master.decidedAt.id, ms) * 2 > ms.length
     if (majority && c.master.stableAt === undefined) c.master = { ...c.master, stableAt: positionOf(e), wasStable: c.master.wasStable ?? positionOf(e) }
     else if (!majority && c.master.stableAt !== undefined) c.master = { ...c.master, stableAt: undefined }
   }
   if (s.followers.size === 0) return
-  const byJoin = new Map<string, Member>()
-  for (const m of members.active.values()) byJoin.set(m.joinId, m)
   // Current decisions keep their watch (stability is re-evaluated at every step).
   const decisions = new Set<string>()
   for (const c of s.clusters.values()) if (c.master !== undefined) decisions.add(c.master.decidedAt.id)
   for (const id of [...s.followers.keys()]) {
     const joiner = byJoin.get(id)
     if (joiner !== undefined && !s.stableJoins.has(id)) {
-      const ms = clusterMembers(members, joiner.cluster).map((m) => m.author)
+      const ms = byCluster.get(joiner.cluster) ?? []
       if (countFollowing(s.followers, id, ms) * 2 > ms.length) s.stableJoins.add(id)
     }
     const joinWatched = joiner !== undefined && !s.stableJoins.has(id)

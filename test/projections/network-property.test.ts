@@ -196,10 +196,22 @@ function checkEveryPrefix (events: readonly SignedEvent[]): void {
   const byId = new Map(events.map((e) => [e.idHex, e]))
   const f = new FoldEngine({ network: networkReducer() })
   const stableDecision = new Map<string, { author: string, id: string }>()
+  const latest = new Map<string, SignedEvent>()
   for (const e of ordered(events)) {
     f.insert([e])
+    latest.set(e.authorHex, e)
     const s = f.states().network
     checkInvariants(s)
+    // Stability against the ground truth: stable exactly while a majority of the cluster's
+    // members have an event (their latest, a feed being a chain) that is or follows the
+    // deciding event.
+    for (const [name, c] of s.roles.clusters) {
+      const m = c.master
+      if (m === undefined || s.members.active.get(m.author)?.cluster !== name) continue
+      const ms = [...s.members.active.values()].filter((x) => x.cluster === name)
+      const following = ms.filter((x) => { const l = latest.get(x.author); return l !== undefined && follows(byId, l, m.decidedAt.id) }).length
+      expect(m.stableAt !== undefined, `cluster ${name}: ${following} of ${ms.length} follow the decision`).toBe(following * 2 > ms.length)
+    }
     for (const c of deriveRoles(s.roles, s.members, s.settings.values)) {
       const before = stableDecision.get(c.cluster)
       const m = s.roles.clusters.get(c.cluster)?.master

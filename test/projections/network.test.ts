@@ -8,6 +8,7 @@ import { networkReducer, type NetworkState } from '../../src/projections/network
 import { deriveRoles } from '../../src/projections/roles.js'
 import { deriveRoutes, lookupRoute } from '../../src/projections/routes.js'
 import { chooseAddress, leaseOf } from '../../src/projections/ipam.js'
+import { Followers, countFollowing } from '../../src/projections/followers.js'
 import { IDS, LogBuilder, NET, foldNetwork, join, newMergedLog, viewJson } from './support.js'
 
 /** A replica as Replica does it: merged log, fold of the visible events, forks refold. */
@@ -124,6 +125,33 @@ describe('network (all projections folded together)', () => {
       // statesAfter the whole view equals the live state too.
       expect(viewJson(f.statesAfter(f.length).network)).toBe(want)
     }
+  })
+
+  it('Followers: first following seq per author, through parents, cloned and deleted cleanly', () => {
+    const b = new LogBuilder(3)
+    const t = b.append(0, 'node.join', join('n0'))
+    const other = b.append(1, 'node.join', join('n1'))
+    const f = new Followers()
+    const locate = new Map(b.events.map((e) => [e.idHex, { author: e.authorHex, seq: e.fields.seq }]))
+    f.watch(t)
+    expect(countFollowing(f, t.idHex, [b.hex(0), b.hex(1), b.hex(2)])).toBe(1)
+    const e1 = b.append(1, 'route.withdraw', { cidr: '192.0.2.0/24' }, { seesAll: true })
+    locate.set(e1.idHex, { author: b.hex(1), seq: e1.fields.seq })
+    expect(f.observe(other, locate)).toBe(false)
+    expect(f.observe(e1, locate)).toBe(true)
+    expect(f.get(t.idHex)?.get(b.hex(1))).toBe(2)
+    const copy = f.clone()
+    // n2 sees only n1's event: follows transitively.
+    b.learn(2, e1)
+    const e2 = b.append(2, 'route.withdraw', { cidr: '192.0.2.0/24' })
+    expect(f.observe(e2, locate)).toBe(true)
+    expect(countFollowing(f, t.idHex, [b.hex(0), b.hex(1), b.hex(2)])).toBe(3)
+    expect(countFollowing(copy, t.idHex, [b.hex(0), b.hex(1), b.hex(2)])).toBe(2)
+    expect(f.observe(e2, locate)).toBe(false) // already following
+    f.delete(t.idHex)
+    expect(f.size).toBe(0)
+    expect(f.observe(e2, locate)).toBe(false)
+    expect(copy.size).toBe(1)
   })
 
   describe('causality is traced only through events in the view', () => {
