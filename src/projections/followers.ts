@@ -13,14 +13,23 @@ export interface Locate { get (id: string): { author: string, seq: number } | un
  * one number per author answers "has this node seen it?". Events are observed in the log's
  * total order, which is topological, so parents are always known first.
  *
- * Indexed both ways (target → author → seq, and author → target → seq) so that observing an
- * event costs what its parents' authors follow, not the number of watched targets: joins of
- * nodes that never speak again stay watched, and scanning them on every event dominated a
- * 100,000-event refold.
+ * Indexed both ways so that observing an event costs what is new to it, not the number of
+ * watched targets (joins of nodes that never speak again stay watched, and scanning them on
+ * every event dominated a 100,000-event refold):
+ * - `byTarget`: target → author → first seq that follows it;
+ * - `byAuthor`: author → the targets it follows, in the order it started to (so by
+ *   nondecreasing seq: its events are folded in seq order), deleted targets skipped lazily;
+ * - `absorbed`: reader → author → how much of that author's list the reader already follows.
+ *   A parent (author P, seq q) makes its child follow the prefix of P's list with seq <= q;
+ *   the reader resumes where it stopped last time.
  */
+interface Entry { readonly target: string, readonly seq: number }
+
 export class Followers {
   private readonly byTarget = new Map<string, Map<string, number>>()
-  private readonly byAuthor = new Map<string, Map<string, number>>()
+  private readonly byAuthor = new Map<string, Entry[]>()
+  private readonly absorbed = new Map<string, Map<string, number>>()
+  private dead = 0
 
   get size (): number { return this.byTarget.size }
   keys (): IterableIterator<string> { return this.byTarget.keys() }
@@ -31,12 +40,21 @@ export class Followers {
   delete (target: string): boolean {
     const first = this.byTarget.get(target)
     if (first === undefined) return false
-    for (const a of first.keys()) {
-      const mine = this.byAuthor.get(a)
-      mine?.delete(target)
-      if (mine?.size === 0) this.byAuthor.delete(a)
+    this.byTarget.delete(target)
+    this.dead += first.size
+    if (this.dead > 1024 && this.dead > this.byTarget.size * 4) this.compact()
+    return true
+  }
+
+  /** Drop the entries of deleted targets; readers start over (adding is idempotent). */
+  private compact (): void {
+    for (const [a, list] of this.byAuthor) {
+      const live = list.filter((x) => this.byTarget.has(x.target))
+      if (live.length === 0) this.byAuthor.delete(a)
+      else this.byAuthor.set(a, live)
     }
-    return this.byTarget.delete(target)
+    this.absorbed.clear()
+    this.dead = 0
   }
 
   /** Record that `author` follows `target` from `seq` on (first time only); true if new. */
@@ -44,9 +62,9 @@ export class Followers {
     const first = this.byTarget.get(target)
     if (first === undefined || first.has(author)) return false
     first.set(author, seq)
-    let mine = this.byAuthor.get(author)
-    if (mine === undefined) { mine = new Map(); this.byAuthor.set(author, mine) }
-    mine.set(target, seq)
+    let list = this.byAuthor.get(author)
+    if (list === undefined) { list = []; this.byAuthor.set(author, list) }
+    list.push({ target, seq })
     return true
   }
 
@@ -67,12 +85,18 @@ export class Followers {
     let changed = false
     for (const d of e.fields.deps) {
       const at = locate.get(toHex(d))
-      if (at === undefined) continue
-      const theirs = this.byAuthor.get(at.author)
-      if (theirs === undefined) continue
-      for (const [target, s] of theirs) {
-        if (s <= at.seq && this.add(target, me, e.fields.seq)) changed = true
+      if (at === undefined || at.author === me) continue
+      const list = this.byAuthor.get(at.author)
+      if (list === undefined) continue
+      let marks = this.absorbed.get(me)
+      let i = marks?.get(at.author) ?? 0
+      for (; i < list.length; i++) {
+        const x = list[i] as Entry
+        if (x.seq > at.seq) break
+        if (this.add(x.target, me, e.fields.seq)) changed = true
       }
+      if (marks === undefined) { marks = new Map(); this.absorbed.set(me, marks) }
+      marks.set(at.author, i)
     }
     return changed
   }
@@ -80,7 +104,9 @@ export class Followers {
   clone (): Followers {
     const out = new Followers()
     for (const [k, v] of this.byTarget) out.byTarget.set(k, new Map(v))
-    for (const [k, v] of this.byAuthor) out.byAuthor.set(k, new Map(v))
+    for (const [k, v] of this.byAuthor) out.byAuthor.set(k, [...v])
+    for (const [k, v] of this.absorbed) out.absorbed.set(k, new Map(v))
+    out.dead = this.dead
     return out
   }
 }

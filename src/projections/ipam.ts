@@ -40,9 +40,19 @@ export function cloneIpam (s: IpamState): IpamState {
   return { leases: new Map(s.leases), held: new Map(s.held), claims: new Map(s.claims) }
 }
 
+/** Parsed overlays by text: the overlay is parsed for every claim, and changes rarely. */
+const overlays = new Map<string, Cidr>()
+
 function overlayFor (settings: Settings, family: 4 | 6): Cidr | undefined {
   const text = family === 4 ? settings.overlayCidr : settings.overlayCidr6
-  return text === null ? undefined : parseCidr(text)
+  if (text === null) return undefined
+  let c = overlays.get(text)
+  if (c === undefined) {
+    c = parseCidr(text)
+    if (overlays.size > 64) overlays.clear()
+    overlays.set(text, c)
+  }
+  return c
 }
 
 /**
