@@ -43,17 +43,8 @@ export async function medianMs (runs: number, fn: () => unknown, warm = true): P
   return times[Math.floor(times.length / 2)] as number
 }
 
-/** mulberry32: a small deterministic PRNG, so every run benches the same log. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The tests' deterministic PRNG (mulberry32), so every run benches the same log. */
+export { rng as prng } from '../test/support/random.js'
 
 /** CPU time of this process (all its threads), in ms. */
 export function cpuMs (): number {

@@ -101,7 +101,7 @@ export class Replica<R extends ReducerMap> {
     const res = this.log.ingest(inputs)
     if (res.added.length > 0) {
       try {
-        await this.store.put(res.added, this.log.frontier())
+        await this.store.put(res.added, this.log.frontier(new Set(res.added.map((e) => e.authorHex))))
       } catch (err) {
         // Memory is ahead of disk: rebuild it from disk so nothing unstored is ever reported.
         await this.reload()

@@ -17,8 +17,6 @@ export interface Problem {
   message: string
 }
 
-const ORDER_KEY = /^o!([0-9a-f]{13})!([0-9a-f]{64})!([0-9a-f]{13})!([0-9a-f]{64})$/
-
 /**
  * `weft log verify`: trusts nothing the store says. Every envelope named by the order index is
  * re-opened with full validation (canonical CBOR, header, network, body schema, signature), its
@@ -38,23 +36,20 @@ export async function logVerify (o: { dataDir: string, json: boolean }): Promise
     stored = await s.store.count()
     const seen = new Set<string>()
     const authors = new Set<string>()
-    for await (const rawKey of s.db.keys({ gt: 'o!', lt: 'o"' })) {
-      const key = typeof rawKey === 'string' ? rawKey : new TextDecoder().decode(rawKey)
+    for await (const entry of s.store.orderIndex()) {
       indexed++
       p.tick(indexed, stored)
-      const m = ORDER_KEY.exec(key)
-      if (m === null) {
-        problems.push({ id: null, code: 'ERR_STORE', message: `malformed order index key ${JSON.stringify(key.slice(0, 120))}` })
+      if (entry.malformed !== undefined) {
+        problems.push({ id: null, code: 'ERR_STORE', message: `malformed order index key ${JSON.stringify(entry.malformed.slice(0, 120))}` })
         continue
       }
-      const [, lamportHex, authorHex, seqHex, id] = m as unknown as [string, string, string, string, string]
+      const { id, envelope } = entry
       if (seen.has(id)) {
         problems.push({ id, code: 'ERR_STORE', message: 'the order index names this event twice' })
         continue
       }
       seen.add(id)
-      authors.add(authorHex)
-      const envelope = await s.db.get(`e!${id}`)
+      authors.add(entry.author)
       if (envelope === undefined) {
         problems.push({ id, code: 'ERR_STORE', message: 'the order index names this event but its envelope is missing' })
         continue
@@ -70,7 +65,7 @@ export async function logVerify (o: { dataDir: string, json: boolean }): Promise
         problems.push({ id, code: 'ERR_BAD_ID', message: `stored under id ${shortId(id)} but its bytes hash to ${shortId(e.idHex)}` })
         continue
       }
-      if (e.authorHex !== authorHex || e.fields.seq !== Number.parseInt(seqHex, 16) || e.fields.lamport !== Number.parseInt(lamportHex, 16)) {
+      if (e.authorHex !== entry.author || e.fields.seq !== entry.seq || e.fields.lamport !== entry.lamport) {
         problems.push({ id, code: 'ERR_STORE', message: 'the order index entry does not match the event (author, seq or lamport)' })
         continue
       }

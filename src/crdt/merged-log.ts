@@ -268,9 +268,17 @@ export class MergedLog {
     return out
   }
 
-  frontier (): Frontier {
+  /** The frontier, or only its rows for `authors` (what a store write of a batch needs). */
+  frontier (authors?: Iterable<string>): Frontier {
     const f: Frontier = new Map()
-    for (const [author, feed] of this.feeds) f.set(author, this.entryOf(feed))
+    if (authors === undefined) {
+      for (const [author, feed] of this.feeds) f.set(author, this.entryOf(feed))
+      return f
+    }
+    for (const author of authors) {
+      const feed = this.feeds.get(author)
+      if (feed !== undefined) f.set(author, this.entryOf(feed))
+    }
     return f
   }
 

@@ -14,6 +14,12 @@ import { openEnvelope, openTrusted, type SignedEvent, type Verifier } from './ev
 export type EventDb = AbstractLevel<string | Uint8Array, string, Uint8Array>
 
 const pad = (n: number): string => n.toString(16).padStart(13, '0')
+/** Parses what `keyOf(e).order` writes. */
+const ORDER_KEY = /^o!([0-9a-f]{13})!([0-9a-f]{64})!([0-9a-f]{13})!([0-9a-f]{64})$/
+
+export type OrderIndexEntry =
+  | { id: string, author: string, seq: number, lamport: number, envelope: Uint8Array | undefined, malformed?: undefined }
+  | { malformed: string }
 
 export interface StoredFrontierEntry { seq: number, head: string, forks: string[] }
 
@@ -56,24 +62,39 @@ export class EventStore {
     return await this.db.get(`e!${id}`)
   }
 
-  /** Every stored envelope in total order; read in chunks (one getMany per 1,000 keys). */
+  /** Every stored envelope in total order, read 1,000 at a time with getMany. */
   async * envelopesInOrder (): AsyncGenerator<{ id: string, envelope: Uint8Array }> {
     let ids: string[] = []
-    const flush = async function * (this: EventStore, chunk: string[]): AsyncGenerator<{ id: string, envelope: Uint8Array }> {
-      const values = await this.db.getMany(chunk.map((id) => `e!${id}`))
-      for (let i = 0; i < chunk.length; i++) {
-        const envelope = values[i]
-        const id = chunk[i] as string
-        if (envelope === undefined) throw new WeftError('ERR_STORE', `order index names ${id} but the event is missing: the store is damaged`)
-        yield { id, envelope }
-      }
-    }
     for await (const key of this.db.keys({ gt: 'o!', lt: 'o"' })) {
       const k = typeof key === 'string' ? key : new TextDecoder().decode(key)
       ids.push(k.slice(k.lastIndexOf('!') + 1))
-      if (ids.length >= 1000) { yield * flush.call(this, ids); ids = [] }
+      if (ids.length >= 1000) { yield * await this.envelopesOf(ids); ids = [] }
     }
-    if (ids.length > 0) yield * flush.call(this, ids)
+    yield * await this.envelopesOf(ids)
+  }
+
+  private async envelopesOf (ids: string[]): Promise<Array<{ id: string, envelope: Uint8Array }>> {
+    if (ids.length === 0) return []
+    const values = await this.db.getMany(ids.map((id) => `e!${id}`))
+    return ids.map((id, i) => {
+      const envelope = values[i]
+      if (envelope === undefined) throw new WeftError('ERR_STORE', `order index names ${id} but the event is missing: the store is damaged`)
+      return { id, envelope }
+    })
+  }
+
+  /**
+   * The order index as stored, entry by entry, never stopping at damage: for `weft log verify`,
+   * which must report every problem. `envelope` is undefined when the index names a missing event.
+   */
+  async * orderIndex (): AsyncGenerator<OrderIndexEntry> {
+    for await (const raw of this.db.keys({ gt: 'o!', lt: 'o"' })) {
+      const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
+      const m = ORDER_KEY.exec(key)
+      if (m === null) { yield { malformed: key }; continue }
+      const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
+      yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), envelope: await this.db.get(`e!${id}`) }
+    }
   }
 
   /**

@@ -111,19 +111,6 @@ export class Followers {
   }
 }
 
-export function watch (f: Followers, target: SignedEvent): void {
-  f.watch(target)
-}
-
-/** `observeFollowers` returns whether any target gained a follower (see Followers.observe). */
-export function observeFollowers (f: Followers, e: SignedEvent, locate: Locate): boolean {
-  return f.observe(e, locate)
-}
-
-export function cloneFollowers (f: Followers): Followers {
-  return f.clone()
-}
-
 /** How many of `authors` have seen the target. */
 export function countFollowing (f: Followers, target: string, authors: Iterable<string>): number {
   const first = f.get(target)

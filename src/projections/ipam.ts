@@ -1,5 +1,5 @@
 import type { SignedEvent } from '../log/event.js'
-import { candidateAddress, cidrContains, formatIp, leaseProblem, parseCidr, parseIp, type Cidr } from './ip.js'
+import { candidateAddress, formatIp, leaseProblem, parseCidr, parseIp, type Cidr } from './ip.js'
 import { positionOf, type Position } from './position.js'
 import type { Settings } from './settings.js'
 
@@ -135,8 +135,7 @@ export function applyIpam (s: IpamState, e: SignedEvent, settings: Settings, isM
 export function revalidateLeases (s: IpamState, e: SignedEvent, settings: Settings): void {
   for (const l of [...s.leases.values()]) {
     const overlay = overlayFor(settings, l.family)
-    const ip = parseIp(l.addr)
-    if (overlay === undefined || !cidrContains(overlay, ip.family, ip.value) || leaseProblem(overlay, l.addr) !== undefined) {
+    if (overlay === undefined || leaseProblem(overlay, l.addr) !== undefined) {
       dropLease(s, l)
       s.claims.set(`${l.author}/${l.family}`, { addr: l.addr, status: 'lost', reason: `the overlay is now ${overlay?.text ?? 'unset'}`, at: positionOf(e) })
     }

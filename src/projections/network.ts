@@ -8,7 +8,6 @@ import { applyIpam, cloneIpam, initialIpam, releaseAll, revalidateLeases, type I
 import { applyRoutes, cloneRoutes, dropRoutesOf, initialRoutes, type RoutesState } from './routes.js'
 import { applyServices, cloneServices, initialServices, type ServicesState } from './services.js'
 import type { EventLocator } from './followers.js'
-import { observeFollowers } from './followers.js'
 
 /**
  * Every projection of the network, folded together because they depend on each other in a
@@ -84,7 +83,7 @@ export function networkReducer (): Reducer<NetworkState> {
 
       // Trace causality only through parents in this fold's view (see RolesState.folded).
       const folded = s.roles.folded
-      const followersChanged = observeFollowers(s.roles.followers, e, {
+      const followersChanged = s.roles.followers.observe(e, {
         get: (id) => {
           const at = locate.get(id)
           return at !== undefined && at.seq <= (folded.get(at.author) ?? 0) ? at : undefined

@@ -2,7 +2,7 @@ import type { SignedEvent } from '../log/event.js'
 import type { Member, MembersState } from './members.js'
 import type { Settings } from './settings.js'
 import { comparePositions, positionOf, type Position } from './position.js'
-import { Followers, cloneFollowers, countFollowing, watch } from './followers.js'
+import { Followers, countFollowing } from './followers.js'
 
 /**
  * k3s bootstrap roles, per cluster. One member runs `k3s server --cluster-init` (the init
@@ -58,7 +58,7 @@ export function initialRoles (): RolesState {
 export function cloneRoles (s: RolesState): RolesState {
   const clusters = new Map<string, ClusterRolesState>()
   for (const [k, c] of s.clusters) clusters.set(k, { ...c, forcedAt: new Map(c.forcedAt) })
-  return { clusters, followers: cloneFollowers(s.followers), stableJoins: new Set(s.stableJoins), folded: new Map(s.folded) }
+  return { clusters, followers: s.followers.clone(), stableJoins: new Set(s.stableJoins), folded: new Map(s.folded) }
 }
 
 function clusterOf (s: RolesState, name: string): ClusterRolesState {
@@ -95,7 +95,7 @@ export function applyRoles (s: RolesState, e: SignedEvent, members: MembersState
       } else {
         c.forcedAt.delete(e.authorHex)
       }
-      if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) { watch(s.followers, e); dirty = true }
+      if (f.type === 'node.join' && !s.stableJoins.has(m.joinId) && m.joinId === e.idHex) { s.followers.watch(e); dirty = true }
     }
   }
   // Settle first so a decision that a new concurrent member just made tentative can be
@@ -172,7 +172,7 @@ function decide (s: RolesState, c: ClusterRolesState, name: string, e: SignedEve
  */
 function setMaster (s: RolesState, c: ClusterRolesState, d: MasterDecision, e: SignedEvent): void {
   c.master = d
-  watch(s.followers, e)
+  s.followers.watch(e)
 }
 
 /** Promote tentative decisions and joins that a majority of their cluster now follows. */

@@ -1,5 +1,5 @@
 import type { SignedEvent } from '../log/event.js'
-import { cidrsOverlap, parseCidr, parseIp, type Cidr } from './ip.js'
+import { cidrContains, cidrsOverlap, parseCidr, parseIp, type Cidr } from './ip.js'
 import { comparePositions, positionOf, type Position } from './position.js'
 import type { IpamState } from './ipam.js'
 import type { Settings } from './settings.js'
@@ -92,9 +92,7 @@ export function lookupRoute (table: RouteTable, addr: string): Route | undefined
   let best: { route: Route, prefix: number } | undefined
   for (const r of table.routes) {
     const c = parseCidr(r.cidr)
-    if (c.family !== ip.family) continue
-    const size = 1n << BigInt((c.family === 4 ? 32 : 128) - c.prefix)
-    if (ip.value >= c.base && ip.value < c.base + size && (best === undefined || c.prefix > best.prefix)) best = { route: r, prefix: c.prefix }
+    if (cidrContains(c, ip.family, ip.value) && (best === undefined || c.prefix > best.prefix)) best = { route: r, prefix: c.prefix }
   }
   return best?.route
 }

@@ -148,28 +148,7 @@ export const idSet = (log: MergedLog): string[] => [...log.events()].map((e) => 
 export const frontierHex = (log: MergedLog): string => toHex(encodeFrontier(log.frontier()))
 export const envelopes = (evs: readonly SignedEvent[]): Uint8Array[] => evs.map((e) => e.envelope)
 
-/** Deterministic PRNG (mulberry32) for choices made inside one generated step. */
-export function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-export function shuffle<T> (xs: readonly T[], r: () => number): T[] {
-  const a = [...xs]
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1))
-    const t = a[i] as T
-    a[i] = a[j] as T
-    a[j] = t
-  }
-  return a
-}
+export { rng, shuffle } from '../support/random.js'
 
 /** Newly accepted or newly parked: either way the exchange moved forward. */
 const progress = (r: IngestResult): number => r.added.length + r.parked

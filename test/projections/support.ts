@@ -169,25 +169,4 @@ export function viewJson (s: NetworkState): string {
   return JSON.stringify(derivedView(s), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function rng (seed: number): () => number {
-  let x = seed >>> 0
-  return () => {
-    x = (x + 0x6d2b79f5) >>> 0
-    let t = x
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-export function shuffle<T> (xs: readonly T[], r: () => number): T[] {
-  const out = [...xs]
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1))
-    const t = out[i] as T
-    out[i] = out[j] as T
-    out[j] = t
-  }
-  return out
-}
+export { rng, shuffle } from '../support/random.js'
