@@ -99,6 +99,9 @@ export function renderView (v: NetworkView): string {
   if (v.routes.conflicts.length > 0) {
     out.push('', 'conflicting advertisements (not used):', table(['CIDR', 'PEER', 'CLASHES WITH'], v.routes.conflicts.map((c) => [c.cidr, shortPeer(peerOf(c.peer)), c.clashesWith])))
   }
+  if (v.routes.invalid.length > 0) {
+    out.push('', 'invalid advertisements (not used):', table(['CIDR', 'PEER', 'REASON'], v.routes.invalid.map((c) => [c.cidr, shortPeer(peerOf(c.peer)), c.reason])))
+  }
   if (v.services.imports.length > 0) {
     out.push('', 'service imports:', table(['SERVICE', 'TYPE', 'PORTS', 'CLUSTERS', 'CONFLICTS'], v.services.imports.map((i) => [
       `${i.namespace}/${i.name}`, i.type, i.ports.map((p) => `${p.port}/${p.protocol}`).join(','), i.clusters.join(','), i.conflicts.join(',')

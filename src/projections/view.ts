@@ -2,7 +2,7 @@ import type { NetworkState } from './network.js'
 import type { Departure } from './members.js'
 import { deriveRoles, type ClusterRolesView, type K3sRole } from './roles.js'
 import { leaseOf, type ClaimStatus, type Lease } from './ipam.js'
-import { deriveRoutes, type Route, type RouteConflict } from './routes.js'
+import { deriveRoutes, type Route, type RouteConflict, type RouteTable } from './routes.js'
 import { deriveServices, type ServicesView } from './services.js'
 import { deriveDns, hostLabel, type DnsRecord } from './dns.js'
 import type { SettingsState } from './settings.js'
@@ -28,7 +28,7 @@ export interface NetworkView {
   departed: Departure[]
   clusters: ClusterRolesView[]
   ipam: { leases: Lease[], claims: Array<ClaimStatus & { author: string, family: 4 | 6 }> }
-  routes: { routes: Array<Route & { peerHost: string }>, conflicts: RouteConflict[] }
+  routes: { routes: Array<Route & { peerHost: string }>, conflicts: RouteConflict[], invalid: RouteTable['invalid'] }
   services: ServicesView
   dns: { zone: string, records: DnsRecord[], invalid: Array<{ name: string, reason: string }> }
 }
@@ -86,7 +86,7 @@ export function networkView (s: NetworkState): NetworkView {
       claims: [...s.ipam.claims].map(([k, c]) => ({ ...c, author: k.split('/')[0] as string, family: Number(k.split('/')[1]) as 4 | 6 }))
         .sort((a, b) => (a.author < b.author ? -1 : a.author > b.author ? 1 : a.family - b.family))
     },
-    routes: { routes: table.routes.map((r) => ({ ...r, peerHost: hostOf.get(r.peer) ?? r.peer.slice(0, 12) })), conflicts: table.conflicts },
+    routes: { routes: table.routes.map((r) => ({ ...r, peerHost: hostOf.get(r.peer) ?? r.peer.slice(0, 12) })), conflicts: table.conflicts, invalid: table.invalid },
     services,
     dns: { zone: dns.zone, records, invalid: dns.invalid }
   }
