@@ -39,7 +39,11 @@ export type WeftErrorCode =
   | 'ERR_STORE_LOCKED'
   | 'ERR_NOT_FOUND'
   | 'ERR_BAD_INPUT'
+  | 'ERR_BAD_CONFIG'
   | 'ERR_PENDING_FULL'
+  // mesh
+  | 'ERR_SYNC_PROTOCOL'
+  | 'ERR_NETWORK'
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode

@@ -1,0 +1,105 @@
+import { TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+import { openEnvelope, type SignedEvent, type Verifier } from '../log/event.js'
+import { LIMITS } from '../log/bodies.js'
+import { isWeftError } from '../log/errors.js'
+import type { ReplicaPort } from './replica-port.js'
+import type { MeshLogger } from './mesh-logger.js'
+
+export interface EventGossipStats {
+  published: number
+  accepted: number
+  /** Duplicates, and events parked for a missing parent. */
+  ignored: number
+  rejected: number
+}
+
+export interface EventGossipOptions {
+  pubsub: GossipSub
+  topic: string
+  replica: ReplicaPort
+  verifier: Verifier
+  log: MeshLogger
+  /** Called when an event from `peer` waits for parents we lack: pull them from it. */
+  onMissingParents: (peer: PeerId) => void
+  /** Called with every event this node accepted from gossip (for propagation measurements). */
+  onAccepted?: (event: SignedEvent, from: PeerId) => void
+}
+
+/**
+ * Push replication: every event this node appends is published on the network's topic, and
+ * every message received is validated before gossip forwards it. A bad signature or a
+ * malformed event is Rejected (the sender's peer score pays for it); a duplicate, or an event
+ * whose parents have not arrived, is Ignored: not forwarded, and the parents are pulled by
+ * anti-entropy. An accepted event is stored before it is forwarded.
+ */
+export class EventGossip {
+  readonly stats: EventGossipStats = { published: 0, accepted: 0, ignored: 0, rejected: 0 }
+
+  constructor (private readonly opts: EventGossipOptions) {}
+
+  start (): void {
+    const { pubsub, topic } = this.opts
+    pubsub.topicValidators.set(topic, async (peer, msg) => await this.validate(peer, msg.data))
+    pubsub.subscribe(topic)
+  }
+
+  stop (): void {
+    this.opts.pubsub.topicValidators.delete(this.opts.topic)
+    try { this.opts.pubsub.unsubscribe(this.opts.topic) } catch {}
+  }
+
+  async publish (events: readonly SignedEvent[]): Promise<void> {
+    for (const e of events) {
+      try {
+        await this.opts.pubsub.publish(this.opts.topic, e.envelope)
+        this.stats.published++
+      } catch (err) {
+        // Anti-entropy delivers it later; a failed publish loses nothing.
+        this.opts.log.debug({ err: (err as Error).message, event: e.idHex }, 'publish failed')
+      }
+    }
+  }
+
+  private async validate (peer: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
+    const { replica, log } = this.opts
+    if (data.byteLength > LIMITS.maxEventBytes) {
+      this.stats.rejected++
+      log.warn({ peer: peer.toString(), bytes: data.byteLength, limit: LIMITS.maxEventBytes }, 'rejected gossip message: larger than an event may be')
+      return TopicValidatorResult.Reject
+    }
+    let event: SignedEvent
+    try {
+      event = openEnvelope(data, replica.net, this.opts.verifier)
+    } catch (err) {
+      this.stats.rejected++
+      log.warn({ peer: peer.toString(), code: isWeftError(err) ? err.code : 'ERR_BAD_ENVELOPE', reason: (err as Error).message }, 'rejected gossip message')
+      return TopicValidatorResult.Reject
+    }
+    if (replica.has(event.idHex)) {
+      this.stats.ignored++
+      return TopicValidatorResult.Ignore
+    }
+    try {
+      const res = await replica.ingest([event])
+      if (res.added.some((e) => e.idHex === event.idHex)) {
+        this.stats.accepted++
+        this.opts.onAccepted?.(event, peer)
+        return TopicValidatorResult.Accept
+      }
+      if (res.rejected.length > 0) {
+        this.stats.rejected++
+        const r = res.rejected[0]
+        log.warn({ peer: peer.toString(), event: event.idHex, code: r?.code, reason: r?.message }, 'rejected gossip event')
+        return TopicValidatorResult.Reject
+      }
+      this.stats.ignored++
+      if (res.parked > 0) this.opts.onMissingParents(peer)
+      return TopicValidatorResult.Ignore
+    } catch (err) {
+      // Our own storage failed: not the sender's fault, so no penalty.
+      log.error({ err: (err as Error).message }, 'could not store a gossiped event')
+      return TopicValidatorResult.Ignore
+    }
+  }
+}

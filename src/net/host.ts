@@ -1,0 +1,111 @@
+import './polyfill.js'
+import { createPrivateKey } from 'node:crypto'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { preSharedKey } from '@libp2p/pnet'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { mdns } from '@libp2p/mdns'
+import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { autoNAT } from '@libp2p/autonat'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import type { PeerDiscovery, ComponentLogger } from '@libp2p/interface'
+import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
+import type { NodeIdentity } from '../log/identity.js'
+import { gossipMessageId } from './gossip-id.js'
+
+export interface HostServices extends Record<string, unknown> {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export type WeftHost = Libp2p<HostServices>
+
+export interface HostOptions {
+  token: NetworkToken
+  /** The network id bytes (from the token), as events carry it. */
+  net: Uint8Array
+  identity: NodeIdentity
+  /** TCP multiaddrs to listen on, e.g. /ip4/0.0.0.0/tcp/4001. */
+  listen: readonly string[]
+  /** Bootstrap multiaddrs (with /p2p/<id>). */
+  peers?: readonly string[]
+  mdns?: boolean
+  /** mDNS query interval; short in tests so discovery does not wait 10 s. */
+  mdnsIntervalMs?: number
+  /** Act as a circuit relay for peers without a public address (default true). */
+  relay?: boolean
+  logger?: ComponentLogger
+}
+
+/** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
+function seedOf (identity: NodeIdentity): Uint8Array {
+  const der = createPrivateKey({ key: identity.exportPem(), format: 'pem' }).export({ format: 'der', type: 'pkcs8' })
+  return new Uint8Array(der.subarray(der.byteLength - 32))
+}
+
+/**
+ * A libp2p host for one network. The token decides everything that must match between nodes:
+ * the pnet key (a machine without the token fails the handshake before noise), the DHT
+ * protocol, the mDNS service name and the gossip topic. The node's own key is its event
+ * signing key, so its PeerId and its author name are the same string.
+ */
+export async function createHost (opts: HostOptions): Promise<WeftHost> {
+  const ids = identifiers(opts.token)
+  const messageId = gossipMessageId(opts.net)
+  const privateKey = await generateKeyPairFromSeed('Ed25519', seedOf(opts.identity))
+  const discovery: Array<(components: any) => PeerDiscovery> = []
+  if (opts.mdns !== false) {
+    discovery.push(mdns({ serviceTag: ids.mdnsServiceName, interval: opts.mdnsIntervalMs ?? 5_000 }))
+  }
+  if (opts.peers !== undefined && opts.peers.length > 0) {
+    discovery.push(bootstrap({ list: [...opts.peers], timeout: 0 }))
+  }
+  return await createLibp2p<HostServices>({
+    privateKey,
+    addresses: { listen: [...opts.listen] },
+    transports: [tcp(), circuitRelayTransport()],
+    connectionProtector: preSharedKey({ psk: pnetSwarmKey(opts.token) }),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery: discovery,
+    connectionManager: {
+      // Many nodes on one host all dial from the same address: the default threshold treats
+      // that as a flood and refuses them.
+      inboundConnectionThreshold: 1_000,
+      maxIncomingPendingConnections: 100
+    },
+    ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: `${ids.dhtProtocolPrefix}/kad/1.0.0`,
+        clientMode: false,
+        // Private and loopback addresses are the normal case on a LAN or in a test.
+        peerInfoMapper: passthroughMapper
+      }),
+      pubsub: gossipsub({
+        globalSignaturePolicy: 'StrictNoSign',
+        // The message id is the event id: a duplicate event is a duplicate message, whoever
+        // sends it, and gossip's seen-cache and the log agree on identity.
+        msgIdFn: (msg) => messageId(msg.data),
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        // An event is at most 64 KiB; leave room for the envelope and the RPC framing.
+        maxInboundDataLength: 256 * 1024
+      }),
+      ...(opts.relay !== false ? { relay: circuitRelayServer() } : {}),
+      dcutr: dcutr(),
+      autonat: autoNAT()
+    }
+  })
+}

@@ -1,0 +1,214 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+import { identifiers, type NetworkToken } from '../log/token.js'
+import type { NodeIdentity } from '../log/identity.js'
+import type { SignedEvent, Verifier } from '../log/event.js'
+import { WeftError } from '../log/errors.js'
+import { createHost, type WeftHost } from './host.js'
+import { EventGossip } from './event-gossip.js'
+import { AntiEntropy } from './anti-entropy.js'
+import { Presence } from './presence.js'
+import type { ReplicaPort } from './replica-port.js'
+import type { MeshLogger } from './mesh-logger.js'
+
+export interface MeshOptions {
+  token: NetworkToken
+  identity: NodeIdentity
+  verifier: Verifier
+  replica: ReplicaPort
+  listen: readonly string[]
+  peers?: readonly string[]
+  mdns?: boolean
+  mdnsIntervalMs?: number
+  /** Anti-entropy period (default 10 s). */
+  syncIntervalMs?: number
+  /** Presence beacon period (default 5 s, never longer than the sync interval). */
+  presenceIntervalMs?: number
+  log: MeshLogger
+  now: () => number
+  onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
+}
+
+export interface MeshPeer {
+  peerId: string
+  author?: string
+  connected: boolean
+  online: boolean
+  lastSeenMs?: number
+  addrs: string[]
+  latencyMs?: number
+}
+
+/** How often a configured --peer that is not connected is dialled again. */
+const REDIAL_MS = 5_000
+
+/**
+ * One node's place in the mesh: the libp2p host, push (gossip), pull (anti-entropy) and
+ * presence, and the triggers that tie them together: a sync with every peer as soon as it is
+ * identified, with every connected peer each sync interval, and with the sender of any event
+ * whose parents we lack.
+ */
+export class Mesh {
+  private timers: NodeJS.Timeout[] = []
+  private stopped = false
+  private readonly lastDialError = new Map<string, string>()
+
+  private constructor (
+    readonly host: WeftHost,
+    readonly gossip: EventGossip,
+    readonly sync: AntiEntropy,
+    readonly presence: Presence,
+    private readonly opts: MeshOptions
+  ) {}
+
+  static async start (opts: MeshOptions): Promise<Mesh> {
+    const ids = identifiers(opts.token)
+    for (const p of opts.peers ?? []) {
+      if (multiaddr(p).getComponents().find((c) => c.name === 'p2p') === undefined) {
+        throw new WeftError('ERR_BAD_INPUT', `peer address ${p} has no /p2p/<peer id> part; copy the full address from the other node's "weft status"`)
+      }
+    }
+    const host = await createHost({
+      token: opts.token,
+      net: opts.replica.net,
+      identity: opts.identity,
+      listen: opts.listen,
+      peers: opts.peers,
+      mdns: opts.mdns,
+      mdnsIntervalMs: opts.mdnsIntervalMs
+    })
+    const syncIntervalMs = opts.syncIntervalMs ?? 10_000
+    let mesh: Mesh | undefined
+    const gossip = new EventGossip({
+      pubsub: host.services.pubsub,
+      topic: ids.gossipTopic,
+      replica: opts.replica,
+      verifier: opts.verifier,
+      log: opts.log,
+      onMissingParents: (peer) => { void mesh?.syncPeer(peer) },
+      onAccepted: opts.onGossipAccepted
+    })
+    const sync = new AntiEntropy({ host, protocol: ids.syncProtocol, replica: opts.replica, log: opts.log, now: opts.now })
+    const presence = new Presence({
+      pubsub: host.services.pubsub,
+      topic: `${ids.gossipTopic}/presence`,
+      net: opts.replica.net,
+      signer: opts.identity,
+      verifier: opts.verifier,
+      intervalMs: Math.min(opts.presenceIntervalMs ?? 5_000, syncIntervalMs),
+      now: opts.now,
+      addrs: () => host.getMultiaddrs().map((a) => a.toString()),
+      log: opts.log
+    })
+    mesh = new Mesh(host, gossip, sync, presence, opts)
+    try {
+      await host.start()
+      await sync.start()
+      gossip.start()
+      presence.start()
+    } catch (err) {
+      try { await host.stop() } catch {}
+      throw new WeftError('ERR_NETWORK', `cannot start the libp2p host: ${(err as Error).message}`, { cause: err })
+    }
+    mesh.wire(syncIntervalMs)
+    return mesh
+  }
+
+  private wire (syncIntervalMs: number): void {
+    const { host, opts } = this
+    const syncProtocol = identifiers(opts.token).syncProtocol
+    host.addEventListener('peer:identify', (evt) => {
+      if (evt.detail.protocols.includes(syncProtocol)) {
+        void this.syncPeer(evt.detail.peerId)
+        void this.presence.beacon()
+      }
+    })
+    host.addEventListener('peer:connect', (evt) => {
+      opts.log.info({ peer: evt.detail.toString() }, 'peer connected')
+    })
+    host.addEventListener('peer:disconnect', (evt) => {
+      opts.log.info({ peer: evt.detail.toString() }, 'peer disconnected')
+    })
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(fn, ms)
+      t.unref()
+      this.timers.push(t)
+    }
+    every(syncIntervalMs, () => { void this.syncAll() })
+    if ((opts.peers ?? []).length > 0) {
+      every(REDIAL_MS, () => { void this.dialConfigured() })
+      void this.dialConfigured()
+    }
+  }
+
+  /** Dial configured peers we are not connected to, and say why when that fails. */
+  private async dialConfigured (): Promise<void> {
+    for (const p of this.opts.peers ?? []) {
+      if (this.stopped) return
+      const ma = multiaddr(p)
+      const id = ma.getComponents().find((c) => c.name === 'p2p')?.value
+      if (id !== undefined && this.host.getPeers().some((peer) => peer.toString() === id)) continue
+      try {
+        await this.host.dial(ma, { signal: AbortSignal.timeout(10_000) })
+        if (this.lastDialError.delete(p)) this.opts.log.info({ peer: p }, 'connected to configured peer')
+      } catch (err) {
+        const reason = (err as Error).message
+        if (this.lastDialError.get(p) !== reason) {
+          this.opts.log.warn({ peer: p, reason },
+            'cannot connect to configured peer: if it is running, check that it was started with the same network token (a different token fails the private-network handshake)')
+        }
+        this.lastDialError.set(p, reason)
+      }
+    }
+  }
+
+  async syncPeer (peer: PeerId): Promise<void> {
+    if (this.stopped) return
+    const r = await this.sync.syncWith(peer)
+    if (r !== undefined && (r.pulled > 0 || r.pushed > 0)) {
+      this.opts.log.debug({ ...r }, 'synced')
+    }
+  }
+
+  async syncAll (): Promise<void> {
+    await Promise.all(this.host.getPeers().map(async (p) => { await this.syncPeer(p) }))
+  }
+
+  async publish (events: readonly SignedEvent[]): Promise<void> {
+    await this.gossip.publish(events)
+  }
+
+  listenAddrs (): string[] {
+    return this.host.getMultiaddrs().map((a) => a.toString())
+  }
+
+  peers (): MeshPeer[] {
+    const now = this.opts.now()
+    const out = new Map<string, MeshPeer>()
+    for (const conn of this.host.getConnections()) {
+      const id = conn.remotePeer.toString()
+      const p = out.get(id) ?? { peerId: id, connected: true, online: false, addrs: [] }
+      p.addrs.push(conn.remoteAddr.toString())
+      out.set(id, p)
+    }
+    for (const e of this.presence.entries()) {
+      if (e.peerId === this.host.peerId.toString()) continue
+      const p = out.get(e.peerId) ?? { peerId: e.peerId, connected: false, online: false, addrs: e.addrs }
+      p.author = e.author
+      p.online = this.presence.isOnline(e.author)
+      p.lastSeenMs = now - e.lastSeen
+      out.set(e.peerId, p)
+    }
+    return [...out.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    for (const t of this.timers) clearInterval(t)
+    this.presence.stop()
+    this.gossip.stop()
+    await this.sync.stop().catch(() => {})
+    await this.host.stop()
+  }
+}

@@ -1,0 +1,41 @@
+import { Ed25519Verifier } from '../../src/log/identity.js'
+import { Mesh, type MeshOptions } from '../../src/net/mesh.js'
+import { replicaPort } from '../../src/net/replica-port.js'
+import { silentLogger, type MeshLogger } from '../../src/net/mesh-logger.js'
+import { identity, memoryReplica, TEST_TOKEN, type reducers } from '../support/fixtures.js'
+import type { Replica } from '../../src/adapters/replica.js'
+
+export interface TestNode { n: number, replica: Replica<typeof reducers>, mesh: Mesh, addr: string }
+
+/** Poll `cond` until it holds or the deadline passes (no sleeps as synchronisation). */
+export async function waitFor (cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+export async function startNode (n: number, peers: string[], extra: Partial<MeshOptions> = {}, log: MeshLogger = silentLogger): Promise<TestNode> {
+  const replica = await memoryReplica(n)
+  const mesh = await Mesh.start({
+    token: TEST_TOKEN,
+    identity: identity(n),
+    verifier: new Ed25519Verifier(),
+    replica: replicaPort(replica),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    peers,
+    mdns: false,
+    syncIntervalMs: 1_000,
+    log,
+    now: () => Date.now(),
+    ...extra
+  })
+  replica.onChange(() => {})
+  const addr = mesh.listenAddrs()[0] as string
+  return { n, replica, mesh, addr }
+}
+
+export async function stopAll (nodes: TestNode[]): Promise<void> {
+  await Promise.all(nodes.map(async (t) => { await t.mesh.stop(); await t.replica.close() }))
+}
