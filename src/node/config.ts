@@ -1,0 +1,368 @@
+import { hostname as osHostname } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml'
+import type { z } from 'zod'
+import { WeftError, isWeftError } from '../log/errors.js'
+import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
+import {
+  DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
+  describeValue, parseApiAddress, parseCluster, parseDuration, parseHostname, parseListenAddress,
+  parseLogLevel, parsePeerAddress, parseRole, quote, suggestKey,
+  type ApiAddress, type LogLevel, type UpRole
+} from './config-schema.js'
+
+export { UP_CONFIG_KEYS, parseApiAddress, parseDuration }
+export type { ApiAddress, LogLevel, UpConfigKey, UpRole } from './config-schema.js'
+
+/**
+ * The settings of `weft up`, from flags, environment and a YAML config file.
+ *
+ * Precedence, highest first: flags > environment (WEFT_TOKEN, WEFT_DATA_DIR) > the `weft:` block
+ * of the config file > its `kairos:` block > defaults. Each setting comes from exactly one place;
+ * lower places are not merged in (a `--listen` flag replaces the file's `listen:` list).
+ */
+
+/**
+ * The flags of `weft up`, as the CLI parsed them.
+ *
+ * `mdns` must be undefined unless the user passed `--no-mdns` (then false): commander sets
+ * `mdns: true` by default for a `--no-mdns` option, and passing that true on would override
+ * `mdns: false` in the config file. The CLI should pass `opts.mdns === false ? false : undefined`.
+ * An empty `listen` or `peer` list counts as not given.
+ */
+export interface UpFlags {
+  token?: string
+  tokenFile?: string
+  dataDir?: string
+  cluster?: string
+  role?: string
+  hostname?: string
+  listen?: string[]
+  peer?: string[]
+  mdns?: boolean
+  api?: string
+  syncInterval?: string
+  logLevel?: string
+  config?: string
+}
+
+export interface UpConfig {
+  token: NetworkToken
+  /** The token in canonical text form (secret: never log it). */
+  tokenText: string
+  /** Absolute path. */
+  dataDir: string
+  cluster: string
+  role: UpRole
+  hostname: string
+  /** Canonical multiaddr text. */
+  listen: string[]
+  /** Canonical multiaddr text, each ending in /p2p/<peer id>; duplicates removed. */
+  peers: string[]
+  mdns: boolean
+  /** A relative unix socket path is made absolute. */
+  api: ApiAddress
+  syncIntervalMs: number
+  logLevel: LogLevel
+  /** Absolute path of the config file, when one was given. */
+  configFile?: string
+}
+
+function bad (message: string, cause?: unknown): WeftError {
+  return new WeftError('ERR_BAD_CONFIG', message, cause === undefined ? undefined : { cause })
+}
+
+/** Runs a value parser; a failure gets the value's place in front of its message. */
+function at<T> (where: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    if (isWeftError(err)) throw bad(`${where}: ${err.message}`, err)
+    throw err
+  }
+}
+
+function nonEmpty (v: string | null | undefined): v is string {
+  return typeof v === 'string' && v !== ''
+}
+
+// --- the config file ---------------------------------------------------------------------------
+
+interface LoadedFile {
+  path: string
+  dir: string
+  weft: WeftBlock
+  kairos: KairosBlock
+  /** `file:line: block.key` for a key of the file, for messages. */
+  where: (block: 'weft' | 'kairos', key: string) => string
+  /** The 1-based line of a key, if known. */
+  line: (block: 'weft' | 'kairos', key: string) => number | undefined
+}
+
+/** The 1-based line of `block.key` (or of `block` alone), if the document has it. */
+function lineOf (doc: Document, lines: LineCounter, block: string, key?: string): number | undefined {
+  const root = doc.contents
+  if (!isMap(root)) return undefined
+  const blockPair = root.items.find((p) => isScalar(p.key) && p.key.value === block)
+  let node: unknown = blockPair?.key
+  if (key !== undefined && blockPair !== undefined && isMap(blockPair.value)) {
+    node = blockPair.value.items.find((p) => isScalar(p.key) && p.key.value === key)?.key ?? node
+  }
+  const offset = (node as { range?: [number, number, number] } | undefined)?.range?.[0]
+  return offset === undefined ? undefined : lines.linePos(offset).line
+}
+
+function zodProblems (issues: z.core.$ZodIssue[], block: 'weft' | 'kairos', raw: Record<string, unknown>,
+  { where, line }: Pick<LoadedFile, 'where' | 'line'>, file: string): string[] {
+  const validKeys = UP_CONFIG_KEYS.map((k) => k.key)
+  const out: Array<{ line: number, text: string }> = []
+  const push = (key: string, text: string): void => { out.push({ line: line(block, key) ?? 0, text }) }
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const hint = suggestKey(key, validKeys)
+        const n = line(block, key)
+        push(key, `${file}${n === undefined ? '' : `:${n}`}: unknown key ${quote(key)} in the ${block}: block` +
+          (hint !== undefined ? ` (did you mean "${hint}"?)` : '') +
+          `; valid keys are ${validKeys.join(', ')}`)
+      }
+      continue
+    }
+    const key = String(issue.path[0] ?? '')
+    const expects = block === 'weft'
+      ? WEFT_KEY_EXPECTS[key as keyof typeof WEFT_KEY_EXPECTS]
+      : KAIROS_KEY_EXPECTS[key as keyof typeof KAIROS_KEY_EXPECTS]
+    const value = raw[key]
+    const secret = key === 'token' || key === 'network_token'
+    if (Array.isArray(value) && issue.code === 'invalid_union') {
+      const i = value.findIndex((v) => typeof v !== 'string')
+      push(key, `${where(block, key)}[${i}]: must be a multiaddr string, got ${describeValue(value[i])}`)
+    } else {
+      push(key, `${where(block, key)}: must be ${expects ?? 'valid'}, got ${describeValue(value, secret)}`)
+    }
+  }
+  out.sort((a, b) => a.line - b.line)
+  return out.length > 0 ? out.map((p) => p.text) : [`${file}: invalid ${block}: block`]
+}
+
+async function loadConfigFile (file: string): Promise<LoadedFile> {
+  const path = resolve(file)
+  let source: string
+  try {
+    source = await readFile(path, 'utf8')
+  } catch (err) {
+    throw bad(`--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and its permissions`, err)
+  }
+  const lines = new LineCounter()
+  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false })
+  const syntax = doc.errors[0]
+  if (syntax !== undefined) {
+    const pos = lines.linePos(syntax.pos[0])
+    throw bad(`${path}:${pos.line}:${pos.col}: invalid YAML at line ${pos.line}, column ${pos.col}: ${syntax.message}`)
+  }
+  let data: unknown
+  try {
+    data = doc.toJS()
+  } catch (err) {
+    throw bad(`${path}: cannot read the YAML document: ${(err as Error).message}`, err)
+  }
+  const noBlock = `no weft: or kairos: block in ${path}; put the settings of "weft up" under a top-level weft: key (see docs/config.md)`
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw bad(noBlock)
+  const top = data as Record<string, unknown>
+  if (!('weft' in top) && !('kairos' in top)) {
+    throw bad('p2p' in top
+      ? `${noBlock}; a Kairos p2p: block is not read (its edgevpn token cannot join a Weft network): add a weft: block with a token from "weft token new"`
+      : noBlock)
+  }
+  const line = (block: 'weft' | 'kairos', key: string): number | undefined => lineOf(doc, lines, block, key)
+  const where = (block: 'weft' | 'kairos', key: string): string => {
+    const n = line(block, key)
+    return n === undefined ? `${path}: ${block}.${key}` : `${path}:${n}: ${block}.${key}`
+  }
+  const block = <S extends z.ZodType>(name: 'weft' | 'kairos', schema: S): z.infer<S> => {
+    const raw = top[name] ?? {}
+    if (typeof raw !== 'object' || Array.isArray(raw)) {
+      const line = lineOf(doc, lines, name)
+      throw bad(`${path}${line === undefined ? '' : `:${line}`}: ${name}: must be a mapping of settings (key: value lines indented under it), got ${describeValue(raw, true)}`)
+    }
+    const parsed = schema.safeParse(raw)
+    if (!parsed.success) {
+      throw bad(zodProblems(parsed.error.issues, name, raw as Record<string, unknown>, { where, line }, path).join('\n'))
+    }
+    return parsed.data
+  }
+  return { path, dir: dirname(path), weft: block('weft', WeftBlock), kairos: block('kairos', KairosBlock), where, line }
+}
+
+// --- resolution --------------------------------------------------------------------------------
+
+function pathFrom (base: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(base, p)
+}
+
+async function readTokenFile (where: string, path: string): Promise<string> {
+  let content: string
+  try {
+    content = await readFile(path, 'utf8')
+  } catch (err) {
+    throw bad(`${where}: cannot read the token file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err)
+  }
+  const t = content.trim()
+  if (t === '') throw bad(`${where}: the token file ${path} is empty; write the output of "weft token new" into it`)
+  return t
+}
+
+interface TokenSource { where: string, text?: string, file?: string }
+
+function pickToken (flags: UpFlags, env: Record<string, string | undefined>, file: LoadedFile | undefined): TokenSource | undefined {
+  if (nonEmpty(flags.token) && nonEmpty(flags.tokenFile)) {
+    throw bad('--token and --token-file were both given; pass only one of them')
+  }
+  if (nonEmpty(flags.token)) return { where: '--token', text: flags.token }
+  if (nonEmpty(flags.tokenFile)) return { where: '--token-file', file: resolve(flags.tokenFile) }
+  if (nonEmpty(env.WEFT_TOKEN)) return { where: 'WEFT_TOKEN', text: env.WEFT_TOKEN }
+  if (file === undefined) return undefined
+  const w = file.weft
+  if (w.token != null && w['token-file'] != null) {
+    throw bad(`${file.where('weft', 'token-file')}: the weft: block has both token and token-file; keep only one`)
+  }
+  if (w.token != null) {
+    if (w.token.trim() === '') throw bad(`${file.where('weft', 'token')}: empty; set it to a token from "weft token new"`)
+    return { where: file.where('weft', 'token'), text: w.token }
+  }
+  if (w['token-file'] != null) return { where: file.where('weft', 'token-file'), file: pathFrom(file.dir, w['token-file']) }
+  // Kairos examples ship `network_token: ""`: an empty token is "not set".
+  const k = file.kairos.network_token
+  if (nonEmpty(k) && k.trim() !== '') {
+    const where = file.where('kairos', 'network_token')
+    if (!k.trim().startsWith(TOKEN_PREFIX)) {
+      throw bad(`${where}: this is not a Weft token (Weft tokens start with "${TOKEN_PREFIX}"; ` +
+        'an edgevpn/Kairos token cannot join a Weft network). Create one with "weft token new" and put it in ' +
+        'kairos.network_token or weft.token, or pass --token')
+    }
+    return { where, text: k }
+  }
+  return undefined
+}
+
+const NO_TOKEN = 'no network token: create one with "weft token new" (once per network), then give it to ' +
+  'every node with --token <token>, the WEFT_TOKEN environment variable, --token-file <path>, or ' +
+  'token: in the weft: block of the --config file'
+
+/**
+ * Resolves the settings of `weft up`. `env` is usually `process.env`; `opts.hostname` replaces
+ * `os.hostname()` (for tests). Relative paths in flags and environment are resolved against the
+ * working directory, relative paths in the config file against the file's directory.
+ * Throws `WeftError('ERR_BAD_CONFIG')` naming the flag, variable or file line and key at fault.
+ */
+export async function resolveUpConfig (flags: UpFlags, env: Record<string, string | undefined>,
+  opts: { hostname?: () => string } = {}): Promise<UpConfig> {
+  const file = nonEmpty(flags.config) ? await loadConfigFile(flags.config) : undefined
+  const w: WeftBlock = file?.weft ?? {}
+  const k: KairosBlock = file?.kairos ?? {}
+  const fw = (key: string): string => file === undefined ? `weft.${key}` : file.where('weft', key)
+  const fk = (key: string): string => file === undefined ? `kairos.${key}` : file.where('kairos', key)
+  const fileDir = file?.dir ?? process.cwd()
+
+  // Every value of the weft: block is checked even when a flag overrides it: it is Weft's own
+  // config. Values of the kairos: block are checked only when used (a Kairos file may hold an
+  // edgevpn token that --token replaces).
+  const fileCluster = w.cluster != null ? at(fw('cluster'), () => parseCluster(w.cluster as string)) : undefined
+  const fileRole = w.role != null ? at(fw('role'), () => parseRole(w.role as string)) : undefined
+  const fileHostname = w.hostname != null ? at(fw('hostname'), () => parseHostname(w.hostname as string)) : undefined
+  const asList = (v: string | string[]): string[] => typeof v === 'string' ? [v] : v
+  const fileListen = w.listen != null ? asList(w.listen).map((a, i) => at(`${fw('listen')}[${i}]`, () => parseListenAddress(a))) : undefined
+  if (fileListen !== undefined && fileListen.length === 0) throw bad(`${fw('listen')}: the list is empty; give at least one address such as ${DEFAULTS.listen[0]}`)
+  const filePeers = w.peers != null ? asList(w.peers).map((a, i) => at(`${fw('peers')}[${i}]`, () => parsePeerAddress(a))) : undefined
+  const fileApi = w.api != null ? at(fw('api'), () => w.api === false ? { kind: 'off' as const } : parseApiAddress(w.api as string)) : undefined
+  const fileSync = w['sync-interval'] != null ? at(fw('sync-interval'), () => parseDuration(String(w['sync-interval']))) : undefined
+  const fileLogLevel = w['log-level'] != null ? at(fw('log-level'), () => parseLogLevel(w['log-level'] as string)) : undefined
+  if (w['data-dir'] === '') throw bad(`${fw('data-dir')}: empty; remove it or give a directory`)
+  if (w['token-file'] === '') throw bad(`${fw('token-file')}: empty; remove it or give a file path`)
+
+  // token
+  const source = pickToken(flags, env, file)
+  if (source === undefined) throw bad(NO_TOKEN)
+  const raw = source.file !== undefined ? await readTokenFile(source.where, source.file) : (source.text as string)
+  const token = at(source.where, () => parseToken(raw))
+
+  // data dir
+  let dataDir: string
+  if (nonEmpty(flags.dataDir)) dataDir = resolve(flags.dataDir)
+  else if (nonEmpty(env.WEFT_DATA_DIR)) dataDir = resolve(env.WEFT_DATA_DIR)
+  else if (w['data-dir'] != null) dataDir = pathFrom(fileDir, w['data-dir'])
+  else dataDir = resolve(DEFAULTS.dataDir)
+
+  // cluster: Kairos network_id names the cluster
+  let cluster: string
+  if (flags.cluster !== undefined) cluster = at('--cluster', () => parseCluster(flags.cluster as string))
+  else if (fileCluster !== undefined) cluster = fileCluster
+  else if (k.network_id != null) {
+    const id = String(k.network_id)
+    cluster = at(fk('network_id'), () => {
+      try {
+        return parseCluster(id)
+      } catch (err) {
+        throw bad(`${(err as Error).message}; Weft uses kairos.network_id as the cluster name, so change it or set weft.cluster`)
+      }
+    })
+  } else cluster = DEFAULTS.cluster
+
+  // role
+  let role: UpRole
+  if (flags.role !== undefined) role = at('--role', () => parseRole(flags.role as string))
+  else if (fileRole !== undefined) role = fileRole
+  else if (k.role != null) {
+    const kr = k.role
+    const mapped = Object.hasOwn(KAIROS_ROLES, kr) ? KAIROS_ROLES[kr] : undefined
+    if (mapped === undefined) {
+      throw bad(`${fk('role')}: ${quote(kr)} has no Weft equivalent; use one of ${Object.keys(KAIROS_ROLES).join(', ')} ` +
+        '(or set weft.role, which also accepts client)')
+    }
+    role = mapped
+  } else role = DEFAULTS.role
+
+  const hostname = flags.hostname !== undefined
+    ? at('--hostname', () => parseHostname(flags.hostname as string))
+    : fileHostname ?? at('the system hostname (set --hostname or weft.hostname)', () => parseHostname((opts.hostname ?? osHostname)()))
+
+  const listen = flags.listen !== undefined && flags.listen.length > 0
+    ? flags.listen.map((a) => at('--listen', () => parseListenAddress(a)))
+    : fileListen ?? [...DEFAULTS.listen]
+
+  const peers = flags.peer !== undefined && flags.peer.length > 0
+    ? flags.peer.map((a) => at('--peer', () => parsePeerAddress(a)))
+    : filePeers ?? []
+
+  let api: ApiAddress
+  let apiBase = process.cwd()
+  if (flags.api !== undefined) api = at('--api', () => parseApiAddress(flags.api as string))
+  else if (fileApi !== undefined) { api = fileApi; apiBase = fileDir } else api = parseApiAddress(DEFAULTS.api)
+  if (api.kind === 'unix') api = { kind: 'unix', path: pathFrom(apiBase, api.path) }
+
+  const syncIntervalMs = flags.syncInterval !== undefined
+    ? at('--sync-interval', () => parseDuration(flags.syncInterval as string))
+    : fileSync ?? parseDuration(DEFAULTS.syncInterval)
+
+  const logLevel = flags.logLevel !== undefined
+    ? at('--log-level', () => parseLogLevel(flags.logLevel as string))
+    : fileLogLevel ?? DEFAULTS.logLevel
+
+  const config: UpConfig = {
+    token,
+    tokenText: formatToken(token),
+    dataDir,
+    cluster,
+    role,
+    hostname,
+    listen: [...new Set(listen)],
+    peers: [...new Set(peers)],
+    mdns: flags.mdns ?? w.mdns ?? DEFAULTS.mdns,
+    api,
+    syncIntervalMs,
+    logLevel
+  }
+  if (file !== undefined) config.configFile = file.path
+  return config
+}
