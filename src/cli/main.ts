@@ -6,6 +6,7 @@ import { flush } from './output.js'
 import { intParser, jsonOption } from './options.js'
 import { registerToken } from './token.js'
 import { registerLog } from './log.js'
+import { registerUp } from './up.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -32,6 +33,7 @@ export function buildProgram (): Command {
 
   registerToken(program)
   registerLog(program)
+  registerUp(program)
 
   jsonOption(program.command('demo').description('run an in-process demo: several nodes write events, exchange them in random order and converge')
     .option('--nodes <n>', 'number of nodes', intParser(1), 4)

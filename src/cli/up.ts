@@ -1,0 +1,83 @@
+import { Option, type Command } from 'commander'
+import { run } from './errors.js'
+
+interface UpOpts {
+  token?: string
+  tokenFile?: string
+  dataDir?: string
+  cluster?: string
+  role?: string
+  hostname?: string
+  listen: string[]
+  peer: string[]
+  mdns: boolean
+  api?: string
+  syncInterval?: string
+  logLevel?: string
+  config?: string
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value]
+
+/**
+ * `weft up`: run a node until SIGINT or SIGTERM. Flags override the config file; the file may be
+ * a Kairos cloud-config (see docs/config.md). Logs are JSON lines (pino) on stderr.
+ */
+export function registerUp (program: Command): void {
+  program.command('up').description('run a node: join the network of the token and stay in it until stopped (Ctrl-C)')
+    .option('--token <token>', 'network token from "weft token new" (or WEFT_TOKEN, or --token-file)')
+    .option('--token-file <path>', 'read the network token from a file')
+    .option('--data-dir <dir>', 'node data directory: identity.key, events/, api.token (default: WEFT_DATA_DIR or ./.weft)')
+    .option('--cluster <name>', 'cluster this node belongs to (default: default)')
+    .addOption(new Option('--role <role>', 'requested k3s role (default: auto)').choices(['auto', 'master', 'worker', 'client']))
+    .option('--hostname <name>', 'name of this node in the network (default: the machine hostname)')
+    .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/4001)', collect, [])
+    .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
+    .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
+    .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--config <file.yaml>', 'YAML config: a weft: block with these settings, or a Kairos cloud-config kairos: block')
+    .action(async (o: UpOpts) => {
+      await run(async () => await runUp(o))
+    })
+}
+
+async function runUp (o: UpOpts): Promise<number> {
+  const { resolveUpConfig } = await import('../node/config.js')
+  const config = await resolveUpConfig({
+    token: o.token,
+    tokenFile: o.tokenFile,
+    dataDir: o.dataDir,
+    cluster: o.cluster,
+    role: o.role,
+    hostname: o.hostname,
+    listen: o.listen,
+    peer: o.peer,
+    // Commander sets mdns: true unless --no-mdns is given; only an explicit false overrides the file.
+    mdns: o.mdns === false ? false : undefined,
+    api: o.api,
+    syncInterval: o.syncInterval,
+    logLevel: o.logLevel,
+    config: o.config
+  }, process.env)
+  const { pino } = await import('pino')
+  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
+  const { Daemon } = await import('../node/daemon.js')
+  const daemon = await Daemon.start({ config, log })
+  await new Promise<void>((resolve) => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without a clean stop')
+        process.exit(130)
+      }
+      stopping = true
+      log.info({ signal }, 'stopping')
+      void daemon.stop().finally(resolve)
+    }
+    process.on('SIGINT', () => { stop('SIGINT') })
+    process.on('SIGTERM', () => { stop('SIGTERM') })
+  })
+  return 0
+}

@@ -1,0 +1,247 @@
+import { arch, platform } from 'node:os'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { loadOrCreateIdentity } from '../adapters/identity-file.js'
+import { openLevel } from '../adapters/level-db.js'
+import { Replica } from '../adapters/replica.js'
+import { ensureApiToken, removeApiEndpoint, readApiEndpoint, writeApiEndpoint } from '../adapters/api-token.js'
+import { startApiServer, type ApiServer } from '../adapters/http-api.js'
+import type { NodeStatus, PeerStatus } from '../adapters/api-types.js'
+import { isWeftError, WeftError } from '../log/errors.js'
+import { Ed25519Verifier, type NodeIdentity } from '../log/identity.js'
+import { identifiers, networkIdBytes } from '../log/token.js'
+import type { SignedEvent } from '../log/event.js'
+import { cliReducers, type CliReducers } from '../cli/reducers.js'
+import { Mesh } from '../net/mesh.js'
+import { replicaPort } from '../net/replica-port.js'
+import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
+import type { UpConfig } from './config.js'
+import { weftVersion } from './version.js'
+
+export interface DaemonOptions {
+  config: UpConfig
+  log: Logger
+  now?: () => number
+  /** mDNS query interval (tests shorten it). */
+  mdnsIntervalMs?: number
+}
+
+/**
+ * A running node: the composition root. It owns the data dir (identity key, LevelDB store, API
+ * token), the mesh, the node agent and the HTTP API, and stops them in the reverse order.
+ */
+export class Daemon {
+  private api: ApiServer | undefined
+  private planning = false
+  private replan = false
+  private lastBlocked: string | undefined
+  private stopped = false
+  readonly startedAt: number
+
+  private constructor (
+    readonly config: UpConfig,
+    readonly identity: NodeIdentity,
+    readonly replica: Replica<CliReducers>,
+    readonly mesh: Mesh,
+    private readonly log: Logger,
+    private readonly now: () => number
+  ) {
+    this.startedAt = now()
+  }
+
+  static async start (opts: DaemonOptions): Promise<Daemon> {
+    const { config, log } = opts
+    const now = opts.now ?? Date.now
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
+    const identity = await loadOrCreateIdentity(config.dataDir)
+    let db
+    try {
+      db = await openLevel(join(config.dataDir, 'events'))
+    } catch (err) {
+      if (isWeftError(err, 'ERR_STORE_LOCKED')) {
+        const running = await readApiEndpoint(config.dataDir).catch(() => undefined)
+        throw new WeftError('ERR_STORE_LOCKED', `another weft daemon${running !== undefined ? ` (pid ${running.pid})` : ''} is already running on ${config.dataDir}: stop it first, or give this one another --data-dir`)
+      }
+      throw err
+    }
+    const net = networkIdBytes(config.token)
+    const verifier = new Ed25519Verifier()
+    let replica: Replica<CliReducers>
+    try {
+      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier })
+    } catch (err) {
+      await db.close()
+      throw err
+    }
+    let mesh: Mesh
+    try {
+      mesh = await Mesh.start({
+        token: config.token,
+        identity,
+        verifier,
+        replica: replicaPort(replica),
+        listen: config.listen,
+        peers: config.peers,
+        mdns: config.mdns,
+        mdnsIntervalMs: opts.mdnsIntervalMs,
+        syncIntervalMs: config.syncIntervalMs,
+        log,
+        now
+      })
+    } catch (err) {
+      await replica.close()
+      throw err
+    }
+    const d = new Daemon(config, identity, replica, mesh, log, now)
+    try {
+      await d.startApi()
+    } catch (err) {
+      await d.stop()
+      throw err
+    }
+    replica.onChange(() => { d.schedulePlan() })
+    log.info({
+      peerId: identity.peerId,
+      network: identifiers(config.token).networkId,
+      cluster: config.cluster,
+      listen: mesh.listenAddrs(),
+      api: d.api?.url ?? 'off',
+      events: replica.log.size
+    }, 'weft node started')
+    d.schedulePlan()
+    return d
+  }
+
+  private async startApi (): Promise<void> {
+    const { config } = this
+    if (config.api.kind === 'off') return
+    const token = await ensureApiToken(config.dataDir)
+    this.api = await startApiServer({
+      node: {
+        replica: this.replica,
+        status: () => this.status(),
+        peers: () => this.peers(),
+        now: this.now
+      },
+      listen: config.api,
+      token,
+      logger: this.log
+    })
+    await writeApiEndpoint(config.dataDir, {
+      url: this.api.url,
+      pid: process.pid,
+      peerId: this.identity.peerId,
+      listen: this.listenAddrs()
+    })
+  }
+
+  /** Full multiaddrs (with /p2p/<id>) another node can pass to --peer. */
+  listenAddrs (): string[] {
+    return this.mesh.listenAddrs()
+  }
+
+  desired (): DesiredNode {
+    return {
+      hostname: this.config.hostname,
+      cluster: this.config.cluster,
+      role: this.config.role,
+      os: platform(),
+      arch: arch(),
+      version: weftVersion(),
+      addrs: this.listenAddrs().slice(0, 16),
+      caps: []
+    }
+  }
+
+  /** Run the agent after a change; one run at a time, and once more if changes came meanwhile. */
+  schedulePlan (): void {
+    if (this.stopped) return
+    if (this.planning) { this.replan = true; return }
+    this.planning = true
+    setImmediate(() => {
+      void this.runPlan().finally(() => {
+        this.planning = false
+        if (this.replan) { this.replan = false; this.schedulePlan() }
+      })
+    })
+  }
+
+  private async runPlan (): Promise<void> {
+    // A handful of steps at most; the bound guards against a plan that never settles.
+    for (let i = 0; i < 8 && !this.stopped; i++) {
+      const plan = planAgent(this.replica.states().network, this.identity.authorHex, this.desired())
+      if (plan.blocked !== undefined && plan.blocked !== this.lastBlocked) this.log.warn({ reason: plan.blocked }, 'node agent is waiting')
+      this.lastBlocked = plan.blocked
+      if (plan.steps.length === 0) return
+      const appended: SignedEvent[] = []
+      try {
+        for (const step of plan.steps) {
+          const ev = await this.replica.append(step.type, step.body as never, this.now())
+          this.log.info({ type: step.type, event: ev.idHex.slice(0, 16), why: step.why, ...(step.type === 'ip.claim' ? { addr: step.body.addr } : {}) }, 'node agent appended an event')
+          appended.push(ev)
+        }
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'node agent could not append')
+        return
+      } finally {
+        await this.mesh.publish(appended)
+      }
+    }
+  }
+
+  /** Append an event of this node (settings, routes, …) and gossip it. */
+  async append (...args: Parameters<Replica<CliReducers>['append']>): Promise<SignedEvent> {
+    const ev = await this.replica.append(...args)
+    await this.mesh.publish([ev])
+    return ev
+  }
+
+  status (): NodeStatus {
+    const peers = this.mesh.peers()
+    return {
+      peerId: this.identity.peerId,
+      author: this.identity.authorHex,
+      networkId: identifiers(this.config.token).networkId,
+      version: weftVersion(),
+      hostname: this.config.hostname,
+      cluster: this.config.cluster,
+      startedAt: this.startedAt,
+      uptimeMs: this.now() - this.startedAt,
+      listen: this.listenAddrs(),
+      api: this.api?.url ?? 'off',
+      events: this.replica.log.size,
+      authors: this.replica.log.authors().length,
+      pending: this.replica.log.pendingCount,
+      peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
+      self: {},
+      sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
+    }
+  }
+
+  peers (): PeerStatus[] {
+    const hosts = new Map([...this.replica.states().network.members.active.values()].map((m) => [m.peerId, m]))
+    return this.mesh.peers().map((p) => ({
+      peerId: p.peerId,
+      author: p.author ?? hosts.get(p.peerId)?.author,
+      hostname: hosts.get(p.peerId)?.hostname,
+      connected: p.connected,
+      online: p.online,
+      lastSeenMs: p.lastSeenMs,
+      addrs: p.addrs,
+      latencyMs: p.latencyMs
+    }))
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    if (this.api !== undefined) {
+      await this.api.close().catch(() => {})
+      await removeApiEndpoint(this.config.dataDir).catch(() => {})
+    }
+    await this.mesh.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'mesh did not stop cleanly') })
+    await this.replica.close()
+    this.log.info({}, 'weft node stopped')
+  }
+}

@@ -1,0 +1,68 @@
+import type { BodyOf } from '../log/bodies.js'
+import type { NetworkState } from './network.js'
+import { chooseAddress, leaseOf } from './ipam.js'
+
+/** What the operator asked of this node (its flags and config). */
+export interface DesiredNode {
+  hostname: string
+  cluster: string
+  role: BodyOf<'node.join'>['role']
+  os: string
+  arch: string
+  version: string
+  addrs: string[]
+  caps: string[]
+}
+
+export type AgentStep =
+  | { type: 'node.join', body: BodyOf<'node.join'>, why: string }
+  | { type: 'role.claim', body: BodyOf<'role.claim'>, why: string }
+  | { type: 'ip.claim', body: BodyOf<'ip.claim'>, why: string }
+
+export interface AgentPlan {
+  steps: AgentStep[]
+  /** Why the agent does nothing when it would otherwise act (an eviction, a full overlay). */
+  blocked?: string
+}
+
+/**
+ * The node agent's decision, as a pure function of the folded state: what this node must append
+ * so the log says what its flags say. Called after every change; when the log already agrees it
+ * returns no step, so the agent never loops. One kind of step at a time: an address is claimed
+ * only once the join is in the state, so the claim sees the membership it depends on.
+ */
+export function planAgent (s: NetworkState, author: string, want: DesiredNode): AgentPlan {
+  const departed = s.members.departed.get(author)
+  if (departed?.how === 'evict' && !s.members.active.has(author)) {
+    return { steps: [], blocked: `this node was evicted by ${departed.by.slice(0, 12)}${departed.reason !== undefined ? ` (${departed.reason})` : ''}; it does not rejoin on its own: start it with a new --data-dir to join as a new node` }
+  }
+  const me = s.members.active.get(author)
+  const joinBody: BodyOf<'node.join'> = {
+    hostname: want.hostname,
+    cluster: want.cluster,
+    os: want.os,
+    arch: want.arch,
+    version: want.version,
+    addrs: want.addrs,
+    caps: want.caps,
+    role: want.role
+  }
+  if (me === undefined) return { steps: [{ type: 'node.join', body: joinBody, why: departed !== undefined ? 'rejoining after a leave' : 'first start' }] }
+  // Listen addresses change with every restart on a random port; they are advisory (presence
+  // carries the live ones), so they alone do not call for a new join.
+  const changed = (['hostname', 'cluster', 'os', 'arch', 'version'] as const).filter((k) => me[k] !== want[k])
+  if (me.caps.join(',') !== want.caps.join(',')) changed.push('caps' as never)
+  if (changed.length > 0) return { steps: [{ type: 'node.join', body: joinBody, why: `${changed.join(', ')} changed` }] }
+  if (me.role !== want.role) {
+    return { steps: [{ type: 'role.claim', body: { cluster: want.cluster, role: want.role }, why: `role changed from ${me.role} to ${want.role}` }] }
+  }
+  if (leaseOf(s.ipam, author, 4) !== undefined) return { steps: [] }
+  const addr = chooseAddress(s.ipam, s.settings.values, author, 4)
+  if (addr === undefined) return { steps: [], blocked: `no free address in the overlay ${s.settings.values.overlayCidr}` }
+  const last = s.ipam.claims.get(`${author}/4`)
+  if (last !== undefined && last.addr === addr && last.status === 'invalid') {
+    return { steps: [], blocked: `the claim of ${addr} is invalid: ${last.reason ?? 'unknown reason'}` }
+  }
+  const why = last === undefined ? 'no address yet' : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
+  return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
+}
