@@ -1,117 +1,134 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Replica } from '../adapters/replica.js'
-import { openLevel } from '../adapters/level-db.js'
-import { generateIdentity, type NodeIdentity } from '../log/identity.js'
-import { formatToken, identifiers, networkIdBytes, newToken } from '../log/token.js'
-import { networkReducer } from '../projections/network.js'
-import { chooseAddress } from '../projections/ipam.js'
-import { makeSettingsChange } from '../projections/settings.js'
-import { networkView, type NetworkView } from '../projections/view.js'
-import { encodeFrontier } from '../crdt/frontier.js'
+import { fileURLToPath } from 'node:url'
+import { formatToken, identifiers, newToken } from '../log/token.js'
+import type { NetworkView } from '../projections/view.js'
+import { ApiClient } from './api-client.js'
+import { CliError } from './errors.js'
+import { flush, out, printJson, table } from './output.js'
 
-export interface DemoOptions { nodes: number, seed?: number, json: boolean }
+export interface DemoOptions { nodes: number, json: boolean, exitWhenConverged: boolean, timeout: number }
 
-type DemoReplica = Replica<{ network: ReturnType<typeof networkReducer> }>
+interface DemoNode { name: string, dataDir: string, proc: ChildProcess, stderr: string[], client?: ApiClient }
+
+const MAIN = fileURLToPath(new URL('./main.js', import.meta.url))
 
 /**
- * The in-process demo: several identities, each with a real LevelDB replica in a temporary
- * directory, write events and exchange them only through frontiers (`missingFor`), in a
- * shuffled order with duplicates and drops, until every replica holds the same log. Then it
- * prints the converged state. (The mesh issue replaces this with real `weft up` processes.)
+ * `weft demo` (what `npm start` runs): real `weft up` processes on loopback with a fresh token
+ * and temporary data dirs. The first node listens on a random port; the others get its address
+ * as --peer (mDNS on loopback is not reliable everywhere). No root is needed: no TUN device.
+ * The table appears once every node reports the same members, roles, addresses and DNS names.
  */
 export async function runDemo (opts: DemoOptions): Promise<number> {
-  const n = Math.max(2, Math.min(opts.nodes, 16))
-  let seed = opts.seed ?? Date.now() % 1_000_000
-  const rand = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }
-  const token = newToken()
-  const net = networkIdBytes(token)
-  const dir = await mkdtemp(join(tmpdir(), 'weft-demo-'))
-  const say = (line: string): void => { if (!opts.json) process.stderr.write(line + '\n') }
-  say(`network ${identifiers(token).networkId} (token ${formatToken(token).slice(0, 9)}…, not shown in full)`)
-  const nodes: Array<{ id: NodeIdentity, r: DemoReplica, host: string }> = []
+  const n = Math.max(2, Math.min(opts.nodes, 9))
+  const secret = newToken()
+  const token = formatToken(secret)
+  const root = await mkdtemp(join(tmpdir(), 'weft-demo-'))
+  const nodes: DemoNode[] = []
+  const say = (line: string): void => { if (!opts.json) process.stderr.write(`${line}\n`) }
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(nodes.map(async (d) => await stopNode(d)))
+    await rm(root, { recursive: true, force: true })
+  }
+  let interrupted = false
+  const onSignal = (): void => { interrupted = true }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
+    say(`network ${identifiers(secret).networkId}: starting ${n} weft up processes in ${root}`)
     for (let i = 0; i < n; i++) {
-      const id = generateIdentity()
-      const db = await openLevel(join(dir, `node${i}`))
-      const r = await Replica.open({ db, net, reducers: { network: networkReducer() }, signer: id })
-      nodes.push({ id, r, host: `node${i}` })
+      const name = `node-${i + 1}`
+      const peers = i === 0 ? [] : [(await endpointOf(nodes[0] as DemoNode, opts.timeout)).listen[0] as string]
+      const d = startNode(name, join(root, name), token, peers)
+      nodes.push(d)
+      const ep = await endpointOf(d, opts.timeout)
+      say(`  ${name}  pid ${d.proc.pid ?? '?'}  ${ep.listen[0] ?? ''}  api ${ep.url}`)
     }
-    const now = Date.now()
-    // Each node joins and later claims an address from its own partial view: collisions are
-    // possible and are settled by the log's order, which is the point of the demo.
-    for (const [i, node] of nodes.entries()) {
-      await node.r.append('node.join', {
-        hostname: node.host, cluster: i < Math.ceil(n / 2) ? 'edge' : 'core', os: process.platform, arch: process.arch,
-        version: '0.1.0', addrs: [], caps: [], role: i === 0 ? 'master' : 'auto'
-      }, now)
+    const started = Date.now()
+    let view: NetworkView | undefined
+    let lastLine = ''
+    while (view === undefined) {
+      if (interrupted) return 130
+      if (Date.now() - started > opts.timeout) throw new CliError(`the nodes did not agree within ${opts.timeout} ms; their logs are in ${root}`)
+      const dead = nodes.find((d) => d.proc.exitCode !== null)
+      if (dead !== undefined) throw new CliError(`${dead.name} exited (code ${String(dead.proc.exitCode)}): ${dead.stderr.slice(-3).join(' ')}`)
+      const views = await Promise.all(nodes.map(async (d) => await (d.client as ApiClient).state().then((s) => s.view as unknown as NetworkView, () => undefined)))
+      const progress = `waiting for agreement: ${views.map((v, i) => `${nodes[i]?.name ?? ''} sees ${v?.members.length ?? 0}`).join(', ')}`
+      if (progress !== lastLine) { say(progress); lastLine = progress }
+      if (agree(views, n)) view = views[0]
+      else await new Promise((resolve) => setTimeout(resolve, 100))
     }
-    const first = nodes[0] as typeof nodes[number]
-    const last = nodes[n - 1] as typeof nodes[number]
-    await first.r.append('settings.change', {
-      change: makeSettingsChange(first.r.states().network.settings, first.id.authorHex, 'serverCount', 2)
-    }, now)
-    await last.r.append('route.advertise', { cidr: '192.168.50.0/24' }, now)
-    let rounds = 0
-    let messages = 0
-    for (;;) {
-      rounds++
-      let moved = 0
-      const pairs: Array<[number, number]> = []
-      for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) pairs.push([a, b])
-      pairs.sort(() => rand() - 0.5)
-      for (const [a, b] of pairs) {
-        const from = nodes[a] as typeof nodes[number]
-        const to = nodes[b] as typeof nodes[number]
-        if (rand() < 0.3) continue // a dropped message: a later round heals it
-        const batch = from.r.missingFor(to.r.frontier(), 8).map((e) => e.envelope)
-        if (batch.length === 0) continue
-        if (rand() < 0.3) batch.push(...batch.slice(0, 2)) // duplicates
-        batch.sort(() => rand() - 0.5) // out of order: children wait for parents in the pending buffer
-        const res = await to.r.ingest(batch)
-        moved += res.added.length
-        messages++
-      }
-      // Agents act on what they see: claim an address (again, if they lost one).
-      for (const node of nodes) {
-        const s = node.r.states().network
-        const mine = s.ipam.claims.get(`${node.id.authorHex}/4`)
-        if (mine === undefined || mine.status === 'lost') {
-          const addr = chooseAddress(s.ipam, s.settings.values, node.id.authorHex)
-          if (addr !== undefined) { await node.r.append('ip.claim', { addr }, Date.now()); moved++ }
-        }
-      }
-      const frontiers = nodes.map((x) => Buffer.from(encodeFrontier(x.r.frontier())).toString('hex'))
-      const allHeld = nodes.every((x) => x.r.states().network.ipam.claims.get(`${x.id.authorHex}/4`)?.status === 'held')
-      if (moved === 0 && frontiers.every((f) => f === frontiers[0]) && allHeld) break
-      if (rounds > 200) throw new Error('the demo did not converge in 200 rounds')
-    }
-    const views = nodes.map((x) => networkView(x.r.states().network))
-    const same = views.every((v) => JSON.stringify(v) === JSON.stringify(views[0]))
-    const view = views[0] as NetworkView
+    const ms = Date.now() - started
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ converged: same, rounds, messages, events: first.r.log.size, view }, null, 2) + '\n')
+      printJson({ token, convergedMs: ms, view })
     } else {
-      say(`${n} replicas converged after ${rounds} rounds, ${messages} batches, ${first.r.log.size} events; identical state on all: ${same ? 'yes' : 'NO'}`)
-      process.stdout.write(renderDemo(view) + '\n')
+      out(`\n${n} nodes agree on members, roles, addresses and DNS names (${ms} ms after the last one started)\n`)
+      out(table(['HOST', 'K3S ROLE', 'ADDRESS', 'DNS NAME', 'PEER ID'], view.members.map((m) =>
+        [m.hostname, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, m.address ?? '-', m.dnsName ?? '-', m.peerId])))
+      out(`\ntry, in another terminal:\n  node ${MAIN} status --data-dir ${join(root, 'node-1')}\n  node ${MAIN} settings set mtu 1380 --data-dir ${join(root, 'node-2')}\n  node ${MAIN} log state --data-dir ${join(root, 'node-3')}`)
     }
-    return same ? 0 : 1
+    flush()
+    if (opts.exitWhenConverged) return 0
+    say('\nrunning; press Ctrl-C to stop the nodes and delete their data')
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (interrupted || nodes.some((d) => d.proc.exitCode !== null)) { clearInterval(t); resolve() }
+      }, 200)
+    })
+    return interrupted ? 0 : 1
   } finally {
-    for (const x of nodes) await x.r.close().catch(() => undefined)
-    await rm(dir, { recursive: true, force: true })
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await stopAll()
   }
 }
 
-function renderDemo (v: NetworkView): string {
-  const rows: string[][] = [['HOST', 'CLUSTER', 'ROLE', 'ADDRESS', 'DNS NAME']]
-  for (const m of v.members) {
-    rows.push([m.hostname, m.cluster, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, m.address ?? '-', m.dnsName ?? '-'])
+function startNode (name: string, dataDir: string, token: string, peers: string[]): DemoNode {
+  const args = [MAIN, 'up', '--data-dir', dataDir, '--hostname', name, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0',
+    '--no-mdns', '--sync-interval', '2s', ...peers.flatMap((p) => ['--peer', p])]
+  // The token goes through the environment, not argv, so `ps` does not show it.
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WEFT_TOKEN: token }, detached: false })
+  const d: DemoNode = { name, dataDir, proc, stderr: [] }
+  proc.stderr?.setEncoding('utf8').on('data', (s: string) => {
+    d.stderr.push(...s.split('\n').filter((l) => l.length > 0))
+    if (d.stderr.length > 200) d.stderr.splice(0, d.stderr.length - 200)
+  })
+  return d
+}
+
+async function endpointOf (d: DemoNode, timeoutMs: number): Promise<{ url: string, listen: string[] }> {
+  const deadline = Date.now() + timeoutMs
+  while (true) {
+    if (d.proc.exitCode !== null) throw new CliError(`${d.name} exited (code ${String(d.proc.exitCode)}): ${d.stderr.slice(-3).join(' ')}`)
+    try {
+      d.client ??= await ApiClient.fromDataDir(d.dataDir)
+      // A fresh data dir: its api.json can only be this process's.
+      const s = await d.client.status()
+      return { url: s.api, listen: s.listen }
+    } catch {
+      d.client = undefined
+    }
+    if (Date.now() > deadline) throw new CliError(`${d.name} did not start within ${timeoutMs} ms: ${d.stderr.slice(-3).join(' ')}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
-  const routes = v.routes.routes.filter((r) => r.kind === 'advertised').map((r) => `  ${r.cidr} via ${r.peerHost}`)
-  const s = v.settings.values
-  return [...lines, '', `settings: serverCount=${s.serverCount} minNodes=${s.minNodes} overlay=${s.overlayCidr} zone=${s.zone}`,
-    routes.length > 0 ? 'advertised routes:\n' + routes.join('\n') : 'advertised routes: none'].join('\n')
+}
+
+async function stopNode (d: DemoNode): Promise<void> {
+  if (d.proc.exitCode !== null || d.proc.signalCode !== null) return
+  const exited = new Promise((resolve) => d.proc.once('exit', resolve))
+  d.proc.kill('SIGTERM')
+  const t = setTimeout(() => d.proc.kill('SIGKILL'), 5_000)
+  await exited
+  clearTimeout(t)
+}
+
+/** Every node sees `n` members, each with an address and a DNS name, and the same table. */
+function agree (views: Array<NetworkView | undefined>, n: number): boolean {
+  const keys = views.map((v) => {
+    if (v === undefined || v.members.length !== n || v.members.some((m) => m.address === undefined || m.dnsName === undefined)) return undefined
+    return JSON.stringify(v.members.map((m) => [m.author, m.role, m.address, m.dnsName]))
+  })
+  return keys[0] !== undefined && keys.every((k) => k === keys[0])
 }

@@ -7,6 +7,8 @@ import { intParser, jsonOption } from './options.js'
 import { registerToken } from './token.js'
 import { registerLog } from './log.js'
 import { registerUp } from './up.js'
+import { registerStatus } from './status.js'
+import { registerSettings } from './settings.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -34,11 +36,14 @@ export function buildProgram (): Command {
   registerToken(program)
   registerLog(program)
   registerUp(program)
+  registerStatus(program)
+  registerSettings(program)
 
-  jsonOption(program.command('demo').description('run an in-process demo: several nodes write events, exchange them in random order and converge')
-    .option('--nodes <n>', 'number of nodes', intParser(1), 4)
-    .option('--seed <n>', 'random seed (default: random)', intParser(0)), 'print the converged state as JSON')
-    .action(async (opts: { nodes: number, seed?: number, json: boolean }) => {
+  jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
+    .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)
+    .option('--exit-when-converged', 'stop the nodes and exit 0 once they agree (for scripts)', false)
+    .option('--timeout <ms>', 'give up when the nodes have not agreed after this long', intParser(1000), 60_000), 'print {token, convergedMs, view} as JSON')
+    .action(async (opts: { nodes: number, json: boolean, exitWhenConverged: boolean, timeout: number }) => {
       await run(async () => await (await import('./demo.js')).runDemo(opts))
     })
 
