@@ -8,6 +8,7 @@ import { createHost, type WeftHost } from './host.js'
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
+import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
 
@@ -24,6 +25,8 @@ export interface MeshOptions {
   syncIntervalMs?: number
   /** Presence beacon period (default 5 s, never longer than the sync interval). */
   presenceIntervalMs?: number
+  /** DHT rendezvous period (default 60 s). */
+  rendezvousIntervalMs?: number
   log: MeshLogger
   now: () => number
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
@@ -50,6 +53,7 @@ const REDIAL_MS = 5_000
  */
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
+  rendezvous: Rendezvous | undefined
   private stopped = false
   private readonly lastDialError = new Map<string, string>()
 
@@ -123,6 +127,15 @@ export class Mesh {
         void this.presence.beacon()
       }
     })
+    // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
+    // the peer store until someone dials it.
+    host.addEventListener('peer:discovery', (evt) => {
+      const id = evt.detail.id
+      if (this.stopped || id.equals(host.peerId) || host.getConnections(id).length > 0) return
+      host.dial(id, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+        opts.log.debug({ peer: id.toString(), err: (err as Error).message }, 'cannot dial a discovered peer')
+      })
+    })
     host.addEventListener('peer:connect', (evt) => {
       opts.log.info({ peer: evt.detail.toString() }, 'peer connected')
     })
@@ -135,6 +148,8 @@ export class Mesh {
       this.timers.push(t)
     }
     every(syncIntervalMs, () => { void this.syncAll() })
+    this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
+    this.rendezvous.start()
     if ((opts.peers ?? []).length > 0) {
       every(REDIAL_MS, () => { void this.dialConfigured() })
       void this.dialConfigured()
@@ -206,6 +221,7 @@ export class Mesh {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    this.rendezvous?.stop()
     this.presence.stop()
     this.gossip.stop()
     await this.sync.stop().catch(() => {})
