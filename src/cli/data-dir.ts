@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { apiEndpointPath } from '../adapters/api-token.js'
 import { openLevel } from '../adapters/level-db.js'
 import { Replica } from '../adapters/replica.js'
 import { IDENTITY_FILE } from '../adapters/identity-file.js'
@@ -36,8 +37,23 @@ function noStore (dataDir: string): CliError {
   return new CliError(`no event store in ${dataDir} (set --data-dir or WEFT_DATA_DIR)`)
 }
 
-/** Open the store of an existing data dir (no replica, no load): for `verify`. */
+/**
+ * Open the store of an existing data dir (no replica, no load): for `verify`. While a daemon
+ * holds the store, this is an in-memory copy of the events it serves through its API (see
+ * `openReplica`), and a note on stderr says that the store's own index and frontier are not
+ * the ones checked.
+ */
 export async function openStore (dataDir: string): Promise<OpenStore> {
+  try {
+    return await openLocalStore(dataDir)
+  } catch (err) {
+    const copy = await throughDaemon(dataDir, err)
+    process.stderr.write(`weft: note: the event store is in use by the running daemon; checking the ${copy.replica.log.size} events it serves at ${copy.source} (the store's own index and frontier are not checked)\n`)
+    return copy
+  }
+}
+
+async function openLocalStore (dataDir: string): Promise<OpenStore> {
   if (!hasStore(dataDir)) throw noStore(dataDir)
   const db = await openLevel(eventsPath(dataDir))
   const store = new EventStore(db)
@@ -56,14 +72,40 @@ export interface OpenReplica extends OpenStore {
 }
 
 /**
- * Open a data dir's replica without a signer (the CLI never appends). `create` makes the store
- * if it is missing, for `import`, and then needs the network id.
+ * A store held by a running daemon (LevelDB admits one process) is read through the daemon's
+ * HTTP API when the data dir has its `api.json`: an in-memory copy of every event it serves.
+ * Anything else (no api.json, another error) is rethrown as it was.
  */
-export async function openReplica (dataDir: string, opts: { create?: Uint8Array, maxPending?: number } = {}): Promise<OpenReplica> {
+async function throughDaemon (dataDir: string, err: unknown): Promise<OpenReplica & { source: string }> {
+  if (!isWeftError(err, 'ERR_STORE_LOCKED') || !existsSync(apiEndpointPath(dataDir))) throw err
+  const { ApiClient } = await import('./api-client.js')
+  const { snapshotFromDaemon } = await import('./api-snapshot.js')
+  const client = await ApiClient.fromDataDir(dataDir)
+  return { ...await snapshotFromDaemon(dataDir, client), source: client.url }
+}
+
+/** True when the error says a daemon holds the store and has left its API endpoint in the dir. */
+export function heldByDaemon (dataDir: string, err: unknown): boolean {
+  return isWeftError(err, 'ERR_STORE_LOCKED') && existsSync(apiEndpointPath(dataDir))
+}
+
+/**
+ * Open a data dir's replica without a signer (the CLI never appends). `create` makes the store
+ * if it is missing, for `import`, and then needs the network id. While a daemon holds the store,
+ * the replica is a read-only in-memory copy of the daemon's log fetched through its API, unless
+ * `viaDaemon` is false (for `import`, which must write to the daemon instead).
+ */
+export async function openReplica (dataDir: string, opts: { create?: Uint8Array, maxPending?: number, viaDaemon?: boolean } = {}): Promise<OpenReplica> {
   let db: EventDb
   let net: Uint8Array
   if (hasStore(dataDir)) {
-    const s = await openStore(dataDir)
+    let s: OpenStore
+    try {
+      s = await openLocalStore(dataDir)
+    } catch (err) {
+      if (opts.viaDaemon === false || opts.create !== undefined) throw err
+      return await throughDaemon(dataDir, err)
+    }
     db = s.db
     net = s.net
   } else if (opts.create !== undefined) {

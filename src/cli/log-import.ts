@@ -3,7 +3,7 @@ import { fromHex, toHex } from '../log/bytes.js'
 import { isWeftError } from '../log/errors.js'
 import { openEnvelope, openTrusted, type SignedEvent } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
-import { hasStore, openReplica, type OpenReplica } from './data-dir.js'
+import { hasStore, heldByDaemon, openReplica, type OpenReplica } from './data-dir.js'
 import { CliError, EXIT_CHECK_FAILED, EXIT_OK } from './errors.js'
 import { decodeBase64, readInput } from './input.js'
 import { out, plural, printJson, progress, shortId } from './output.js'
@@ -74,7 +74,14 @@ export async function logImport (file: string, o: { dataDir: string, json: boole
     return report(o, { lines, stored: 0, duplicates: 0, invalid, parked: [], forks: [], created: undefined, note: `no store created in ${o.dataDir}: no line holds a valid event (give --net to create an empty store)` })
   }
 
-  const r: OpenReplica = await openReplica(o.dataDir, { create: net, maxPending: Number.MAX_SAFE_INTEGER })
+  let r: OpenReplica
+  try {
+    r = await openReplica(o.dataDir, { create: net, maxPending: Number.MAX_SAFE_INTEGER, viaDaemon: false })
+  } catch (err) {
+    // A running daemon holds the store: send the events to it instead.
+    if (heldByDaemon(o.dataDir, err)) return await importThroughDaemon(o, wantNet, lines, parsed, invalid)
+    throw err
+  }
   try {
     if (wantNet !== undefined && toHex(wantNet) !== r.netHex) {
       throw new CliError(`${o.dataDir} holds network ${r.netHex}, not ${toHex(wantNet)} (--net)`)
@@ -134,6 +141,55 @@ export async function logImport (file: string, o: { dataDir: string, json: boole
   } finally {
     await r.close()
   }
+}
+
+/**
+ * `import` while the daemon runs: the lines are checked here as for a store (JSON, base64,
+ * signature, id), then POSTed to the daemon, which applies the causal rules and stores them.
+ * Parked events wait in the daemon for their parents (it pulls them from peers).
+ */
+async function importThroughDaemon (o: { dataDir: string, json: boolean }, wantNet: Uint8Array | undefined, lines: number, parsed: Parsed[], invalid: Invalid[]): Promise<number> {
+  const { ApiClient } = await import('./api-client.js')
+  const client = await ApiClient.fromDataDir(o.dataDir)
+  const status = await client.status()
+  if (wantNet !== undefined && toHex(wantNet) !== status.networkId) {
+    throw new CliError(`${o.dataDir} holds network ${status.networkId}, not ${toHex(wantNet)} (--net)`)
+  }
+  const net = fromHex(status.networkId)
+  const verifier = new Ed25519Verifier()
+  const valid: Array<{ line: number, e: SignedEvent }> = []
+  for (const p of parsed) {
+    let e: SignedEvent
+    try {
+      e = openEnvelope(p.envelope, net, verifier)
+    } catch (err) {
+      invalid.push({ line: p.line, ...errorOf(err) })
+      continue
+    }
+    if (p.id !== undefined && p.id !== e.idHex) {
+      invalid.push({ line: p.line, code: 'ERR_BAD_ID', message: `the line says id ${shortId(p.id)} but the envelope hashes to ${shortId(e.idHex)}` })
+      continue
+    }
+    valid.push({ line: p.line, e })
+  }
+  const prog = progress('importing')
+  const res = await client.importEnvelopes(valid.map((v) => v.e.envelope), (done) => { prog.tick(done, valid.length) })
+  prog.done()
+  const lineAt = (index: number): number => valid[index]?.line ?? 0
+  for (const rej of res.rejected) invalid.push({ line: lineAt(rej.index), code: rej.code, message: rej.message })
+  const parked: Parked[] = res.parkedEvents.map((p) => ({ line: lineAt(p.index), id: p.id, missing: p.missing }))
+  invalid.sort((a, b) => a.line - b.line)
+  parked.sort((a, b) => a.line - b.line)
+  return report(o, {
+    lines,
+    stored: res.added,
+    duplicates: res.duplicates,
+    invalid,
+    parked,
+    forks: res.forks,
+    created: undefined,
+    note: `the store is in use by the running daemon: events were sent to it through its API at ${client.url}`
+  })
 }
 
 interface Report {

@@ -1,0 +1,100 @@
+import { Option, type Command } from 'commander'
+import type { NodeStatus, PeerStatus } from '../adapters/api-types.js'
+import type { ApiCliOptions } from './api-client.js'
+import { EXIT_OK, run } from './errors.js'
+import { dataDirOption, jsonOption } from './options.js'
+import { out, plural, printJson, shortPeer, table } from './output.js'
+
+/**
+ * `weft status` and `weft peers ls`: a running daemon's live state, through its HTTP API (found
+ * from the data dir's api.json, or `--api <url>`). The client is loaded when a command runs, so
+ * other commands do not pay for it at start-up.
+ */
+
+/** `--api`, `--api-token-file` (and WEFT_API_URL / WEFT_API_TOKEN) for commands that talk to a daemon. */
+export function apiOptions (cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--api <url>', 'a daemon\'s API instead of the data dir\'s: http://host:port or unix:/path.sock').env('WEFT_API_URL'))
+    .option('--api-token-file <file>', 'file holding the API token (default: WEFT_API_TOKEN, else <data dir>/api.token)')
+}
+
+const client = async (o: ApiCliOptions): Promise<import('./api-client.js').ApiClient> =>
+  await (await import('./api-client.js')).ApiClient.fromOptions(o)
+
+type Opts = ApiCliOptions & { json: boolean }
+
+export function registerStatus (program: Command): void {
+  jsonOption(apiOptions(dataDirOption(program.command('status')
+    .description('show a running node: identity, network, peers, log, address, k3s role, DNS name, sync'))), 'print the status document of the API as JSON')
+    .action(async (o: Opts) => { await run(async () => await status(o)) })
+
+  const peers = program.command('peers').description('the peers of a running node')
+  jsonOption(apiOptions(dataDirOption(peers.command('ls').description('list known peers: connected, online, last seen, latency, addresses'))), 'print {peers: [...]} as JSON')
+    .action(async (o: Opts) => { await run(async () => await peersLs(o)) })
+}
+
+export async function status (o: Opts): Promise<number> {
+  const api = await client(o)
+  const [s, peers] = await Promise.all([api.status(), api.peers()])
+  if (o.json) {
+    printJson(s)
+    return EXIT_OK
+  }
+  out(renderStatus(s))
+  out()
+  out(peers.length === 0 ? 'no peers known' : renderPeers(peers))
+  return EXIT_OK
+}
+
+export async function peersLs (o: Opts): Promise<number> {
+  const peers = await (await client(o)).peers()
+  if (o.json) {
+    printJson({ peers })
+    return EXIT_OK
+  }
+  out(peers.length === 0 ? 'no peers known' : renderPeers(peers))
+  return EXIT_OK
+}
+
+export function renderStatus (s: NodeStatus): string {
+  const now = s.startedAt + s.uptimeMs // the daemon's clock
+  const rows: string[][] = [
+    ['node', `${s.hostname} ${s.peerId}`],
+    ['network', `${s.networkId}, cluster ${s.cluster}`],
+    ['version', `${s.version}, up ${duration(s.uptimeMs)} (since ${new Date(s.startedAt).toISOString()})`],
+    ...(s.listen.length === 0 ? [['listen', '-']] : s.listen.map((a, i) => [i === 0 ? 'listen' : '', a])),
+    ['api', s.api],
+    ['peers', `${s.peers.connected} connected, ${s.peers.online} online`],
+    ['events', `${plural(s.events, 'event')} from ${plural(s.authors, 'author')}, ${s.pending} waiting for parents`],
+    ['address', s.self.address ?? '-'],
+    ['role', s.self.role === undefined ? '-' : `${s.self.role}${s.self.roleStable === true ? ' (stable)' : ' (tentative: may still change)'}`],
+    ['DNS name', s.self.dnsName ?? '-'],
+    ['sync', `${plural(s.sync.rounds, 'round')}, ${plural(s.sync.eventsPulled, 'event')} pulled, last ${s.sync.lastRoundAt === undefined ? 'never' : `${duration(Math.max(0, now - s.sync.lastRoundAt))} ago`}`]
+  ]
+  return table(['FIELD', 'VALUE'], rows)
+}
+
+export function renderPeers (peers: readonly PeerStatus[]): string {
+  const sorted = [...peers].sort((a, b) => Number(b.connected) - Number(a.connected) || Number(b.online) - Number(a.online) ||
+    (a.hostname ?? '\uffff').localeCompare(b.hostname ?? '\uffff') || (a.peerId < b.peerId ? -1 : 1))
+  return table(['PEER ID', 'HOST', 'CONNECTED', 'ONLINE', 'LAST SEEN', 'LATENCY', 'ADDRESSES'], sorted.map((p) => [
+    shortPeer(p.peerId),
+    p.hostname ?? '-',
+    p.connected ? 'yes' : 'no',
+    p.online ? 'yes' : 'no',
+    p.lastSeenMs === undefined ? '-' : `${duration(p.lastSeenMs)} ago`,
+    p.latencyMs === undefined ? '-' : `${Math.round(p.latencyMs)} ms`,
+    p.addrs.length === 0 ? '-' : `${p.addrs[0] as string}${p.addrs.length > 1 ? ` (+${p.addrs.length - 1})` : ''}`
+  ]))
+}
+
+/** 950 ms → "0s", 75 s → "1m15s", 2 h → "2h0m", 3 days → "3d0h". */
+export function duration (ms: number): string {
+  const s = Math.floor(ms / 1000)
+  if (s < 60) return `${s}s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m}m${s % 60}s`
+  const h = Math.floor(m / 60)
+  if (h < 24) return `${h}h${m % 60}m`
+  return `${Math.floor(h / 24)}d${h % 24}h`
+}
