@@ -39,8 +39,8 @@ describe('DHT rendezvous', () => {
       for await (const p of b.mesh.host.contentRouting.findProviders(cid, { signal: AbortSignal.timeout(5_000) })) out.push(p.id.toString())
       return out
     }
-    expect(await providers().catch(() => [])).not.toContain(c.mesh.host.peerId.toString())
+    expect(await providers().catch((): string[] => [])).not.toContain(c.mesh.host.peerId.toString())
     await c.mesh.rendezvous?.round()
-    await waitFor(async () => (await providers().catch(() => [])).includes(c.mesh.host.peerId.toString()), 'c listed as a provider of the rendezvous key', 20_000)
+    await waitFor(async () => (await providers().catch((): string[] => [])).includes(c.mesh.host.peerId.toString()), 'c listed as a provider of the rendezvous key', 20_000)
   })
 })
