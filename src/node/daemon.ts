@@ -238,7 +238,7 @@ export class Daemon {
     this.stopped = true
     if (this.api !== undefined) {
       await this.api.close().catch(() => {})
-      await removeApiEndpoint(this.config.dataDir).catch(() => {})
+      await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
     await this.mesh.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'mesh did not stop cleanly') })
     await this.replica.close()
