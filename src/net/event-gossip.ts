@@ -12,7 +12,12 @@ export interface EventGossipStats {
   /** Duplicates, and events parked for a missing parent. */
   ignored: number
   rejected: number
+  /** Ignored because the sending peer exceeded its rate; anti-entropy fetches them later. */
+  rateLimited: number
 }
+
+/** Gossiped events accepted for validation per peer: a sustained rate and a burst. */
+export const GOSSIP_RATE = { perSecond: 2_000, burst: 4_000 } as const
 
 export interface EventGossipOptions {
   pubsub: GossipSub
@@ -24,6 +29,7 @@ export interface EventGossipOptions {
   onMissingParents: (peer: PeerId) => void
   /** Called with every event this node accepted from gossip (for propagation measurements). */
   onAccepted?: (event: SignedEvent, from: PeerId) => void
+  now: () => number
 }
 
 /**
@@ -34,7 +40,8 @@ export interface EventGossipOptions {
  * anti-entropy. An accepted event is stored before it is forwarded.
  */
 export class EventGossip {
-  readonly stats: EventGossipStats = { published: 0, accepted: 0, ignored: 0, rejected: 0 }
+  readonly stats: EventGossipStats = { published: 0, accepted: 0, ignored: 0, rejected: 0, rateLimited: 0 }
+  private readonly buckets = new Map<string, { tokens: number, at: number }>()
 
   constructor (private readonly opts: EventGossipOptions) {}
 
@@ -61,8 +68,29 @@ export class EventGossip {
     }
   }
 
+  /**
+   * A token bucket per peer: validation costs a signature check and a synced write, so one peer
+   * must not be able to spend all of it. Over the rate, messages are Ignored without penalty (an
+   * honest burst is not an attack) and the events arrive later by anti-entropy.
+   */
+  private admit (peer: string): boolean {
+    const now = this.opts.now()
+    const b = this.buckets.get(peer) ?? { tokens: GOSSIP_RATE.burst, at: now }
+    b.tokens = Math.min(GOSSIP_RATE.burst, b.tokens + ((now - b.at) / 1000) * GOSSIP_RATE.perSecond)
+    b.at = now
+    this.buckets.set(peer, b)
+    if (this.buckets.size > 4096) this.buckets.delete(this.buckets.keys().next().value as string)
+    if (b.tokens < 1) return false
+    b.tokens -= 1
+    return true
+  }
+
   private async validate (peer: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
     const { replica, log } = this.opts
+    if (!this.admit(peer.toString())) {
+      this.stats.rateLimited++
+      return TopicValidatorResult.Ignore
+    }
     if (data.byteLength > LIMITS.maxEventBytes) {
       this.stats.rejected++
       log.warn({ peer: peer.toString(), bytes: data.byteLength, limit: LIMITS.maxEventBytes }, 'rejected gossip message: larger than an event may be')

@@ -90,7 +90,8 @@ export class Mesh {
       verifier: opts.verifier,
       log: opts.log,
       onMissingParents: (peer) => { void mesh?.syncPeer(peer) },
-      onAccepted: opts.onGossipAccepted
+      onAccepted: opts.onGossipAccepted,
+      now: opts.now
     })
     const sync = new AntiEntropy({ host, protocol: ids.syncProtocol, replica: opts.replica, log: opts.log, now: opts.now })
     const presence = new Presence({
