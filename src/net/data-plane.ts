@@ -1,0 +1,177 @@
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { authorName } from '../log/author.js'
+import { fromHex, toHex } from '../log/bytes.js'
+import type { RouteIndex } from '../projections/route-index.js'
+import { FrameDecoder } from './packet-frames.js'
+import { PeerLink, type DropReason, type LinkCounters } from './peer-link.js'
+import type { MeshLogger } from './mesh-logger.js'
+
+/** Where packets come from and go to: the TUN device, or an in-memory stand-in in tests. */
+export interface PacketDevice {
+  onPacket: (fn: (pkt: Uint8Array) => void) => void
+  /** False when the device dropped the packet (its write queue is full). */
+  write: (pkt: Uint8Array) => boolean
+}
+
+export interface DataPlaneHost {
+  handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  unhandle: (protocol: string) => Promise<void>
+  dialProtocol: (peer: PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
+}
+
+export interface DataPlaneOptions {
+  host: DataPlaneHost
+  protocol: string
+  device: PacketDevice
+  /** This node's author hex: packets routed to it never leave. */
+  self: string
+  log: MeshLogger
+  now: () => number
+}
+
+export interface PeerTraffic extends LinkCounters { author: string, peerId: string, connected: boolean }
+
+export interface DataPlaneStats {
+  peers: PeerTraffic[]
+  drops: Record<DropReason, number>
+}
+
+const DROP_REASONS: DropReason[] = ['no_route', 'queue_full', 'no_connection', 'spoofed', 'malformed', 'device_full']
+
+/**
+ * The VPN's packet path. Outbound: a packet read from the device goes to the peer that owns its
+ * destination (a lease or an advertised CIDR) over that peer's link. Inbound: a packet from a
+ * peer is written to the device only if that peer owns its source address; anything else is
+ * dropped and counted, so one member cannot inject traffic in another's name.
+ */
+export class DataPlane {
+  private routes: RouteIndex | undefined
+  private readonly links = new Map<string, PeerLink>()
+  private readonly counters = new Map<string, LinkCounters>()
+  private readonly peerIds = new Map<string, PeerId>()
+  private readonly drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>
+  private stopped = false
+
+  constructor (private readonly opts: DataPlaneOptions) {}
+
+  async start (): Promise<void> {
+    await this.opts.host.handle(this.opts.protocol, (stream, conn) => { this.inbound(stream, conn) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+    this.opts.device.onPacket((pkt) => { this.outbound(pkt) })
+  }
+
+  /** New routes from the log; links to peers that no longer own a route are closed. */
+  setRoutes (index: RouteIndex): void {
+    this.routes = index
+    for (const [author, link] of this.links) {
+      if (!index.peers.has(author)) { link.close(); this.links.delete(author) }
+    }
+  }
+
+  private drop (reason: DropReason, n = 1): void { this.drops[reason] += n }
+
+  private countersOf (author: string): LinkCounters {
+    let c = this.counters.get(author)
+    if (c === undefined) {
+      c = { txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0 }
+      this.counters.set(author, c)
+    }
+    return c
+  }
+
+  private peerIdOf (author: string): PeerId {
+    let id = this.peerIds.get(author)
+    if (id === undefined) {
+      id = peerIdFromString(authorName(fromHex(author)))
+      this.peerIds.set(author, id)
+    }
+    return id
+  }
+
+  private outbound (pkt: Uint8Array): void {
+    const routes = this.routes
+    const peer = routes === undefined ? undefined : destinationPeer(routes, pkt)
+    if (peer === undefined || peer === this.opts.self) { this.drop(peer === undefined && pkt.byteLength > 0 && !isIp(pkt) ? 'malformed' : 'no_route'); return }
+    let link = this.links.get(peer)
+    if (link === undefined) {
+      link = new PeerLink({
+        dial: async (id, signal) => await this.opts.host.dialProtocol(id, this.opts.protocol, { signal }),
+        peer: this.peerIdOf(peer),
+        counters: this.countersOf(peer),
+        drop: (r, n) => { this.drop(r, n) },
+        now: this.opts.now,
+        log: this.opts.log
+      })
+      this.links.set(peer, link)
+    }
+    link.send(pkt)
+  }
+
+  private inbound (stream: Stream, conn: Connection): void {
+    const key = conn.remotePeer.publicKey?.raw
+    if (key === undefined || key.byteLength !== 32) { stream.abort(new Error('packet streams need an Ed25519 peer')); return }
+    const author = toHex(key)
+    const counters = this.countersOf(author)
+    const decoder = new FrameDecoder()
+    stream.addEventListener('message', (evt) => {
+      const chunk = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+      let packets: Uint8Array[]
+      try {
+        packets = decoder.push(chunk)
+      } catch (err) {
+        this.drop('malformed')
+        stream.abort(err as Error)
+        return
+      }
+      const routes = this.routes
+      for (const pkt of packets) {
+        if (routes === undefined || !sourceOwnedBy(routes, pkt, author)) { this.drop(isIp(pkt) ? 'spoofed' : 'malformed'); continue }
+        counters.rxPackets++
+        counters.rxBytes += pkt.byteLength
+        if (!this.opts.device.write(pkt)) this.drop('device_full')
+      }
+    })
+  }
+
+  stats (): DataPlaneStats {
+    const peers: PeerTraffic[] = []
+    for (const [author, c] of this.counters) {
+      peers.push({ author, peerId: this.peerIdOf(author).toString(), connected: this.links.get(author)?.connected ?? false, ...c })
+    }
+    peers.sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
+    return { peers, drops: { ...this.drops } }
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    for (const l of this.links.values()) l.close()
+    this.links.clear()
+    await this.opts.host.unhandle(this.opts.protocol).catch(() => {})
+  }
+}
+
+function isIp (pkt: Uint8Array): boolean {
+  const v = (pkt[0] ?? 0) >> 4
+  return (v === 4 && pkt.byteLength >= 20) || (v === 6 && pkt.byteLength >= 40)
+}
+
+function u32 (pkt: Uint8Array, o: number): number {
+  return (((pkt[o] as number) << 24) | ((pkt[o + 1] as number) << 16) | ((pkt[o + 2] as number) << 8) | (pkt[o + 3] as number)) >>> 0
+}
+
+function u128 (pkt: Uint8Array, o: number): bigint {
+  let v = 0n
+  for (let i = 0; i < 4; i++) v = (v << 32n) | BigInt(u32(pkt, o + 4 * i))
+  return v
+}
+
+function destinationPeer (routes: RouteIndex, pkt: Uint8Array): string | undefined {
+  if (!isIp(pkt)) return undefined
+  return (pkt[0] as number) >> 4 === 4 ? routes.peerFor4(u32(pkt, 16)) : routes.peerFor6(u128(pkt, 24))
+}
+
+function sourceOwnedBy (routes: RouteIndex, pkt: Uint8Array, author: string): boolean {
+  if (!isIp(pkt)) return false
+  return (pkt[0] as number) >> 4 === 4 ? routes.owns4(author, u32(pkt, 12)) : routes.owns6(author, u128(pkt, 8))
+}
