@@ -32,7 +32,9 @@ export const DEFAULTS = {
   mdns: true,
   api: '127.0.0.1:8080',
   syncInterval: '10s',
-  logLevel: 'info' as LogLevel
+  logLevel: 'info' as LogLevel,
+  tun: true,
+  tunName: 'weft0'
 } as const
 
 export const MIN_SYNC_INTERVAL_MS = 100
@@ -64,7 +66,10 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'mdns', flag: '--no-mdns', default: 'true', description: 'discover peers on the local network with mDNS (--no-mdns or "mdns: false" turns it off)' },
   { key: 'api', flag: '--api <host:port|path|off>', default: DEFAULTS.api, description: 'HTTP API address: host:port, [ipv6]:port, a unix socket path (/... or ./...), or off' },
   { key: 'sync-interval', flag: '--sync-interval <duration>', default: DEFAULTS.syncInterval, description: 'anti-entropy round period: 500ms, 10s, 1m or seconds (100ms to 1h)' },
-  { key: 'log-level', flag: '--log-level <level>', default: DEFAULTS.logLevel, description: `log level: ${LOG_LEVELS.join(', ')}` }
+  { key: 'log-level', flag: '--log-level <level>', default: DEFAULTS.logLevel, description: `log level: ${LOG_LEVELS.join(', ')}` },
+  { key: 'tun', flag: '--no-tun', default: 'true', description: 'run the VPN data plane on a TUN device (--no-tun or "tun: false": stay in the log without one; needs no root)' },
+  { key: 'tun-name', flag: '--tun-name <name>', default: DEFAULTS.tunName, description: 'name of the TUN device (at most 15 characters)' },
+  { key: 'advertise', flag: '--advertise <cidr>', description: 'a network reachable through this node (a LAN, a pod or service CIDR); repeat the flag (or use a YAML list) for several' }
 ]
 
 function bad (message: string): WeftError {
@@ -242,7 +247,10 @@ export const WeftBlock = z.strictObject({
   mdns: z.boolean().nullish(),
   api: z.union([z.string(), z.literal(false)]).nullish(),
   'sync-interval': z.union([z.string(), z.number()]).nullish(),
-  'log-level': text
+  'log-level': text,
+  tun: z.boolean().nullish(),
+  'tun-name': text,
+  advertise: addressList
 })
 export type WeftBlock = z.infer<typeof WeftBlock>
 
@@ -259,7 +267,10 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   mdns: 'true or false',
   api: 'host:port, a unix socket path, or off',
   'sync-interval': 'a duration such as 10s, or a number of seconds',
-  'log-level': `one of ${LOG_LEVELS.join(', ')}`
+  'log-level': `one of ${LOG_LEVELS.join(', ')}`,
+  tun: 'true or false',
+  'tun-name': 'an interface name of 1 to 15 letters, digits, - or _',
+  advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24'
 }
 
 /**

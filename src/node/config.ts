@@ -5,6 +5,7 @@ import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml
 import type { z } from 'zod'
 import { WeftError, isWeftError } from '../log/errors.js'
 import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
+import { parseCidr } from '../projections/ip.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
   describeValue, parseApiAddress, parseCluster, parseDuration, parseHostname, parseListenAddress,
@@ -45,6 +46,10 @@ export interface UpFlags {
   syncInterval?: string
   logLevel?: string
   config?: string
+  /** false when --no-tun was given (undefined otherwise, like mdns). */
+  tun?: boolean
+  tunName?: string
+  advertise?: string[]
 }
 
 export interface UpConfig {
@@ -65,6 +70,10 @@ export interface UpConfig {
   api: ApiAddress
   syncIntervalMs: number
   logLevel: LogLevel
+  tun: boolean
+  tunName: string
+  /** Canonical CIDR text; duplicates removed. */
+  advertise: string[]
   /** Absolute path of the config file, when one was given. */
   configFile?: string
 }
@@ -278,6 +287,8 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   const fileApi = w.api != null ? at(fw('api'), () => w.api === false ? { kind: 'off' as const } : parseApiAddress(w.api as string)) : undefined
   const fileSync = w['sync-interval'] != null ? at(fw('sync-interval'), () => parseDuration(String(w['sync-interval']))) : undefined
   const fileLogLevel = w['log-level'] != null ? at(fw('log-level'), () => parseLogLevel(w['log-level'] as string)) : undefined
+  const fileTunName = w['tun-name'] != null ? at(fw('tun-name'), () => parseTunName(w['tun-name'] as string)) : undefined
+  const fileAdvertise = w.advertise != null ? asList(w.advertise).map((c, i) => at(`${fw('advertise')}[${i}]`, () => parseAdvertisedCidr(c))) : undefined
   if (w['data-dir'] === '') throw bad(`${fw('data-dir')}: empty; remove it or give a directory`)
   if (w['token-file'] === '') throw bad(`${fw('token-file')}: empty; remove it or give a file path`)
 
@@ -349,6 +360,11 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--log-level', () => parseLogLevel(flags.logLevel as string))
     : fileLogLevel ?? DEFAULTS.logLevel
 
+  const tunName = flags.tunName !== undefined ? at('--tun-name', () => parseTunName(flags.tunName as string)) : fileTunName ?? DEFAULTS.tunName
+  const advertise = flags.advertise !== undefined && flags.advertise.length > 0
+    ? flags.advertise.map((c) => at('--advertise', () => parseAdvertisedCidr(c)))
+    : fileAdvertise ?? []
+
   const config: UpConfig = {
     token,
     tokenText: formatToken(token),
@@ -361,8 +377,26 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     mdns: flags.mdns ?? w.mdns ?? DEFAULTS.mdns,
     api,
     syncIntervalMs,
-    logLevel
+    logLevel,
+    tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
+    tunName,
+    advertise: [...new Set(advertise)]
   }
   if (file !== undefined) config.configFile = file.path
   return config
+}
+
+/** Linux interface names: 1-15 characters (IFNAMSIZ - 1), no slash, space or colon. */
+export function parseTunName (text: string): string {
+  if (!/^[A-Za-z0-9_-]{1,15}$/.test(text)) throw bad(`${quote(text)} is not a usable interface name: 1 to 15 letters, digits, - or _`)
+  return text
+}
+
+/** A network (not a host inside one) in canonical form: 192.168.1.0/24, fd00:1::/64. */
+export function parseAdvertisedCidr (text: string): string {
+  try {
+    return parseCidr(text.trim()).text
+  } catch (err) {
+    throw bad((err as Error).message)
+  }
 }

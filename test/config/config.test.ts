@@ -414,3 +414,28 @@ describe('parseApiAddress', () => {
     expect((err as Error).message).toContain(why)
   })
 })
+
+describe('VPN settings of weft up', () => {
+  it('defaults to a weft0 TUN device and no advertised networks', async () => {
+    const c = await resolveUpConfig({ token: formatToken(newToken()) }, {})
+    expect(c).toMatchObject({ tun: true, tunName: 'weft0', advertise: [] })
+  })
+
+  it('takes --no-tun, --tun-name and repeated --advertise, in canonical form, over the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cfg-vpn-'))
+    try {
+      const file = join(dir, 'c.yaml')
+      await writeFile(file, 'weft:\n  tun-name: wg9\n  advertise: [192.168.7.0/24]\n')
+      expect(await resolveUpConfig({ token: formatToken(newToken()), config: file }, {})).toMatchObject({ tunName: 'wg9', advertise: ['192.168.7.0/24'] })
+      const c = await resolveUpConfig({ token: formatToken(newToken()), config: file, tun: false, tunName: 'x0', advertise: ['10.20.0.0/16', 'FD00:0::/64', '10.20.0.0/16'] }, {})
+      expect(c).toMatchObject({ tun: false, tunName: 'x0', advertise: ['10.20.0.0/16', 'fd00::/64'] })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses a host address as an advertised network and a bad interface name, naming the fix', async () => {
+    await expect(resolveUpConfig({ token: formatToken(newToken()), advertise: ['192.168.7.5/24'] }, {})).rejects.toThrow(/--advertise.*host bits set; did you mean 192\.168\.7\.0\/24/)
+    await expect(resolveUpConfig({ token: formatToken(newToken()), tunName: 'a-very-long-name0' }, {})).rejects.toThrow(/--tun-name.*1 to 15/)
+  })
+})
