@@ -15,6 +15,9 @@ interface UpOpts {
   syncInterval?: string
   logLevel?: string
   config?: string
+  tun: boolean
+  tunName?: string
+  advertise: string[]
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
@@ -37,6 +40,9 @@ export function registerUp (program: Command): void {
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
+    .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
+    .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--config <file.yaml>', 'YAML config: a weft: block with these settings, or a Kairos cloud-config kairos: block')
     .action(async (o: UpOpts) => {
       await run(async () => await runUp(o))
@@ -59,7 +65,10 @@ async function runUp (o: UpOpts): Promise<number> {
     api: o.api,
     syncInterval: o.syncInterval,
     logLevel: o.logLevel,
-    config: o.config
+    config: o.config,
+    tun: o.tun === false ? false : undefined,
+    tunName: o.tunName,
+    advertise: o.advertise
   }, process.env)
   const { pino } = await import('pino')
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
