@@ -12,12 +12,16 @@ export interface DesiredNode {
   version: string
   addrs: string[]
   caps: string[]
+  /** Networks this node routes for (canonical CIDR text). */
+  advertise?: string[]
 }
 
 export type AgentStep =
   | { type: 'node.join', body: BodyOf<'node.join'>, why: string }
   | { type: 'role.claim', body: BodyOf<'role.claim'>, why: string }
   | { type: 'ip.claim', body: BodyOf<'ip.claim'>, why: string }
+  | { type: 'route.advertise', body: BodyOf<'route.advertise'>, why: string }
+  | { type: 'route.withdraw', body: BodyOf<'route.withdraw'>, why: string }
 
 export interface AgentPlan {
   steps: AgentStep[]
@@ -56,6 +60,8 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   if (me.role !== want.role) {
     return { steps: [{ type: 'role.claim', body: { cluster: want.cluster, role: want.role }, why: `role changed from ${me.role} to ${want.role}` }] }
   }
+  const routeSteps = planRoutes(s, author, want.advertise ?? [])
+  if (routeSteps.length > 0) return { steps: routeSteps }
   if (leaseOf(s.ipam, author, 4) !== undefined) return { steps: [] }
   const addr = chooseAddress(s.ipam, s.settings.values, author, 4)
   if (addr === undefined) return { steps: [], blocked: `no free address in the overlay ${s.settings.values.overlayCidr}` }
@@ -65,4 +71,15 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   }
   const why = last === undefined ? 'no address yet' : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
   return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
+}
+
+/** Advertise what the flags name and the log lacks; withdraw what the log has and the flags dropped. */
+function planRoutes (s: NetworkState, author: string, want: readonly string[]): AgentStep[] {
+  const mine = new Set<string>()
+  for (const a of s.routes.adverts.values()) if (a.author === author) mine.add(a.cidr)
+  const steps: AgentStep[] = []
+  for (const cidr of want) if (!mine.has(cidr)) steps.push({ type: 'route.advertise', body: { cidr }, why: 'named by --advertise' })
+  const wanted = new Set(want)
+  for (const cidr of mine) if (!wanted.has(cidr)) steps.push({ type: 'route.withdraw', body: { cidr }, why: 'no longer named by --advertise' })
+  return steps
 }

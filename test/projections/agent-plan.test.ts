@@ -67,3 +67,16 @@ describe('node agent plan', () => {
     expect(plan.blocked).toMatch(/evicted.*stolen laptop.*new --data-dir/)
   })
 })
+
+describe('node agent plan: advertised networks', () => {
+  it('advertises what --advertise names and withdraws what it drops', () => {
+    const b = new LogBuilder(1)
+    settle(b, 0, want('a'))
+    const steps = settle(b, 0, want('a', { advertise: ['192.168.7.0/24', '10.42.0.0/16'] }))
+    expect(steps.map((s) => s.type)).toEqual(['route.advertise', 'route.advertise'])
+    const routed = (): string[] => [...b.stateOf(0).routes.adverts.values()].map((a) => a.cidr).sort()
+    expect(routed()).toEqual(['10.42.0.0/16', '192.168.7.0/24'])
+    expect(settle(b, 0, want('a', { advertise: ['10.42.0.0/16'] })).map((s) => s.type)).toEqual(['route.withdraw'])
+    expect(routed()).toEqual(['10.42.0.0/16'])
+  })
+})
