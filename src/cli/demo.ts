@@ -87,7 +87,7 @@ export async function runDemo (opts: DemoOptions): Promise<number> {
 
 function startNode (name: string, dataDir: string, token: string, peers: string[]): DemoNode {
   const args = [MAIN, 'up', '--data-dir', dataDir, '--hostname', name, '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0',
-    '--no-mdns', '--sync-interval', '2s', ...peers.flatMap((p) => ['--peer', p])]
+    '--no-mdns', '--no-tun', '--sync-interval', '2s', ...peers.flatMap((p) => ['--peer', p])]
   // The token goes through the environment, not argv, so `ps` does not show it.
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WEFT_TOKEN: token }, detached: false })
   const d: DemoNode = { name, dataDir, proc, stderr: [] }

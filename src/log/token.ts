@@ -67,6 +67,7 @@ export interface NetworkIdentifiers {
   dhtProtocolPrefix: string
   mdnsServiceName: string
   syncProtocol: string
+  packetProtocol: string
 }
 
 export function networkIdBytes (token: NetworkToken): Uint8Array {
@@ -81,7 +82,8 @@ export function identifiers (token: NetworkToken): NetworkIdentifiers {
     dhtProtocolPrefix: `/weft/${networkId}/${toHex(derive(token, 'dht-prefix', 4))}`,
     // DNS-SD service names are limited to 15 characters.
     mdnsServiceName: `weft-${toHex(derive(token, 'mdns-service', 5))}`,
-    syncProtocol: `/weft/${networkId}/sync/1.0.0`
+    syncProtocol: `/weft/${networkId}/sync/1.0.0`,
+    packetProtocol: `/weft/${networkId}/packets/1.0.0`
   }
 }
 

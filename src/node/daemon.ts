@@ -18,6 +18,7 @@ import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
+import { Vpn } from './vpn.js'
 
 export interface DaemonOptions {
   config: UpConfig
@@ -33,6 +34,7 @@ export interface DaemonOptions {
  */
 export class Daemon {
   private api: ApiServer | undefined
+  private vpn: Vpn | undefined
   private planning = false
   private replan = false
   private lastBlocked: string | undefined
@@ -95,18 +97,26 @@ export class Daemon {
     }
     const d = new Daemon(config, identity, replica, mesh, log, now)
     try {
+      if (config.tun) {
+        d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
+        void d.vpn.apply(replica.states().network)
+      }
       await d.startApi()
     } catch (err) {
       await d.stop()
       throw err
     }
-    replica.onChange(() => { d.schedulePlan() })
+    replica.onChange(() => {
+      d.schedulePlan()
+      if (d.vpn !== undefined) void d.vpn.apply(replica.states().network)
+    })
     log.info({
       peerId: identity.peerId,
       network: identifiers(config.token).networkId,
       cluster: config.cluster,
       listen: mesh.listenAddrs(),
       api: d.api?.url ?? 'off',
+      vpn: d.vpn !== undefined ? config.tunName : 'off',
       events: replica.log.size
     }, 'weft node started')
     d.schedulePlan()
@@ -150,7 +160,8 @@ export class Daemon {
       arch: arch(),
       version: weftVersion(),
       addrs: this.listenAddrs().slice(0, 16),
-      caps: []
+      caps: this.vpn !== undefined ? ['vpn'] : [],
+      advertise: this.config.advertise
     }
   }
 
@@ -215,6 +226,7 @@ export class Daemon {
       pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       self: {},
+      ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
     }
   }
@@ -240,6 +252,7 @@ export class Daemon {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
+    if (this.vpn !== undefined) await this.vpn.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'VPN did not stop cleanly') })
     await this.mesh.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'mesh did not stop cleanly') })
     await this.replica.close()
     this.log.info({}, 'weft node stopped')
