@@ -47,9 +47,32 @@ export function registerUp (program: Command): void {
     .action(async (o: UpOpts) => {
       await run(async () => await runUp(o))
     })
+
+  program.command('bridge').description('join from a workstation: a client-only member with an overlay address that can reach every node (no k3s role, no advertised routes)')
+    .option('--token <token>', 'network token (or WEFT_TOKEN, or --token-file)')
+    .option('--token-file <path>', 'read the network token from a file')
+    .option('--data-dir <dir>', 'data directory of this bridge (default: WEFT_DATA_DIR or ./.weft-bridge)')
+    .option('--hostname <name>', 'name in the network (default: the machine hostname)')
+    .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/0, a random port)', collect, [])
+    .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
+    .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
+    .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--config <file.yaml>', 'YAML config (a weft: block); role, advertise and tun are fixed for a bridge')
+    .action(async (o: UpOpts) => {
+      await run(async () => await runUp({
+        ...o,
+        dataDir: o.dataDir ?? (process.env.WEFT_DATA_DIR !== undefined && process.env.WEFT_DATA_DIR !== '' ? undefined : './.weft-bridge'),
+        listen: o.listen.length > 0 ? o.listen : ['/ip4/0.0.0.0/tcp/0'],
+        role: 'client',
+        tun: true,
+        advertise: []
+      }, true))
+    })
 }
 
-async function runUp (o: UpOpts): Promise<number> {
+async function runUp (o: UpOpts, bridge = false): Promise<number> {
   const { resolveUpConfig } = await import('../node/config.js')
   const config = await resolveUpConfig({
     token: o.token,
@@ -70,6 +93,13 @@ async function runUp (o: UpOpts): Promise<number> {
     tunName: o.tunName,
     advertise: o.advertise
   }, process.env)
+  if (bridge) {
+    // A bridge is a client: whatever a shared config file says, it takes no k3s role, routes no
+    // network and needs its data plane.
+    config.role = 'client'
+    config.advertise = []
+    config.tun = true
+  }
   const { pino } = await import('pino')
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
   const { Daemon } = await import('../node/daemon.js')
