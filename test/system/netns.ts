@@ -19,7 +19,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, rmSync } from 'node:fs'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -130,10 +130,11 @@ function alive (pid: number): boolean {
 
 const NS_NAME = /^wft-([0-9a-z]+)-([0-9a-z]{2})-\d+$/
 const BRIDGE_NAME = /^wfl([0-9a-z]+)([0-9a-z]{2})br$/
+const LAB_DIR = /^weft-lab-([0-9a-z]+)([0-9a-z]{2})-[A-Za-z0-9]{6}$/
 
 /**
- * Delete namespaces and bridges of labs whose creating process is gone (a run killed before it
- * could clean up), and kill the processes still running in those namespaces.
+ * Delete namespaces, bridges and temporary dirs of labs whose creating process is gone (a run
+ * killed before it could clean up), and kill the processes still running in those namespaces.
  */
 export async function sweepStaleLabs (): Promise<string[]> {
   const swept: string[] = []
@@ -155,6 +156,12 @@ export async function sweepStaleLabs (): Promise<string[]> {
     const m = BRIDGE_NAME.exec(name)
     if (m === null || alive(parseInt(m[1] as string, 36))) continue
     if ((await sh('ip', ['link', 'del', name])).code === 0) swept.push(name)
+  }
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    const m = LAB_DIR.exec(name)
+    if (m === null || alive(parseInt(m[1] as string, 36))) continue
+    await rm(join(tmpdir(), name), { recursive: true, force: true }).catch(() => {})
+    swept.push(name)
   }
   return swept
 }
