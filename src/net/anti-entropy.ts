@@ -1,7 +1,7 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import { decodeFrontier, encodeFrontier } from '../crdt/frontier.js'
-import { fromHex } from '../log/bytes.js'
+import { equalBytes, fromHex } from '../log/bytes.js'
 import { WeftError } from '../log/errors.js'
 import type { SignedEvent } from '../log/event.js'
 import type { ReplicaPort } from './replica-port.js'
@@ -95,11 +95,13 @@ export class AntiEntropy {
     try {
       this.stats.sessions++
       for (let round = 0; round < SYNC_LIMITS.rounds; round++) {
-        await send({ kind: 'hello', frontier: encodeFrontier(replica.frontier()), wants: replica.wantedParents(SYNC_LIMITS.wants).map(fromHex) })
+        const mine = encodeFrontier(replica.frontier())
+        await send({ kind: 'hello', frontier: mine, wants: replica.wantedParents(SYNC_LIMITS.wants).map(fromHex) })
         const reply = await readMessage(lp, signal, (n) => { report.bytesReceived += n })
         if (reply.kind !== 'reply') throw new WeftError('ERR_SYNC_PROTOCOL', `expected a Reply, got a ${reply.kind}`)
         report.roundTrips++
-        const remote = decodeFrontier(reply.frontier)
+        // An empty frontier in a Reply means "the same as yours": in-sync peers send theirs once.
+        const remote = decodeFrontier(reply.frontier.byteLength === 0 ? mine : reply.frontier)
         const res = await replica.ingest(reply.events)
         report.pulled += res.added.length
         this.stats.eventsPulled += res.added.length
@@ -141,9 +143,10 @@ export class AntiEntropy {
           const missing = replica.missingFor(remote, SYNC_LIMITS.batchEvents)
           const events = dedupe([...wanted, ...missing])
           const { batch, more } = takeBatch(events.map((e) => e.envelope))
+          const mine = encodeFrontier(replica.frontier())
           await lp.write(encodeSyncMessage({
             kind: 'reply',
-            frontier: encodeFrontier(replica.frontier()),
+            frontier: equalBytes(mine, msg.frontier) ? new Uint8Array(0) : mine,
             events: batch,
             more: more || missing.length >= SYNC_LIMITS.batchEvents
           }), { signal })

@@ -101,7 +101,10 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
         // An event is at most 64 KiB; leave room for the envelope and the RPC framing.
-        maxInboundDataLength: 256 * 1024
+        maxInboundDataLength: 256 * 1024,
+        // Only token holders get past pnet, and many of them share one IP (a NAT, a test host);
+        // the default same-IP penalty would make peers ignore each other past 10 per IP.
+        scoreParams: { IPColocationFactorWeight: 0 }
       }),
       ...(opts.relay !== false ? { relay: circuitRelayServer() } : {}),
       dcutr: dcutr(),

@@ -44,6 +44,10 @@ export interface MeshPeer {
 
 /** How often a configured --peer that is not connected is dialled again. */
 const REDIAL_MS = 5_000
+/** Discovered peers are dialled only below this many connections: a full mesh grows as N². */
+const DIAL_DISCOVERED_BELOW = 32
+/** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
+const REDIAL_KNOWN_PER_ROUND = 4
 
 /**
  * One node's place in the mesh: the libp2p host, push (gossip), pull (anti-entropy) and
@@ -132,7 +136,7 @@ export class Mesh {
     // the peer store until someone dials it.
     host.addEventListener('peer:discovery', (evt) => {
       const id = evt.detail.id
-      if (this.stopped || id.equals(host.peerId) || host.getConnections(id).length > 0) return
+      if (this.stopped || id.equals(host.peerId) || host.getConnections(id).length > 0 || host.getConnections().length >= DIAL_DISCOVERED_BELOW) return
       host.dial(id, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
         opts.log.debug({ peer: id.toString(), err: (err as Error).message }, 'cannot dial a discovered peer')
       })
@@ -148,7 +152,7 @@ export class Mesh {
       t.unref()
       this.timers.push(t)
     }
-    every(syncIntervalMs, () => { void this.syncAll() })
+    every(syncIntervalMs, () => { void this.syncAll(); void this.redialKnown(syncProtocol) })
     this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
     this.rendezvous.start()
     if ((opts.peers ?? []).length > 0) {
@@ -175,6 +179,21 @@ export class Mesh {
         }
         this.lastDialError.set(p, reason)
       }
+    }
+  }
+
+  /**
+   * After a partition heals, discovery does not announce peers it already knows, so nothing would
+   * dial them again. Peers that spoke our sync protocol before and are not connected now are
+   * dialled a few at a time while we have few connections.
+   */
+  private async redialKnown (syncProtocol: string): Promise<void> {
+    const { host } = this
+    if (this.stopped || host.getConnections().length >= DIAL_DISCOVERED_BELOW) return
+    const known = await host.peerStore.all({ filters: [(p) => p.protocols.includes(syncProtocol) && host.getConnections(p.id).length === 0] }).catch(() => [])
+    for (const p of known.sort(() => Math.random() - 0.5).slice(0, REDIAL_KNOWN_PER_ROUND)) {
+      if (this.stopped) return
+      await host.dial(p.id, { signal: AbortSignal.timeout(5_000) }).catch(() => {})
     }
   }
 

@@ -8,7 +8,9 @@ import { LIMITS } from '../log/bodies.js'
  *   Reply [2, frontier, events, more]   responder → initiator: what I hold, what you lack
  *   Push  [3, events, more]             initiator → responder: what you lack
  * `frontier` is the encoded Frontier (crdt/frontier.ts), `events` are envelopes, `more` says
- * the sender had more than one batch for the other side.
+ * the sender had more than one batch for the other side. A Reply's frontier is empty when it
+ * equals the Hello's (the encoding is canonical, so equal frontiers are equal bytes): peers in
+ * sync send one frontier between them, not two.
  */
 export interface Hello { kind: 'hello', frontier: Uint8Array, wants: Uint8Array[] }
 export interface Reply { kind: 'reply', frontier: Uint8Array, events: Uint8Array[], more: boolean }

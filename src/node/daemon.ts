@@ -106,7 +106,10 @@ export class Daemon {
       await d.stop()
       throw err
     }
-    replica.onChange(() => {
+    replica.onChange((added) => {
+      // Every event of our own (the agent's, the API's settings) is pushed, whoever appended it.
+      const own = added.filter((e) => e.authorHex === identity.authorHex)
+      if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
       if (d.vpn !== undefined) void d.vpn.apply(replica.states().network)
     })
@@ -159,7 +162,7 @@ export class Daemon {
       os: platform(),
       arch: arch(),
       version: weftVersion(),
-      addrs: this.listenAddrs().slice(0, 16),
+      addrs: advertisedAddrs(this.listenAddrs()).slice(0, 16),
       caps: this.vpn !== undefined ? ['vpn'] : [],
       advertise: this.config.advertise
     }
@@ -185,27 +188,16 @@ export class Daemon {
       if (plan.blocked !== undefined && plan.blocked !== this.lastBlocked) this.log.warn({ reason: plan.blocked }, 'node agent is waiting')
       this.lastBlocked = plan.blocked
       if (plan.steps.length === 0) return
-      const appended: SignedEvent[] = []
       try {
         for (const step of plan.steps) {
           const ev = await this.replica.append(step.type, step.body as never, this.now())
-          this.log.info({ type: step.type, event: ev.idHex.slice(0, 16), why: step.why, ...(step.type === 'ip.claim' ? { addr: step.body.addr } : {}) }, 'node agent appended an event')
-          appended.push(ev)
+          this.log.info({ type: step.type, event: ev.idHex.slice(0, 16), why: step.why, ...('addr' in step.body ? { addr: step.body.addr } : {}), ...('cidr' in step.body ? { cidr: step.body.cidr } : {}) }, 'node agent appended an event')
         }
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'node agent could not append')
         return
-      } finally {
-        await this.mesh.publish(appended)
       }
     }
-  }
-
-  /** Append an event of this node (settings, routes, …) and gossip it. */
-  async append (...args: Parameters<Replica<CliReducers>['append']>): Promise<SignedEvent> {
-    const ev = await this.replica.append(...args)
-    await this.mesh.publish([ev])
-    return ev
   }
 
   status (): NodeStatus {
@@ -257,4 +249,10 @@ export class Daemon {
     await this.replica.close()
     this.log.info({}, 'weft node stopped')
   }
+}
+
+/** Loopback addresses are useless to other machines; keep them only when there is nothing else (tests). */
+function advertisedAddrs (addrs: string[]): string[] {
+  const outside = addrs.filter((a) => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/'))
+  return outside.length > 0 ? outside : addrs
 }

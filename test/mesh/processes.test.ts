@@ -78,6 +78,7 @@ describe('weft up processes on loopback', () => {
     await waitFor(() => stranger.logs.some((l) => /same network token/.test(String(l.msg))), 'the stranger to log why it cannot connect', 30_000)
     const peers = await nodes[0]?.get('/api/v1/peers')
     expect(peers.peers.map((p: { peerId: string }) => p.peerId)).not.toContain(stranger.peerId)
+    await waitFor(async () => (await summary(stranger)).members.length === 1, 'the stranger to join its own network')
     expect((await summary(stranger)).members.map((m) => m.hostname)).toEqual(['stranger'])
     expect((await summary(nodes[0] as DaemonProc)).members.map((m) => m.hostname)).not.toContain('stranger')
   }, 40_000)
