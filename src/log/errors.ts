@@ -44,6 +44,7 @@ export type WeftErrorCode =
   // mesh
   | 'ERR_SYNC_PROTOCOL'
   | 'ERR_NETWORK'
+  | 'ERR_TUN' // vpn: the TUN device, its address and routes (ip command)
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode
