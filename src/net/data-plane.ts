@@ -89,6 +89,9 @@ export class DataPlane {
   }
 
   private outbound (pkt: Uint8Array): void {
+    // IPv6 multicast (router solicitations, neighbour discovery) is the kernel talking to the
+    // link, not to a peer: not a drop worth counting.
+    if ((pkt[0] ?? 0) >> 4 === 6 && pkt[24] === 0xff) return
     const routes = this.routes
     const peer = routes === undefined ? undefined : destinationPeer(routes, pkt)
     if (peer === undefined || peer === this.opts.self) { this.drop(peer === undefined && pkt.byteLength > 0 && !isIp(pkt) ? 'malformed' : 'no_route'); return }
