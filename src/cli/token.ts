@@ -65,6 +65,7 @@ async function tokenInspect (text: string, opts: { json: boolean }): Promise<num
     ['DHT protocol prefix', ids.dhtProtocolPrefix],
     ['mDNS service name', ids.mdnsServiceName],
     ['sync protocol', ids.syncProtocol],
+    ['packet protocol', ids.packetProtocol],
     ['rendezvous epoch', `${rv.epoch} (started ${rendezvous.epochStart}, ${RENDEZVOUS_EPOCH_SECONDS} s each)`],
     ['rendezvous keys', `previous ${rendezvous.previous.fingerprint}, current ${rendezvous.current.fingerprint}, next ${rendezvous.next.fingerprint} (sha256 fingerprints)`]
   ]))
