@@ -104,6 +104,23 @@ export const SelfStatusSchema = z.object({
   dnsName: z.string().optional()
 })
 
+const Traffic = { txPackets: Count, txBytes: Count, rxPackets: Count, rxBytes: Count }
+
+/** The VPN data plane (absent when the node runs with --no-tun). */
+export const VpnStatusSchema = z.object({
+  device: z.string(),
+  /** Addresses on the device, with the overlay prefix. */
+  addresses: z.array(z.string()),
+  mtu: Count,
+  /** Networks other members advertise, routed into the device. */
+  routes: z.array(z.string()),
+  tun: z.object({ rxPackets: Count, rxBytes: Count, txPackets: Count, txBytes: Count, txDropped: Count }),
+  peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), ...Traffic })),
+  /** Packets dropped, by reason: see docs/vpn.md. */
+  drops: z.object({ no_route: Count, queue_full: Count, no_connection: Count, spoofed: Count, malformed: Count, device_full: Count })
+})
+export type VpnStatus = z.infer<typeof VpnStatusSchema>
+
 export const NodeStatusSchema = z.object({
   peerId: z.string(),
   /** This node's author hex (its Ed25519 public key). */
@@ -125,7 +142,8 @@ export const NodeStatusSchema = z.object({
   pending: Count,
   peers: z.object({ connected: Count, online: Count }),
   self: SelfStatusSchema,
-  sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() })
+  sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() }),
+  vpn: VpnStatusSchema.optional()
 })
 export type NodeStatus = z.infer<typeof NodeStatusSchema>
 

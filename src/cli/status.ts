@@ -71,6 +71,16 @@ export function renderStatus (s: NodeStatus): string {
     ['DNS name', s.self.dnsName ?? '-'],
     ['sync', `${plural(s.sync.rounds, 'round')}, ${plural(s.sync.eventsPulled, 'event')} pulled, last ${s.sync.lastRoundAt === undefined ? 'never' : `${duration(Math.max(0, now - s.sync.lastRoundAt))} ago`}`]
   ]
+  const v = s.vpn
+  if (v === undefined) {
+    rows.push(['vpn', 'off (--no-tun)'])
+  } else {
+    const drops = Object.entries(v.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r} ${n}`)
+    rows.push(['vpn', `${v.device} ${v.addresses.join(' ') || '(no address yet)'}, mtu ${v.mtu}`])
+    if (v.routes.length > 0) rows.push(['vpn routes', v.routes.join(', ')])
+    rows.push(['vpn traffic', `in ${plural(v.tun.txPackets, 'packet')} (${v.tun.txBytes} B), out ${plural(v.tun.rxPackets, 'packet')} (${v.tun.rxBytes} B)`])
+    rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
+  }
   return table(['FIELD', 'VALUE'], rows)
 }
 
