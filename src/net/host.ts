@@ -1,6 +1,6 @@
 import './polyfill.js'
 import { createPrivateKey } from 'node:crypto'
-import { createLibp2p, type Libp2p } from 'libp2p'
+import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
@@ -15,7 +15,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import type { PeerDiscovery, ComponentLogger } from '@libp2p/interface'
+import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
@@ -62,7 +62,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   const ids = identifiers(opts.token)
   const messageId = gossipMessageId(opts.net)
   const privateKey = await generateKeyPairFromSeed('Ed25519', seedOf(opts.identity))
-  const discovery: Array<(components: any) => PeerDiscovery> = []
+  const discovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
   if (opts.mdns !== false) {
     discovery.push(mdns({ serviceTag: ids.mdnsServiceName, interval: opts.mdnsIntervalMs ?? 5_000 }))
   }
