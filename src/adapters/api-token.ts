@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { isWeftError, WeftError } from '../log/errors.js'
 import { ApiEndpointSchema, type ApiEndpoint } from './api-types.js'
 import { formatZodIssues } from '../log/event.js'
+import { syncDir } from './sync-dir.js'
 
 /**
  * The two files through which the CLI finds a running daemon's HTTP API:
@@ -145,16 +146,4 @@ async function writePrivate (path: string, text: string): Promise<void> {
   }
   // open() applies the umask; make the mode exactly 0600 whatever it is.
   await chmod(path, 0o600)
-}
-
-async function syncDir (dir: string): Promise<void> {
-  let fh
-  try {
-    fh = await open(dir, 'r')
-    await fh.sync()
-  } catch {
-    // Not every platform can fsync a directory; the file itself is synced.
-  } finally {
-    await fh?.close()
-  }
 }

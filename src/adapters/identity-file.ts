@@ -3,6 +3,7 @@ import { chmod, link, mkdir, open, readFile, stat, unlink } from 'node:fs/promis
 import { dirname, join } from 'node:path'
 import { generateIdentity, identityFromPem, type NodeIdentity } from '../log/identity.js'
 import { WeftError } from '../log/errors.js'
+import { syncDir } from './sync-dir.js'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -62,16 +63,4 @@ async function create (path: string): Promise<NodeIdentity> {
   }
   await syncDir(dirname(path))
   return id
-}
-
-async function syncDir (dir: string): Promise<void> {
-  let fh
-  try {
-    fh = await open(dir, 'r')
-    await fh.sync()
-  } catch {
-    // Not every platform can fsync a directory; the key file itself is already synced.
-  } finally {
-    await fh?.close()
-  }
 }
