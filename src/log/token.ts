@@ -68,6 +68,7 @@ export interface NetworkIdentifiers {
   mdnsServiceName: string
   syncProtocol: string
   packetProtocol: string
+  kubeconfigProtocol: string
 }
 
 export function networkIdBytes (token: NetworkToken): Uint8Array {
@@ -83,7 +84,8 @@ export function identifiers (token: NetworkToken): NetworkIdentifiers {
     // DNS-SD service names are limited to 15 characters.
     mdnsServiceName: `weft-${toHex(derive(token, 'mdns-service', 5))}`,
     syncProtocol: `/weft/${networkId}/sync/1.0.0`,
-    packetProtocol: `/weft/${networkId}/packets/1.0.0`
+    packetProtocol: `/weft/${networkId}/packets/1.0.0`,
+    kubeconfigProtocol: `/weft/${networkId}/kubeconfig/1.0.0`
   }
 }
 
