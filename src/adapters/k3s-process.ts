@@ -121,6 +121,16 @@ function sameRun (a: K3sPlan, b: K3sPlan): boolean {
   return a.cluster === b.cluster && a.role === b.role && a.args.length === b.args.length && a.args.every((x, i) => x === b.args[i])
 }
 
+/**
+ * Whether a node that bootstrapped as `recorded` may run as `planned`. The same role, or init and
+ * server either way: both are k3s servers holding an etcd member, and a server restarted with
+ * `--cluster-init` (the first server taking over with dynamicRoles) or an init master restarted
+ * with `--server` keeps its existing datastore. An agent never becomes a server, nor the reverse.
+ */
+export function compatibleRoles (recorded: K3sRunRole, planned: K3sRunRole): boolean {
+  return recorded === planned || (recorded !== 'agent' && planned !== 'agent')
+}
+
 const defaultSpawn: K3sSpawn = (bin, args, opts) => nodeSpawn(bin, [...args], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] })
 
 const realTimers: K3sTimers = {
@@ -136,9 +146,10 @@ const realTimers: K3sTimers = {
  *   bootstrapped under a stable decision, and stopping k3s would only take its workloads down.
  * - New arguments under the same role (the master's address moved, new `--k3s-arg`s) restart it.
  * - `<data dir>/k3s/bootstrapped.json` records the role and cluster k3s first started under
- *   (written once the process has started). A later plan with another role or cluster is
- *   refused, logged as an error, and nothing is started for it: a node never bootstraps a second
- *   time under a different role (a running k3s keeps its role until the node is stopped).
+ *   (written once the process has started). A later plan with another role (agent against
+ *   init or server) or cluster is refused, logged as an error, and nothing is started for it: a
+ *   node never bootstraps a second time under a different role (a running k3s keeps its role
+ *   until the node is stopped). Init and server are both k3s servers: see `compatibleRoles`.
  * - The cluster token goes into `<data dir>/k3s/config.yaml` (mode 0600), never onto the command
  *   line or into the log.
  * - When k3s exits it is started again after 1 s, 2 s, 4 s … up to 60 s; a run of two minutes
@@ -284,7 +295,7 @@ export class K3sProcess {
       return
     }
     const s = this.sentinel
-    if (s != null && (s.role !== plan.role || s.cluster !== plan.cluster)) {
+    if (s != null && (!compatibleRoles(s.role, plan.role) || s.cluster !== plan.cluster)) {
       const what = s.cluster !== plan.cluster ? `cluster ${plan.cluster} (it bootstrapped in cluster ${s.cluster})` : `${plan.role} (it bootstrapped as ${s.role})`
       this.refuse(`the log now makes this node ${what}; a node never bootstraps twice under different roles, so k3s is not started for it. ` +
         `To really change it, uninstall k3s on this node (k3s-uninstall.sh or k3s-agent-uninstall.sh), delete ${this.paths.sentinel}, and restart weft`, plan)

@@ -159,7 +159,8 @@ describe('K3sProcess with a stand-in k3s', () => {
   })
 
   it('restarts k3s with exponential backoff when it exits, and from the start delay again after a long run', async () => {
-    const x = setup({ env: { FAKE_K3S_EXIT_CODE: '3' } })
+    // A node process takes a while to start and exit under load: no reset in this part.
+    const x = setup({ env: { FAKE_K3S_EXIT_CODE: '3' }, backoff: { initialMs: 50, maxMs: 200, resetAfterMs: 60_000 } })
     await x.k3s.apply(handPlan(x.dataDir, 'agent'))
     await waitFor(() => starts(x.recordFile).length >= 5, 'five starts')
     const exits = x.log.entries.filter((e) => e.msg.startsWith('k3s exited'))
@@ -213,6 +214,19 @@ describe('K3sProcess with a stand-in k3s', () => {
     // Under its recorded role it starts again at once.
     await again.k3s.apply(handPlan(dataDir, 'agent'))
     await waitFor(() => starts(again.recordFile).length === 2, 'the restart under the recorded role')
+    await again.k3s.stop()
+    // Init and server are both k3s servers with an etcd member: a server that takes over as init
+    // (dynamicRoles) starts with --cluster-init on its datastore; the sentinel keeps its first role.
+    const serverDir = join(root, `node${n++}`)
+    const server = setup({}, serverDir)
+    await server.k3s.apply(handPlan(serverDir, 'server'))
+    await waitFor(() => existsSync(k3sPaths(serverDir).sentinel) && starts(server.recordFile).length === 1, 'the server')
+    await server.k3s.apply(handPlan(serverDir, 'init'))
+    await waitFor(() => starts(server.recordFile).length === 2, 'the restart as init')
+    expect(starts(server.recordFile)[1]?.argv).toContain('--cluster-init')
+    expect(server.k3s.status()).toMatchObject({ state: 'running', role: 'init', sentinel: { role: 'server' } })
+    await server.k3s.apply(handPlan(serverDir, 'agent'))
+    expect(server.k3s.status()).toMatchObject({ state: 'refused', role: 'init' })
     // A damaged sentinel also stops it from starting.
     await again.k3s.stop()
     writeFileSync(k3sPaths(dataDir).sentinel, '{"role": "agent"')
