@@ -143,7 +143,9 @@ export const NodeStatusSchema = z.object({
   peers: z.object({ connected: Count, online: Count }),
   self: SelfStatusSchema,
   sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() }),
-  vpn: VpnStatusSchema.optional()
+  vpn: VpnStatusSchema.optional(),
+  /** The k3s supervisor (absent without --k3s): see docs/k3s.md. */
+  k3s: z.record(z.string(), z.unknown()).optional()
 })
 export type NodeStatus = z.infer<typeof NodeStatusSchema>
 

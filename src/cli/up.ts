@@ -18,6 +18,9 @@ interface UpOpts {
   tun: boolean
   tunName?: string
   advertise: string[]
+  k3s?: boolean
+  k3sBin?: string
+  k3sArg?: string[]
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value]
@@ -43,6 +46,9 @@ export function registerUp (program: Command): void {
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
+    .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
+    .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
+    .option('--k3s-arg <arg>', 'an extra k3s flag, repeatable, as --k3s-arg=--flag=value', collect, [])
     .option('--config <file.yaml>', 'YAML config: a weft: block with these settings, or a Kairos cloud-config kairos: block')
     .action(async (o: UpOpts) => {
       await run(async () => await runUp(o))
@@ -91,7 +97,10 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config: o.config,
     tun: o.tun === false ? false : undefined,
     tunName: o.tunName,
-    advertise: o.advertise
+    advertise: o.advertise,
+    k3s: o.k3s === true ? true : undefined,
+    k3sBin: o.k3sBin,
+    k3sArgs: o.k3sArg
   }, process.env)
   if (bridge) {
     // A bridge is a client: whatever a shared config file says, it takes no k3s role, routes no
@@ -99,6 +108,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config.role = 'client'
     config.advertise = []
     config.tun = true
+    config.k3s = false
   }
   const { pino } = await import('pino')
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))

@@ -34,7 +34,9 @@ export const DEFAULTS = {
   syncInterval: '10s',
   logLevel: 'info' as LogLevel,
   tun: true,
-  tunName: 'weft0'
+  tunName: 'weft0',
+  k3s: false,
+  k3sBin: 'k3s'
 } as const
 
 export const MIN_SYNC_INTERVAL_MS = 100
@@ -69,6 +71,9 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'log-level', flag: '--log-level <level>', default: DEFAULTS.logLevel, description: `log level: ${LOG_LEVELS.join(', ')}` },
   { key: 'tun', flag: '--no-tun', default: 'true', description: 'run the VPN data plane on a TUN device (--no-tun or "tun: false": stay in the log without one; needs no root)' },
   { key: 'tun-name', flag: '--tun-name <name>', default: DEFAULTS.tunName, description: 'name of the TUN device (at most 15 characters)' },
+  { key: 'k3s', flag: '--k3s', default: 'false', description: 'run k3s as the roles projection decides (init server, extra server or agent) once the decision is stable; needs the TUN device' },
+  { key: 'k3s-bin', flag: '--k3s-bin <path>', default: DEFAULTS.k3sBin, description: 'the k3s binary (looked up on PATH)' },
+  { key: 'k3s-args', flag: '--k3s-arg <arg>', description: 'an extra k3s flag, repeatable, in the --flag=value form (e.g. --k3s-arg=--disable=traefik); a YAML list in the file' },
   { key: 'advertise', flag: '--advertise <cidr>', description: 'a network reachable through this node (a LAN, a pod or service CIDR); repeat the flag (or use a YAML list) for several' }
 ]
 
@@ -250,7 +255,10 @@ export const WeftBlock = z.strictObject({
   'log-level': text,
   tun: z.boolean().nullish(),
   'tun-name': text,
-  advertise: addressList
+  advertise: addressList,
+  k3s: z.boolean().nullish(),
+  'k3s-bin': text,
+  'k3s-args': addressList
 })
 export type WeftBlock = z.infer<typeof WeftBlock>
 
@@ -270,7 +278,10 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   'log-level': `one of ${LOG_LEVELS.join(', ')}`,
   tun: 'true or false',
   'tun-name': 'an interface name of 1 to 15 letters, digits, - or _',
-  advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24'
+  advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24',
+  k3s: 'true or false',
+  'k3s-bin': 'a path to the k3s binary, or a name on PATH',
+  'k3s-args': 'a k3s flag or a list of k3s flags such as --disable=traefik'
 }
 
 /**

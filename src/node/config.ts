@@ -50,6 +50,10 @@ export interface UpFlags {
   tun?: boolean
   tunName?: string
   advertise?: string[]
+  /** true when --k3s was given. */
+  k3s?: boolean
+  k3sBin?: string
+  k3sArgs?: string[]
 }
 
 export interface UpConfig {
@@ -74,6 +78,9 @@ export interface UpConfig {
   tunName: string
   /** Canonical CIDR text; duplicates removed. */
   advertise: string[]
+  k3s: boolean
+  k3sBin: string
+  k3sArgs: string[]
   /** Absolute path of the config file, when one was given. */
   configFile?: string
 }
@@ -380,8 +387,15 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     logLevel,
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,
-    advertise: [...new Set(advertise)]
+    advertise: [...new Set(advertise)],
+    k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
+    k3sBin: flags.k3sBin ?? w['k3s-bin'] ?? DEFAULTS.k3sBin,
+    k3sArgs: flags.k3sArgs !== undefined && flags.k3sArgs.length > 0 ? flags.k3sArgs : w['k3s-args'] != null ? asList(w['k3s-args']) : []
   }
+  if (config.k3s && !config.tun) {
+    throw bad('k3s needs the TUN device (its flannel runs over weft0): remove --no-tun / "tun: false", or do not enable k3s')
+  }
+  if (config.k3sBin === '') throw bad('k3s-bin is empty; give the k3s binary, or leave it out to use k3s on PATH')
   if (file !== undefined) config.configFile = file.path
   return config
 }

@@ -19,6 +19,10 @@ import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
+import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
+import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
+import { serveKubeconfig } from '../net/kubeconfig-protocol.js'
+import { k3sClusterToken } from '../log/token.js'
 
 export interface DaemonOptions {
   config: UpConfig
@@ -35,6 +39,9 @@ export interface DaemonOptions {
 export class Daemon {
   private api: ApiServer | undefined
   private vpn: Vpn | undefined
+  private k3s: K3sProcess | undefined
+  private kubeconfig: { stop: () => Promise<void> | void } | undefined
+  private lastK3sWait: string | undefined
   private planning = false
   private replan = false
   private lastBlocked: string | undefined
@@ -101,6 +108,20 @@ export class Daemon {
         d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
         void d.vpn.apply(replica.states().network)
       }
+      // Served even without --k3s: a member asking this node gets "not a server here" rather
+      // than an unknown protocol.
+      d.kubeconfig = await serveKubeconfig({
+        host: mesh.host,
+        protocol: identifiers(config.token).kubeconfigProtocol,
+        isMember: (a) => replica.states().network.members.active.has(a),
+        read: async () => await d.k3s?.readKubeconfig(),
+        cluster: config.cluster,
+        log
+      })
+      if (config.k3s) {
+        d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, clusterToken: (c) => k3sClusterToken(config.token, c), log })
+        d.applyK3s()
+      }
       await d.startApi()
     } catch (err) {
       await d.stop()
@@ -112,6 +133,7 @@ export class Daemon {
       if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
       if (d.vpn !== undefined) void d.vpn.apply(replica.states().network)
+      d.applyK3s()
     })
     log.info({
       peerId: identity.peerId,
@@ -146,6 +168,19 @@ export class Daemon {
       pid: process.pid,
       peerId: this.identity.peerId,
       listen: this.listenAddrs()
+    })
+  }
+
+  /** Hand the k3s supervisor the current plan, after the VPN device has its address. */
+  private applyK3s (): void {
+    const k3s = this.k3s
+    if (k3s === undefined || this.stopped) return
+    const s = this.replica.states().network
+    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config })
+    if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
+    this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
+    void (this.vpn?.apply(s) ?? Promise.resolve()).then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
+      this.log.error({ err: (err as Error).message }, 'k3s could not be started')
     })
   }
 
@@ -219,6 +254,7 @@ export class Daemon {
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
+      ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
     }
   }
@@ -244,6 +280,8 @@ export class Daemon {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
+    await this.kubeconfig?.stop()
+    if (this.k3s !== undefined) await this.k3s.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'k3s did not stop cleanly') })
     if (this.vpn !== undefined) await this.vpn.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'VPN did not stop cleanly') })
     await this.mesh.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'mesh did not stop cleanly') })
     await this.replica.close()
