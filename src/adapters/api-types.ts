@@ -37,6 +37,12 @@ export type ApiErrorCode =
   | 'unsupported_media_type' // 415: a body that is not application/json
   | 'read_only' // 409: the node has no identity to sign with
   | 'internal' // 500: a bug or a failing store; the message says what
+  // GET /kubeconfig: the kubeconfig protocol's own codes (see src/net/kubeconfig-protocol.ts)
+  | 'no-master' // 409: the cluster has no stable init master yet
+  | 'no-address' // 409: the master has no overlay address yet
+  | 'not-member' // 403: this node is not a member
+  | 'not-ready' // 503: the master's k3s has not written its kubeconfig yet
+  | 'unreachable' // 502: the master could not be reached
 
 export const ApiErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() })
@@ -286,3 +292,6 @@ export interface StateResponse {
   view: NetworkView
   marks: { roles: Record<string, RoleMark>, leases: Record<string, LeaseMark> }
 }
+
+export const KubeconfigResponseSchema = z.object({ cluster: z.string(), kubeconfig: z.string() })
+export type KubeconfigResponse = z.infer<typeof KubeconfigResponseSchema>

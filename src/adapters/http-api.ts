@@ -37,6 +37,12 @@ export interface ApiNode {
   peers (): PeerStatus[]
   /** Milliseconds since the epoch: the time written into events appended through the API. */
   now (): number
+  /**
+   * The admin kubeconfig of a cluster, fetched from its init master over the mesh (or read here
+   * when this node is that master), its server pointed at the master's overlay address.
+   * Rejects with a KubeconfigError (code no-master, no-address, unreachable, not-ready, …).
+   */
+  kubeconfig? (cluster: string): Promise<string>
 }
 
 export type ApiListen = { kind: 'tcp', host: string, port: number } | { kind: 'unix', path: string }
@@ -182,12 +188,31 @@ class Api {
       [`${API_PREFIX}/peers`, { GET: async () => this.getPeers() }],
       [`${API_PREFIX}/events`, { GET: async (r) => this.getEvents(r), POST: async (r) => await this.postEvents(r) }],
       [`${API_PREFIX}/state`, { GET: async () => this.getState() }],
-      [`${API_PREFIX}/settings`, { GET: async () => this.getSettings() }]
+      [`${API_PREFIX}/settings`, { GET: async () => this.getSettings() }],
+      [`${API_PREFIX}/kubeconfig`, { GET: async (r) => await this.getKubeconfig(r) }]
     ])
     this.prefixRoutes = [[`${API_PREFIX}/settings/`, { PUT: async (r) => await this.putSetting(r) }]]
   }
 
   private get node (): ApiNode { return this.opts.node }
+
+  /** GET /kubeconfig?cluster=C → {cluster, kubeconfig}; errors keep the protocol's codes. */
+  private async getKubeconfig (r: { url: URL }): Promise<unknown> {
+    const unknownParam = [...r.url.searchParams.keys()].find((k) => k !== 'cluster')
+    if (unknownParam !== undefined) throw new HttpError(400, 'bad_request', `unknown query parameter ${unknownParam}; this route takes cluster`)
+    const cluster = r.url.searchParams.get('cluster') ?? ''
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(cluster)) throw new HttpError(400, 'bad_request', 'cluster must be a cluster name (a DNS label), e.g. ?cluster=default')
+    const fetch = this.node.kubeconfig
+    if (fetch === undefined) throw new HttpError(404, 'not_found', 'this node does not serve kubeconfigs')
+    try {
+      return { cluster, kubeconfig: await fetch.call(this.node, cluster) }
+    } catch (err) {
+      const code = (err as { code?: unknown }).code
+      const status = code === 'no-master' || code === 'no-address' ? 409 : code === 'not-member' ? 403 : code === 'not-ready' ? 503 : code === 'unreachable' ? 502 : undefined
+      if (status === undefined) throw err
+      throw new HttpError(status, code as ApiErrorCode, (err as Error).message)
+    }
+  }
 
   async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL | undefined

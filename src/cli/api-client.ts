@@ -3,7 +3,7 @@ import type { z } from 'zod'
 import { apiEndpointPath, readApiEndpoint, readApiToken, readTokenFile } from '../adapters/api-token.js'
 import {
   API_PREFIX, ApiErrorSchema, EventsPageSchema, ImportReportSchema, MAX_EVENTS_LIMIT, MAX_IMPORT_ENVELOPES, NodeStatusSchema,
-  parseApiUrl, PeersResponseSchema, SetSettingResponseSchema, SettingsResponseSchema, StateResponseSchema,
+  parseApiUrl, PeersResponseSchema, KubeconfigResponseSchema, SetSettingResponseSchema, SettingsResponseSchema, StateResponseSchema,
   type ApiTarget, type EventsPage, type ImportReport, type NodeStatus, type PeerStatus, type SetSettingResponse,
   type SettingsResponse, type StateResponse
 } from '../adapters/api-types.js'
@@ -119,6 +119,11 @@ export class ApiClient {
 
   async settings (): Promise<SettingsResponse> {
     return await this.call('GET', '/settings', SettingsResponseSchema)
+  }
+
+  /** The cluster's admin kubeconfig, fetched by the daemon from the cluster's init master. */
+  async kubeconfig (cluster: string): Promise<string> {
+    return (await this.call('GET', `/kubeconfig?cluster=${encodeURIComponent(cluster)}`, KubeconfigResponseSchema)).kubeconfig
   }
 
   async setSetting (key: string, value: string): Promise<SetSettingResponse> {

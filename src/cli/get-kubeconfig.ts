@@ -6,6 +6,8 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { MemoryLevel } from 'memory-level'
 import { IDENTITY_FILE } from '../adapters/identity-file.js'
+import { readApiEndpoint } from '../adapters/api-token.js'
+import { ApiClient } from './api-client.js'
 import { DEFAULT_KUBECONFIG_PATH } from '../adapters/k3s-process.js'
 import { Replica } from '../adapters/replica.js'
 import { identityFromPem, type NodeIdentity } from '../log/identity.js'
@@ -132,6 +134,13 @@ function peerAddr (text: string): { id: PeerId, addr: Multiaddr } {
 /** Fetch the kubeconfig; resolves to its text or throws a CliError that says what is missing. */
 export async function getKubeconfig (o: GetKubeconfigOptions): Promise<string> {
   const note = o.note ?? (() => {})
+  // A daemon holds this data dir: it is already in the mesh with this identity (a second host
+  // with the same key could not even dial it), so it fetches for us.
+  if (await readApiEndpoint(o.dataDir).catch(() => undefined) !== undefined) {
+    const client = await ApiClient.fromDataDir(o.dataDir)
+    const cluster = o.cluster ?? (await client.status()).cluster
+    return await client.kubeconfig(cluster)
+  }
   const token = await readToken(o)
   const net = networkIdBytes(token)
   const ids = identifiers(token)

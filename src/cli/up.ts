@@ -20,6 +20,7 @@ interface UpOpts {
   advertise: string[]
   k3s?: boolean
   k3sBin?: string
+  k3sKubeconfig?: string
   k3sArg?: string[]
 }
 
@@ -48,6 +49,7 @@ export function registerUp (program: Command): void {
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
+    .option('--k3s-kubeconfig <path>', 'where a k3s server writes its admin kubeconfig (default: /etc/rancher/k3s/k3s.yaml)')
     .option('--k3s-arg <arg>', 'an extra k3s flag, repeatable, as --k3s-arg=--flag=value', collect, [])
     .option('--config <file.yaml>', 'YAML config: a weft: block with these settings, or a Kairos cloud-config kairos: block')
     .action(async (o: UpOpts) => {
@@ -100,6 +102,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     advertise: o.advertise,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,
+    k3sKubeconfig: o.k3sKubeconfig,
     k3sArgs: o.k3sArg
   }, process.env)
   if (bridge) {

@@ -36,7 +36,8 @@ export const DEFAULTS = {
   tun: true,
   tunName: 'weft0',
   k3s: false,
-  k3sBin: 'k3s'
+  k3sBin: 'k3s',
+  k3sKubeconfig: '/etc/rancher/k3s/k3s.yaml'
 } as const
 
 export const MIN_SYNC_INTERVAL_MS = 100
@@ -73,6 +74,7 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'tun-name', flag: '--tun-name <name>', default: DEFAULTS.tunName, description: 'name of the TUN device (at most 15 characters)' },
   { key: 'k3s', flag: '--k3s', default: 'false', description: 'run k3s as the roles projection decides (init server, extra server or agent) once the decision is stable; needs the TUN device' },
   { key: 'k3s-bin', flag: '--k3s-bin <path>', default: DEFAULTS.k3sBin, description: 'the k3s binary (looked up on PATH)' },
+  { key: 'k3s-kubeconfig', flag: '--k3s-kubeconfig <path>', default: DEFAULTS.k3sKubeconfig, description: 'where a k3s server writes its admin kubeconfig (what get-kubeconfig serves)' },
   { key: 'k3s-args', flag: '--k3s-arg <arg>', description: 'an extra k3s flag, repeatable, in the --flag=value form (e.g. --k3s-arg=--disable=traefik); a YAML list in the file' },
   { key: 'advertise', flag: '--advertise <cidr>', description: 'a network reachable through this node (a LAN, a pod or service CIDR); repeat the flag (or use a YAML list) for several' }
 ]
@@ -258,6 +260,7 @@ export const WeftBlock = z.strictObject({
   advertise: addressList,
   k3s: z.boolean().nullish(),
   'k3s-bin': text,
+  'k3s-kubeconfig': text,
   'k3s-args': addressList
 })
 export type WeftBlock = z.infer<typeof WeftBlock>
@@ -281,6 +284,7 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24',
   k3s: 'true or false',
   'k3s-bin': 'a path to the k3s binary, or a name on PATH',
+  'k3s-kubeconfig': 'a file path',
   'k3s-args': 'a k3s flag or a list of k3s flags such as --disable=traefik'
 }
 

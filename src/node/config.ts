@@ -53,6 +53,7 @@ export interface UpFlags {
   /** true when --k3s was given. */
   k3s?: boolean
   k3sBin?: string
+  k3sKubeconfig?: string
   k3sArgs?: string[]
 }
 
@@ -80,6 +81,8 @@ export interface UpConfig {
   advertise: string[]
   k3s: boolean
   k3sBin: string
+  /** Absolute path. */
+  k3sKubeconfig: string
   k3sArgs: string[]
   /** Absolute path of the config file, when one was given. */
   configFile?: string
@@ -390,6 +393,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     advertise: [...new Set(advertise)],
     k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
     k3sBin: flags.k3sBin ?? w['k3s-bin'] ?? DEFAULTS.k3sBin,
+    k3sKubeconfig: nonEmpty(flags.k3sKubeconfig) ? resolve(flags.k3sKubeconfig) : w['k3s-kubeconfig'] != null ? pathFrom(fileDir, w['k3s-kubeconfig']) : DEFAULTS.k3sKubeconfig,
     k3sArgs: flags.k3sArgs !== undefined && flags.k3sArgs.length > 0 ? flags.k3sArgs : w['k3s-args'] != null ? asList(w['k3s-args']) : []
   }
   if (config.k3s && !config.tun) {

@@ -21,7 +21,7 @@ import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
-import { serveKubeconfig } from '../net/kubeconfig-protocol.js'
+import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
 import { k3sClusterToken } from '../log/token.js'
 
 export interface DaemonOptions {
@@ -119,7 +119,7 @@ export class Daemon {
         log
       })
       if (config.k3s) {
-        d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, clusterToken: (c) => k3sClusterToken(config.token, c), log })
+        d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
         d.applyK3s()
       }
       await d.startApi()
@@ -157,7 +157,8 @@ export class Daemon {
         replica: this.replica,
         status: () => this.status(),
         peers: () => this.peers(),
-        now: this.now
+        now: this.now,
+        kubeconfig: async (cluster) => await this.kubeconfigOf(cluster)
       },
       listen: config.api,
       token,
@@ -182,6 +183,19 @@ export class Daemon {
     void (this.vpn?.apply(s) ?? Promise.resolve()).then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
       this.log.error({ err: (err as Error).message }, 'k3s could not be started')
     })
+  }
+
+  /** For the API: ask the cluster's init master, or read our own k3s kubeconfig when that is us. */
+  private async kubeconfigOf (cluster: string): Promise<string> {
+    const state = this.replica.states().network
+    const source = locateKubeconfigSource(state, cluster)
+    if (source.author === this.identity.authorHex) {
+      const text = await this.k3s?.readKubeconfig()
+      if (text === undefined) throw new KubeconfigError('not-ready', 'this node is the init master but its k3s has not written a kubeconfig yet (is it running with --k3s?)')
+      return rewriteKubeconfigServer(text, source.serverUrl)
+    }
+    const { kubeconfig } = await fetchClusterKubeconfig({ host: this.mesh.host, state, cluster, protocol: identifiers(this.config.token).kubeconfigProtocol, signal: AbortSignal.timeout(15_000) })
+    return kubeconfig
   }
 
   /** Full multiaddrs (with /p2p/<id>) another node can pass to --peer. */

@@ -24,7 +24,7 @@ export interface DaemonProc {
   stop: () => Promise<number | null>
 }
 
-export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[] }
+export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[], /** Open a TUN device (needs root); off by default. */ tun?: boolean }
 
 export async function tempDir (prefix = 'weft-mesh-'): Promise<{ dir: string, cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
@@ -34,7 +34,7 @@ export async function tempDir (prefix = 'weft-mesh-'): Promise<{ dir: string, cl
 export function spawnUp (a: DaemonArgs): { proc: ChildProcess, logs: Array<Record<string, unknown>>, stderr: () => string, exited: Promise<number | null> } {
   assertBuilt()
   const args = [CLI, 'up', '--token', a.token, '--data-dir', a.dataDir, '--hostname', a.name,
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--no-mdns', '--no-tun', '--sync-interval', '1s', '--log-level', 'debug',
+    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--no-mdns', ...(a.tun === true ? [] : ['--no-tun']), '--sync-interval', '1s', '--log-level', 'debug',
     ...(a.peers ?? []).flatMap((p) => ['--peer', p]), ...(a.extra ?? [])]
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' } })
   const logs: Array<Record<string, unknown>> = []
