@@ -10,6 +10,7 @@ import { registerUp } from './up.js'
 import { registerStatus } from './status.js'
 import { registerSettings } from './settings.js'
 import { registerGetKubeconfig } from './get-kubeconfig.js'
+import { registerDns } from './dns.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -40,6 +41,7 @@ export function buildProgram (): Command {
   registerStatus(program)
   registerSettings(program)
   registerGetKubeconfig(program)
+  registerDns(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)
