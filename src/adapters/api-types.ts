@@ -151,7 +151,9 @@ export const NodeStatusSchema = z.object({
   sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() }),
   vpn: VpnStatusSchema.optional(),
   /** The k3s supervisor (absent without --k3s): see docs/k3s.md. */
-  k3s: z.record(z.string(), z.unknown()).optional()
+  k3s: z.record(z.string(), z.unknown()).optional(),
+  /** The DNS server (absent without --dns): its sockets and upstream resolvers. */
+  dns: z.object({ listen: z.array(z.string()), upstreams: z.array(z.string()) }).optional()
 })
 export type NodeStatus = z.infer<typeof NodeStatusSchema>
 

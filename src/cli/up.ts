@@ -18,6 +18,8 @@ interface UpOpts {
   tun: boolean
   tunName?: string
   advertise: string[]
+  dns: string[]
+  dnsUpstream: string[]
   k3s?: boolean
   k3sBin?: string
   k3sKubeconfig?: string
@@ -47,6 +49,8 @@ export function registerUp (program: Command): void {
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
+    .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port, repeatable (default port 53)', collect, [])
+    .option('--dns-upstream <ip[:port]>', 'resolver for other names, repeatable (none: REFUSED)', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
     .option('--k3s-kubeconfig <path>', 'where a k3s server writes its admin kubeconfig (default: /etc/rancher/k3s/k3s.yaml)')
@@ -75,7 +79,9 @@ export function registerUp (program: Command): void {
         listen: o.listen.length > 0 ? o.listen : ['/ip4/0.0.0.0/tcp/0'],
         role: 'client',
         tun: true,
-        advertise: []
+        advertise: [],
+        dns: [],
+        dnsUpstream: []
       }, true))
     })
 }
@@ -100,6 +106,8 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     tun: o.tun === false ? false : undefined,
     tunName: o.tunName,
     advertise: o.advertise,
+    dns: o.dns,
+    dnsUpstream: o.dnsUpstream,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,
     k3sKubeconfig: o.k3sKubeconfig,

@@ -1,4 +1,5 @@
 import { hostname as osHostname } from 'node:os'
+import { isIP } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml'
@@ -50,6 +51,8 @@ export interface UpFlags {
   tun?: boolean
   tunName?: string
   advertise?: string[]
+  dns?: string[]
+  dnsUpstream?: string[]
   /** true when --k3s was given. */
   k3s?: boolean
   k3sBin?: string
@@ -79,6 +82,10 @@ export interface UpConfig {
   tunName: string
   /** Canonical CIDR text; duplicates removed. */
   advertise: string[]
+  /** DNS listen addresses; host 'overlay' = this node's overlay address once it has one. */
+  dns: DnsListen[]
+  /** ip:port of the upstream resolvers. */
+  dnsUpstreams: string[]
   k3s: boolean
   k3sBin: string
   /** Absolute path. */
@@ -375,6 +382,13 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? flags.advertise.map((c) => at('--advertise', () => parseAdvertisedCidr(c)))
     : fileAdvertise ?? []
 
+  const dns = flags.dns !== undefined && flags.dns.length > 0
+    ? flags.dns.map((a) => at('--dns', () => parseDnsListen(a)))
+    : w.dns != null ? asList(w.dns).map((a, i) => at(`${fw('dns')}[${i}]`, () => parseDnsListen(a))) : []
+  const dnsUpstreams = flags.dnsUpstream !== undefined && flags.dnsUpstream.length > 0
+    ? flags.dnsUpstream.map((a) => at('--dns-upstream', () => parseUpstream(a)))
+    : w['dns-upstreams'] != null ? asList(w['dns-upstreams']).map((a, i) => at(`${fw('dns-upstreams')}[${i}]`, () => parseUpstream(a))) : []
+
   const config: UpConfig = {
     token,
     tokenText: formatToken(token),
@@ -391,6 +405,8 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,
     advertise: [...new Set(advertise)],
+    dns,
+    dnsUpstreams: [...new Set(dnsUpstreams)],
     k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
     k3sBin: flags.k3sBin ?? w['k3s-bin'] ?? DEFAULTS.k3sBin,
     k3sKubeconfig: nonEmpty(flags.k3sKubeconfig) ? resolve(flags.k3sKubeconfig) : w['k3s-kubeconfig'] != null ? pathFrom(fileDir, w['k3s-kubeconfig']) : DEFAULTS.k3sKubeconfig,
@@ -417,4 +433,25 @@ export function parseAdvertisedCidr (text: string): string {
   } catch (err) {
     throw bad((err as Error).message)
   }
+}
+
+export interface DnsListen { host: string | 'overlay', port: number }
+
+/** `127.0.0.1:5353`, `[::1]:53`, `overlay:53`, `0.0.0.0` (port 53); port 0 picks a free one. */
+export function parseDnsListen (text: string): DnsListen {
+  const t = text.trim()
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)|([0-9a-fA-F:]*:[0-9a-fA-F:]*))(?::(\d{1,5}))?$/.exec(t)
+  const host = m?.[1] ?? m?.[2] ?? m?.[3]
+  if (m === null || host === undefined) throw bad(`${quote(text)} is not a DNS listen address: use ip:port, [ipv6]:port or overlay:port`)
+  const port = m[4] === undefined ? 53 : Number(m[4])
+  if (port > 65535) throw bad(`${quote(text)}: port ${port} is out of range 0-65535`)
+  if (host !== 'overlay' && isIP(host) === 0) throw bad(`${quote(text)}: ${quote(host)} is not an IP address (or "overlay", the node's overlay address)`)
+  return { host, port }
+}
+
+/** An upstream resolver as ip:port (port 53 when left out). */
+export function parseUpstream (text: string): string {
+  const d = parseDnsListen(text)
+  if (d.host === 'overlay' || d.port === 0) throw bad(`${quote(text)} is not a resolver address: use ip or ip:port`)
+  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
 }

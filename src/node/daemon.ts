@@ -19,6 +19,7 @@ import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
+import { DnsService } from './dns-service.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
@@ -39,6 +40,7 @@ export interface DaemonOptions {
 export class Daemon {
   private api: ApiServer | undefined
   private vpn: Vpn | undefined
+  private dns: DnsService | undefined
   private k3s: K3sProcess | undefined
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
   private lastK3sWait: string | undefined
@@ -118,6 +120,11 @@ export class Daemon {
         cluster: config.cluster,
         log
       })
+      if (config.dns.length > 0) {
+        d.dns = new DnsService({ listen: config.dns, upstreams: config.dnsUpstreams, state: () => replica.states().network, self: identity.authorHex, log })
+        await d.dns.update()
+        if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
+      }
       if (config.k3s) {
         d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
         d.applyK3s()
@@ -132,7 +139,9 @@ export class Daemon {
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
-      if (d.vpn !== undefined) void d.vpn.apply(replica.states().network)
+      const applied = d.vpn?.apply(replica.states().network) ?? Promise.resolve()
+      // DNS answers change now; an "overlay" listener binds once the device has the address.
+      if (d.dns !== undefined) void applied.then(async () => { await d.dns?.update() })
       d.applyK3s()
     })
     log.info({
@@ -141,6 +150,7 @@ export class Daemon {
       cluster: config.cluster,
       listen: mesh.listenAddrs(),
       api: d.api?.url ?? 'off',
+      dns: d.dns?.addresses().map((a) => `${a.proto}://${a.host}:${a.port}`) ?? 'off',
       vpn: d.vpn !== undefined ? config.tunName : 'off',
       events: replica.log.size
     }, 'weft node started')
@@ -269,6 +279,7 @@ export class Daemon {
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
+      ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
     }
   }
@@ -294,6 +305,7 @@ export class Daemon {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
+    await this.dns?.stop().catch(() => {})
     await this.kubeconfig?.stop()
     if (this.k3s !== undefined) await this.k3s.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'k3s did not stop cleanly') })
     if (this.vpn !== undefined) await this.vpn.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'VPN did not stop cleanly') })

@@ -439,3 +439,16 @@ describe('VPN settings of weft up', () => {
     await expect(resolveUpConfig({ token: formatToken(newToken()), tunName: 'a-very-long-name0' }, {})).rejects.toThrow(/--tun-name.*1 to 15/)
   })
 })
+
+describe('DNS settings of weft up', () => {
+  it('takes listen addresses (ip, [ipv6], overlay; port 53 by default) and upstream resolvers', async () => {
+    const c = await resolveUpConfig({ token: formatToken(newToken()), dns: ['127.0.0.1:5353', 'overlay', '[::1]:0'], dnsUpstream: ['192.0.2.53', '192.0.2.53:53'] }, {})
+    expect(c.dns).toEqual([{ host: '127.0.0.1', port: 5353 }, { host: 'overlay', port: 53 }, { host: '::1', port: 0 }])
+    expect(c.dnsUpstreams).toEqual(['192.0.2.53:53'])
+  })
+
+  it('refuses a host name as a DNS address and says what to write', async () => {
+    await expect(resolveUpConfig({ token: formatToken(newToken()), dns: ['localhost:53'] }, {})).rejects.toThrow(/--dns.*not an IP address \(or "overlay"/)
+    await expect(resolveUpConfig({ token: formatToken(newToken()), dnsUpstream: ['overlay'] }, {})).rejects.toThrow(/--dns-upstream.*use ip or ip:port/)
+  })
+})
