@@ -1,5 +1,7 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { parseIp } from '../projections/ip.js'
 import { authorName } from '../log/author.js'
 import { fromHex, toHex } from '../log/bytes.js'
 import type { RouteIndex } from '../projections/route-index.js'
@@ -17,7 +19,9 @@ export interface PacketDevice {
 export interface DataPlaneHost {
   handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
   unhandle: (protocol: string) => Promise<void>
-  dialProtocol: (peer: PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
+  getConnections: (peer?: PeerId) => Connection[]
+  dial: (peer: PeerId | Multiaddr[], opts?: { signal?: AbortSignal }) => Promise<Connection>
+  peerStore: { get: (peer: PeerId) => Promise<{ addresses: Array<{ multiaddr: Multiaddr }> }> }
 }
 
 export interface DataPlaneOptions {
@@ -98,7 +102,7 @@ export class DataPlane {
     let link = this.links.get(peer)
     if (link === undefined) {
       link = new PeerLink({
-        dial: async (id, signal) => await this.opts.host.dialProtocol(id, this.opts.protocol, { signal }),
+        dial: async (id, signal) => await this.openStream(id, signal),
         peer: this.peerIdOf(peer),
         counters: this.countersOf(peer),
         drop: (r, n) => { this.drop(r, n) },
@@ -108,6 +112,45 @@ export class DataPlane {
       this.links.set(peer, link)
     }
     link.send(pkt)
+  }
+
+  /**
+   * Opens the packet stream to a peer over a connection that does not itself run through the
+   * VPN. A peer announces every address it listens on, its overlay address included (and
+   * addresses in networks members advertise); a dial to one of those is routed into weft0, i.e.
+   * into this very link, which is not open yet: the dial hangs until its timeout (so packets
+   * queue instead of failing fast, and a peer that comes back is reached only after the timeout),
+   * or, if it got through, the tunnel would run inside itself. So an existing connection is used
+   * only if its remote address is outside the VPN, and a new dial names only such addresses
+   * (libp2p's own choice, by peer id, only when the peer store knows none).
+   */
+  private async openStream (peer: PeerId, signal: AbortSignal): Promise<Stream> {
+    const { host, protocol } = this.opts
+    const outside = (ma: Multiaddr): boolean => !this.throughVpn(ma)
+    let conn = host.getConnections(peer).find((c) => c.status === 'open' && outside(c.remoteAddr))
+    if (conn === undefined) {
+      const known = await host.peerStore.get(peer).then((p) => p.addresses.map((a) => a.multiaddr), () => [])
+      const id = peer.toString()
+      const addrs = known.filter(outside).map((ma) => (ma.toString().includes(`/p2p/${id}`) ? ma : ma.encapsulate(`/p2p/${id}`)))
+      conn = await host.dial(addrs.length > 0 ? addrs : peer, { signal })
+    }
+    return await conn.newStream(protocol, { signal })
+  }
+
+  /** Whether the kernel routes this address (its first IP component) into the VPN device. */
+  private throughVpn (ma: Multiaddr): boolean {
+    const routes = this.routes
+    if (routes === undefined) return false
+    const m = /^\/ip([46])\/([^/]+)/.exec(ma.toString())
+    if (m === null) return false
+    let ip
+    try {
+      ip = parseIp(m[2] as string)
+    } catch {
+      return false
+    }
+    const owner = ip.family === 4 ? routes.peerFor4(Number(ip.value)) : routes.peerFor6(ip.value)
+    return owner !== undefined && owner !== this.opts.self
   }
 
   private inbound (stream: Stream, conn: Connection): void {
