@@ -221,6 +221,23 @@ export class NetnsLab {
     return lab
   }
 
+  /**
+   * One more namespace, NOT plugged into the bridge (no `eth0`, `ip` is empty): a machine behind
+   * another host, to be wired up by the caller (e.g. a veth pair created straight into two
+   * namespaces, which disappears with them). It is named like the others, so `destroy()` and the
+   * sweep of killed runs delete it too. `setLink` does not apply to it.
+   */
+  async addStandaloneHost (hostname?: string): Promise<LabHost> {
+    if (this.destroyed) throw new Error('the lab is destroyed')
+    const i = this.hosts.length
+    const [pid36, rand] = [this.id.slice(0, -2), this.id.slice(-2)]
+    const host: LabHost = { index: i, ns: `wft-${pid36}-${rand}-${i + 1}`, hostVeth: '', ip: '', hostname: hostname ?? `node-${i + 1}` }
+    await ip('netns', 'add', host.ns)
+    this.hosts.push(host)
+    await ip('-n', host.ns, 'link', 'set', 'lo', 'up')
+    return host
+  }
+
   /** Run a command in a host's namespace to completion. */
   async exec (host: LabHost, argv: readonly string[], timeoutMs = 20_000): Promise<ExecResult> {
     return await sh('ip', ['netns', 'exec', host.ns, ...argv], timeoutMs)
@@ -345,7 +362,7 @@ export class NetnsLab {
     for (const h of this.hosts) await sh('ip', ['netns', 'del', h.ns])
     // Deleting a namespace deletes its veth ends, and so their host peers; the bridge stays.
     await sh('ip', ['link', 'del', this.bridge])
-    for (const h of this.hosts) await sh('ip', ['link', 'del', h.hostVeth])
+    for (const h of this.hosts) if (h.hostVeth !== '') await sh('ip', ['link', 'del', h.hostVeth])
     await rm(this.dir, { recursive: true, force: true })
   }
 
@@ -502,4 +519,87 @@ export function disagreement (states: readonly StateSummary[], n: number): strin
   if (new Set(first.members.map((m) => m.address)).size !== n) return 'an overlay address is held twice'
   if (new Set(first.members.map((m) => m.dnsName)).size !== n) return 'a DNS name is held twice'
   return undefined
+}
+
+// ---- TCP transfers between hosts ------------------------------------------------------------
+
+/**
+ * A one-connection TCP sender/receiver (CommonJS, for `node -e`), so tests and benches need no
+ * nc/iperf. `server <port>`: accepts one connection, counts (and with `hash`, sha256s) what
+ * arrives, prints `{"bytes","ms","sha256"}` at its end (ms from the first byte to the end) and
+ * exits. `client <addr> <port> <bytes> <seconds> <hash|nohash>`: connects (retrying while the
+ * server is not listening yet, for up to 10 s), sends `bytes` bytes or, when `bytes` is 0, for
+ * `seconds` s, in 64 KiB writes that wait for 'drain', ends the connection, waits for the
+ * server to close, and prints the same JSON. With `hash` every chunk is fresh random data and
+ * both sides print the sha256 of the whole stream; without it one random chunk is repeated
+ * (no CPU spent on hashing: for throughput).
+ */
+export const TCP_TRANSFER = `
+const net = require('node:net'); const crypto = require('node:crypto')
+const [mode, ...args] = process.argv.slice(1)
+const out = (o) => { process.stdout.write(JSON.stringify(o) + '\\n') }
+if (mode === 'server') {
+  const hash = args[1] === 'hash' ? crypto.createHash('sha256') : undefined
+  const srv = net.createServer((c) => {
+    srv.close()
+    let bytes = 0; let t0
+    c.on('data', (d) => { if (t0 === undefined) t0 = performance.now(); bytes += d.length; hash?.update(d) })
+    c.on('end', () => { out({ bytes, ms: t0 === undefined ? 0 : performance.now() - t0, sha256: hash?.digest('hex') }); c.end() })
+    c.on('error', (e) => { console.error(e.message); process.exit(1) })
+  })
+  srv.listen(Number(args[0]), '0.0.0.0', () => { process.stderr.write('listening\\n') })
+} else {
+  const [addr, port, total, seconds, h] = args
+  const hashing = h === 'hash'
+  const limit = Number(total); const deadline = performance.now() + Number(seconds) * 1000
+  const hash = hashing ? crypto.createHash('sha256') : undefined
+  const fixed = crypto.randomBytes(65536)
+  const until = Date.now() + 10000
+  const connect = () => {
+    const c = net.connect(Number(port), addr)
+    c.once('error', (e) => {
+      if ((e.code === 'ECONNREFUSED' || e.code === 'EHOSTUNREACH') && Date.now() < until) { setTimeout(connect, 50); return }
+      console.error(e.message); process.exit(1)
+    })
+    c.once('connect', () => {
+      c.removeAllListeners('error'); c.on('error', (e) => { console.error(e.message); process.exit(1) })
+      let bytes = 0; const t0 = performance.now()
+      const more = () => (limit > 0 ? bytes < limit : performance.now() < deadline)
+      const pump = () => {
+        while (more()) {
+          const n = limit > 0 ? Math.min(65536, limit - bytes) : 65536
+          const chunk = hashing ? crypto.randomBytes(n) : fixed.subarray(0, n)
+          hash?.update(chunk); bytes += n
+          if (!c.write(chunk)) { c.once('drain', pump); return }
+        }
+        c.end()
+        c.resume(); c.once('close', () => { out({ bytes, ms: performance.now() - t0, sha256: hash?.digest('hex') }) })
+      }
+      pump()
+    })
+  }
+  connect()
+}
+`
+
+export interface TcpSide { bytes: number, ms: number, sha256?: string }
+
+/**
+ * One TCP connection from `from` to `addr`:`port` (a server started in `to`'s namespace): sends
+ * `bytes` bytes, or for `seconds` s when `bytes` is 0. Resolves with what each side counted;
+ * throws with both sides' stderr when either fails. `mbps` is the receiver's MB/s (10^6 B).
+ */
+export async function tcpTransfer (lab: NetnsLab, from: LabHost, to: LabHost, addr: string, opts: { bytes?: number, seconds?: number, port?: number, hash?: boolean, timeoutMs?: number } = {}): Promise<{ sent: TcpSide, received: TcpSide, mbps: number }> {
+  const port = String(opts.port ?? 5201)
+  const hash = opts.hash === true ? 'hash' : 'nohash'
+  const timeoutMs = opts.timeoutMs ?? 60_000
+  const server = lab.exec(to, [process.execPath, '-e', TCP_TRANSFER, 'server', port, hash], timeoutMs)
+  const client = lab.exec(from, [process.execPath, '-e', TCP_TRANSFER, 'client', addr, port, String(opts.bytes ?? 0), String(opts.seconds ?? 5), hash], timeoutMs)
+  const [s, c] = await Promise.all([server, client])
+  if (s.code !== 0 || c.code !== 0) {
+    throw new Error(`TCP transfer ${from.hostname} -> ${addr}:${port} failed: client exit ${String(c.code)} (${c.stderr.trim()}), server exit ${String(s.code)} (${s.stderr.trim()})`)
+  }
+  const received = JSON.parse(s.stdout.trim()) as TcpSide
+  const sent = JSON.parse(c.stdout.trim()) as TcpSide
+  return { sent, received, mbps: received.ms > 0 ? received.bytes / received.ms / 1000 : 0 }
 }
