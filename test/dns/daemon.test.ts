@@ -31,6 +31,6 @@ describe('weft up --dns', () => {
     nodes.push(b)
     await waitFor(async () => (await addressOf(b)) !== undefined, 'bravo to lease an address')
     const bAddr = await addressOf(b)
-    await waitFor(async () => (await resolver.resolve4('bravo.default.weft.internal').catch(() => [])).includes(bAddr as string), 'alpha to answer for bravo', 10_000)
+    await waitFor(async () => (await resolver.resolve4('bravo.default.weft.internal').catch((): string[] => [])).includes(bAddr as string), 'alpha to answer for bravo', 10_000)
   }, 60_000)
 })
