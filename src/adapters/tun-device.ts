@@ -296,6 +296,9 @@ class Tun implements TunDevice {
       const n = writeSync(this.#fd, pkt)
       this.stats.txPackets++
       this.stats.txBytes += n
+      // The kernel often answers inside the write itself (a ping reply, a TCP ACK): read it in
+      // this turn of the event loop instead of waiting for the poll thread to wake up and post.
+      if (this.#handler !== undefined) this.#scheduleDrain()
       return true
     } catch {
       // EAGAIN/ENOBUFS (queue full), EIO (link down), EINVAL (not an IP packet), EMSGSIZE, EBADFD.
