@@ -24,7 +24,7 @@ export interface DaemonProc {
   stop: () => Promise<number | null>
 }
 
-export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[], /** Open a TUN device (needs root); off by default. */ tun?: boolean }
+export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[], /** Open a TUN device (needs root); off by default. */ tun?: boolean, /** `up` (default) or `bridge`. */ command?: 'up' | 'bridge' }
 
 export async function tempDir (prefix = 'weft-mesh-'): Promise<{ dir: string, cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
@@ -33,8 +33,9 @@ export async function tempDir (prefix = 'weft-mesh-'): Promise<{ dir: string, cl
 
 export function spawnUp (a: DaemonArgs): { proc: ChildProcess, logs: Array<Record<string, unknown>>, stderr: () => string, exited: Promise<number | null> } {
   assertBuilt()
-  const args = [CLI, 'up', '--token', a.token, '--data-dir', a.dataDir, '--hostname', a.name,
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--no-mdns', ...(a.tun === true ? [] : ['--no-tun']), '--sync-interval', '1s', '--log-level', 'debug',
+  const bridge = a.command === 'bridge'
+  const args = [CLI, a.command ?? 'up', '--token', a.token, '--data-dir', a.dataDir, '--hostname', a.name,
+    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--no-mdns', ...(a.tun === true || bridge ? [] : ['--no-tun']), ...(bridge ? [] : ['--sync-interval', '1s']), '--log-level', 'debug',
     ...(a.peers ?? []).flatMap((p) => ['--peer', p]), ...(a.extra ?? [])]
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' } })
   const logs: Array<Record<string, unknown>> = []
