@@ -8,6 +8,11 @@ import {
   type SettingsResponse, type StateResponse
 } from '../adapters/api-types.js'
 import { isWeftError } from '../log/errors.js'
+import {
+  ConnectResponseSchema, DisconnectResponseSchema, ExposeResponseSchema, ServicesResponseSchema, SERVICE_ROUTES, UnexposeResponseSchema,
+  type ConnectRequest, type ConnectResponse, type DisconnectRequest, type DisconnectResponse, type ExposeRequest, type ExposeResponse,
+  type ServicesResponse, type UnexposeRequest, type UnexposeResponse
+} from '../node/service-api-types.js'
 import { formatZodIssues } from '../log/event.js'
 import { CliError } from './errors.js'
 import { decodeBase64 } from './input.js'
@@ -128,6 +133,28 @@ export class ApiClient {
 
   async setSetting (key: string, value: string): Promise<SetSettingResponse> {
     return await this.call('PUT', `/settings/${encodeURIComponent(key)}`, SetSettingResponseSchema, { value })
+  }
+
+  /** `weft service expose`: this node serves `name` at `target` and exports it. */
+  async serviceExpose (req: ExposeRequest): Promise<ExposeResponse> {
+    return await this.call('POST', SERVICE_ROUTES.expose, ExposeResponseSchema, req)
+  }
+
+  async serviceUnexpose (req: UnexposeRequest): Promise<UnexposeResponse> {
+    return await this.call('DELETE', SERVICE_ROUTES.expose, UnexposeResponseSchema, req)
+  }
+
+  /** `weft service connect`: a local listener whose connections are tunnelled to the service. */
+  async serviceConnect (req: ConnectRequest): Promise<ConnectResponse> {
+    return await this.call('POST', SERVICE_ROUTES.connect, ConnectResponseSchema, req)
+  }
+
+  async serviceDisconnect (req: DisconnectRequest): Promise<DisconnectResponse> {
+    return await this.call('DELETE', SERVICE_ROUTES.connect, DisconnectResponseSchema, req)
+  }
+
+  async serviceLs (): Promise<ServicesResponse> {
+    return await this.call('GET', SERVICE_ROUTES.list, ServicesResponseSchema)
   }
 
   /**

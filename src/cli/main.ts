@@ -11,6 +11,7 @@ import { registerStatus } from './status.js'
 import { registerSettings } from './settings.js'
 import { registerGetKubeconfig } from './get-kubeconfig.js'
 import { registerDns } from './dns.js'
+import { registerService } from './service.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -42,6 +43,7 @@ export function buildProgram (): Command {
   registerSettings(program)
   registerGetKubeconfig(program)
   registerDns(program)
+  registerService(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)

@@ -69,6 +69,7 @@ export interface NetworkIdentifiers {
   syncProtocol: string
   packetProtocol: string
   kubeconfigProtocol: string
+  tcpProtocol: string
 }
 
 export function networkIdBytes (token: NetworkToken): Uint8Array {
@@ -85,7 +86,8 @@ export function identifiers (token: NetworkToken): NetworkIdentifiers {
     mdnsServiceName: `weft-${toHex(derive(token, 'mdns-service', 5))}`,
     syncProtocol: `/weft/${networkId}/sync/1.0.0`,
     packetProtocol: `/weft/${networkId}/packets/1.0.0`,
-    kubeconfigProtocol: `/weft/${networkId}/kubeconfig/1.0.0`
+    kubeconfigProtocol: `/weft/${networkId}/kubeconfig/1.0.0`,
+    tcpProtocol: `/weft/${networkId}/tcp/1.0.0`
   }
 }
 
