@@ -164,7 +164,10 @@ export async function run (): Promise<void> {
     const pings = async (to: string): Promise<number[]> => {
       const r = await lab.exec(a, ['ping', '-n', '-i', '0.01', '-c', String(PINGS), '-W', '1', to], 60_000)
       const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((x, y) => x - y)
-      if (times.length < PINGS * 0.95) throw new Error(`only ${times.length} of ${PINGS} pings to ${to} answered:\n${r.stdout.slice(-500)}`)
+      if (times.length < PINGS * 0.95) {
+        const state = JSON.stringify({ A: await vpn(0).catch((e: Error) => e.message), B: await vpn(1).catch((e: Error) => e.message) })
+        throw new Error(`only ${times.length} of ${PINGS} pings to ${to} answered:\n${r.stdout.slice(-500)}\nVPN status: ${state}`)
+      }
       return times
     }
     const direct = await pings(b.ip)

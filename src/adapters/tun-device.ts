@@ -34,6 +34,10 @@ export interface TunDevice {
   readonly name: string
   readonly mtu: number
   /**
+   * 10 when every packet read or written starts with a virtio_net_hdr (`offload: true`), else 0.
+   */
+  readonly vnetHeader: number
+  /**
    * Sets the packet handler and starts reading. Each packet is a fresh view (never reused), valid
    * for as long as the handler keeps it. Until a handler is set, packets wait in the kernel's
    * queue (500 packets; then the kernel drops them).
@@ -56,6 +60,11 @@ export interface OpenTunOptions {
   /** Default /dev/net/tun (tests point it elsewhere). */
   devicePath?: string
   /**
+   * IFF_VNET_HDR with TSO and checksum offload: packets carry a 10-byte virtio_net_hdr and TCP
+   * arrives in segments of up to 64 KiB. Default false (one plain IP packet per read).
+   */
+  offload?: boolean
+  /**
    * Called when reading stops for a reason other than close() (the interface was deleted under
    * us, the read failed) or a packet handler threw. Default: `process.emitWarning`.
    */
@@ -69,6 +78,12 @@ const IFNAMSIZ = 16
 const IFREQ_SIZE = 40 // sizeof(struct ifreq) on 64-bit Linux (32 on 32-bit; 40 is enough for both)
 const IFF_TUN = 0x0001
 const IFF_NO_PI = 0x1000
+const IFF_VNET_HDR = 0x4000
+/** struct virtio_net_hdr, before every packet when the device has IFF_VNET_HDR. */
+export const VNET_HDR_BYTES = 10
+const TUN_F_CSUM = 0x01
+const TUN_F_TSO4 = 0x02
+const TUN_F_TSO6 = 0x04
 const SIOCSIFMTU = 0x8922
 const AF_INET = 2
 const SOCK_DGRAM = 2
@@ -76,16 +91,21 @@ const SOCK_CLOEXEC = 0o2000000
 const EFD_CLOEXEC = 0o2000000
 const EFD_NONBLOCK = 0o4000
 const MAX_PACKET = 65535
+/** One read: a packet of up to 64 KiB (a TSO segment), after its virtio header. */
+const MAX_READ = MAX_PACKET + VNET_HDR_BYTES
 const SLAB_SIZE = 1 << 18
 
 // _IOW('T', 202, int): the direction bits differ on a few architectures.
 const TUNSETIFF = ['mips', 'mipsel', 'ppc', 'ppc64', 'sparc', 'sparc64'].includes(process.arch) ? 0x800454ca : 0x400454ca
+// _IOW('T', 208, unsigned int)
+const TUNSETOFFLOAD = ['mips', 'mipsel', 'ppc', 'ppc64', 'sparc', 'sparc64'].includes(process.arch) ? 0x800454d0 : 0x400454d0
 
 const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL', 25: 'ENOTTY', 77: 'EBADFD' }
 
 interface Libc {
   koffiPath: string
   ioctl: (fd: number, req: number, arg: Buffer) => number
+  ioctlInt: (fd: number, req: number, arg: number) => number
   socket: (domain: number, type: number, proto: number) => number
   close: (fd: number) => number
   eventfd: (initval: number, flags: number) => number
@@ -110,6 +130,8 @@ async function loadLibc (): Promise<Libc> {
   libc = {
     koffiPath,
     ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)') as Libc['ioctl'],
+    // The same variadic call with an integer argument (TUNSETOFFLOAD takes its flags by value).
+    ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as Libc['ioctlInt'],
     socket: lib.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
     close: lib.func('int close(int fd)') as Libc['close'],
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)') as Libc['eventfd'],
@@ -182,15 +204,20 @@ export async function openTun (opts: OpenTunOptions = {}): Promise<TunDevice> {
   try {
     const ifr = Buffer.alloc(IFREQ_SIZE)
     ifr.write(requested, 0, 'utf8')
-    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ)
+    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (opts.offload === true ? IFF_VNET_HDR : 0), IFNAMSIZ)
     if (c.ioctl(fd, TUNSETIFF, ifr) !== 0) throw setIffError(requested, devicePath, c.errno())
+    // Segmentation and checksum offload: the kernel hands us TCP segments of up to 64 KiB (one
+    // read, one frame on the mesh, one write at the peer, which the peer's kernel segments or
+    // delivers whole) instead of one MTU-sized packet each. Without it the virtio header stays,
+    // with no segments in it.
+    if (opts.offload === true) c.ioctlInt(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
     const name = ifr.toString('utf8', 0, ifr.indexOf(0) === -1 ? IFNAMSIZ : Math.min(ifr.indexOf(0), IFNAMSIZ))
     setMtu(c, name, mtu)
     wakeFd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
     if (wakeFd < 0) throw new WeftError('ERR_TUN', `eventfd failed (${errnoName(c.errno())})`)
     worker = await startPollWorker(c, state, fd, wakeFd, name)
     signal?.throwIfAborted()
-    const dev = new Tun(c, fd, wakeFd, state, worker, name, mtu, opts.onError)
+    const dev = new Tun(c, fd, wakeFd, state, worker, name, mtu, opts.onError, opts.offload === true ? VNET_HDR_BYTES : 0)
     if (signal !== undefined) {
       const onAbort = (): void => { void dev.close() }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -262,7 +289,10 @@ class Tun implements TunDevice {
   #slab = new Uint8Array(SLAB_SIZE)
   #slabOffset = 0
 
-  constructor (c: Libc, fd: number, wakeFd: number, state: Int32Array, worker: Worker, name: string, mtu: number, onError: ((err: WeftError) => void) | undefined) {
+  readonly vnetHeader: number
+
+  constructor (c: Libc, fd: number, wakeFd: number, state: Int32Array, worker: Worker, name: string, mtu: number, onError: ((err: WeftError) => void) | undefined, vnetHeader: number) {
+    this.vnetHeader = vnetHeader
     this.#libc = c
     this.#fd = fd
     this.#wakeFd = wakeFd
@@ -330,13 +360,13 @@ class Tun implements TunDevice {
     this.#drainScheduled = false
     if (this.#closed) return
     for (let i = 0; i < READ_BATCH; i++) {
-      if (this.#slab.length - this.#slabOffset < MAX_PACKET) {
+      if (this.#slab.length - this.#slabOffset < MAX_READ) {
         this.#slab = new Uint8Array(SLAB_SIZE)
         this.#slabOffset = 0
       }
       let n: number
       try {
-        n = readSync(this.#fd, this.#slab, this.#slabOffset, MAX_PACKET, null)
+        n = readSync(this.#fd, this.#slab, this.#slabOffset, MAX_READ, null)
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {

@@ -5,7 +5,7 @@ import { parseIp } from '../projections/ip.js'
 import { authorName } from '../log/author.js'
 import { fromHex, toHex } from '../log/bytes.js'
 import type { RouteIndex } from '../projections/route-index.js'
-import { FrameDecoder } from './packet-frames.js'
+import { FrameDecoder, VNET_HDR_BYTES } from './packet-frames.js'
 import { PeerLink, type DropReason, type LinkCounters } from './peer-link.js'
 import type { MeshLogger } from './mesh-logger.js'
 
@@ -14,6 +14,11 @@ export interface PacketDevice {
   onPacket: (fn: (pkt: Uint8Array) => void) => void
   /** False when the device dropped the packet (its write queue is full). */
   write: (pkt: Uint8Array) => boolean
+  /**
+   * 10 when the device's packets start with a virtio_net_hdr (TUN offload), 0 or absent for
+   * plain IP packets. Frames on the wire always carry the header.
+   */
+  readonly vnetHeader?: number
 }
 
 export interface DataPlaneHost {
@@ -92,13 +97,16 @@ export class DataPlane {
     return id
   }
 
-  private outbound (pkt: Uint8Array): void {
+  private outbound (raw: Uint8Array): void {
+    // Frames carry the virtio header; a device without one gets an all-zero header (no offload).
+    const frame = this.opts.device.vnetHeader === VNET_HDR_BYTES ? raw : withZeroHeader(raw)
+    const ip = frame.subarray(VNET_HDR_BYTES)
     // IPv6 multicast (router solicitations, neighbour discovery) is the kernel talking to the
     // link, not to a peer: not a drop worth counting.
-    if ((pkt[0] ?? 0) >> 4 === 6 && pkt[24] === 0xff) return
+    if ((ip[0] ?? 0) >> 4 === 6 && ip[24] === 0xff) return
     const routes = this.routes
-    const peer = routes === undefined ? undefined : destinationPeer(routes, pkt)
-    if (peer === undefined || peer === this.opts.self) { this.drop(peer === undefined && pkt.byteLength > 0 && !isIp(pkt) ? 'malformed' : 'no_route'); return }
+    const peer = routes === undefined ? undefined : destinationPeer(routes, ip)
+    if (peer === undefined || peer === this.opts.self) { this.drop(peer === undefined && ip.byteLength > 0 && !isIp(ip) ? 'malformed' : 'no_route'); return }
     let link = this.links.get(peer)
     if (link === undefined) {
       link = new PeerLink({
@@ -111,7 +119,7 @@ export class DataPlane {
       })
       this.links.set(peer, link)
     }
-    link.send(pkt)
+    link.send(frame)
   }
 
   /**
@@ -170,11 +178,15 @@ export class DataPlane {
         return
       }
       const routes = this.routes
-      for (const pkt of packets) {
-        if (routes === undefined || !sourceOwnedBy(routes, pkt, author)) { this.drop(isIp(pkt) ? 'spoofed' : 'malformed'); continue }
+      const withHeader = this.opts.device.vnetHeader === VNET_HDR_BYTES
+      for (const frame of packets) {
+        const ip = frame.subarray(VNET_HDR_BYTES)
+        if (routes === undefined || !sourceOwnedBy(routes, ip, author)) { this.drop(isIp(ip) ? 'spoofed' : 'malformed'); continue }
         counters.rxPackets++
-        counters.rxBytes += pkt.byteLength
-        if (!this.opts.device.write(pkt)) this.drop('device_full')
+        counters.rxBytes += ip.byteLength
+        // A device without offload takes plain packets only: a segment (gso_type != 0) cannot go in.
+        if (!withHeader && frame[1] !== 0) { this.drop('malformed'); continue }
+        if (!this.opts.device.write(withHeader ? frame : ip)) this.drop('device_full')
       }
     })
   }
@@ -195,6 +207,12 @@ export class DataPlane {
     this.links.clear()
     await this.opts.host.unhandle(this.opts.protocol).catch(() => {})
   }
+}
+
+function withZeroHeader (pkt: Uint8Array): Uint8Array {
+  const out = new Uint8Array(VNET_HDR_BYTES + pkt.byteLength)
+  out.set(pkt, VNET_HDR_BYTES)
+  return out
 }
 
 function isIp (pkt: Uint8Array): boolean {

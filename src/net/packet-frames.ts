@@ -1,24 +1,28 @@
 /**
- * Packet framing on a peer's packet stream: each IP packet is a 2-byte big-endian length and the
- * packet. Several frames go out in one write (batching); a read may end anywhere in a frame.
+ * Packet framing on a peer's packet stream: each frame is a 4-byte big-endian length, a 10-byte
+ * virtio_net_hdr (segmentation and checksum offload state; all zero for a plain packet) and the
+ * IP packet, which may be a TCP segment of up to 64 KiB. Several frames go out in one write
+ * (batching); a read may end anywhere in a frame.
  */
-export const MAX_PACKET_BYTES = 65_535
+export const VNET_HDR_BYTES = 10
+export const MAX_PACKET_BYTES = 65_535 + VNET_HDR_BYTES
+const LEN_BYTES = 4
 
 export function encodeFrames (packets: readonly Uint8Array[]): Uint8Array {
   let size = 0
-  for (const p of packets) size += 2 + p.byteLength
+  for (const p of packets) size += LEN_BYTES + p.byteLength
   const out = new Uint8Array(size)
+  const view = new DataView(out.buffer)
   let o = 0
   for (const p of packets) {
-    out[o] = p.byteLength >>> 8
-    out[o + 1] = p.byteLength & 0xff
-    out.set(p, o + 2)
-    o += 2 + p.byteLength
+    view.setUint32(o, p.byteLength)
+    out.set(p, o + LEN_BYTES)
+    o += LEN_BYTES + p.byteLength
   }
   return out
 }
 
-/** Reassembles frames from chunks. A zero-length frame is a protocol error (it never carries a packet). */
+/** Reassembles frames from chunks. A frame shorter than its header or longer than MAX_PACKET_BYTES is a protocol error. */
 export class FrameDecoder {
   private buf: Uint8Array = new Uint8Array(0)
 
@@ -34,12 +38,12 @@ export class FrameDecoder {
     }
     const out: Uint8Array[] = []
     let o = 0
-    while (data.byteLength - o >= 2) {
-      const len = ((data[o] as number) << 8) | (data[o + 1] as number)
-      if (len === 0) throw new Error('malformed packet frame: zero length')
-      if (data.byteLength - o - 2 < len) break
-      out.push(data.subarray(o + 2, o + 2 + len))
-      o += 2 + len
+    while (data.byteLength - o >= LEN_BYTES) {
+      const len = (((data[o] as number) << 24) | ((data[o + 1] as number) << 16) | ((data[o + 2] as number) << 8) | (data[o + 3] as number)) >>> 0
+      if (len <= VNET_HDR_BYTES || len > MAX_PACKET_BYTES) throw new Error(`malformed packet frame: length ${len} (expected ${VNET_HDR_BYTES + 1}..${MAX_PACKET_BYTES})`)
+      if (data.byteLength - o - LEN_BYTES < len) break
+      out.push(data.subarray(o + LEN_BYTES, o + LEN_BYTES + len))
+      o += LEN_BYTES + len
     }
     // Keep the tail by copy: the caller's chunk buffer may be reused.
     this.buf = o === data.byteLength ? new Uint8Array(0) : data.slice(o)

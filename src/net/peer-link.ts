@@ -9,6 +9,7 @@ export interface LinkCounters { txPackets: number, txBytes: number, rxPackets: n
 export const LINK_LIMITS = {
   /** Packets waiting for one peer's stream; beyond this they are dropped, as a full NIC queue does. */
   queuePackets: 1024,
+  /** 32 segments of 64 KiB when the device offloads segmentation. */
   queueBytes: 2 * 1024 * 1024,
   /** Bytes of frames in one write. */
   batchBytes: 64 * 1024,
@@ -73,8 +74,8 @@ export class PeerLink {
     while (stream !== undefined && this.queue.length > 0 && !this.waitingDrain) {
       let bytes = 0
       let n = 0
-      while (n < this.queue.length && (n === 0 || bytes + 2 + (this.queue[n] as Uint8Array).byteLength <= LINK_LIMITS.batchBytes)) {
-        bytes += 2 + (this.queue[n] as Uint8Array).byteLength
+      while (n < this.queue.length && (n === 0 || bytes + 4 + (this.queue[n] as Uint8Array).byteLength <= LINK_LIMITS.batchBytes)) {
+        bytes += 4 + (this.queue[n] as Uint8Array).byteLength
         n++
       }
       const batch = this.queue.splice(0, n)
@@ -90,7 +91,8 @@ export class PeerLink {
         return
       }
       this.opts.counters.txPackets += batch.length
-      this.opts.counters.txBytes += payload
+      // Count IP bytes, as the receiver does (each frame also carries a 10-byte virtio header).
+      this.opts.counters.txBytes += payload - 10 * batch.length
       if (!ok) {
         this.waitingDrain = true
         stream.addEventListener('drain', () => {

@@ -46,6 +46,7 @@ export class Vpn {
   static async start (opts: VpnOptions): Promise<Vpn> {
     const tun = await openTun({
       name: opts.tunName,
+      offload: true,
       onError: (err) => { opts.log.error({ code: err.code, err: err.message }, 'TUN device stopped') }
     })
     const plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now })
