@@ -43,6 +43,12 @@ export interface ApiNode {
    * Rejects with a KubeconfigError (code no-master, no-address, unreachable, not-ready, …).
    */
   kubeconfig? (cluster: string): Promise<string>
+  /**
+   * More routes, mounted by the daemon (e.g. `/api/v1/services/...`): path → method → handler
+   * taking the JSON body (undefined for GET). A handler's error with a 4xx `status` and a string
+   * `code` becomes that HTTP answer.
+   */
+  routes?: ReadonlyArray<readonly [string, Partial<Record<string, (body: unknown) => Promise<unknown>>>]>
 }
 
 export type ApiListen = { kind: 'tcp', host: string, port: number } | { kind: 'unix', path: string }
@@ -192,6 +198,13 @@ class Api {
       [`${API_PREFIX}/kubeconfig`, { GET: async (r) => await this.getKubeconfig(r) }]
     ])
     this.prefixRoutes = [[`${API_PREFIX}/settings/`, { PUT: async (r) => await this.putSetting(r) }]]
+    for (const [path, methods] of opts.node.routes ?? []) {
+      const handlers: Partial<Record<string, Handler>> = {}
+      for (const [method, h] of Object.entries(methods)) {
+        if (h !== undefined) handlers[method] = async (r) => await h(method === 'GET' ? undefined : await r.json())
+      }
+      this.routes.set(path, handlers)
+    }
   }
 
   private get node (): ApiNode { return this.opts.node }
@@ -272,6 +285,8 @@ class Api {
       e = err
     } else if (isWeftError(err, 'ERR_BAD_INPUT')) {
       e = new HttpError(400, 'bad_request', err.message)
+    } else if (isClientError(err)) {
+      e = new HttpError(err.status, err.code as ApiErrorCode, err.message)
     } else if (isWeftError(err, 'ERR_AUTHOR_FROZEN')) {
       e = new HttpError(409, 'read_only', err.message)
     } else {
@@ -524,4 +539,10 @@ function strictBase64 (text: string): Uint8Array | undefined {
   const b = Buffer.from(text, 'base64')
   if (b.toString('base64') !== text) return undefined
   return new Uint8Array(b)
+}
+
+/** An error a mounted route throws on purpose: a 4xx status and a code for the client. */
+function isClientError (err: unknown): err is Error & { status: number, code: string } {
+  const e = err as { status?: unknown, code?: unknown }
+  return err instanceof Error && typeof e.status === 'number' && e.status >= 400 && e.status < 500 && typeof e.code === 'string'
 }

@@ -20,6 +20,8 @@ import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
 import { DnsService } from './dns-service.js'
+import { LocalServices, servicesFileStore } from './local-services.js'
+import { serviceRoutes } from './service-api.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
@@ -41,6 +43,7 @@ export class Daemon {
   private api: ApiServer | undefined
   private vpn: Vpn | undefined
   private dns: DnsService | undefined
+  private services: LocalServices | undefined
   private k3s: K3sProcess | undefined
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
   private lastK3sWait: string | undefined
@@ -125,6 +128,15 @@ export class Daemon {
         await d.dns.update()
         if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
       }
+      d.services = new LocalServices({
+        self: identity.authorHex,
+        append: async (type, body) => await replica.append(type, body as never, now()),
+        state: () => replica.states().network,
+        host: mesh.host,
+        ids: identifiers(config.token),
+        log,
+        store: servicesFileStore(join(config.dataDir, 'services.json'))
+      })
       if (config.k3s) {
         d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
         d.applyK3s()
@@ -143,7 +155,15 @@ export class Daemon {
       // DNS answers change now; an "overlay" listener binds once the device has the address.
       if (d.dns !== undefined) void applied.then(async () => { await d.dns?.update() })
       d.applyK3s()
+      void d.services?.update()
     })
+    try {
+      // After onChange: events it appends (withdrawn exposes) are pushed like any other.
+      await d.services?.start()
+    } catch (err) {
+      await d.stop()
+      throw err
+    }
     log.info({
       peerId: identity.peerId,
       network: identifiers(config.token).networkId,
@@ -168,7 +188,12 @@ export class Daemon {
         status: () => this.status(),
         peers: () => this.peers(),
         now: this.now,
-        kubeconfig: async (cluster) => await this.kubeconfigOf(cluster)
+        kubeconfig: async (cluster) => await this.kubeconfigOf(cluster),
+        routes: serviceRoutes.map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, async (body: unknown) => {
+          const services = this.services
+          if (services === undefined) throw Object.assign(new Error('this node does not run services'), { status: 404, code: 'not_found' })
+          return await h(body, { services })
+        }]))] as const)
       },
       listen: config.api,
       token,
@@ -305,6 +330,7 @@ export class Daemon {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
+    await this.services?.stop().catch(() => {})
     await this.dns?.stop().catch(() => {})
     await this.kubeconfig?.stop()
     if (this.k3s !== undefined) await this.k3s.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'k3s did not stop cleanly') })
