@@ -56,6 +56,7 @@ export interface FakeResource {
 export const FAKE_RESOURCES: readonly FakeResource[] = [
   { ref: RESOURCES.services, statusSubresource: true, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1035' },
   { ref: RESOURCES.namespaces, statusSubresource: true, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-label' },
+  { ref: RESOURCES.configMaps, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
   { ref: RESOURCES.endpointSlices, statusSubresource: false, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' },
   { ref: RESOURCES.serviceExports, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },
   { ref: RESOURCES.serviceImports, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },

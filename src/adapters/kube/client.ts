@@ -25,6 +25,7 @@ export interface ResourceRef {
 export const RESOURCES = {
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
   namespaces: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   endpointSlices: {
     group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true
   },
