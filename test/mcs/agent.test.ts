@@ -168,4 +168,16 @@ describe('McsAgent (two clusters, two fake API servers, replicated logs)', () =>
     west.fake.put(RESOURCES.namespaces, { metadata: { name: 'shop' } })
     await waitFor(() => serviceImport(west, 'cart', 'shop') !== undefined, 'import in west once the namespace exists')
   })
+
+  it('retries a status write that meets 409 Conflict, and an API error, until it lands', async () => {
+    clusters = await startClusters()
+    const [east, west] = clusters as [McsCluster, McsCluster]
+    east.fake.failNext({ verb: 'update-status', resource: 'serviceexports' }, 409, { times: 2 })
+    west.fake.failNext({ verb: 'create', resource: 'serviceimports' }, 503, { times: 1 })
+    putService(east, 'web', { ports: [{ protocol: 'TCP', port: 80 }] })
+    putExport(east, 'web')
+    await waitFor(() => condition(east, NS, 'web', 'Ready') === 'True/Exported', 'Ready despite the 409s')
+    await waitFor(() => serviceImport(west, 'web') !== undefined, 'import in west despite the 503')
+    expect(east.fake.count('update-status', 'serviceexports')).toBeGreaterThanOrEqual(3)
+  })
 })
