@@ -12,6 +12,8 @@ import { registerSettings } from './settings.js'
 import { registerGetKubeconfig } from './get-kubeconfig.js'
 import { registerDns } from './dns.js'
 import { registerService } from './service.js'
+import { registerKubeProxy } from './kube-proxy.js'
+import { registerKube } from './kube.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -44,6 +46,8 @@ export function buildProgram (): Command {
   registerGetKubeconfig(program)
   registerDns(program)
   registerService(program)
+  registerKubeProxy(program)
+  registerKube(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)
