@@ -154,6 +154,10 @@ export const NodeStatusSchema = z.object({
   vpn: VpnStatusSchema.optional(),
   /** The k3s supervisor (absent without --k3s): see docs/k3s.md. */
   k3s: z.record(z.string(), z.unknown()).optional(),
+  /** The multi-cluster services agent (absent without --kubeconfig): see docs/mcs.md. */
+  mcs: z.record(z.string(), z.unknown()).optional(),
+  /** The shared Kubernetes API (absent without --share-kube-api): accepted and refused tunnels. */
+  kubeShare: z.record(z.string(), z.unknown()).optional(),
   /** The DNS server (absent without --dns): its sockets and upstream resolvers. */
   dns: z.object({ listen: z.array(z.string()), upstreams: z.array(z.string()) }).optional()
 })

@@ -20,6 +20,9 @@ interface UpOpts {
   advertise: string[]
   dns: string[]
   dnsUpstream: string[]
+  kubeconfig?: string
+  shareKubeApi?: boolean
+  allow: string[]
   k3s?: boolean
   k3sBin?: string
   k3sKubeconfig?: string
@@ -51,6 +54,9 @@ export function registerUp (program: Command): void {
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port, repeatable (default port 53)', collect, [])
     .option('--dns-upstream <ip[:port]>', 'resolver for other names, repeatable (none: REFUSED)', collect, [])
+    .option('--kubeconfig <path|in-cluster>', 'run the multi-cluster services (MCS) agent against this Kubernetes cluster')
+    .option('--share-kube-api', 'let the members named by --allow reach this cluster\'s API server over the mesh')
+    .option('--allow <peer-id|hostname>', 'a member allowed to use the shared API, repeatable', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
     .option('--k3s-kubeconfig <path>', 'where a k3s server writes its admin kubeconfig (default: /etc/rancher/k3s/k3s.yaml)')
@@ -81,7 +87,8 @@ export function registerUp (program: Command): void {
         tun: true,
         advertise: [],
         dns: [],
-        dnsUpstream: []
+        dnsUpstream: [],
+        allow: []
       }, true))
     })
 }
@@ -108,6 +115,9 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     advertise: o.advertise,
     dns: o.dns,
     dnsUpstream: o.dnsUpstream,
+    kubeconfig: o.kubeconfig,
+    shareKubeApi: o.shareKubeApi === true ? true : undefined,
+    allow: o.allow,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,
     k3sKubeconfig: o.k3sKubeconfig,

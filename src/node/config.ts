@@ -53,6 +53,10 @@ export interface UpFlags {
   advertise?: string[]
   dns?: string[]
   dnsUpstream?: string[]
+  kubeconfig?: string
+  /** true when --share-kube-api was given. */
+  shareKubeApi?: boolean
+  allow?: string[]
   /** true when --k3s was given. */
   k3s?: boolean
   k3sBin?: string
@@ -86,6 +90,11 @@ export interface UpConfig {
   dns: DnsListen[]
   /** ip:port of the upstream resolvers. */
   dnsUpstreams: string[]
+  /** The MCS agent's cluster: an absolute kubeconfig path, 'in-cluster', or undefined (no agent). */
+  kubeconfig?: string
+  shareKubeApi: boolean
+  /** PeerIds or member hostnames allowed to use the shared API. */
+  allow: string[]
   k3s: boolean
   k3sBin: string
   /** Absolute path. */
@@ -407,6 +416,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     advertise: [...new Set(advertise)],
     dns,
     dnsUpstreams: [...new Set(dnsUpstreams)],
+    shareKubeApi: flags.shareKubeApi ?? w['share-kube-api'] ?? false,
+    allow: flags.allow !== undefined && flags.allow.length > 0 ? flags.allow : w.allow != null ? asList(w.allow) : [],
+    ...(kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) !== undefined ? { kubeconfig: kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) } : {}),
     k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
     k3sBin: flags.k3sBin ?? w['k3s-bin'] ?? DEFAULTS.k3sBin,
     k3sKubeconfig: nonEmpty(flags.k3sKubeconfig) ? resolve(flags.k3sKubeconfig) : w['k3s-kubeconfig'] != null ? pathFrom(fileDir, w['k3s-kubeconfig']) : DEFAULTS.k3sKubeconfig,
@@ -415,6 +427,8 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   if (config.k3s && !config.tun) {
     throw bad('k3s needs the TUN device (its flannel runs over weft0): remove --no-tun / "tun: false", or do not enable k3s')
   }
+  if (config.shareKubeApi && config.allow.length === 0) throw bad('share-kube-api needs at least one --allow <peer-id|hostname>: nobody would be let in')
+  if (config.shareKubeApi && config.kubeconfig === undefined && !config.k3s) throw bad('share-kube-api needs the cluster\'s kubeconfig: give --kubeconfig, or run k3s here with --k3s')
   if (config.k3sBin === '') throw bad('k3s-bin is empty; give the k3s binary, or leave it out to use k3s on PATH')
   if (file !== undefined) config.configFile = file.path
   return config
@@ -454,4 +468,10 @@ export function parseUpstream (text: string): string {
   const d = parseDnsListen(text)
   if (d.host === 'overlay' || d.port === 0) throw bad(`${quote(text)} is not a resolver address: use ip or ip:port`)
   return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+}
+
+function kubeconfigOf (flag: string | undefined, file: string | null | undefined, fileDir: string): string | undefined {
+  if (nonEmpty(flag)) return flag === 'in-cluster' ? flag : resolve(flag)
+  if (file != null && file !== '') return file === 'in-cluster' ? file : pathFrom(fileDir, file)
+  return undefined
 }

@@ -16,12 +16,16 @@ import { cliReducers, type CliReducers } from '../cli/reducers.js'
 import { Mesh } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
+import { leaseOf } from '../projections/ipam.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
 import { DnsService } from './dns-service.js'
 import { LocalServices, servicesFileStore } from './local-services.js'
 import { serviceRoutes } from './service-api.js'
+import { KUBE_API_CAP, KubeApiShare, KubeProxies, kubeApiTargetFromKubeconfig, kubeProxyRoutes } from './kube-share.js'
+import { McsAgent } from './mcs/agent.js'
+import { createHttpKubeClient, loadKubeConfig } from '../adapters/kube/http-client.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
@@ -44,6 +48,9 @@ export class Daemon {
   private vpn: Vpn | undefined
   private dns: DnsService | undefined
   private services: LocalServices | undefined
+  private kubeShare: KubeApiShare | undefined
+  private kubeProxies: KubeProxies | undefined
+  private mcs: McsAgent | undefined
   private k3s: K3sProcess | undefined
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
   private lastK3sWait: string | undefined
@@ -128,8 +135,15 @@ export class Daemon {
         await d.dns.update()
         if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
       }
+      if (config.shareKubeApi) {
+        // The API server named by the kubeconfig (or by k3s's own, on a k3s server).
+        const kubeconfig = config.kubeconfig === 'in-cluster' ? undefined : config.kubeconfig ?? config.k3sKubeconfig
+        d.kubeShare = new KubeApiShare({ target: await kubeApiTargetFromKubeconfig({ kubeconfig }), allow: config.allow, state: () => replica.states().network, log })
+      }
       d.services = new LocalServices({
         self: identity.authorHex,
+        resolveFirst: (svc, port, author) => d.kubeShare?.resolve(svc, port, author),
+        resolveExport: (svc, port) => d.mcs?.resolveExport(svc, port),
         append: async (type, body) => await replica.append(type, body as never, now()),
         state: () => replica.states().network,
         host: mesh.host,
@@ -137,6 +151,25 @@ export class Daemon {
         log,
         store: servicesFileStore(join(config.dataDir, 'services.json'))
       })
+      d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
+      if (config.kubeconfig !== undefined) {
+        const kube = createHttpKubeClient(loadKubeConfig(config.kubeconfig === 'in-cluster' ? {} : { kubeconfig: config.kubeconfig }))
+        const services = d.services
+        d.mcs = new McsAgent({
+          kube,
+          cluster: config.cluster,
+          self: identity.authorHex,
+          append: async (type, body) => await replica.append(type, body as never, now()),
+          state: () => replica.states().network,
+          // Pods reach the node at its overlay address (k3s --node-ip); without a VPN, loopback.
+          tunnels: {
+            listen: async (svc, port) => await services.importListener(svc, port, (d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined) ?? '127.0.0.1'),
+            close: async (svc, port) => { await services.closeImportListener(svc, port) }
+          },
+          log,
+          now
+        })
+      }
       if (config.k3s) {
         d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
         d.applyK3s()
@@ -156,10 +189,12 @@ export class Daemon {
       if (d.dns !== undefined) void applied.then(async () => { await d.dns?.update() })
       d.applyK3s()
       void d.services?.update()
+      d.mcs?.update()
     })
     try {
       // After onChange: events it appends (withdrawn exposes) are pushed like any other.
       await d.services?.start()
+      await d.mcs?.start()
     } catch (err) {
       await d.stop()
       throw err
@@ -193,7 +228,11 @@ export class Daemon {
           const services = this.services
           if (services === undefined) throw Object.assign(new Error('this node does not run services'), { status: 404, code: 'not_found' })
           return await h(body, { services })
-        }]))] as const)
+        }]))] as const).concat(kubeProxyRoutes.map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, async (body: unknown) => {
+          const kube = this.kubeProxies
+          if (kube === undefined) throw Object.assign(new Error('this node does not run kube proxies'), { status: 404, code: 'not_found' })
+          return await h(body, { kube })
+        }]))] as const))
       },
       listen: config.api,
       token,
@@ -247,7 +286,7 @@ export class Daemon {
       arch: arch(),
       version: weftVersion(),
       addrs: advertisedAddrs(this.listenAddrs()).slice(0, 16),
-      caps: this.vpn !== undefined ? ['vpn'] : [],
+      caps: [...(this.vpn !== undefined ? ['vpn'] : []), ...(this.kubeShare !== undefined ? [KUBE_API_CAP] : [])],
       advertise: this.config.advertise
     }
   }
@@ -304,6 +343,8 @@ export class Daemon {
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
+      ...(this.mcs !== undefined ? { mcs: { ...this.mcs.status() } } : {}),
+      ...(this.kubeShare !== undefined ? { kubeShare: { ...this.kubeShare.stats() } } : {}),
       ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
     }
@@ -330,6 +371,8 @@ export class Daemon {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
+    await this.mcs?.stop().catch(() => {})
+    await this.kubeProxies?.stop().catch(() => {})
     await this.services?.stop().catch(() => {})
     await this.dns?.stop().catch(() => {})
     await this.kubeconfig?.stop()

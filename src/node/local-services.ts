@@ -84,6 +84,10 @@ export interface LocalServicesOptions {
   log: MeshLogger
   limits?: Partial<TunnelLimits>
   store?: LocalServicesStore
+  /** Asked before this node's own exposes (the shared Kubernetes API); undefined = not mine. */
+  resolveFirst?: (service: string, port: number, author: string) => ResolveResult | undefined
+  /** Tunnels for services exported by other means (the MCS agent: a Service's cluster IP). */
+  resolveExport?: (service: string, port: number) => TunnelTarget | undefined
 }
 
 interface ConnectEntry {
@@ -111,7 +115,7 @@ export class LocalServices {
     this.server = new TunnelServer({
       host: opts.host,
       protocol: opts.ids.tcpProtocol,
-      resolve: (service, port, author) => this.resolve(service, port, author),
+      resolve: (service, port, author) => opts.resolveFirst?.(service, port, author) ?? this.resolve(service, port, author),
       limits: opts.limits,
       log: opts.log
     })
@@ -246,7 +250,10 @@ export class LocalServices {
   resolve (service: string, port: number, author: string): ResolveResult {
     if (!this.opts.state().members.active.has(author)) return { refuse: 'not-member', message: 'only active members of the network may open tunnels' }
     const e = this.exposes.get(service)
-    if (e === undefined) return { refuse: 'unknown-service', message: `this node does not expose ${service}` }
+    if (e === undefined) {
+      const other = this.opts.resolveExport?.(service, port)
+      return other ?? { refuse: 'unknown-service', message: `this node does not expose ${service}` }
+    }
     if (e.port !== port) return { refuse: 'unknown-service', message: `this node exposes ${service} on port ${e.port}, not ${port}` }
     return e.target
   }
@@ -304,6 +311,27 @@ export class LocalServices {
     this.connects.set(formatHostPort(bound), entry)
     this.opts.log.info({ service: key, port, listen: formatHostPort(bound) }, 'service listener started')
     return entry
+  }
+
+  /**
+   * A listener for an imported service (the MCS agent's data path), not persisted: the agent
+   * recreates it from the log. Its address goes into the EndpointSlices.
+   */
+  async importListener (service: string, port: number, host: string): Promise<TunnelTarget> {
+    const [namespace, name] = service.split('/') as [string, string]
+    const existing = [...this.connects.values()].find((c) => c.namespace === namespace && c.name === name && c.port === port && c.requested.host === host)
+    if (existing !== undefined) return existing.bound
+    return (await this.listen(namespace, name, port, { host, port: 0 })).bound
+  }
+
+  async closeImportListener (service: string, port: number): Promise<void> {
+    const [namespace, name] = service.split('/')
+    for (const [k, c] of this.connects) {
+      if (c.namespace === namespace && c.name === name && c.port === port) {
+        this.connects.delete(k)
+        await c.listener.stop()
+      }
+    }
   }
 
   async disconnect (req: DisconnectRequest): Promise<DisconnectResponse> {

@@ -125,6 +125,22 @@ export class McsAgent {
     return { ...this.#status, foreign: [...this.#status.foreign], imports: [...this.#status.imports] }
   }
 
+  /**
+   * The data path's far end: where this cluster's agent connects a tunnel for an exported
+   * service (`namespace/name`, port): the Service's cluster IP, while a ServiceExport for it
+   * exists here. Undefined otherwise (the tunnel is refused).
+   */
+  resolveExport (service: string, port: number): { host: string, port: number } | undefined {
+    const [namespace, name] = service.split('/')
+    if (namespace === undefined || name === undefined) return undefined
+    if (this.#exports?.get(namespace, name) === undefined) return undefined
+    const svc = this.#services?.get(namespace, name)
+    const ip = svc?.spec?.clusterIP
+    if (ip === undefined || ip === '' || ip === 'None') return undefined
+    if (!(svc?.spec?.ports ?? []).some((p) => p.port === port && (p.protocol ?? 'TCP') === 'TCP')) return undefined
+    return { host: ip, port }
+  }
+
   /** Stop the informers and the listeners. Objects and log events are left as they are. */
   async stop (): Promise<void> {
     if (this.#stopped) return
