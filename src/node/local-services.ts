@@ -295,9 +295,11 @@ export class LocalServices {
       service: key,
       port,
       pick: () => exportersOf(this.opts.state(), this.opts.self, namespace, name, port, this.rotate++).map((e) => peerIdFromString(e.peerId)),
+      // A service this node serves itself (its own expose, or a Service its cluster exports)
+      // is connected to directly, not through the mesh.
       local: (service, p) => {
         const e = this.exposes.get(service)
-        return e !== undefined && e.port === p ? e.target : undefined
+        return e !== undefined && e.port === p ? e.target : this.opts.resolveExport?.(service, p)
       },
       log: this.opts.log
     })

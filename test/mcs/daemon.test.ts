@@ -59,6 +59,19 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
       s.setEncoding('utf8').on('data', (d: string) => { got += d }).on('end', () => { resolve(got) }).on('error', reject)
     })
     expect(reply).toBe('GET / through the mesh')
+    // Per the KEP the exporting cluster imports too; its own endpoint connects locally.
+    let own: Slice | undefined
+    await waitFor(async () => {
+      const slices = await fa.client().list<Slice>(RESOURCES.endpointSlices, 'shop', { labelSelector: 'multicluster.kubernetes.io/service-name=web' })
+      own = slices.items.find((s) => (s.endpoints?.length ?? 0) > 0)
+      return own !== undefined
+    }, 'the EndpointSlice in cluster a', 20_000)
+    const ownReply = await new Promise<string>((resolve, reject) => {
+      const s = connect(own?.ports?.[0]?.port as number, own?.endpoints?.[0]?.addresses[0] as string, () => { s.end('inside a') })
+      let got = ''
+      s.setEncoding('utf8').on('data', (d: string) => { got += d }).on('end', () => { resolve(got) }).on('error', reject)
+    })
+    expect(ownReply).toBe('inside a')
     // The export in a is Valid and Ready, written back through the status subresource.
     const exp = await fa.client().get<{ status?: { conditions?: Array<{ type: string, status: string }> } }>(RESOURCES.serviceExports, 'shop', 'web')
     expect(exp?.status?.conditions?.find((c) => c.type === 'Valid')?.status).toBe('True')
