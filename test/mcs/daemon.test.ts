@@ -2,6 +2,7 @@ import { connect, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { RESOURCES } from '../../src/adapters/kube/client.js'
+import type { ServiceExport } from '../../src/adapters/kube/types.js'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { startFakeKube, type FakeKube } from '../support/fake-kube.js'
 import { startDaemon, tempDir, waitFor, type DaemonProc } from '../mesh/daemons.js'
@@ -73,7 +74,7 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
     })
     expect(ownReply).toBe('inside a')
     // The export in a is Valid and Ready, written back through the status subresource.
-    const exp = await fa.client().get<{ status?: { conditions?: Array<{ type: string, status: string }> } }>(RESOURCES.serviceExports, 'shop', 'web')
+    const exp = await fa.client().get<ServiceExport>(RESOURCES.serviceExports, 'shop', 'web')
     expect(exp?.status?.conditions?.find((c) => c.type === 'Valid')?.status).toBe('True')
   }, 90_000)
 })
