@@ -101,7 +101,10 @@ describe.skipIf(!sup.ok)('TUN device in a network namespace', () => {
     expect(r.error).toBeUndefined()
     expect(r.afterThrow.received).toBeGreaterThanOrEqual(3)
     expect(r.afterThrow.errors).toEqual(['ERR_TUN: the packet handler of weft0 threw: handler bug'])
-    expect(r.errorsAfterDelete).toEqual(['ERR_TUN: reading weft0 stopped: the device reported an error or hang-up (was the interface deleted?)'])
+    // The poll thread usually sees the hang-up first; a drain running at that moment sees the
+    // failed read instead. Either way exactly one error, naming the device.
+    expect(r.errorsAfterDelete).toHaveLength(1)
+    expect(r.errorsAfterDelete[0]).toMatch(/^ERR_TUN: reading weft0 (stopped: the device reported an error or hang-up \(was the interface deleted\?\)|failed \(E[A-Z]+\))$/)
     expect(r.writeAfterDelete).toBe(false)
     expect(r.abortRemoved).toBe(true)
   })
