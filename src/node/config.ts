@@ -71,6 +71,8 @@ export interface UpConfig {
   /** Absolute path. */
   dataDir: string
   cluster: string
+  /** Whether a flag or the file named the cluster (else it is the default, or the Kubernetes cluster id). */
+  clusterGiven: boolean
   role: UpRole
   hostname: string
   /** Canonical multiaddr text. */
@@ -345,6 +347,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
       }
     })
   } else cluster = DEFAULTS.cluster
+  const clusterGiven = flags.cluster !== undefined || fileCluster !== undefined || k.network_id != null
 
   // role
   let role: UpRole
@@ -403,6 +406,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     tokenText: formatToken(token),
     dataDir,
     cluster,
+    clusterGiven,
     role,
     hostname,
     listen: [...new Set(listen)],

@@ -26,6 +26,8 @@ import { serviceRoutes } from './service-api.js'
 import { KUBE_API_CAP, KubeApiShare, KubeProxies, kubeApiTargetFromKubeconfig, kubeProxyRoutes } from './kube-share.js'
 import { McsAgent } from './mcs/agent.js'
 import { createHttpKubeClient, loadKubeConfig } from '../adapters/kube/http-client.js'
+import { clusterId, type KubeClient } from '../adapters/kube/client.js'
+import { ClusterName } from '../log/bodies.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
@@ -72,7 +74,23 @@ export class Daemon {
   }
 
   static async start (opts: DaemonOptions): Promise<Daemon> {
-    const { config, log } = opts
+    const { log } = opts
+    let config = opts.config
+    // With a Kubernetes cluster and no --cluster, the cluster is named as MCS (KEP-2149) says:
+    // its cluster.clusterset.k8s.io ClusterProperty, else the kube-system namespace's uid.
+    let kube: KubeClient | undefined
+    if (config.kubeconfig !== undefined) {
+      kube = createHttpKubeClient(loadKubeConfig(config.kubeconfig === 'in-cluster' ? {} : { kubeconfig: config.kubeconfig }))
+      const id = await clusterId(kube)
+      if (!config.clusterGiven) {
+        if (!ClusterName.safeParse(id).success) {
+          throw new WeftError('ERR_BAD_CONFIG', `the cluster id ${JSON.stringify(id)} (from the cluster.clusterset.k8s.io ClusterProperty) is not a DNS label; give --cluster <name>`)
+        }
+        config = { ...config, cluster: id }
+      } else if (id !== config.cluster && !/^[0-9a-f-]{36}$/.test(id)) {
+        log.warn({ cluster: config.cluster, clusterProperty: id }, 'the cluster.clusterset.k8s.io ClusterProperty names this cluster differently from --cluster; Weft uses --cluster')
+      }
+    }
     const now = opts.now ?? Date.now
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
     const identity = await loadOrCreateIdentity(config.dataDir)
@@ -152,8 +170,7 @@ export class Daemon {
         store: servicesFileStore(join(config.dataDir, 'services.json'))
       })
       d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
-      if (config.kubeconfig !== undefined) {
-        const kube = createHttpKubeClient(loadKubeConfig(config.kubeconfig === 'in-cluster' ? {} : { kubeconfig: config.kubeconfig }))
+      if (kube !== undefined) {
         const services = d.services
         d.mcs = new McsAgent({
           kube,

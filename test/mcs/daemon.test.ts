@@ -32,13 +32,19 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
     backend = createServer((s) => { s.pipe(s) })
     await new Promise<void>((resolve) => backend?.listen(0, '127.0.0.1', resolve))
     const backendPort = (backend.address() as { port: number }).port
-    const [fa, fb] = [await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] }), await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] })]
+    const uidA = '0b7e2c9a-5d1f-4c3e-9a8b-7f6e5d4c3b2a'
+    const [fa, fb] = [await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'], kubeSystemUid: uidA }), await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] })]
     fakes.push(fa, fb)
     await fa.writeKubeconfig(join(dir.dir, 'a.kubeconfig'))
     await fb.writeKubeconfig(join(dir.dir, 'b.kubeconfig'))
-    const a = await startDaemon({ token, dataDir: join(dir.dir, 'a'), name: 'agent-a', extra: ['--cluster', 'a', '--kubeconfig', join(dir.dir, 'a.kubeconfig')] })
-    const b = await startDaemon({ token, dataDir: join(dir.dir, 'b'), name: 'agent-b', peers: [a.listen[0] as string], extra: ['--cluster', 'b', '--kubeconfig', join(dir.dir, 'b.kubeconfig')] })
+    // No --cluster: the cluster id comes from Kubernetes (KEP-2149): b has a ClusterProperty,
+    // a falls back to its kube-system namespace's uid.
+    fb.put(RESOURCES.clusterProperties, { apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: 'east' } })
+    const a = await startDaemon({ token, dataDir: join(dir.dir, 'a'), name: 'agent-a', extra: ['--kubeconfig', join(dir.dir, 'a.kubeconfig')] })
+    const b = await startDaemon({ token, dataDir: join(dir.dir, 'b'), name: 'agent-b', peers: [a.listen[0] as string], extra: ['--kubeconfig', join(dir.dir, 'b.kubeconfig')] })
     procs.push(a, b)
+    expect((await a.get('/api/v1/status')).cluster).toBe(uidA)
+    expect((await b.get('/api/v1/status')).cluster).toBe('east')
     // The Service's cluster IP stands in for a real one: here it is where the backend listens.
     fa.put(RESOURCES.services, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec: { type: 'ClusterIP', clusterIP: '127.0.0.1', ports: [{ name: 'http', protocol: 'TCP', port: backendPort }] } })
     fa.put(RESOURCES.serviceExports, { apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name: 'web', namespace: 'shop' } })
@@ -48,7 +54,7 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
     let slice: Slice | undefined
     await waitFor(async () => {
       const slices = await client.list<Slice>(RESOURCES.endpointSlices, 'shop', { labelSelector: 'multicluster.kubernetes.io/service-name=web' })
-      slice = slices.items.find((s) => s.metadata.labels?.['multicluster.kubernetes.io/source-cluster'] === 'a' && (s.endpoints?.length ?? 0) > 0)
+      slice = slices.items.find((s) => s.metadata.labels?.['multicluster.kubernetes.io/source-cluster'] === uidA && (s.endpoints?.length ?? 0) > 0)
       return slice !== undefined
     }, 'an EndpointSlice for cluster a in cluster b', 20_000)
     const host = slice?.endpoints?.[0]?.addresses[0] as string
