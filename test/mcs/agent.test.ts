@@ -73,6 +73,17 @@ describe('McsAgent (two clusters, two fake API servers, replicated logs)', () =>
     expect(east.replica.states().network.services.exports.size).toBe(0)
   })
 
+  it('the last exporting cluster leaving the network removes the imports everywhere else', async () => {
+    clusters = await startClusters()
+    const [east, west] = clusters as [McsCluster, McsCluster]
+    putService(east, 'api', { type: 'ClusterIP', clusterIP: '10.43.0.11', ports: [{ protocol: 'TCP', port: 443 }] })
+    putExport(east, 'api')
+    await waitFor(() => serviceImport(west, 'api') !== undefined && slices(west, 'api').length === 1, 'the import in west')
+    // east's agent node leaves (its cluster has no member left): nothing exports api any more.
+    await east.replica.append('node.leave', { reason: 'decommissioned' }, Date.now())
+    await waitFor(() => serviceImport(west, 'api') === undefined && slices(west, 'api').length === 0 && west.fake.get(RESOURCES.services, NS, derivedServiceName(NS, 'api')) === undefined, 'cleanup in west')
+  })
+
   it('a Service that goes unexports; one that comes back exports again', async () => {
     clusters = await startClusters()
     const [east, west] = clusters as [McsCluster, McsCluster]
