@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isWeftError, WeftError } from '../log/errors.js'
 import { ApiEndpointSchema, type ApiEndpoint } from './api-types.js'
 import { formatZodIssues } from '../log/event.js'
-import { syncDir } from './sync-dir.js'
+import { createPrivateFile, replacePrivateFile } from './private-file.js'
 
 /**
  * The two files through which the CLI finds a running daemon's HTTP API:
@@ -40,19 +40,8 @@ export async function ensureApiToken (dataDir: string): Promise<string> {
     if (!isWeftError(err, 'ERR_NOT_FOUND')) throw err
   }
   const token = randomBytes(TOKEN_BYTES).toString('base64url')
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  await writePrivate(tmp, `${token}\n`)
-  try {
-    // link, not rename: a token another process created meanwhile is kept, and we use it.
-    await link(tmp, path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await readTokenFile(path)
-    throw err
-  } finally {
-    await unlink(tmp).catch(() => undefined)
-  }
-  await syncDir(dataDir)
-  return token
+  // Created, never replaced: a token another process created meanwhile is kept, and we use it.
+  return await createPrivateFile(path, `${token}\n`) ? token : await readTokenFile(path)
 }
 
 /** The API token of a data dir; ERR_NOT_FOUND if there is none. */
@@ -84,16 +73,7 @@ export async function writeApiEndpoint (dataDir: string, info: ApiEndpoint): Pro
   const checked = ApiEndpointSchema.safeParse(info)
   if (!checked.success) throw new WeftError('ERR_BAD_INPUT', `invalid API endpoint: ${formatZodIssues(checked.error)}`)
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  const path = apiEndpointPath(dataDir)
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  await writePrivate(tmp, `${JSON.stringify(checked.data, null, 2)}\n`)
-  try {
-    await rename(tmp, path)
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined)
-    throw err
-  }
-  await syncDir(dataDir)
+  await replacePrivateFile(apiEndpointPath(dataDir), `${JSON.stringify(checked.data, null, 2)}\n`)
 }
 
 /** `<dataDir>/api.json`, or undefined when there is none. A damaged file is an error. */
@@ -134,16 +114,4 @@ export async function removeApiEndpoint (dataDir: string, pid?: number): Promise
   await unlink(apiEndpointPath(dataDir)).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err
   })
-}
-
-async function writePrivate (path: string, text: string): Promise<void> {
-  const fh = await open(path, 'wx', 0o600)
-  try {
-    await fh.writeFile(text)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  // open() applies the umask; make the mode exactly 0600 whatever it is.
-  await chmod(path, 0o600)
 }

@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto'
-import { chmod, link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { mkdir, readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { generateIdentity, identityFromPem, type NodeIdentity } from '../log/identity.js'
 import { WeftError } from '../log/errors.js'
-import { syncDir } from './sync-dir.js'
+import { createPrivateFile } from './private-file.js'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -44,23 +43,5 @@ async function load (path: string): Promise<NodeIdentity> {
  */
 async function create (path: string): Promise<NodeIdentity> {
   const id = generateIdentity()
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', 0o600)
-  try {
-    await fh.writeFile(id.exportPem())
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await chmod(tmp, 0o600)
-    await link(tmp, path)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await load(path)
-    throw err
-  } finally {
-    await unlink(tmp).catch(() => undefined)
-  }
-  await syncDir(dirname(path))
-  return id
+  return await createPrivateFile(path, id.exportPem()) ? id : await load(path)
 }

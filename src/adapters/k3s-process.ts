@@ -1,11 +1,10 @@
 import { spawn as nodeSpawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { z } from 'zod'
 import { isK3sWait, type K3sPlan, type K3sRunRole, type K3sWait } from '../projections/k3s-plan.js'
-import { syncDir } from './sync-dir.js'
+import { replacePrivateFile } from './private-file.js'
 
 /** Where k3s writes the admin kubeconfig unless told otherwise. */
 export const DEFAULT_KUBECONFIG_PATH = '/etc/rancher/k3s/k3s.yaml'
@@ -367,7 +366,7 @@ export class K3sProcess {
     const doc: Record<string, string> = { token: this.opts.clusterToken(plan.cluster) }
     if (plan.role !== 'agent') doc['write-kubeconfig'] = this.kubeconfigPath
     const text = `# Written by weft for cluster ${plan.cluster} on every start of k3s. Secret: the k3s token.\n${stringify(doc)}`
-    await writePrivate(this.paths.config, text)
+    await replacePrivateFile(this.paths.config, text)
   }
 
   private async writeSentinel (plan: K3sPlan): Promise<void> {
@@ -378,7 +377,7 @@ export class K3sProcess {
       nodeIp: plan.nodeIp,
       bootstrappedAt: new Date(this.now()).toISOString()
     }
-    await writePrivate(this.paths.sentinel, `${JSON.stringify(s, null, 2)}\n`)
+    await replacePrivateFile(this.paths.sentinel, `${JSON.stringify(s, null, 2)}\n`)
     this.sentinel = s
     this.opts.log.info({ role: s.role, cluster: s.cluster, sentinel: this.paths.sentinel }, 'k3s: bootstrapped; the role is recorded and will not change')
   }
@@ -526,24 +525,4 @@ export class K3sProcess {
  */
 export function childEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('WEFT_') && !k.startsWith('K3S_')))
-}
-
-/** Write a file only its owner can read, by rename (readers see the old file or the new one). */
-async function writePrivate (path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', 0o600)
-  try {
-    await fh.writeFile(text)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await chmod(tmp, 0o600)
-    await rename(tmp, path)
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined)
-    throw err
-  }
-  await syncDir(join(path, '..'))
 }
