@@ -7,15 +7,13 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { PeerId } from '@libp2p/interface'
-import { Ed25519Verifier } from '../src/log/identity.js'
 import type { SignedEvent } from '../src/log/event.js'
 import { identifiers } from '../src/log/token.js'
 import { Mesh } from '../src/net/mesh.js'
-import { replicaPort } from '../src/net/replica-port.js'
-import { silentLogger } from '../src/net/mesh-logger.js'
 import type { Replica } from '../src/adapters/replica.js'
 import { identity, joinBody, memoryReplica, TEST_TOKEN, type reducers } from '../test/support/fixtures.js'
 import { now, progress, prng, round } from './_lib.js'
+import { startLoopbackMesh } from '../test/net/support.js'
 
 const NODES = 30
 const DIALS = 3
@@ -75,19 +73,10 @@ export async function run (): Promise<void> {
       const peers: string[] = []
       const pool = nodes.map((x) => x.addr)
       for (let k = 0; k < Math.min(DIALS, pool.length); k++) peers.push(pool.splice(Math.floor(rnd() * pool.length), 1)[0] as string)
-      const mesh = await Mesh.start({
-        token: TEST_TOKEN,
-        identity: identity(n),
-        verifier: new Ed25519Verifier(),
-        replica: replicaPort(replica),
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        peers,
-        mdns: false,
+      const mesh = await startLoopbackMesh(identity(n), replica, peers, {
         // Anti-entropy only on connect and when a parked event calls for it: delivery here is
         // gossip's, not a periodic pull's.
         syncIntervalMs: 600_000,
-        log: silentLogger,
-        now: () => Date.now(),
         onGossipAccepted: (ev: SignedEvent, _from: PeerId) => {
           const p = publishedAt.get(ev.idHex)
           if (measuring && p !== undefined) gossipMs.push(now() - p.at)

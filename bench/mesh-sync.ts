@@ -6,17 +6,16 @@
  * over a raw libp2p stream between the same two hosts in the same run.
  */
 import { lpStream } from '@libp2p/utils'
-import { identityFromSeed, Ed25519Verifier, type NodeIdentity } from '../src/log/identity.js'
+import { identityFromSeed, type NodeIdentity } from '../src/log/identity.js'
 import { signEvent, type EventFields, type SignedEvent } from '../src/log/event.js'
 import type { BodyOf, EventType } from '../src/log/bodies.js'
 import { Mesh } from '../src/net/mesh.js'
-import { replicaPort } from '../src/net/replica-port.js'
-import { silentLogger } from '../src/net/mesh-logger.js'
 import type { SyncReport } from '../src/net/anti-entropy.js'
 import { Replica } from '../src/adapters/replica.js'
 import { members } from '../src/projections/members.js'
-import { identity, memoryDb, NET, TEST_TOKEN } from '../test/support/fixtures.js'
+import { identity, memoryDb, NET } from '../test/support/fixtures.js'
 import { now, progress, prng, round } from './_lib.js'
+import { startLoopbackMesh } from '../test/net/support.js'
 
 const EVENTS = 10_000
 const AUTHORS = 100
@@ -82,19 +81,8 @@ interface SyncNode { replica: Replica<{ members: typeof members }>, mesh: Mesh }
 async function startSyncNode (n: number, events: readonly SignedEvent[], peers: string[]): Promise<SyncNode> {
   const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: { members }, signer: identity(n), sync: false })
   for (let i = 0; i < events.length; i += 1000) await replica.ingest(events.slice(i, i + 1000))
-  const mesh = await Mesh.start({
-    token: TEST_TOKEN,
-    identity: identity(n),
-    verifier: new Ed25519Verifier(),
-    replica: replicaPort(replica),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    peers,
-    mdns: false,
-    // No periodic sync: the bench triggers every session itself.
-    syncIntervalMs: 3_600_000,
-    log: silentLogger,
-    now: () => Date.now()
-  })
+  // No periodic sync: the bench triggers every session itself.
+  const mesh = await startLoopbackMesh(identity(n), replica, peers, { syncIntervalMs: 3_600_000 })
   return { replica, mesh }
 }
 

@@ -7,15 +7,14 @@ import { Replica } from '../../src/adapters/replica.js'
 import { IDENTITY_FILE } from '../../src/adapters/identity-file.js'
 import { getKubeconfig } from '../../src/cli/get-kubeconfig.js'
 import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
-import { Ed25519Verifier } from '../../src/log/identity.js'
 import { formatToken, identifiers } from '../../src/log/token.js'
 import { createHost, type WeftHost } from '../../src/net/host.js'
 import { fetchKubeconfig, KubeconfigError, rewriteKubeconfigServer, serveKubeconfig, type KubeconfigService } from '../../src/net/kubeconfig-protocol.js'
 import { Mesh } from '../../src/net/mesh.js'
-import { silentLogger } from '../../src/net/mesh-logger.js'
-import { replicaPort } from '../../src/net/replica-port.js'
 import { LogBuilder, join as joinBody } from '../projections/support.js'
 import { memoryDb, NET, TEST_TOKEN } from '../support/fixtures.js'
+import { startLoopbackMesh } from '../net/support.js'
+import type { NodeIdentity } from '../../src/log/identity.js'
 
 const PROTOCOL = identifiers(TEST_TOKEN).kubeconfigProtocol
 
@@ -45,18 +44,7 @@ interface Node { replica: Replica<CliReducers>, mesh: Mesh, addr: string }
 
 async function startNode (b: LogBuilder, i: number, peers: string[]): Promise<Node> {
   const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), sync: false })
-  const mesh = await Mesh.start({
-    token: TEST_TOKEN,
-    identity: b.ids[i] as never,
-    verifier: new Ed25519Verifier(),
-    replica: replicaPort(replica),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    peers,
-    mdns: false,
-    syncIntervalMs: 1_000,
-    log: silentLogger,
-    now: () => Date.now()
-  })
+  const mesh = await startLoopbackMesh(b.ids[i] as NodeIdentity, replica, peers)
   return { replica, mesh, addr: mesh.listenAddrs()[0] as string }
 }
 

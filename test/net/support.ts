@@ -1,4 +1,4 @@
-import { Ed25519Verifier } from '../../src/log/identity.js'
+import { Ed25519Verifier, type NodeIdentity } from '../../src/log/identity.js'
 import { Mesh, type MeshOptions } from '../../src/net/mesh.js'
 import { replicaPort } from '../../src/net/replica-port.js'
 import { silentLogger, type MeshLogger } from '../../src/net/mesh-logger.js'
@@ -16,22 +16,29 @@ export async function waitFor (cond: () => boolean | Promise<boolean>, what: str
   }
 }
 
-export async function startNode (n: number, peers: string[], extra: Partial<MeshOptions> = {}, log: MeshLogger = silentLogger): Promise<TestNode> {
-  const replica = await memoryReplica(n)
-  const mesh = await Mesh.start({
+/**
+ * A Mesh for `replica` on TCP loopback with the test token, no mDNS and a 1 s sync interval
+ * (`extra` overrides any of it): the one way tests and benches start an in-process node.
+ */
+export async function startLoopbackMesh (id: NodeIdentity, replica: Parameters<typeof replicaPort>[0], peers: string[], extra: Partial<MeshOptions> = {}): Promise<Mesh> {
+  return await Mesh.start({
     token: TEST_TOKEN,
-    identity: identity(n),
+    identity: id,
     verifier: new Ed25519Verifier(),
     replica: replicaPort(replica),
     listen: ['/ip4/127.0.0.1/tcp/0'],
     peers,
     mdns: false,
     syncIntervalMs: 1_000,
-    log,
+    log: silentLogger,
     now: () => Date.now(),
     ...extra
   })
-  replica.onChange(() => {})
+}
+
+export async function startNode (n: number, peers: string[], extra: Partial<MeshOptions> = {}, log: MeshLogger = silentLogger): Promise<TestNode> {
+  const replica = await memoryReplica(n)
+  const mesh = await startLoopbackMesh(identity(n), replica, peers, { log, ...extra })
   const addr = mesh.listenAddrs()[0] as string
   return { n, replica, mesh, addr }
 }

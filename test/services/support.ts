@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto'
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { Ed25519Verifier } from '../../src/log/identity.js'
 import { Mesh } from '../../src/net/mesh.js'
-import { replicaPort } from '../../src/net/replica-port.js'
-import { silentLogger } from '../../src/net/mesh-logger.js'
 import { Replica } from '../../src/adapters/replica.js'
 import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
-import { identity, memoryDb, NET, TEST_TOKEN } from '../support/fixtures.js'
+import { identity, memoryDb, NET } from '../support/fixtures.js'
+import { startLoopbackMesh } from '../net/support.js'
 
 export { waitFor } from '../net/support.js'
 
@@ -15,18 +13,7 @@ export interface ServiceNode { n: number, replica: Replica<CliReducers>, mesh: M
 
 export async function startServiceNode (n: number, peers: string[]): Promise<ServiceNode> {
   const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), signer: identity(n), sync: false })
-  const mesh = await Mesh.start({
-    token: TEST_TOKEN,
-    identity: identity(n),
-    verifier: new Ed25519Verifier(),
-    replica: replicaPort(replica),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    peers,
-    mdns: false,
-    syncIntervalMs: 1_000,
-    log: silentLogger,
-    now: () => Date.now()
-  })
+  const mesh = await startLoopbackMesh(identity(n), replica, peers)
   const author = identity(n).authorHex
   replica.onChange((added) => {
     const own = added.filter((e) => e.authorHex === author)
