@@ -17,6 +17,7 @@ import { Mesh } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
+import type { NetworkState } from '../projections/network.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
@@ -133,10 +134,11 @@ export class Daemon {
       throw err
     }
     const d = new Daemon(config, identity, replica, mesh, log, now)
+    let deviceReady: Promise<void> = Promise.resolve()
     try {
       if (config.tun) {
         d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
-        void d.vpn.apply(replica.states().network)
+        deviceReady = d.vpn.apply(replica.states().network)
       }
       // Served even without --k3s: a member asking this node gets "not a server here" rather
       // than an unknown protocol.
@@ -189,7 +191,7 @@ export class Daemon {
       }
       if (config.k3s) {
         d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
-        d.applyK3s()
+        d.applyK3s(replica.states().network, deviceReady)
       }
       await d.startApi()
     } catch (err) {
@@ -201,10 +203,11 @@ export class Daemon {
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
-      const applied = d.vpn?.apply(replica.states().network) ?? Promise.resolve()
+      const state = replica.states().network
+      const applied = d.vpn?.apply(state) ?? Promise.resolve()
       // DNS answers change now; an "overlay" listener binds once the device has the address.
       if (d.dns !== undefined) void applied.then(async () => { await d.dns?.update() })
-      d.applyK3s()
+      d.applyK3s(state, applied)
       void d.services?.update()
       d.mcs?.update()
     })
@@ -263,15 +266,14 @@ export class Daemon {
     })
   }
 
-  /** Hand the k3s supervisor the current plan, after the VPN device has its address. */
-  private applyK3s (): void {
+  /** Hand the k3s supervisor the plan for `s` once the VPN device has its address (`deviceReady`). */
+  private applyK3s (s: NetworkState, deviceReady: Promise<void>): void {
     const k3s = this.k3s
     if (k3s === undefined || this.stopped) return
-    const s = this.replica.states().network
     const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config })
     if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
     this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
-    void (this.vpn?.apply(s) ?? Promise.resolve()).then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
+    void deviceReady.then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
       this.log.error({ err: (err as Error).message }, 'k3s could not be started')
     })
   }

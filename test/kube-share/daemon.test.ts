@@ -1,21 +1,12 @@
 import { join } from 'node:path'
-import { KubeConfig } from '@kubernetes/client-node'
-import YAML from 'yaml'
 import { afterAll, describe, expect, it } from 'vitest'
 import { RESOURCES } from '../../src/adapters/kube/client.js'
 import { createHttpKubeClient } from '../../src/adapters/kube/http-client.js'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { weft } from '../cli/helpers.js'
-import { startFakeKube, type FakeKube } from '../support/fake-kube.js'
+import { kubeconfigVia, startFakeKube, type FakeKube } from '../support/fake-kube.js'
 import { startDaemon, tempDir, waitFor, type DaemonProc } from '../mesh/daemons.js'
 
-function kubeconfigVia (fake: FakeKube, listen: string): KubeConfig {
-  const doc = YAML.parse(fake.kubeconfigYaml()) as { clusters: Array<{ cluster: Record<string, unknown> }> }
-  for (const c of doc.clusters) c.cluster.server = `https://${listen}`
-  const kc = new KubeConfig()
-  kc.loadFromString(YAML.stringify(doc))
-  return kc
-}
 
 /** `weft up --share-kube-api --allow` and `weft kube-proxy`, through real daemons. */
 describe('sharing a cluster API server between daemons', () => {

@@ -1,6 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { KubeConfig } from '@kubernetes/client-node'
-import YAML from 'yaml'
 import { identifiers } from '../../src/log/token.js'
 import { silentLogger, type MeshLogger } from '../../src/net/mesh-logger.js'
 import { TunnelClient } from '../../src/net/tcp-tunnel.js'
@@ -12,20 +10,12 @@ import {
 } from '../../src/node/kube-share.js'
 import { ServiceError } from '../../src/node/local-services.js'
 import { identity, joinBody, TEST_TOKEN } from '../support/fixtures.js'
-import { startFakeKube, type FakeKube } from '../support/fake-kube.js'
+import { kubeconfigVia, startFakeKube, type FakeKube } from '../support/fake-kube.js'
 import { startServiceNode, stopNodes, waitFor, type ServiceNode } from '../services/support.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-/** The fake's kubeconfig (its CA and bearer token), with the server moved to a local listener. */
-function kubeconfigVia (fake: FakeKube, listen: string): KubeConfig {
-  const doc = YAML.parse(fake.kubeconfigYaml()) as { clusters: Array<{ cluster: Record<string, unknown> }> }
-  for (const c of doc.clusters) c.cluster.server = `https://${listen}`
-  const kc = new KubeConfig()
-  kc.loadFromString(YAML.stringify(doc))
-  return kc
-}
 
 function recordingLog (): MeshLogger & { warnings: string[] } {
   const warnings: string[] = []

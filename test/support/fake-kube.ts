@@ -889,3 +889,12 @@ export async function eventually<T>(check: () => T | undefined | false | Promise
     await new Promise((r) => setTimeout(r, 10))
   }
 }
+
+/** The fake's kubeconfig (its CA and bearer token) with the server moved to `listen` (a proxy). */
+export function kubeconfigVia (fake: FakeKube, listen: string): KubeConfig {
+  const doc = YAML.parse(fake.kubeconfigYaml()) as { clusters: Array<{ cluster: Record<string, unknown> }> }
+  for (const c of doc.clusters) c.cluster.server = `https://${listen}`
+  const kc = new KubeConfig()
+  kc.loadFromString(YAML.stringify(doc))
+  return kc
+}
