@@ -12,7 +12,16 @@ import { WeftError } from '../log/errors.js'
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
   net: Uint8Array
-  reducers: R
+  /**
+   * The projections, or a function making them from the merged log (reducers that must know of
+   * fork proofs, which live in the log and not in any event).
+   */
+  reducers: R | ((ctx: ReducerContext) => R)
+  /**
+   * The network's owner key (from the token). Recorded in the store on first open; a replica
+   * opened without it (the log CLI on a stopped data dir) uses the recorded one.
+   */
+  owner?: Uint8Array
   verifier?: Verifier
   /** Needed to append; a read-only replica (the log CLI) has none. */
   signer?: Signer
@@ -20,6 +29,9 @@ export interface ReplicaOptions<R extends ReducerMap> {
   /** fsync every batch (default true). */
   sync?: boolean
 }
+
+/** What reducers may need that no event carries: fork proofs (in the merged log) and the owner key. */
+export interface ReducerContext { log: MergedLog, owner?: Uint8Array }
 
 export type ReplicaListener = (added: readonly SignedEvent[], forks: readonly ForkProof[]) => void
 
@@ -39,23 +51,36 @@ export class Replica<R extends ReducerMap> {
 
   private constructor (private readonly opts: ReplicaOptions<R>) {
     this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending })
-    this.fold = new FoldEngine(opts.reducers)
+    const ctx: ReducerContext = { log: this.log, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) }
+    this.fold = new FoldEngine(typeof opts.reducers === 'function' ? opts.reducers(ctx) : opts.reducers)
     this.store = new EventStore(opts.db, { sync: opts.sync })
     this.signer = opts.signer
   }
 
   static async open<R extends ReducerMap> (opts: ReplicaOptions<R>): Promise<Replica<R>> {
-    const r = new Replica(opts)
+    const meta = new EventStore(opts.db, { sync: opts.sync })
     const netHex = toHex(opts.net)
-    const storedNet = await r.store.getMeta('net')
+    const storedNet = await meta.getMeta('net')
     if (storedNet === undefined) {
-      await r.store.setMeta('net', netHex)
+      await meta.setMeta('net', netHex)
     } else if (storedNet !== netHex) {
       throw new WeftError('ERR_WRONG_NETWORK', `this data dir belongs to network ${storedNet}, not ${netHex}; use another --data-dir for this token`)
     }
+    const storedOwner = await meta.getMeta('owner')
+    let owner = opts.owner
+    if (owner !== undefined && storedOwner !== toHex(owner)) {
+      if (storedOwner !== undefined) throw new WeftError('ERR_WRONG_NETWORK', `this data dir belongs to a network owned by ${storedOwner.slice(0, 16)}…, not the token's owner ${toHex(owner).slice(0, 16)}…; use another --data-dir for this token`)
+      await meta.setMeta('owner', toHex(owner))
+    } else if (owner === undefined && storedOwner !== undefined) {
+      owner = fromHex(storedOwner)
+    }
+    const r = new Replica({ ...opts, ...(owner !== undefined ? { owner } : {}) })
     await r.load()
     return r
   }
+
+  /** The owner key this replica judges authority by (undefined: an open, legacy network). */
+  get owner (): Uint8Array | undefined { return this.opts.owner }
 
   private async load (): Promise<void> {
     const batch: SignedEvent[] = []
@@ -108,7 +133,12 @@ export class Replica<R extends ReducerMap> {
         throw err
       }
       this.fold.insert(res.added.filter((e) => this.log.isVisible(e)))
-      if (res.forks.length > 0) this.fold.remove((e) => !this.log.isVisible(e))
+      if (res.forks.length > 0) {
+        this.fold.remove((e) => !this.log.isVisible(e))
+        // A forked author departs after its last visible event: refold from there.
+        const lastVisible = new Map(res.forks.map((p) => [p.authorHex, (this.log.freezeSeq(p.authorHex) ?? p.seq) - 1]))
+        this.fold.refoldAt((e) => lastVisible.get(e.authorHex) === e.fields.seq)
+      }
       for (const fn of this.listeners) fn(res.added, res.forks)
     }
     return res

@@ -109,7 +109,7 @@ export class Daemon {
     const verifier = new Ed25519Verifier()
     let replica: Replica<CliReducers>
     try {
-      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier })
+      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier, ...(config.token.owner !== undefined ? { owner: config.token.owner } : {}) })
     } catch (err) {
       await db.close()
       throw err

@@ -21,7 +21,7 @@ export interface Member {
   readonly joinId: string
 }
 
-export interface Departure { readonly author: string, readonly how: 'leave' | 'evict', readonly by: string, readonly reason?: string, readonly lamport: number }
+export interface Departure { readonly author: string, readonly how: 'leave' | 'evict' | 'revoke' | 'forked', readonly by: string, readonly reason?: string, readonly lamport: number }
 
 export interface MembersState {
   /** author hex → member; members are replaced, never mutated, so a shallow copy is a snapshot. */
