@@ -151,7 +151,17 @@ export class Replica<R extends ReducerMap> {
   }
 
   /** Sign a new event of our own feed, on top of everything we have seen. */
-  async append<T extends EventType> (type: T, body: BodyOf<T>, time: number): Promise<SignedEvent> {
+  /** The seq our next event will have (what a cosignature must be bound to). */
+  nextSeq (): number {
+    const me = this.authorHex
+    return me === undefined ? 1 : this.log.maxSeqOf(me) + 1
+  }
+
+  /**
+   * `expectSeq`: append only if the event gets this seq (a cosignature is bound to it); otherwise
+   * ERR_STALE_SEQ and nothing is appended, so the caller prepares again.
+   */
+  async append<T extends EventType> (type: T, body: BodyOf<T>, time: number, opts: { expectSeq?: number } = {}): Promise<SignedEvent> {
     return await this.serial(async () => {
       const signer = this.signer
       if (signer === undefined) throw new WeftError('ERR_BAD_INPUT', 'this replica was opened read-only (no identity)')
@@ -160,6 +170,9 @@ export class Replica<R extends ReducerMap> {
         throw new WeftError('ERR_AUTHOR_FROZEN', 'this node\'s own feed is forked (was the data dir restored from an old copy?); it can no longer append. Start with a new --data-dir')
       }
       const seq = this.log.maxSeqOf(me) + 1
+      if (opts.expectSeq !== undefined && opts.expectSeq !== seq) {
+        throw new WeftError('ERR_STALE_SEQ', `the cosignature is bound to seq ${opts.expectSeq} but this node's next event is seq ${seq} (it appended meanwhile); prepare and sign again`)
+      }
       const prevEv = seq > 1 ? this.log.eventsOf(me, seq - 1)[0] : undefined
       const heads: SignedEvent[] = []
       for (const [author, entry] of this.log.frontier()) {

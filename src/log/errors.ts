@@ -21,6 +21,7 @@ export type WeftErrorCode =
   | 'ERR_WRONG_NETWORK'
   | 'ERR_BAD_SIGNATURE'
   | 'ERR_BAD_AUTH' // a body.auth cosignature that does not verify
+  | 'ERR_STALE_SEQ' // a cosignature bound to a seq the node has moved past
   | 'ERR_UNAUTHORISED' // an administrative event without owner or delegate authority
   | 'ERR_BAD_BODY'
   | 'ERR_UNKNOWN_TYPE'
