@@ -200,7 +200,7 @@ export class Admission {
     const body = decodeBytes(ticket.body) as Record<string, unknown>
     const type = ticket.type as EventType
     if (!this.authorised(type, body, auth?.by)) {
-      throw apiError(403, 'ERR_UNAUTHORISED', `${type} needs ${type.startsWith('admin.') ? 'the owner\'s' : 'the owner\'s or a delegate\'s'} signature: run the command where the owner key is (--owner-key), or ask the owner to grant this node (weft admin grant)`)
+      throw apiError(403, 'forbidden', `${type} needs ${type.startsWith('admin.') ? 'the owner\'s' : 'the owner\'s or a delegate\'s'} signature: run the command where the owner key is (--owner-key), or ask the owner to grant this node (weft admin grant)`)
     }
     const full = auth === undefined ? body : { ...body, auth: { by: fromHex(auth.by), sig: fromHex(auth.sig) } }
     try {

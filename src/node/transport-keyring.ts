@@ -29,6 +29,11 @@ export class TransportKeyring {
     if ((token.epoch ?? 0) > 0) this.keys.set(token.epoch as number, transportKeyOf(token))
   }
 
+  /** A keyring kept in memory only (tests, short-lived CLI hosts). */
+  static forToken (token: NetworkToken): TransportKeyring {
+    return new TransportKeyring(undefined, token)
+  }
+
   static async open (dataDir: string | undefined, token: NetworkToken): Promise<TransportKeyring> {
     const ring = new TransportKeyring(dataDir === undefined ? undefined : join(dataDir, KEYRING_FILE), token)
     if (ring.path === undefined) return ring
