@@ -246,3 +246,33 @@ function foldInChunks (events: SignedEvent[], chunk: number): NetworkState {
   for (let i = 0; i < unique.length; i += chunk) eng.insert(unique.slice(i, i + chunk))
   return eng.states().network
 }
+
+describe('authority: a forked author is treated as revoked', () => {
+  it('it departs after its last event before the fork; its address and routes go; every delivery order agrees', async () => {
+    const { Replica } = await import('../../src/adapters/replica.js')
+    const { cliReducers } = await import('../../src/cli/reducers.js')
+    const { memoryDb, NET } = await import('../support/fixtures.js')
+    const { signEvent } = await import('../../src/log/event.js')
+    const b = network()
+    b.append(1, 'route.advertise', { cidr: '192.168.9.0/24' }, { seesAll: true })
+    // A second event at member 1's seq 4 (its route is seq 3): a fork.
+    const twin = b.events.filter((e) => e.authorHex === b.hex(1)).sort((x, y) => x.fields.seq - y.fields.seq)
+    const base = twin[twin.length - 1]!
+    const mk = (addr: string): SignedEvent => signEvent({ ...base.fields, seq: base.fields.seq + 1, prev: base.id, deps: [], lamport: base.fields.lamport + 1, type: 'ip.claim', body: { addr } } as never, b.ids[1]!)
+    const forkA = mk('10.1.0.77')
+    const forkB = mk('10.1.0.78')
+    const states: string[] = []
+    for (const order of [[...b.events, forkA, forkB], [forkB, ...b.events, forkA], [...b.events.slice().reverse(), forkA, forkB]]) {
+      const r = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), owner: OWNER.publicKey, sync: false })
+      for (const e of order) await r.ingest([e])
+      const s = r.states().network
+      expect(s.members.active.has(b.hex(1))).toBe(false)
+      expect(s.members.departed.get(b.hex(1))?.how).toBe('forked')
+      expect([...s.ipam.leases.values()].map((l) => l.author)).not.toContain(b.hex(1))
+      expect([...s.routes.adverts.values()]).toEqual([])
+      states.push(effects(s))
+      await r.close()
+    }
+    expect(new Set(states).size).toBe(1)
+  })
+})
