@@ -11,6 +11,7 @@ import { Presence } from './presence.js'
 import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
+import type { TransportKeys } from './transport-keys.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -29,6 +30,8 @@ export interface MeshOptions {
   rendezvousIntervalMs?: number
   log: MeshLogger
   now: () => number
+  /** Transport keys (default: derived from the token); a secret rotation supplies its own. */
+  transportKeys?: TransportKeys
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
 }
 
@@ -83,7 +86,9 @@ export class Mesh {
       listen: opts.listen,
       peers: opts.peers,
       mdns: opts.mdns,
-      mdnsIntervalMs: opts.mdnsIntervalMs
+      mdnsIntervalMs: opts.mdnsIntervalMs,
+      transportKeys: opts.transportKeys,
+      log: opts.log
     })
     const syncIntervalMs = opts.syncIntervalMs ?? 10_000
     let mesh: Mesh | undefined
