@@ -69,6 +69,19 @@ async function echo (from: WeftHost, to: WeftHost, payload: Uint8Array): Promise
   return await reply
 }
 
+/**
+ * Wait for 'drain' after send() said no (not `stream.onDrain()`, whose promise stays resolved
+ * after the first drain in this libp2p version, so it stops waiting).
+ */
+async function drained (stream: Stream): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('no drain within 20 s')) }, 20_000)
+    const onClose = (): void => { clearTimeout(timer); reject(new Error('stream closed while waiting for drain')) }
+    stream.addEventListener('drain', () => { clearTimeout(timer); stream.removeEventListener('close', onClose); resolve() }, { once: true })
+    stream.addEventListener('close', onClose, { once: true })
+  })
+}
+
 /** A raw TCP client: sends `script(received so far)` answers, returns all it got until the close. */
 async function rawClient (port: number, onData: (received: Buffer, socket: net.Socket) => void = () => {}): Promise<Buffer> {
   return await new Promise((resolve, reject) => {
@@ -165,7 +178,7 @@ describe('transport protection between hosts', () => {
     const stream = await conn.newStream(ECHO, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined)
     if (stream !== undefined) {
       const chunk = randomBytes(64 * 1024)
-      try { for (let i = 0; i < 32 && stream.status === 'open'; i++) if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(5_000) }) } catch {}
+      try { for (let i = 0; i < 32 && stream.status === 'open'; i++) if (!stream.send(chunk)) await drained(stream) } catch {}
     }
     await waitFor(() => conn.status === 'closed', 'the tampered connection to close')
     expect(flipped).toBe(1)
@@ -185,7 +198,8 @@ describe('transport protection between hosts', () => {
           hash.update(bytesOf(evt.data))
           if (stream.readStatus !== 'readable') return
           stream.pause()
-          setTimeout(() => { if (stream.readStatus === 'paused') stream.resume() }, 2)
+          // The connection may be gone by then (that is what this test would show): no throw from a timer.
+          setTimeout(() => { try { if (stream.readStatus === 'paused') stream.resume() } catch {} }, 2)
         })
         // 'end': the writer closed and everything it sent has been read (not just received).
         stream.addEventListener('end', () => {
@@ -202,7 +216,7 @@ describe('transport protection between hosts', () => {
       for (let i = 0; i < 6; i++) {
         const chunk = randomBytes(1024 * 1024) // one write of 1 MiB: 16 frames
         hash.update(chunk)
-        if (!stream.send(chunk)) await stream.onDrain({ signal: AbortSignal.timeout(20_000) })
+        if (!stream.send(chunk)) await drained(stream)
       }
       await stream.close()
       expect((await reply).toString()).toBe(hash.digest('hex'))
