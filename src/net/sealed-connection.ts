@@ -17,7 +17,7 @@ export interface SealedConnectionInit {
 /**
  * A protected connection: what the layer above (noise) writes goes out as AEAD frames, what
  * arrives is opened frame by frame. Buffering is bounded in both directions:
- * - writes go out at most one frame (64 KiB) at a time (`maxMessageSize`) and stop when the raw
+ * - writes go out at most one frame (128 KiB) at a time (`maxMessageSize`) and stop when the raw
  *   connection reports it is full, resuming on its `drain`;
  * - reads keep at most one incomplete frame here, and a pause from above pauses the raw
  *   connection (the socket), so an unread peer fills TCP windows, not our memory;
