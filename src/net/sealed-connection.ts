@@ -48,7 +48,8 @@ export class SealedConnection extends AbstractMultiaddrConnection {
   }
 
   private onFrames (data: Uint8Array | Uint8ArrayList): void {
-    if (this.status !== 'open') return
+    // While closing, frames still carry what the layer above waits for (noise's and yamux's goodbyes).
+    if (this.status === 'aborted' || this.status === 'reset' || this.status === 'closed') return
     let plain: Uint8Array[]
     try {
       plain = this.opener.push(data)
