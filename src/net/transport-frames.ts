@@ -36,6 +36,14 @@ function counterNonce (n: number): Buffer {
   return nonce
 }
 
+/**
+ * The same bytes as a plain Uint8Array (no copy): libp2p hands Uint8Arrays up the stack (pnet
+ * did), and code and tests above compare them with Uint8Arrays, which a Buffer does not equal.
+ */
+function plain (b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+}
+
 function frameKey (key: Uint8Array): KeyObject {
   if (key.byteLength !== 32) throw new TransportError('bad-key', `a frame key is 32 bytes, got ${key.byteLength}`)
   return createSecretKey(key)
@@ -73,7 +81,7 @@ export class FrameSealer {
     const chunks: Uint8Array[] = [header]
     for (const chunk of part) chunks.push(cipher.update(chunk))
     chunks.push(cipher.final(), cipher.getAuthTag())
-    return Buffer.concat(chunks)
+    return plain(Buffer.concat(chunks))
   }
 }
 
@@ -131,7 +139,7 @@ export class FrameOpener {
       const parts: Uint8Array[] = []
       for (const chunk of body) parts.push(decipher.update(chunk))
       parts.push(decipher.final())
-      return parts.length === 2 && parts[1]?.byteLength === 0 ? parts[0] as Uint8Array : Buffer.concat(parts)
+      return plain(parts.length === 2 && parts[1]?.byteLength === 0 ? parts[0] as Buffer : Buffer.concat(parts))
     } catch (err) {
       throw new TransportError('bad-frame', 'a frame failed authentication (tampered, replayed or not ours)', { cause: err })
     }
