@@ -1,7 +1,7 @@
 /**
  * Helper process of the VPN bench (`bench/vpn.ts`), run inside a network namespace with
  * `node --import tsx bench/_vpn-peer.ts …`. It is a libp2p host built exactly like a weft node's
- * (`createHost` from src/net/host.ts: tcp, pnet from the token, noise, yamux, and the same
+ * (`createHost` from src/net/host.ts: tcp, the transport protection from the token, noise, yamux, and the same
  * services), but with no log and no VPN: the baselines the overlay is compared with.
  *
  *   server <token> <port> <seed>

@@ -152,7 +152,7 @@ export async function run (): Promise<void> {
     figure('anti_entropy_10k_missing10_bytes_received', first.bytesReceived, 'bytes', null, { note: 'A → B: Reply (frontier + the 10 envelopes)' })
     figure('anti_entropy_10k_missing10_bytes', sessionBytes, 'bytes')
     figure('anti_entropy_10k_missing10_ms', median(sessionMs), 'ms', null, { runs: TRIALS, note: 'median wall time of syncWith over 3 sessions (A holding 9,980, 9,990 and 10,000 events, B 10 fewer)' })
-    figure('raw_stream_10_envelopes_bytes', rawBytes, 'bytes', null, { note: 'the same 10 envelopes, length-prefixed, over a raw libp2p stream (pnet+noise+yamux) between the same hosts' })
+    figure('raw_stream_10_envelopes_bytes', rawBytes, 'bytes', null, { note: 'the same 10 envelopes, length-prefixed, over a raw libp2p stream (transport protection+noise+yamux) between the same hosts' })
     figure('raw_stream_10_envelopes_ms', median(rawMs), 'ms', null, { runs: TRIALS, note: 'dial protocol + read 10 frames + close' })
     figure('anti_entropy_vs_raw_bytes', sessionBytes / rawBytes, 'ratio', null, { note: 'sync session bytes / raw payload bytes: the rest is two frontiers' })
     figure('anti_entropy_vs_raw_time', median(sessionMs) / median(rawMs), 'ratio')

@@ -3,8 +3,8 @@
  * the same two machines (network namespaces A and B on one Linux bridge) in ONE run:
  *   - overlay_tcp: one TCP connection A → B through weft0 (both run `weft up` with the TUN on,
  *     default settings: MTU 1420), payload MB/s at the receiver;
- *   - raw_libp2p: one libp2p stream A → B, the same stack as weft (createHost: tcp, pnet from
- *     the token, noise, yamux), 64 KiB writes that wait for 'drain' (bench/_vpn-peer.ts);
+ *   - raw_libp2p: one libp2p stream A → B, the same stack as weft (createHost: tcp, the
+ *     transport protection from the token, noise, yamux), 64 KiB writes that wait for 'drain' (bench/_vpn-peer.ts);
  *   - plain_tcp: one TCP connection A → B between the bridge addresses;
  *   - edgevpn_style: one new libp2p stream per 1400-byte message (16 at a time, optimistic
  *     protocol negotiation), as edgevpn carries each IP packet;
@@ -195,7 +195,7 @@ export async function run (): Promise<void> {
       note: 'four processes share 2 cores here: sender, weft A, weft B, receiver (plus the kernel TCP work each TUN write and read carries)'
     })
     figure('raw_libp2p_mbps', rawMbps, 'MB/s', null, {
-      path: 'one libp2p stream A → B, the same stack as weft (createHost: tcp + pnet + noise + yamux), 64 KiB writes waiting for drain',
+      path: 'one libp2p stream A → B, the same stack as weft (createHost: tcp + transport protection + noise + yamux), 64 KiB writes waiting for drain',
       rounds: raw.map(round)
     })
     figure('plain_tcp_mbps', plain.mbps, 'MB/s', null, { path: 'one TCP connection A → B between the bridge addresses (kernel only)' })

@@ -11,7 +11,7 @@ import { out, printJson, table } from './output.js'
 
 /**
  * `weft token new|inspect`. The token secret is printed by `new` and nowhere else: `inspect`
- * shows only public identifiers and fingerprints, never the secret, the pnet PSK, a rendezvous
+ * shows only public identifiers and fingerprints, never the secret, the transport key, a rendezvous
  * key or a k3s cluster token.
  */
 export function registerToken (program: Command): void {
@@ -91,6 +91,6 @@ async function tokenInspect (text: string, opts: { json: boolean }): Promise<num
     ['rendezvous epoch', `${rv.epoch} (started ${rendezvous.epochStart}, ${RENDEZVOUS_EPOCH_SECONDS} s each)`],
     ['rendezvous keys', `previous ${rendezvous.previous.fingerprint}, current ${rendezvous.current.fingerprint}, next ${rendezvous.next.fingerprint} (sha256 fingerprints)`]
   ]))
-  out('secrets derived from this token and not shown: pnet PSK, rendezvous keys, k3s cluster tokens')
+  out('secrets derived from this token and not shown: transport key, rendezvous keys, k3s cluster tokens')
   return EXIT_OK
 }

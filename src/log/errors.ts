@@ -48,6 +48,7 @@ export type WeftErrorCode =
   | 'ERR_SYNC_PROTOCOL'
   | 'ERR_NETWORK'
   | 'ERR_TUN' // vpn: the TUN device, its address and routes (ip command)
+  | 'ERR_TRANSPORT' // the connection protection: refused handshake, bad or oversized frame
 
 export class WeftError extends Error {
   readonly code: WeftErrorCode

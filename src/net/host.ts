@@ -4,7 +4,6 @@ import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
-import { preSharedKey } from '@libp2p/pnet'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
@@ -16,9 +15,13 @@ import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { ComponentLogger } from '@libp2p/interface'
-import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
+import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
+import { protectedEpoch } from './transport-protector.js'
+import type { MeshLogger } from './mesh-logger.js'
+import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
+import { transportProtector } from './transport-protector.js'
 
 export interface HostServices extends Record<string, unknown> {
   identify: Identify
@@ -44,8 +47,15 @@ export interface HostOptions {
   /** Act as a circuit relay for peers without a public address (default true). */
   relay?: boolean
   logger?: ComponentLogger
-  /** Refuse connections of these peers (revoked or forked members), by PeerId string. */
-  denyPeer?: (peerId: string) => boolean
+  /**
+   * Refuse connections of these peers (revoked or forked members), by PeerId string; `epoch` is
+   * the transport key epoch the connection was protected with (old epochs only for members).
+   */
+  denyPeer?: (peerId: string, epoch?: number) => boolean
+  /** The transport keys (default: the one derived from the token); read again for every connection. */
+  transportKeys?: TransportKeys
+  /** Where refused transport handshakes are reported (info, at most one line per host per minute). */
+  log?: MeshLogger
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -56,7 +66,8 @@ function seedOf (identity: NodeIdentity): Uint8Array {
 
 /**
  * A libp2p host for one network. The token decides everything that must match between nodes:
- * the pnet key (a machine without the token fails the handshake before noise), the DHT
+ * the transport key (a machine without the token fails the handshake before noise, see
+ * docs/transport.md), the DHT
  * protocol, the mDNS service name and the gossip topic. The node's own key is its event
  * signing key, so its PeerId and its author name are the same string.
  */
@@ -75,7 +86,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     privateKey,
     addresses: { listen: [...opts.listen] },
     transports: [tcp(), circuitRelayTransport()],
-    connectionProtector: preSharedKey({ psk: pnetSwarmKey(opts.token) }),
+    connectionProtector: transportProtector({ keys: opts.transportKeys ?? tokenTransportKeys(opts.token), ...(opts.log !== undefined ? { log: opts.log } : {}) }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
@@ -105,7 +116,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
         emitSelf: false,
         // An event is at most 64 KiB; leave room for the envelope and the RPC framing.
         maxInboundDataLength: 256 * 1024,
-        // Only token holders get past pnet, and many of them share one IP (a NAT, a test host);
+        // Only token holders get past the transport protection, and many of them share one IP (a NAT, a test host);
         // the default same-IP penalty would make peers ignore each other past 10 per IP.
         scoreParams: { IPColocationFactorWeight: 0 }
       }),
@@ -117,12 +128,12 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
 }
 
 /** Refuse a denied peer as soon as its identity is known (after the handshake), both ways. */
-function gaterFor (deny: (peerId: string) => boolean): NonNullable<Libp2pOptions['connectionGater']> {
+function gaterFor (deny: (peerId: string, epoch?: number) => boolean): NonNullable<Libp2pOptions['connectionGater']> {
   return {
     denyDialPeer: async (peer) => deny(peer.toString()),
-    denyInboundEncryptedConnection: async (peer) => deny(peer.toString()),
-    denyOutboundEncryptedConnection: async (peer) => deny(peer.toString()),
-    denyInboundUpgradedConnection: async (peer) => deny(peer.toString()),
-    denyOutboundUpgradedConnection: async (peer) => deny(peer.toString())
+    denyInboundEncryptedConnection: async (peer, conn) => deny(peer.toString(), protectedEpoch(conn)),
+    denyOutboundEncryptedConnection: async (peer, conn) => deny(peer.toString(), protectedEpoch(conn)),
+    denyInboundUpgradedConnection: async (peer, conn) => deny(peer.toString(), protectedEpoch(conn)),
+    denyOutboundUpgradedConnection: async (peer, conn) => deny(peer.toString(), protectedEpoch(conn))
   }
 }

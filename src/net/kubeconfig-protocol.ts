@@ -21,7 +21,7 @@ import { silentLogger } from './mesh-logger.js'
  *
  * Only members may ask: the remote peer's Ed25519 key (its author name, as the noise handshake
  * proved it) must be an active member of the log. Without the network token no one gets past
- * pnet to begin with.
+ * the transport protection to begin with.
  */
 
 export type KubeconfigErrorCode =

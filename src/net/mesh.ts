@@ -11,6 +11,7 @@ import { Presence } from './presence.js'
 import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
+import type { TransportKeys } from './transport-keys.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -29,9 +30,11 @@ export interface MeshOptions {
   rendezvousIntervalMs?: number
   log: MeshLogger
   now: () => number
+  /** Transport keys (default: derived from the token); a secret rotation supplies its own. */
+  transportKeys?: TransportKeys
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
   /** Peers whose connections are refused (revoked or forked members), by PeerId string. */
-  denyPeer?: (peerId: string) => boolean
+  denyPeer?: (peerId: string, epoch?: number) => boolean
 }
 
 export interface MeshPeer {
@@ -86,7 +89,9 @@ export class Mesh {
       peers: opts.peers,
       mdns: opts.mdns,
       mdnsIntervalMs: opts.mdnsIntervalMs,
-      ...(opts.denyPeer !== undefined ? { denyPeer: opts.denyPeer } : {})
+      ...(opts.denyPeer !== undefined ? { denyPeer: opts.denyPeer } : {}),
+      transportKeys: opts.transportKeys,
+      log: opts.log
     })
     const syncIntervalMs = opts.syncIntervalMs ?? 10_000
     let mesh: Mesh | undefined

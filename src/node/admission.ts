@@ -85,13 +85,29 @@ function apiError (status: number, code: string, message: string): Error {
 export class Admission {
   private readonly refusedPeers = new Set<string>()
   private readonly unopened = new Set<number>()
+  /** Logged once each (bounded). */
+  private readonly oldKeyRefused = new Set<string>()
 
   constructor (private readonly o: AdmissionOptions) {}
 
   private get state (): NetworkState { return this.o.replica.states().network }
 
-  /** Peers (PeerId strings) whose connections are refused: revoked and forked members. */
-  denied (peerId: string): boolean { return this.refusedPeers.has(peerId) }
+  /**
+   * Is this connection refused? Revoked and forked members always; under an old transport epoch
+   * (the grace window after a rotation), anyone who is not a current member, so a fresh identity
+   * with the old token cannot get in while members that missed the rotation still can.
+   */
+  denied (peerId: string, epoch?: number): boolean {
+    if (this.refusedPeers.has(peerId)) return true
+    if (epoch !== undefined && epoch < this.o.keyring.current().epoch && !this.isMember(peerId)) {
+      if (this.oldKeyRefused.size < 1024 && !this.oldKeyRefused.has(peerId)) {
+        this.oldKeyRefused.add(peerId)
+        this.o.log.info({ peer: peerId, epoch, current: this.o.keyring.current().epoch }, 'refused a connection under an old transport key from a peer that is not a member (it needs the token from "weft token show")')
+      }
+      return true
+    }
+    return false
+  }
 
   /** Is this PeerId a current member (old-epoch transport keys are accepted only from members)? */
   isMember (peerId: string): boolean {

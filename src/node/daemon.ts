@@ -135,7 +135,8 @@ export class Daemon {
         mdns: config.mdns,
         mdnsIntervalMs: opts.mdnsIntervalMs,
         syncIntervalMs: config.syncIntervalMs,
-        denyPeer: (p) => admission?.denied(p) ?? false,
+        denyPeer: (p, epoch) => admission?.denied(p, epoch) ?? false,
+        transportKeys: keyring,
         log,
         now
       })

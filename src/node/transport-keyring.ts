@@ -6,8 +6,7 @@ import { WeftError } from '../log/errors.js'
 import { transportKeyOf, type NetworkToken } from '../log/token.js'
 import { replacePrivateFile } from '../adapters/private-file.js'
 
-/** One admission epoch's transport key. */
-export interface TransportKey { readonly epoch: number, readonly key: Uint8Array }
+import type { TransportKey, TransportKeys } from '../net/transport-keys.js'
 
 export const KEYRING_FILE = 'keyring.json'
 /** Older epochs kept: a member that was offline through several rotations still gets back in. */
@@ -21,7 +20,7 @@ const FileSchema = z.strictObject({ epochs: z.record(z.string().regex(/^\d+$/), 
  * restart keeps them). The newest is used to dial; all are accepted (see docs/trust.md for why
  * old epochs are accepted only from current members).
  */
-export class TransportKeyring {
+export class TransportKeyring implements TransportKeys {
   private readonly keys = new Map<number, Uint8Array>()
 
   private constructor (private readonly path: string | undefined, private readonly token: NetworkToken) {
@@ -54,13 +53,13 @@ export class TransportKeyring {
     return ring
   }
 
-  current (): TransportKey {
+  current = (): TransportKey => {
     const epoch = Math.max(...this.keys.keys())
     return { epoch, key: this.keys.get(epoch) as Uint8Array }
   }
 
   /** Newest first. */
-  accepted (): readonly TransportKey[] {
+  accepted = (): readonly TransportKey[] => {
     return [...this.keys].sort(([a], [b]) => b - a).map(([epoch, key]) => ({ epoch, key }))
   }
 

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, k3sClusterToken, parseToken, pnetSwarmKey, rendezvousKeys } from '../../src/log/token.js'
+import { tokenTransportKeys } from '../../src/net/transport-keys.js'
 import { isWeftError } from '../../src/log/errors.js'
 import { assertBuilt, TEST_CONFIG_HOME, weft } from './helpers.js'
 import { readFile, stat } from 'node:fs/promises'
@@ -53,7 +54,7 @@ describe.concurrent('weft token', () => {
     expect(human.stdout).toContain('gossip topic')
   })
 
-  it('inspect never prints the secret, the token, the pnet PSK, rendezvous keys or k3s tokens', async () => {
+  it('inspect never prints the secret, the token, the transport key, the old pnet PSK, rendezvous keys or k3s tokens', async () => {
     const made = JSON.parse((await weft(['token', 'new', '--json'])).stdout) as { token: string }
     const t = parseToken(made.token)
     const secrets = [
@@ -61,6 +62,7 @@ describe.concurrent('weft token', () => {
       made.token.slice(5),
       Buffer.from(t.secret).toString('hex'),
       Buffer.from(pnetSwarmKey(t)).toString().split('\n')[2] as string,
+      Buffer.from(tokenTransportKeys(t).current().key).toString('hex'),
       k3sClusterToken(t, 'default')
     ]
     const rv = rendezvousKeys(t, Date.now())

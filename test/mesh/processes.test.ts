@@ -5,7 +5,7 @@ import { formatToken, newToken } from '../../src/log/token.js'
 import { agreed, spawnUp, startDaemon, summary, tempDir, waitFor, type DaemonProc } from './daemons.js'
 
 /**
- * Real `weft up` processes on loopback: libp2p over TCP with pnet, LevelDB on disk, the HTTP
+ * Real `weft up` processes on loopback: libp2p over TCP with the transport protection, LevelDB on disk, the HTTP
  * API. Discovery is by --peer (mDNS is covered by the network-namespace system test).
  */
 describe('weft up processes on loopback', () => {

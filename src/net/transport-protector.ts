@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto'
+import { byteStream } from '@libp2p/utils'
+import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface'
+import { silentLogger, type MeshLogger } from './mesh-logger.js'
+import { RefusalLog, type RefusalLogOptions } from './refusal-log.js'
+import { SealedConnection } from './sealed-connection.js'
+import { TransportError } from './transport-error.js'
+import {
+  checkTransportKey, HANDSHAKE_NONCE_BYTES, HANDSHAKE_PROOF_BYTES, sameProof, sessionSecrets,
+  type TransportKey, type TransportKeys
+} from './transport-keys.js'
+
+/**
+ * Weft's libp2p connection protector (replaces @libp2p/pnet; design in docs/transport.md).
+ * It runs on the raw TCP (or relayed) connection before noise, so a machine without the key
+ * never sees our PeerId, the network id or anything else that is ours.
+ *
+ *   initiator → responder   nI (32 random bytes)
+ *   responder → initiator   nR (32 random bytes, sent only once nI has arrived)
+ *   initiator → responder   HMAC(K, "… initiator proof" | nI | nR)
+ *   responder               checks it against each key it accepts; none matches → closes
+ *   responder → initiator   HMAC(K, "… responder proof" | nI | nR)
+ *   initiator               checks it; else closes
+ *
+ * Then frames (transport-frames.ts) under two HKDF(K, nI | nR) keys, one per direction.
+ */
+export interface TransportProtectorInit {
+  keys: TransportKeys
+  /** Where refused handshakes are reported (info, rate-limited). */
+  log?: MeshLogger
+  /** The whole handshake must finish within this (default 5 s). */
+  handshakeTimeoutMs?: number
+  /** Rate limits of the refusal lines; see RefusalLog. */
+  refusals?: Omit<RefusalLogOptions, 'log'>
+}
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000
+/** Bytes the handshake reader may hold: a peer sending more than a handshake before it ends is cut. */
+const HANDSHAKE_BUFFER_BYTES = 4_096
+
+const epochs = new WeakMap<object, number>()
+
+/**
+ * The secret epoch a protected connection's handshake used, for the raw connection (what a libp2p
+ * ConnectionGater is given) and for the protected one; undefined for a connection this protector
+ * did not protect. A gater can refuse old-epoch connections from non-members during a rotation.
+ */
+export function protectedEpoch (conn: object): number | undefined {
+  return epochs.get(conn)
+}
+
+interface Session { epoch: number, send: Uint8Array, receive: Uint8Array }
+type Handshake = ReturnType<typeof byteStream<MultiaddrConnection>>
+
+function isMultiaddrConnection (s: MessageStream): s is MultiaddrConnection {
+  return 'remoteAddr' in s && typeof (s as { remoteAddr?: unknown }).remoteAddr === 'object'
+}
+
+/** The remote host (IP or DNS name, no port) a refusal is counted against. */
+function remoteHost (maConn: MultiaddrConnection): string {
+  const host = maConn.remoteAddr.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6' || c.name.startsWith('dns'))
+  return host?.value ?? maConn.remoteAddr.toString()
+}
+
+/** The distinct keys a responder tries, current first. */
+function candidates (keys: TransportKeys): TransportKey[] {
+  const out: TransportKey[] = []
+  for (const k of [keys.current(), ...keys.accepted()]) {
+    checkTransportKey(k)
+    if (!out.some((o) => o.epoch === k.epoch && sameProof(o.key, k.key))) out.push(k)
+  }
+  return out
+}
+
+export class TransportProtector implements ConnectionProtector {
+  readonly [Symbol.toStringTag] = '@weft/transport-protector'
+  private readonly keys: TransportKeys
+  private readonly timeoutMs: number
+  private readonly refusals: RefusalLog
+
+  constructor (init: TransportProtectorInit) {
+    this.keys = init.keys
+    this.timeoutMs = init.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
+    this.refusals = new RefusalLog({ ...init.refusals, log: init.log ?? silentLogger })
+  }
+
+  async protect (connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
+    if (!isMultiaddrConnection(connection)) {
+      throw new TransportError('not-a-connection', 'the transport protector needs a raw connection with a remote address')
+    }
+    const maConn = connection
+    const log = maConn.log.newScope('weft-transport')
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    const signal = options?.signal !== undefined ? AbortSignal.any([timeout, options.signal]) : timeout
+    const bytes = byteStream(maConn, { maxBufferSize: HANDSHAKE_BUFFER_BYTES })
+    let session: Session
+    try {
+      session = maConn.direction === 'outbound' ? await this.initiate(bytes, signal) : await this.respond(bytes, signal)
+    } catch (err) {
+      const e = this.classify(err, signal)
+      // A dial we give up on ourselves (timeout, a faster address won) is no refusal.
+      if (maConn.direction === 'inbound') this.refusals.refused(remoteHost(maConn), e.reason)
+      else if (e.reason === 'bad-proof') this.refusals.refused(remoteHost(maConn), 'dialled peer refused or failed the proof')
+      log('handshake failed - %e', e)
+      maConn.abort(e)
+      throw e
+    }
+    const raw = bytes.unwrap()
+    const sealed = new SealedConnection({
+      maConn: raw,
+      sendKey: session.send,
+      receiveKey: session.receive,
+      log,
+      onFailure: (e) => { log('protected connection closed - %e', e) }
+    })
+    epochs.set(maConn, session.epoch)
+    epochs.set(sealed, session.epoch)
+    log('protected with the key of epoch %d', session.epoch)
+    return sealed
+  }
+
+  private async initiate (bytes: Handshake, signal: AbortSignal): Promise<Session> {
+    const key = this.keys.current()
+    checkTransportKey(key)
+    const nI = randomBytes(HANDSHAKE_NONCE_BYTES)
+    await bytes.write(nI, { signal })
+    const nR = (await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES, signal })).subarray()
+    const s = sessionSecrets(key.key, nI, nR)
+    await bytes.write(s.initiatorProof, { signal })
+    let proof: Uint8Array
+    try {
+      proof = (await bytes.read({ bytes: HANDSHAKE_PROOF_BYTES, signal })).subarray()
+    } catch (err) {
+      if (signal.aborted) throw err
+      // A responder closes without a word when our proof does not match any key it accepts.
+      throw new TransportError('bad-proof', 'the dialled peer closed the connection on our proof (a different network token?)', { cause: err })
+    }
+    if (!sameProof(proof, s.responderProof)) {
+      throw new TransportError('bad-proof', 'the dialled peer does not hold our transport key (a different network token)')
+    }
+    return { epoch: key.epoch, send: s.initiatorToResponder, receive: s.responderToInitiator }
+  }
+
+  private async respond (bytes: Handshake, signal: AbortSignal): Promise<Session> {
+    const nI = (await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES, signal })).subarray()
+    const nR = randomBytes(HANDSHAKE_NONCE_BYTES)
+    // Random bytes only: nothing key-dependent goes out before the initiator's proof checks.
+    await bytes.write(nR, { signal })
+    const proof = (await bytes.read({ bytes: HANDSHAKE_PROOF_BYTES, signal })).subarray()
+    // Read the keys now, not at startup: a rotation applies to the next connection.
+    for (const key of candidates(this.keys)) {
+      const s = sessionSecrets(key.key, nI, nR)
+      if (sameProof(proof, s.initiatorProof)) {
+        await bytes.write(s.responderProof, { signal })
+        return { epoch: key.epoch, send: s.responderToInitiator, receive: s.initiatorToResponder }
+      }
+    }
+    throw new TransportError('bad-proof', 'the dialling machine does not hold an accepted transport key (wrong network token, or not weft)')
+  }
+
+  private classify (err: unknown, signal: AbortSignal): TransportError {
+    if (err instanceof TransportError) return err
+    if (signal.aborted) return new TransportError('timeout', `the transport handshake did not finish within ${this.timeoutMs} ms`, { cause: err })
+    return new TransportError('handshake-io', `the connection failed during the transport handshake: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+}
+
+/** The libp2p `connectionProtector` factory. */
+export function transportProtector (init: TransportProtectorInit): () => ConnectionProtector {
+  return () => new TransportProtector(init)
+}
