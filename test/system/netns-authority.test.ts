@@ -134,6 +134,9 @@ describe.skipIf(!sup.ok)('authority and revocation between nodes in network name
         spawnedAt: performance.now()
       }
       await cutOff(fresh, 'a fresh identity with the old token connected')
+      // It was refused for the right reason: the old transport key from a non-member.
+      const logs = await Promise.all(rest.map(async (n) => await tail(n.proc.logFile, 2000)))
+      expect(logs.some((t) => t.includes('old transport key from a peer that is not a member')), 'a member logged the refusal of the old key').toBe(true)
       for (const n of rest) expect((await stateOf(l, n)).members.map((m) => m.hostname)).not.toContain('auth-4b')
 
       // The three go on: overlay pings, agreement, nothing acknowledged lost.
