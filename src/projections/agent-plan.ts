@@ -1,6 +1,8 @@
 import type { BodyOf } from '../log/bodies.js'
 import type { NetworkState } from './network.js'
 import { chooseAddress, leaseOf } from './ipam.js'
+import { deriveRoles } from './roles.js'
+import { fromHex } from '../log/bytes.js'
 
 /** What the operator asked of this node (its flags and config). */
 export interface DesiredNode {
@@ -19,6 +21,7 @@ export interface DesiredNode {
 export type AgentStep =
   | { type: 'node.join', body: BodyOf<'node.join'>, why: string }
   | { type: 'role.claim', body: BodyOf<'role.claim'>, why: string }
+  | { type: 'role.ack', body: BodyOf<'role.ack'>, why: string }
   | { type: 'ip.claim', body: BodyOf<'ip.claim'>, why: string }
   | { type: 'route.advertise', body: BodyOf<'route.advertise'>, why: string }
   | { type: 'route.withdraw', body: BodyOf<'route.withdraw'>, why: string }
@@ -60,6 +63,8 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   if (me.role !== want.role) {
     return { steps: [{ type: 'role.claim', body: { cluster: want.cluster, role: want.role }, why: `role changed from ${me.role} to ${want.role}` }] }
   }
+  const ack = planAck(s, author, me.cluster)
+  if (ack !== undefined) return { steps: [ack] }
   const routeSteps = planRoutes(s, author, want.advertise ?? [])
   if (routeSteps.length > 0) return { steps: routeSteps }
   if (leaseOf(s.ipam, author, 4) !== undefined) return { steps: [] }
@@ -71,6 +76,22 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   }
   const why = last === undefined ? 'no address yet' : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
   return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
+}
+
+/**
+ * Vote for the k3s master this replica shows (roles): only when this node's latest vote names
+ * another master (or none), so at most one ack per change of the decision, and none at all
+ * while there is no decision (waiting, master gone). Without it a decision made in a quiet
+ * network would stay tentative until unrelated traffic came along.
+ */
+function planAck (s: NetworkState, author: string, cluster: string): AgentStep | undefined {
+  const view = deriveRoles(s.roles, s.members, s.settings.values).find((c) => c.cluster === cluster)
+  const master = view?.status === 'master-gone' ? undefined : view?.master?.author
+  if (master === undefined) return undefined
+  const mine = s.roles.clusters.get(cluster)?.votes.get(author)
+  if (mine?.master === master) return undefined
+  const why = `the ${view?.status ?? ''} k3s master of cluster ${cluster} is ${master.slice(0, 12)}${mine === undefined ? '' : ` (this node last acknowledged ${mine.master.slice(0, 12)})`}`
+  return { type: 'role.ack', body: { cluster, master: fromHex(master) }, why }
 }
 
 /** Advertise what the flags name and the log lacks; withdraw what the log has and the flags dropped. */

@@ -90,7 +90,7 @@ export function networkReducer (): Reducer<NetworkState> {
         }
       })
       if (f.seq > (folded.get(e.authorHex) ?? 0)) folded.set(e.authorHex, f.seq)
-      applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged)
+      applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged, false)
 
       const isMember = (a: string): boolean => s.members.active.has(a)
       applyIpam(s.ipam, e, s.settings.values, isMember)
