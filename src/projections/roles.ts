@@ -151,17 +151,19 @@ interface Candidate {
   readonly electorate: number
   /** The earliest of its current votes. */
   readonly first: Position
+  readonly stable: boolean
 }
 
 /**
- * The masters that a majority of their electorate voted for, best first: more votes, then the
- * earliest vote. Only votes of current members count. The electorate of a master is its voters
- * and every member whose join one of those votes causally follows: a member that none of them
- * had seen when voting (it joined concurrently, or later) counts only once it votes itself, so
- * members who never saw the decision cannot make it tentative. Members that are offline count
- * like any other (presence is not in the log): that is what keeps a partition from deciding.
+ * Every master some current member votes for, best first: more votes, then the earliest vote.
+ * Only votes of current members count. The electorate of a master is its voters and every
+ * member whose join one of those votes causally follows: a member that none of them had seen
+ * when voting (it joined concurrently, or later) counts only once it votes itself, so members
+ * who never saw the decision cannot make it tentative. Members that are offline count like any
+ * other (presence is not in the log): that is what keeps a partition from deciding. A master is
+ * stable when more than half of its electorate votes for it.
  */
-export function stableCandidates (s: RolesState, c: ClusterRolesState, ms: readonly Member[]): Candidate[] {
+export function tallyVotes (s: RolesState, c: ClusterRolesState, ms: readonly Member[]): Candidate[] {
   const byMaster = new Map<string, string[]>()
   for (const m of ms) {
     const v = c.votes.get(m.author)
@@ -179,9 +181,8 @@ export function stableCandidates (s: RolesState, c: ClusterRolesState, ms: reado
       const seen = s.followers.get(m.joinId)
       if (seen !== undefined && voters.some((v) => (seen.get(v) ?? Infinity) <= (c.votes.get(v) as Vote).at.seq)) electorate++
     }
-    if (voters.length * 2 <= electorate) continue
     const first = voters.map((v) => (c.votes.get(v) as Vote).at).sort(comparePositions)[0] as Position
-    out.push({ master, voters, electorate, first })
+    out.push({ master, voters, electorate, first, stable: voters.length * 2 > electorate })
   }
   return out.sort((a, b) => b.voters.length - a.voters.length || comparePositions(a.first, b.first))
 }
@@ -191,7 +192,8 @@ function resolve (s: RolesState, c: ClusterRolesState, name: string, e: SignedEv
   const present = new Set(ms.map((m) => m.author))
   for (const a of [...c.forcedAt.keys()]) if (!present.has(a)) c.forcedAt.delete(a)
   if (c.override !== undefined && !present.has(c.override.author)) c.override = undefined
-  const ranked = stableCandidates(s, c, ms)
+  const tally = tallyVotes(s, c, ms)
+  const ranked = tally.filter((x) => x.stable)
 
   if (c.override !== undefined) {
     const o = c.override.author
@@ -221,6 +223,13 @@ function resolve (s: RolesState, c: ClusterRolesState, name: string, e: SignedEv
   if (top !== undefined) {
     const how = c.master?.author === top.master ? c.master.how : c.forcedAt.has(top.master) ? 'forced' : 'auto'
     set(c, top.master, how, e, true)
+    return
+  }
+  // Tentative. Once members have voted, the master most of them voted for is shown (so the
+  // others' agents join that vote instead of splitting it); before any vote, the rule.
+  const lead = tally.find((x) => present.has(x.master))
+  if (lead !== undefined) {
+    set(c, lead.master, c.master?.author === lead.master ? c.master.how : c.forcedAt.has(lead.master) ? 'forced' : 'auto', e, false)
     return
   }
   decideTentative(c, ms, present, e, settings)
@@ -316,7 +325,7 @@ export function deriveRoles (s: RolesState, members: MembersState, settings: Set
       }))
     }
     if (decision !== undefined) {
-      const cand = stableCandidates(s, c, ms).find((x) => x.master === decision.author)
+      const cand = tallyVotes(s, c, ms).find((x) => x.master === decision.author)
       view.votes = { for: voters.size, electorate: cand?.electorate ?? ms.length }
     }
     if (master === undefined && !c.masterGone) {
