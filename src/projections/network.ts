@@ -28,7 +28,12 @@ export interface NetworkState {
  * grows, entries never change, and lookups only ever ask about an event's parents, so sharing
  * it between checkpoints is safe and saves copying it.
  */
-export function networkReducer (): Reducer<NetworkState> {
+export interface NetworkReducerOptions {
+  /** Whether `e` carries owner or delegate authority (roles: an authorised master claim may replace a stable decision). */
+  authorised?: (e: SignedEvent) => boolean
+}
+
+export function networkReducer (opts: NetworkReducerOptions = {}): Reducer<NetworkState> {
   const locate: EventLocator = new Map()
   return {
     initial: () => ({
@@ -90,7 +95,7 @@ export function networkReducer (): Reducer<NetworkState> {
         }
       })
       if (f.seq > (folded.get(e.authorHex) ?? 0)) folded.set(e.authorHex, f.seq)
-      applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged, false)
+      applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged, opts.authorised?.(e) ?? false)
 
       const isMember = (a: string): boolean => s.members.active.has(a)
       applyIpam(s.ipam, e, s.settings.values, isMember)
