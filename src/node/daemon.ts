@@ -270,7 +270,9 @@ export class Daemon {
   private applyK3s (s: NetworkState, deviceReady: Promise<void>): void {
     const k3s = this.k3s
     if (k3s === undefined || this.stopped) return
-    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config })
+    // Presence picks which server a joining node is pointed at (never a stopped one while another is up).
+    const up = new Set(this.mesh.peers().filter((p) => p.online).map((p) => p.author))
+    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config, online: (a) => up.has(a) })
     if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
     this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
     void deviceReady.then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
