@@ -60,6 +60,9 @@ export class Daemon {
   private planning = false
   private replan = false
   private lastBlocked: string | undefined
+  /** First start: the join waits for a first sync (see holdJoin); open once it may go. */
+  private joinGateOpen = false
+  private joinTimer: NodeJS.Timeout | undefined
   private stopped = false
   readonly startedAt: number
 
@@ -332,6 +335,7 @@ export class Daemon {
       if (plan.blocked !== undefined && plan.blocked !== this.lastBlocked) this.log.warn({ reason: plan.blocked }, 'node agent is waiting')
       this.lastBlocked = plan.blocked
       if (plan.steps.length === 0) return
+      if (plan.steps[0]?.type === 'node.join' && this.holdJoin()) return
       try {
         for (const step of plan.steps) {
           const ev = await this.replica.append(step.type, step.body as never, this.now())
@@ -385,9 +389,36 @@ export class Daemon {
     }))
   }
 
+  /**
+   * A node that is not a member yet and may reach peers (configured, mDNS, or authors already in
+   * its log) writes its join only after a first completed sync, so the join follows what exists
+   * (its lamport is above the network's, and it sees the decisions already made). After
+   * `--join-wait` without one, it joins alone and says so. Checked again every 200 ms meanwhile:
+   * a sync that brings nothing new changes no state, so nothing else would wake the agent.
+   */
+  private holdJoin (): boolean {
+    if (this.joinGateOpen) return false
+    const c = this.config
+    const reachable = c.peers.length > 0 || c.mdns || this.replica.log.authors().some((a) => a !== this.identity.authorHex)
+    const synced = this.mesh.sync.stats.lastRoundAt !== undefined
+    const waited = this.now() - this.startedAt
+    if (!reachable || synced || waited >= c.joinWaitMs) {
+      this.joinGateOpen = true
+      if (synced) this.log.info({ waitedMs: waited }, 'first sync with a peer done: joining the network')
+      else this.log.warn({ waitedMs: waited, peers: c.peers.length, mdns: c.mdns }, reachable ? 'no peer synced with this node within --join-wait: joining the network alone' : 'no peer to reach (no --peer, mDNS off, none known): joining the network alone')
+      return false
+    }
+    if (this.joinTimer === undefined) {
+      this.joinTimer = setTimeout(() => { this.joinTimer = undefined; this.schedulePlan() }, Math.min(200, c.joinWaitMs - waited))
+      this.joinTimer.unref()
+    }
+    return true
+  }
+
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    if (this.joinTimer !== undefined) clearTimeout(this.joinTimer)
     if (this.api !== undefined) {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
