@@ -13,7 +13,7 @@ import { Ed25519Verifier, type NodeIdentity } from '../log/identity.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
 import { cliReducers, type CliReducers } from '../cli/reducers.js'
-import { Mesh } from '../net/mesh.js'
+import { Mesh, type MeshPeer } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -31,6 +31,7 @@ import { clusterId, type KubeClient } from '../adapters/kube/client.js'
 import { ClusterName } from '../log/bodies.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
+import { deriveRoles } from '../projections/roles.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
 import { k3sClusterToken } from '../log/token.js'
 
@@ -365,6 +366,7 @@ export class Daemon {
       authors: this.replica.log.authors().length,
       pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
+      members: this.clusterMembers(peers),
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
@@ -372,6 +374,25 @@ export class Daemon {
       ...(this.kubeShare !== undefined ? { kubeShare: { ...this.kubeShare.stats() } } : {}),
       ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
+    }
+  }
+
+  /** This node's cluster members, online or not (presence), for `weft status`. */
+  private clusterMembers (peers: readonly MeshPeer[]): NonNullable<NodeStatus['members']> {
+    const s = this.replica.states().network
+    const view = deriveRoles(s.roles, s.members, s.settings.values).find((c) => c.cluster === this.config.cluster)
+    const seen = new Map(peers.filter((p) => p.author !== undefined).map((p) => [p.author as string, p]))
+    const ms = view?.members ?? []
+    const offline = ms.filter((m) => m.author !== this.identity.authorHex && seen.get(m.author)?.online !== true)
+    return {
+      cluster: this.config.cluster,
+      total: ms.length,
+      online: ms.length - offline.length,
+      ...(view?.votes !== undefined ? { votes: view.votes } : {}),
+      offline: offline.map((m) => {
+        const lastSeenMs = seen.get(m.author)?.lastSeenMs
+        return { author: m.author, hostname: m.hostname, role: m.role, ...(lastSeenMs !== undefined ? { lastSeenMs } : {}) }
+      })
     }
   }
 
