@@ -151,6 +151,19 @@ export const NodeStatusSchema = z.object({
   pending: Count,
   peers: z.object({ connected: Count, online: Count }),
   self: SelfStatusSchema,
+  /**
+   * This node's cluster: its members, and the ones not online right now (no presence beacon).
+   * Offline members still count toward the majority that makes a k3s decision stable (only an
+   * eviction removes them): see docs/k3s.md.
+   */
+  members: z.object({
+    cluster: z.string(),
+    total: Count,
+    online: Count,
+    /** Members whose latest acknowledgement names the k3s master, of how many that count. */
+    votes: z.object({ for: Count, electorate: Count }).optional(),
+    offline: z.array(z.object({ author: Hex64, hostname: z.string(), role: z.string(), lastSeenMs: Millis.optional() }))
+  }).optional(),
   sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() }),
   vpn: VpnStatusSchema.optional(),
   /** The k3s supervisor (absent without --k3s): see docs/k3s.md. */

@@ -87,6 +87,7 @@ export interface K3sProcessOptions {
 const SentinelSchema = z.strictObject({
   role: z.enum(['init', 'server', 'agent']),
   cluster: z.string().min(1),
+  /** Written by earlier versions; informational only, never compared. */
   serverUrl: z.string().optional(),
   nodeIp: z.string().optional(),
   bootstrappedAt: z.string()
@@ -116,8 +117,14 @@ export interface K3sStatus {
 
 const TAIL_LINES = 20
 
+/**
+ * The same k3s run: same cluster, role and arguments, except which server `--server` names. That
+ * URL is only how a node first reaches the cluster; once joined, k3s keeps its own list of the
+ * servers, so a running k3s is not restarted because another server is now the one to join.
+ */
 function sameRun (a: K3sPlan, b: K3sPlan): boolean {
-  return a.cluster === b.cluster && a.role === b.role && a.args.length === b.args.length && a.args.every((x, i) => x === b.args[i])
+  const at = (args: readonly string[], i: number): string | undefined => (args[i - 1] === '--server' ? '<server>' : args[i])
+  return a.cluster === b.cluster && a.role === b.role && a.args.length === b.args.length && a.args.every((_, i) => at(a.args, i) === at(b.args, i))
 }
 
 /**
@@ -143,7 +150,8 @@ const realTimers: K3sTimers = {
  * - `apply(planK3s(...))` after every change of the log. A wait starts nothing; once k3s runs,
  *   a wait (the decision went tentative again, the master left) leaves it running: the node
  *   bootstrapped under a stable decision, and stopping k3s would only take its workloads down.
- * - New arguments under the same role (the master's address moved, new `--k3s-arg`s) restart it.
+ * - New arguments under the same role (a new node address, new `--k3s-arg`s) restart it; another
+ *   server to join (`--server`) does not, once k3s runs (see `sameRun`).
  * - `<data dir>/k3s/bootstrapped.json` records the role and cluster k3s first started under
  *   (written once the process has started). A later plan with another role (agent against
  *   init or server) or cluster is refused, logged as an error, and nothing is started for it: a
@@ -373,7 +381,8 @@ export class K3sProcess {
     const s: K3sSentinel = {
       role: plan.role,
       cluster: plan.cluster,
-      ...(plan.serverUrl !== undefined ? { serverUrl: plan.serverUrl } : {}),
+      // The role, not the server it first joined: that server may stop or move, and a plan that
+      // names another one is the same bootstrap (see sameRun).
       nodeIp: plan.nodeIp,
       bootstrappedAt: new Date(this.now()).toISOString()
     }

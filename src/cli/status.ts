@@ -69,6 +69,7 @@ export function renderStatus (s: NodeStatus): string {
     ['address', s.self.address ?? '-'],
     ['role', s.self.role === undefined ? '-' : `${s.self.role}${s.self.roleStable === true ? ' (stable)' : ' (tentative: may still change)'}`],
     ['DNS name', s.self.dnsName ?? '-'],
+    ...memberRows(s),
     ['sync', `${plural(s.sync.rounds, 'round')}, ${plural(s.sync.eventsPulled, 'event')} pulled, last ${s.sync.lastRoundAt === undefined ? 'never' : `${duration(Math.max(0, now - s.sync.lastRoundAt))} ago`}`]
   ]
   const v = s.vpn
@@ -82,6 +83,22 @@ export function renderStatus (s: NodeStatus): string {
     rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
   }
   return table(['FIELD', 'VALUE'], rows)
+}
+
+/**
+ * The cluster's members and the offline ones by name: an offline member still counts toward the
+ * majority a k3s decision needs (only an eviction by the owner removes it), so a cluster that
+ * stays tentative is explained here.
+ */
+function memberRows (s: NodeStatus): string[][] {
+  const m = s.members
+  if (m === undefined) return []
+  const votes = m.votes === undefined ? '' : `; ${m.votes.for} of ${m.votes.electorate} acknowledged the k3s master`
+  const rows = [['members', `${m.total} in cluster ${m.cluster}, ${m.online} online${votes}`]]
+  for (const [i, o] of m.offline.entries()) {
+    rows.push([i === 0 ? 'offline' : '', `${o.hostname} (${o.role}) ${o.author.slice(0, 12)}, ${o.lastSeenMs === undefined ? 'never seen by this node' : `last seen ${duration(o.lastSeenMs)} ago`}; still counts toward the majority`])
+  }
+  return rows
 }
 
 export function renderPeers (peers: readonly PeerStatus[]): string {

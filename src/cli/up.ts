@@ -13,6 +13,7 @@ interface UpOpts {
   mdns: boolean
   api?: string
   syncInterval?: string
+  joinWait?: string
   logLevel?: string
   config?: string
   tun: boolean
@@ -48,6 +49,7 @@ export function registerUp (program: Command): void {
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
+    .option('--join-wait <duration>', 'first start: wait this long for a first sync with a peer before joining alone, e.g. 5s or 0 (default: 5s)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
@@ -108,6 +110,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     mdns: o.mdns === false ? false : undefined,
     api: o.api,
     syncInterval: o.syncInterval,
+    joinWait: o.joinWait,
     logLevel: o.logLevel,
     config: o.config,
     tun: o.tun === false ? false : undefined,

@@ -102,6 +102,11 @@ export const bodySchemas = {
     role: RequestedRole,
     auth
   }),
+  /** The author's replica shows `master` as its cluster's k3s init master: its vote (roles). */
+  'role.ack': z.strictObject({
+    cluster: ClusterName,
+    master: PeerKey
+  }),
   'ip.claim': z.strictObject({
     addr: IpAddress
   }),

@@ -32,6 +32,7 @@ export const DEFAULTS = {
   mdns: true,
   api: '127.0.0.1:8080',
   syncInterval: '10s',
+  joinWait: '5s',
   logLevel: 'info' as LogLevel,
   tun: true,
   tunName: 'weft0',
@@ -69,6 +70,7 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'mdns', flag: '--no-mdns', default: 'true', description: 'discover peers on the local network with mDNS (--no-mdns or "mdns: false" turns it off)' },
   { key: 'api', flag: '--api <host:port|path|off>', default: DEFAULTS.api, description: 'HTTP API address: host:port, [ipv6]:port, a unix socket path (/... or ./...), or off' },
   { key: 'sync-interval', flag: '--sync-interval <duration>', default: DEFAULTS.syncInterval, description: 'anti-entropy round period: 500ms, 10s, 1m or seconds (100ms to 1h)' },
+  { key: 'join-wait', flag: '--join-wait <duration>', default: DEFAULTS.joinWait, description: 'on first start, how long to wait for a first sync with a peer before writing the join alone (0 = do not wait)' },
   { key: 'log-level', flag: '--log-level <level>', default: DEFAULTS.logLevel, description: `log level: ${LOG_LEVELS.join(', ')}` },
   { key: 'tun', flag: '--no-tun', default: 'true', description: 'run the VPN data plane on a TUN device (--no-tun or "tun: false": stay in the log without one; needs no root)' },
   { key: 'tun-name', flag: '--tun-name <name>', default: DEFAULTS.tunName, description: 'name of the TUN device (at most 15 characters)' },
@@ -101,6 +103,11 @@ const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/y
  * A duration in milliseconds: `500ms`, `10s`, `1m`, `1h`, Go-style sums like `1m30s`, or a plain
  * number of seconds (`10`, `0.5`). Must lie between 100ms and 1h.
  */
+/** `--join-wait`: 0 (do not wait) or a duration of 100ms to 1h. */
+export function parseJoinWait (text: string): number {
+  return /^0+(?:\.0*)?(?:ms|s|m|h)?$/.test(text.trim()) ? 0 : parseDuration(text)
+}
+
 export function parseDuration (text: string): number {
   const t = text.trim()
   const hint = 'write it as 500ms, 10s, 1m or a number of seconds'
@@ -259,6 +266,7 @@ export const WeftBlock = z.strictObject({
   mdns: z.boolean().nullish(),
   api: z.union([z.string(), z.literal(false)]).nullish(),
   'sync-interval': z.union([z.string(), z.number()]).nullish(),
+  'join-wait': z.union([z.string(), z.number()]).nullish(),
   'log-level': text,
   tun: z.boolean().nullish(),
   'tun-name': text,
@@ -288,6 +296,7 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   mdns: 'true or false',
   api: 'host:port, a unix socket path, or off',
   'sync-interval': 'a duration such as 10s, or a number of seconds',
+  'join-wait': 'a duration such as 5s, or 0',
   'log-level': `one of ${LOG_LEVELS.join(', ')}`,
   tun: 'true or false',
   'tun-name': 'an interface name of 1 to 15 letters, digits, - or _',

@@ -9,7 +9,7 @@ import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log
 import { parseCidr } from '../projections/ip.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
-  describeValue, parseApiAddress, parseCluster, parseDuration, parseHostname, parseListenAddress,
+  describeValue, parseApiAddress, parseCluster, parseDuration, parseJoinWait, parseHostname, parseListenAddress,
   parseLogLevel, parsePeerAddress, parseRole, quote, suggestKey,
   type ApiAddress, type LogLevel, type UpRole
 } from './config-schema.js'
@@ -45,6 +45,7 @@ export interface UpFlags {
   mdns?: boolean
   api?: string
   syncInterval?: string
+  joinWait?: string
   logLevel?: string
   config?: string
   /** false when --no-tun was given (undefined otherwise, like mdns). */
@@ -83,6 +84,8 @@ export interface UpConfig {
   /** A relative unix socket path is made absolute. */
   api: ApiAddress
   syncIntervalMs: number
+  /** First start: how long to wait for a first sync before joining alone (0: not at all). */
+  joinWaitMs: number
   logLevel: LogLevel
   tun: boolean
   tunName: string
@@ -385,6 +388,10 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--sync-interval', () => parseDuration(flags.syncInterval as string))
     : fileSync ?? parseDuration(DEFAULTS.syncInterval)
 
+  const joinWaitMs = flags.joinWait !== undefined
+    ? at('--join-wait', () => parseJoinWait(flags.joinWait as string))
+    : w['join-wait'] != null ? at(fw('join-wait'), () => parseJoinWait(String(w['join-wait']))) : parseJoinWait(DEFAULTS.joinWait)
+
   const logLevel = flags.logLevel !== undefined
     ? at('--log-level', () => parseLogLevel(flags.logLevel as string))
     : fileLogLevel ?? DEFAULTS.logLevel
@@ -414,6 +421,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     mdns: flags.mdns ?? w.mdns ?? DEFAULTS.mdns,
     api,
     syncIntervalMs,
+    joinWaitMs,
     logLevel,
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,

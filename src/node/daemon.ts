@@ -17,7 +17,7 @@ import { TransportKeyring } from './transport-keyring.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
 import { cliReducers, type CliReducers } from '../cli/reducers.js'
-import { Mesh } from '../net/mesh.js'
+import { Mesh, type MeshPeer } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -35,6 +35,7 @@ import { clusterId, type KubeClient } from '../adapters/kube/client.js'
 import { ClusterName } from '../log/bodies.js'
 import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
+import { deriveRoles } from '../projections/roles.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
 import { k3sClusterToken } from '../log/token.js'
 
@@ -66,6 +67,9 @@ export class Daemon {
   private planning = false
   private replan = false
   private lastBlocked: string | undefined
+  /** First start: the join waits for a first sync (see holdJoin); open once it may go. */
+  private joinGateOpen = false
+  private joinTimer: NodeJS.Timeout | undefined
   private stopped = false
   readonly startedAt: number
 
@@ -289,7 +293,9 @@ export class Daemon {
   private applyK3s (s: NetworkState, deviceReady: Promise<void>): void {
     const k3s = this.k3s
     if (k3s === undefined || this.stopped) return
-    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config })
+    // Presence picks which server a joining node is pointed at (never a stopped one while another is up).
+    const up = new Set(this.mesh.peers().filter((p) => p.online).map((p) => p.author))
+    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config, online: (a) => up.has(a) })
     if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
     this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
     void deviceReady.then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
@@ -350,6 +356,7 @@ export class Daemon {
       if (plan.blocked !== undefined && plan.blocked !== this.lastBlocked) this.log.warn({ reason: plan.blocked }, 'node agent is waiting')
       this.lastBlocked = plan.blocked
       if (plan.steps.length === 0) return
+      if (plan.steps[0]?.type === 'node.join' && this.holdJoin()) return
       try {
         for (const step of plan.steps) {
           const ev = await this.replica.append(step.type, step.body as never, this.now())
@@ -379,6 +386,7 @@ export class Daemon {
       authors: this.replica.log.authors().length,
       pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
+      members: this.clusterMembers(peers),
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
@@ -386,6 +394,25 @@ export class Daemon {
       ...(this.kubeShare !== undefined ? { kubeShare: { ...this.kubeShare.stats() } } : {}),
       ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
+    }
+  }
+
+  /** This node's cluster members, online or not (presence), for `weft status`. */
+  private clusterMembers (peers: readonly MeshPeer[]): NonNullable<NodeStatus['members']> {
+    const s = this.replica.states().network
+    const view = deriveRoles(s.roles, s.members, s.settings.values).find((c) => c.cluster === this.config.cluster)
+    const seen = new Map(peers.filter((p) => p.author !== undefined).map((p) => [p.author as string, p]))
+    const ms = view?.members ?? []
+    const offline = ms.filter((m) => m.author !== this.identity.authorHex && seen.get(m.author)?.online !== true)
+    return {
+      cluster: this.config.cluster,
+      total: ms.length,
+      online: ms.length - offline.length,
+      ...(view?.votes !== undefined ? { votes: view.votes } : {}),
+      offline: offline.map((m) => {
+        const lastSeenMs = seen.get(m.author)?.lastSeenMs
+        return { author: m.author, hostname: m.hostname, role: m.role, ...(lastSeenMs !== undefined ? { lastSeenMs } : {}) }
+      })
     }
   }
 
@@ -403,9 +430,36 @@ export class Daemon {
     }))
   }
 
+  /**
+   * A node that is not a member yet and may reach peers (configured, mDNS, or authors already in
+   * its log) writes its join only after a first completed sync, so the join follows what exists
+   * (its lamport is above the network's, and it sees the decisions already made). After
+   * `--join-wait` without one, it joins alone and says so. Checked again every 200 ms meanwhile:
+   * a sync that brings nothing new changes no state, so nothing else would wake the agent.
+   */
+  private holdJoin (): boolean {
+    if (this.joinGateOpen) return false
+    const c = this.config
+    const reachable = c.peers.length > 0 || c.mdns || this.replica.log.authors().some((a) => a !== this.identity.authorHex)
+    const synced = this.mesh.sync.stats.lastRoundAt !== undefined
+    const waited = this.now() - this.startedAt
+    if (!reachable || synced || waited >= c.joinWaitMs) {
+      this.joinGateOpen = true
+      if (synced) this.log.info({ waitedMs: waited }, 'first sync with a peer done: joining the network')
+      else this.log.warn({ waitedMs: waited, peers: c.peers.length, mdns: c.mdns }, reachable ? 'no peer synced with this node within --join-wait: joining the network alone' : 'no peer to reach (no --peer, mDNS off, none known): joining the network alone')
+      return false
+    }
+    if (this.joinTimer === undefined) {
+      this.joinTimer = setTimeout(() => { this.joinTimer = undefined; this.schedulePlan() }, Math.min(200, c.joinWaitMs - waited))
+      this.joinTimer.unref()
+    }
+    return true
+  }
+
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    if (this.joinTimer !== undefined) clearTimeout(this.joinTimer)
     if (this.api !== undefined) {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})

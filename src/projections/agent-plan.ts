@@ -2,7 +2,8 @@ import type { BodyOf } from '../log/bodies.js'
 import type { NetworkState } from './network.js'
 import { chooseAddress, leaseOf } from './ipam.js'
 import { currentDelegates, routeAllowed } from './authority.js'
-import { toHex } from '../log/bytes.js'
+import { deriveRoles } from './roles.js'
+import { fromHex, toHex } from '../log/bytes.js'
 
 /** What the operator asked of this node (its flags and config). */
 export interface DesiredNode {
@@ -23,6 +24,7 @@ export interface DesiredNode {
 export type AgentStep =
   | { type: 'node.join', body: BodyOf<'node.join'>, why: string }
   | { type: 'role.claim', body: BodyOf<'role.claim'>, why: string }
+  | { type: 'role.ack', body: BodyOf<'role.ack'>, why: string }
   | { type: 'ip.claim', body: BodyOf<'ip.claim'>, why: string }
   | { type: 'route.advertise', body: BodyOf<'route.advertise'>, why: string }
   | { type: 'route.withdraw', body: BodyOf<'route.withdraw'>, why: string }
@@ -73,8 +75,10 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   if (me.role !== want.role) {
     return { steps: [{ type: 'role.claim', body: { cluster: want.cluster, role: want.role }, why: `role changed from ${me.role} to ${want.role}` }] }
   }
-  // A route outside the policy needs the owner's cosignature (weft route advertise --owner-key):
-  // appending it unsigned would be refused by every replica, and again after every change.
+  const ack = planAck(s, author, me.cluster)
+  if (ack !== undefined) return { steps: [ack] }
+  // A route outside the policy needs the owner's cosignature: appending it unsigned would be
+  // refused by every replica, and again after every change.
   const mayRoute = s.authority.owner === undefined || currentDelegates(s.authority).includes(author)
   const refused = mayRoute ? [] : (want.advertise ?? []).filter((c) => !routeAllowed(c))
   const routeSteps = planRoutes(s, author, (want.advertise ?? []).filter((c) => !refused.includes(c)))
@@ -92,6 +96,22 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   }
   const why = last === undefined ? 'no address yet' : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
   return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
+}
+
+/**
+ * Vote for the k3s master this replica shows (roles): only when this node's latest vote names
+ * another master (or none), so at most one ack per change of the decision, and none at all
+ * while there is no decision (waiting, master gone). Without it a decision made in a quiet
+ * network would stay tentative until unrelated traffic came along.
+ */
+function planAck (s: NetworkState, author: string, cluster: string): AgentStep | undefined {
+  const view = deriveRoles(s.roles, s.members, s.settings.values).find((c) => c.cluster === cluster)
+  const master = view?.status === 'master-gone' ? undefined : view?.master?.author
+  if (master === undefined) return undefined
+  const mine = s.roles.clusters.get(cluster)?.votes.get(author)
+  if (mine?.master === master) return undefined
+  const why = `the ${view?.status ?? ''} k3s master of cluster ${cluster} is ${master.slice(0, 12)}${mine === undefined ? '' : ` (this node last acknowledged ${mine.master.slice(0, 12)})`}`
+  return { type: 'role.ack', body: { cluster, master: fromHex(master) }, why }
 }
 
 /** Advertise what the flags name and the log lacks; withdraw what the log has and the flags dropped. */

@@ -13,7 +13,10 @@ export interface K3sPlan {
   readonly cluster: string
   /** The exact argv after the k3s binary. Never holds the token: that is in the config file. */
   readonly args: readonly string[]
-  /** `https://<init master overlay address>:6443`; absent for the init master itself. */
+  /**
+   * `https://<overlay address>:6443` of the server this node joins: an online member of the
+   * cluster's control plane, the init master first; absent for the init master itself.
+   */
   readonly serverUrl?: string
   /** This node's overlay IPv4 address (`--node-ip`, `--tls-san`). */
   readonly nodeIp: string
@@ -35,6 +38,11 @@ export interface K3sPlanOptions {
   extraArgs?: readonly string[]
   /** Path of the k3s config file the adapter writes (holds the token): `<data dir>/k3s/config.yaml`. */
   configPath: string
+  /**
+   * Whether a member is online right now (presence, which is not in the log); absent = every
+   * member counts as online. Only picks which server a joining node is pointed at.
+   */
+  online?: (author: string) => boolean
 }
 
 export function isK3sWait (p: K3sPlan | K3sWait): p is K3sWait {
@@ -68,7 +76,7 @@ export function planK3s (s: NetworkState, self: string, opts: K3sPlanOptions): K
   if (view.status !== 'stable' || view.master === undefined) {
     return { wait: `the k3s roles of cluster ${cluster} are ${view.status}: acting only on a stable decision`, cluster, role: mine.role }
   }
-  if (!mine.stable) return { wait: `this node's role (${mine.role}) is tentative until a majority of cluster ${cluster} has seen its join`, cluster, role: mine.role }
+  if (!mine.stable) return { wait: `this node's role (${mine.role}) is tentative until it has acknowledged the stable decision of cluster ${cluster}`, cluster, role: mine.role }
   const nodeIp = leaseOf(s.ipam, self, 4)?.addr
   if (nodeIp === undefined) return { wait: 'this node has no overlay address yet', cluster, role: mine.role }
   const master = view.master.author
@@ -79,11 +87,27 @@ export function planK3s (s: NetworkState, self: string, opts: K3sPlanOptions): K
   if (role === 'init') {
     return { role, cluster, nodeIp, master, args: ['server', ...common, '--cluster-init', ...node, '--tls-san', nodeIp, ...extra] }
   }
-  const masterIp = leaseOf(s.ipam, master, 4)?.addr
-  if (masterIp === undefined) return { wait: `the init master ${master.slice(0, 12)} has no overlay address yet`, cluster, role }
-  const serverUrl = k3sServerUrl(masterIp)
+  const join = joinTarget(s, view, self, opts.online)
+  if (join === undefined) return { wait: `the init master ${master.slice(0, 12)} has no overlay address yet`, cluster, role }
+  const serverUrl = k3sServerUrl(join)
   const args = role === 'server'
     ? ['server', ...common, '--server', serverUrl, ...node, '--tls-san', nodeIp, ...extra]
     : ['agent', ...common, '--server', serverUrl, ...node, ...extra]
   return { role, cluster, nodeIp, master, serverUrl, args }
+}
+
+/**
+ * The overlay address of the k3s server a joining agent or server is pointed at: a member of
+ * the decided control plane (init master, then the other servers) with an address, online ones
+ * first, the init master first among equals. A stopped node is never chosen while another
+ * server is up; when none is known to be up, the init master (k3s retries until it answers).
+ */
+function joinTarget (s: NetworkState, view: ClusterRolesView, self: string, online: ((author: string) => boolean) | undefined): string | undefined {
+  const plane = view.members.filter((m) => m.author !== self && (m.role === 'init' || m.role === 'server'))
+    .sort((a, b) => (a.role === 'init' ? 0 : 1) - (b.role === 'init' ? 0 : 1))
+    .map((m) => ({ m, addr: leaseOf(s.ipam, m.author, 4)?.addr }))
+    .filter((x): x is { m: typeof x.m, addr: string } => x.addr !== undefined)
+  const up = online === undefined ? plane : plane.filter((x) => online(x.m.author))
+  const pick = up[0] ?? plane[0]
+  return pick?.addr
 }

@@ -162,7 +162,10 @@ function applyAdmitted (s: NetworkState, e: SignedEvent, ctx: FoldContext, follo
     if (v.overlayCidr !== before.overlayCidr || v.overlayCidr6 !== before.overlayCidr6) revalidateLeases(s.ipam, e, v)
   }
 
-  applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged)
+  // A forced master claim replaces a stable decision only with real authority (an open network
+  // has none to give).
+  const has = requiredAuthority(e) === undefined ? authorityOf(s.authority, e) : undefined
+  applyRoles(s.roles, e, s.members, s.settings.values, touched, followersChanged, has === 'owner' || has === 'delegate')
 
   const isMember = (a: string): boolean => s.members.active.has(a)
   applyIpam(s.ipam, e, s.settings.values, isMember)

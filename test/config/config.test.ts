@@ -55,9 +55,16 @@ describe('defaults', () => {
       mdns: true,
       api: { kind: 'tcp', host: '127.0.0.1', port: 8080 },
       syncIntervalMs: 10_000,
+      joinWaitMs: 5_000,
       logLevel: 'info'
     })
     expect(c.configFile).toBeUndefined()
+  })
+
+  it('join-wait: a duration or 0, from the flag or the file, with a clear error otherwise', async () => {
+    expect((await up({ token: T1, joinWait: '0' })).joinWaitMs).toBe(0)
+    expect((await up({ token: T1, joinWait: '1500ms' })).joinWaitMs).toBe(1500)
+    await expect(up({ token: T1, joinWait: 'soon' })).rejects.toThrow(/--join-wait: "soon" is not a duration/)
   })
 
   it('the data dir defaults to WEFT_DATA_DIR, and the hostname to os.hostname()', async () => {

@@ -26,9 +26,9 @@ function waits (s: NetworkState, b: LogBuilder, a: number): string {
   return p.wait
 }
 
-/** Every author appends an event that has seen everything (the whole cluster follows), then all sync. */
+/** Every author learns everything and acknowledges the master its replica shows (its agent's vote), then all sync. */
 function everyoneCatchesUp (b: LogBuilder, authors: readonly number[]): void {
-  for (const a of authors) b.append(a, 'route.withdraw', { cidr: '192.0.2.0/24' }, { seesAll: true })
+  for (const a of authors) b.ack(a, 'default', { seesAll: true })
   b.syncAll()
 }
 
@@ -107,7 +107,7 @@ describe('planK3s', () => {
     expect(run(s, b, 2).args).toEqual(['agent', '--config', CFG, '--server', url, '--node-ip', '10.1.0.3', '--flannel-iface', 'weft0'])
   })
 
-  it('a late joiner waits until a majority has seen its join, and leaves the others\' plans alone', () => {
+  it('a late joiner waits until it has acknowledged the decision, and leaves the others\' plans alone', () => {
     const b = new LogBuilder(4)
     for (let a = 0; a < 3; a++) {
       b.append(a, 'node.join', join(`n${a}`), { seesAll: true })
@@ -121,12 +121,12 @@ describe('planK3s', () => {
     b.append(3, 'node.join', join('n3'), { seesAll: true })
     b.append(3, 'ip.claim', { addr: ip(3) })
     const joined = b.stateOf(3)
-    expect(waits(joined, b, 3)).toMatch(/tentative until a majority/)
+    expect(waits(joined, b, 3)).toMatch(/tentative until it has acknowledged/)
     expect(plan(joined, b, 3)).toMatchObject({ role: 'agent' })
     // The cluster's decision stays stable: the members already running keep their command lines.
     for (const a of [0, 1, 2]) expect(run(joined, b, a)).toEqual(plansBefore[a])
 
-    everyoneCatchesUp(b, [0, 1])
+    everyoneCatchesUp(b, [3])
     const after = b.stateOf(0)
     expect(run(after, b, 3).args).toEqual(['agent', '--config', CFG, '--server', 'https://10.1.0.1:6443', '--node-ip', '10.1.0.4', '--flannel-iface', 'weft0'])
   })
@@ -149,5 +149,29 @@ describe('planK3s', () => {
     // dynamicRoles is off: the master leaves and nothing flips; nothing new starts either.
     b.append(0, 'node.leave', {}, { seesAll: true })
     expect(waits(b.stateOf(0), b, 1)).toMatch(/init master of cluster default left/)
+  })
+
+  it('joins an online server of the control plane: the init master first, never a stopped one while another is up', () => {
+    const b = new LogBuilder(4)
+    b.setting(0, 'serverCount', 2)
+    for (let a = 0; a < 4; a++) {
+      b.append(a, 'node.join', join(`n${a}`), { seesAll: true })
+      b.append(a, 'ip.claim', { addr: ip(a) })
+    }
+    everyoneCatchesUp(b, [0, 1, 2, 3])
+    const s = b.stateOf(3)
+    expect(run(s, b, 0).role).toBe('init')
+    expect(run(s, b, 1).role).toBe('server')
+    const at = (a: number, online: ReadonlySet<number>): string | undefined => {
+      const p = planK3s(s, b.hex(a), { ...opts, online: (x) => [...online].some((i) => b.hex(i) === x) })
+      if (isK3sWait(p)) throw new Error(p.wait)
+      return p.serverUrl
+    }
+    expect(at(3, new Set([0, 1, 2, 3]))).toBe('https://10.1.0.1:6443')
+    // The init master is stopped: the agent is pointed at the other server.
+    expect(at(3, new Set([1, 2, 3]))).toBe('https://10.1.0.2:6443')
+    // A server never joins itself; with the init master down and no other server, the init master.
+    expect(at(1, new Set([1, 2, 3]))).toBe('https://10.1.0.1:6443')
+    expect(at(2, new Set([2]))).toBe('https://10.1.0.1:6443')
   })
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { planAgent, type AgentStep, type DesiredNode } from '../../src/projections/agent-plan.js'
+import { deriveRoles } from '../../src/projections/roles.js'
 import { LogBuilder } from './support.js'
 
 const want = (hostname: string, extra: Partial<DesiredNode> = {}): DesiredNode =>
@@ -17,10 +18,10 @@ function settle (b: LogBuilder, a: number, desired: DesiredNode): AgentStep[] {
 }
 
 describe('node agent plan', () => {
-  it('joins, then claims an address, then does nothing', () => {
+  it('joins, acknowledges its k3s master, then claims an address, then does nothing', () => {
     const b = new LogBuilder(2)
     const steps = settle(b, 0, want('a'))
-    expect(steps.map((s) => s.type)).toEqual(['node.join', 'ip.claim'])
+    expect(steps.map((s) => s.type)).toEqual(['node.join', 'role.ack', 'ip.claim'])
     expect(planAgent(b.stateOf(0), b.hex(0), want('a')).steps).toEqual([])
   })
 
@@ -78,5 +79,35 @@ describe('node agent plan: advertised networks', () => {
     expect(routed()).toEqual(['10.42.0.0/16', '192.168.7.0/24'])
     expect(settle(b, 0, want('a', { advertise: ['10.42.0.0/16'] })).map((s) => s.type)).toEqual(['route.withdraw'])
     expect(routed()).toEqual(['10.42.0.0/16'])
+  })
+
+  describe('role acknowledgements (a quiet network still reaches a stable decision)', () => {
+    it('3 nodes booting at once, each syncing once: one ack per change of the decision, then stable, never a loop', () => {
+      const b = new LogBuilder(3)
+      // Concurrent joins (nobody has seen anybody): each one's replica first shows itself.
+      for (const a of [0, 1, 2]) b.append(a, 'node.join', { hostname: `n${a}`, cluster: 'default', os: 'linux', arch: 'x64', version: '0.1.0', addrs: [], caps: [], role: 'auto' })
+      const acks = [0, 0, 0]
+      const run = (a: number): void => { acks[a] = (acks[a] as number) + settle(b, a, want(`n${a}`)).filter((s) => s.type === 'role.ack').length }
+      for (const a of [0, 1, 2]) run(a)
+      expect(acks).toEqual([1, 1, 1])
+      b.syncAll()
+      for (const a of [0, 1, 2]) run(a)
+      b.syncAll()
+      for (const a of [0, 1, 2]) run(a)
+      const s = b.stateOf(0)
+      const c = deriveRoles(s.roles, s.members, s.settings.values)[0]
+      expect(c?.status).toBe('stable')
+      expect(c?.members.every((m) => m.stable)).toBe(true)
+      // At most one more ack per node (the ones whose first vote lost), and then silence.
+      for (const n of acks) expect(n).toBeLessThanOrEqual(2)
+      for (const a of [0, 1, 2]) expect(planAgent(b.stateOf(a), b.hex(a), want(`n${a}`)).steps).toEqual([])
+    })
+
+    it('no ack while there is no decision (minNodes not reached)', () => {
+      const b = new LogBuilder(2)
+      b.setting(0, 'minNodes', 2)
+      const steps = settle(b, 0, want('a'))
+      expect(steps.map((s) => s.type)).toEqual(['node.join', 'ip.claim'])
+    })
   })
 })

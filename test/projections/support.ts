@@ -10,7 +10,7 @@ import { FoldEngine, type FoldEngineOptions } from '../../src/crdt/fold.js'
 import { MergedLog } from '../../src/crdt/merged-log.js'
 import { compareEvents, signEvent, type EventFields, type SignedEvent } from '../../src/log/event.js'
 import { Ed25519Verifier, identityFromSeed, type NodeIdentity } from '../../src/log/identity.js'
-import { toHex } from '../../src/log/bytes.js'
+import { fromHex, toHex } from '../../src/log/bytes.js'
 import { LIMITS, type BodyOf, type EventType } from '../../src/log/bodies.js'
 import { networkReducer, type NetworkState } from '../../src/projections/network.js'
 import { deriveRoles } from '../../src/projections/roles.js'
@@ -122,6 +122,21 @@ export class LogBuilder {
 
   /** Fold with this owner key (undefined: an open network, as before owners existed). */
   owner?: Uint8Array
+
+  /**
+   * What the node agent does (agent-plan `planAck`): acknowledge the k3s master of `cluster`
+   * that author `a`'s own replica shows, after learning what `opts` says. Undefined when its
+   * replica shows no master.
+   */
+  ack (a: number, cluster = 'default', opts: AppendOptions = {}): SignedEvent | undefined {
+    if (opts.seesAll === true) for (const e of this.events) this.learn(a, e)
+    if (opts.sees !== undefined) this.sync(a, ...opts.sees)
+    const s = this.stateOf(a)
+    const view = deriveRoles(s.roles, s.members, s.settings.values).find((c) => c.cluster === cluster)
+    const master = view?.status === 'master-gone' ? undefined : view?.master?.author
+    if (master === undefined) return undefined
+    return this.append(a, 'role.ack', { cluster, master: fromHex(master) }, { time: opts.time })
+  }
 
   /** The network state as author `a` sees it (its own replica). */
   stateOf (a: number): NetworkState {
