@@ -16,6 +16,7 @@ import { makeSettingsChange, parseSettingValue } from '../projections/settings.j
 import { networkView, type NetworkView } from '../projections/view.js'
 import type { CliReducers } from '../cli/reducers.js'
 import type { Replica } from './replica.js'
+import { BodyBudget, capConnections, serverLimits } from './http-limits.js'
 import {
   API_PREFIX, DEFAULT_EVENTS_LIMIT, EventsQuerySchema, ImportRequestSchema, MAX_BODY_BYTES, SetSettingRequestSchema,
   type ApiErrorCode, type EventsPage, type ImportReport, type LeaseMark, type NodeLiveStatus, type NodeStatus,
@@ -94,8 +95,8 @@ interface Request {
 export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer> {
   if (opts.token.length < 16) throw new WeftError('ERR_BAD_INPUT', 'the API token is too short (use ensureApiToken)')
   const api = new Api(opts)
-  const server = createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => { void api.handle(req, res) })
-  server.keepAliveTimeout = 5_000
+  const server = createServer(serverLimits(), (req, res) => { void api.handle(req, res) })
+  capConnections(server)
 
   let url: string
   if (opts.listen.kind === 'unix') {
@@ -181,6 +182,7 @@ class Api {
   url = ''
   private readonly tokenDigest: Buffer
   private readonly verifier = new Ed25519Verifier()
+  private readonly bodies = new BodyBudget()
   private cache: Cache | undefined
   /** PUT /settings computes a change against the current document: one at a time. */
   private settingsQueue: Promise<unknown> = Promise.resolve()
@@ -229,6 +231,7 @@ class Api {
 
   async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL | undefined
+    let held = 0
     try {
       url = new URL(req.url ?? '/', 'http://weft.invalid')
       this.authorize(req)
@@ -239,7 +242,8 @@ class Api {
         const allow = Object.keys(handlers).join(', ')
         throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}; use ${allow}`, { Allow: allow })
       }
-      const body = await handler({ url, param, json: async () => await readJson(req, method) })
+      // The body's bytes count against the budget until the handler is done with them.
+      const body = await handler({ url, param, json: async () => await readJson(req, method, this.bodies, (n) => { held += n }) })
       send(res, 200, body)
     } catch (err) {
       try {
@@ -247,6 +251,8 @@ class Api {
       } catch {
         res.destroy() // the connection is gone; nothing more to say on it
       }
+    } finally {
+      this.bodies.give(held)
     }
   }
 
@@ -476,8 +482,8 @@ function queryObject (url: URL): Record<string, string> {
   return out
 }
 
-/** The request body as JSON: at most MAX_BODY_BYTES, application/json (or no type). */
-async function readJson (req: IncomingMessage, method: string): Promise<unknown> {
+/** The request body as JSON: at most MAX_BODY_BYTES, application/json (or no type), within the shared budget. */
+async function readJson (req: IncomingMessage, method: string, budget: BodyBudget, took: (bytes: number) => void): Promise<unknown> {
   const type = req.headers['content-type']
   if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
     throw new HttpError(415, 'unsupported_media_type', `send the body as application/json, not ${type}`)
@@ -490,8 +496,16 @@ async function readJson (req: IncomingMessage, method: string): Promise<unknown>
   await new Promise<void>((resolve, reject) => {
     req.on('data', (c: Buffer) => {
       total += c.byteLength
-      if (total <= MAX_BODY_BYTES) chunks.push(c)
-      else if (total > DRAIN_LIMIT) { req.pause(); reject(tooLarge(true)) }
+      if (total <= MAX_BODY_BYTES) {
+        // Many clients sending big bodies at once would add up: past the budget, 503.
+        if (!budget.take(c.byteLength)) {
+          req.pause()
+          reject(new HttpError(503, 'busy', 'the API is reading other large requests; retry in a moment', { 'Retry-After': '1', Connection: 'close' }))
+          return
+        }
+        took(c.byteLength)
+        chunks.push(c)
+      } else if (total > DRAIN_LIMIT) { req.pause(); reject(tooLarge(true)) }
     })
     req.once('end', () => { resolve() })
     // `on`, not `once`: a second error event without a listener would crash the daemon.
