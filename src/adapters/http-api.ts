@@ -4,7 +4,6 @@ import { connect } from 'node:net'
 import { chmod, lstat, unlink } from 'node:fs/promises'
 import { isAbsolute } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import * as A from '@automerge/automerge'
 import type { z } from 'zod'
 import { describeForkProof } from '../crdt/fork-proof.js'
 import { authorName } from '../log/author.js'
@@ -453,6 +452,8 @@ class Api {
     const author = replica.authorHex
     if (author === undefined) throw new HttpError(409, 'read_only', 'this node has no identity to sign with; settings cannot be changed through it')
     const state = replica.states().network.settings
+    // Automerge is loaded when settings are first written or read as a document (issue 16).
+    const A = await import('@automerge/automerge')
     const current = (A.toJS(state.doc) as Record<string, unknown>)[key]
     if (current !== undefined && JSON.stringify(current) === JSON.stringify(value)) {
       return { event: null, key, value, unchanged: true }
