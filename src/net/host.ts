@@ -15,7 +15,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import type { ComponentLogger } from '@libp2p/interface'
+import type { ComponentLogger, ConnectionGater } from '@libp2p/interface'
 import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
@@ -44,6 +44,8 @@ export interface HostOptions {
   /** Act as a circuit relay for peers without a public address (default true). */
   relay?: boolean
   logger?: ComponentLogger
+  /** Refuse some peers (tests build topologies where two nodes only meet through a third). */
+  connectionGater?: ConnectionGater
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -84,6 +86,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       maxIncomingPendingConnections: 100
     },
     ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
+    ...(opts.connectionGater !== undefined ? { connectionGater: opts.connectionGater } : {}),
     services: {
       identify: identify(),
       ping: ping(),

@@ -4,7 +4,7 @@ import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
 import { WeftError } from '../log/errors.js'
-import { createHost, type WeftHost } from './host.js'
+import { createHost, type HostOptions, type WeftHost } from './host.js'
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
@@ -23,12 +23,14 @@ export interface MeshOptions {
   mdnsIntervalMs?: number
   /** Anti-entropy period (default 10 s). */
   syncIntervalMs?: number
-  /** Presence beacon period (default 5 s, never longer than the sync interval). */
+  /** Presence heartbeat period (default 10 s); online means heard of within 3 periods. */
   presenceIntervalMs?: number
   /** DHT rendezvous period (default 60 s). */
   rendezvousIntervalMs?: number
   log: MeshLogger
   now: () => number
+  /** Passed to libp2p (tests only: a topology where two nodes meet through a third). */
+  connectionGater?: HostOptions['connectionGater']
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
 }
 
@@ -40,6 +42,11 @@ export interface MeshPeer {
   lastSeenMs?: number
   addrs: string[]
   latencyMs?: number
+}
+
+/** The presence protocol of a network (presence.ts); version 2 replaced the gossiped beacons. */
+function presenceProtocol (networkId: string): string {
+  return `/weft/${networkId}/presence/2.0.0`
 }
 
 /** How often a configured --peer that is not connected is dialled again. */
@@ -83,7 +90,8 @@ export class Mesh {
       listen: opts.listen,
       peers: opts.peers,
       mdns: opts.mdns,
-      mdnsIntervalMs: opts.mdnsIntervalMs
+      mdnsIntervalMs: opts.mdnsIntervalMs,
+      connectionGater: opts.connectionGater
     })
     const syncIntervalMs = opts.syncIntervalMs ?? 10_000
     let mesh: Mesh | undefined
@@ -99,14 +107,10 @@ export class Mesh {
     })
     const sync = new AntiEntropy({ host, protocol: ids.syncProtocol, replica: opts.replica, log: opts.log, now: opts.now })
     const presence = new Presence({
-      pubsub: host.services.pubsub,
-      topic: `${ids.gossipTopic}/presence`,
-      net: opts.replica.net,
-      signer: opts.identity,
-      verifier: opts.verifier,
-      intervalMs: Math.min(opts.presenceIntervalMs ?? 5_000, syncIntervalMs),
+      host,
+      protocol: presenceProtocol(ids.networkId),
+      intervalMs: opts.presenceIntervalMs ?? 10_000,
       now: opts.now,
-      addrs: () => host.getMultiaddrs().map((a) => a.toString()),
       log: opts.log
     })
     mesh = new Mesh(host, gossip, sync, presence, opts)
@@ -114,7 +118,7 @@ export class Mesh {
       await host.start()
       await sync.start()
       gossip.start()
-      presence.start()
+      await presence.start()
     } catch (err) {
       try { await host.stop() } catch {}
       throw new WeftError('ERR_NETWORK', `cannot start the libp2p host: ${(err as Error).message}`, { cause: err })
@@ -129,7 +133,7 @@ export class Mesh {
     host.addEventListener('peer:identify', (evt) => {
       if (evt.detail.protocols.includes(syncProtocol)) {
         void this.syncPeer(evt.detail.peerId)
-        void this.presence.beacon()
+        void this.presence.connected(evt.detail.peerId)
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -228,7 +232,7 @@ export class Mesh {
     }
     for (const e of this.presence.entries()) {
       if (e.peerId === this.host.peerId.toString()) continue
-      const p = out.get(e.peerId) ?? { peerId: e.peerId, connected: false, online: false, addrs: e.addrs }
+      const p = out.get(e.peerId) ?? { peerId: e.peerId, connected: false, online: false, addrs: [...e.addrs] }
       p.author = e.author
       p.online = this.presence.isOnline(e.author)
       p.lastSeenMs = now - e.lastSeen
@@ -242,7 +246,7 @@ export class Mesh {
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
     this.rendezvous?.stop()
-    this.presence.stop()
+    await this.presence.stop()
     this.gossip.stop()
     await this.sync.stop().catch(() => {})
     await this.host.stop()
