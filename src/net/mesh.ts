@@ -53,6 +53,13 @@ function presenceProtocol (networkId: string): string {
 const REDIAL_MS = 5_000
 /** Discovered peers are dialled only below this many connections: a full mesh grows as N². */
 const DIAL_DISCOVERED_BELOW = 32
+/**
+ * Periodic sync rounds skipped in a row with a peer while nothing changed here since a session
+ * with it found both sides equal (issue 16: idle traffic). Whoever gets a new event syncs with
+ * every peer at its next round, so skipping on the quiet side loses nothing; the bound keeps a
+ * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
+ */
+const QUIET_SKIPS = 5
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
 
@@ -67,6 +74,11 @@ export class Mesh {
   rendezvous: Rendezvous | undefined
   private stopped = false
   private readonly lastDialError = new Map<string, string>()
+  /** Events added to the replica so far (any source): a change since a quiet session. */
+  private changes = 0
+  private unsubscribe: (() => void) | undefined
+  /** Connected peers last found in sync with us, at which `changes`, and rounds skipped since. */
+  private readonly quiet = new Map<string, { changes: number, skipped: number }>()
 
   private constructor (
     readonly host: WeftHost,
@@ -156,7 +168,8 @@ export class Mesh {
       t.unref()
       this.timers.push(t)
     }
-    every(syncIntervalMs, () => { void this.syncAll(); void this.redialKnown(syncProtocol) })
+    this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
+    every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
     this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
     this.rendezvous.start()
     if ((opts.peers ?? []).length > 0) {
@@ -209,6 +222,22 @@ export class Mesh {
     }
   }
 
+  /** The periodic round: every peer, except quiet ones while nothing changed here. */
+  private async syncRound (): Promise<void> {
+    const peers = this.host.getPeers()
+    const connected = new Set(peers.map((p) => p.toString()))
+    for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
+    await Promise.all(peers.map(async (p) => {
+      const id = p.toString()
+      const q = this.quiet.get(id)
+      if (q !== undefined && q.changes === this.changes && q.skipped < QUIET_SKIPS) { q.skipped++; return }
+      const before = this.changes
+      const r = this.stopped ? undefined : await this.sync.syncWith(p)
+      if (r !== undefined && r.pulled === 0 && r.pushed === 0 && this.changes === before) this.quiet.set(id, { changes: before, skipped: 0 })
+      else this.quiet.delete(id)
+    }))
+  }
+
   async syncAll (): Promise<void> {
     await Promise.all(this.host.getPeers().map(async (p) => { await this.syncPeer(p) }))
   }
@@ -245,6 +274,7 @@ export class Mesh {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    this.unsubscribe?.()
     this.rendezvous?.stop()
     await this.presence.stop()
     this.gossip.stop()
