@@ -8,8 +8,10 @@
  * - start time until the API answers with a log of N events from 100 authors (built through
  *   POST /api/v1/events, then the node restarted), its RSS then, and `GET /api/v1/state` latency.
  *
- * FOOTPRINT_DIST=<dir> runs another build (e.g. a copy of main's dist/) for a before/after in one
- * run; FOOTPRINT_EVENTS=20000,100000 and FOOTPRINT_NODES=10 change the sizes.
+ * FOOTPRINT_COMPARE=<dir> also runs another build (e.g. a copy of main's dist/, built with its
+ * node_modules beside it), phase by phase before this one, its figures suffixed `@before`, for a
+ * before/after in one run. FOOTPRINT_EVENTS=20000,100000, FOOTPRINT_NODES=10 and
+ * FOOTPRINT_IDLE_MS=30000 change the sizes; FOOTPRINT_SKIP_NETWORK=1 skips the 10-node part.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
@@ -21,9 +23,13 @@ import { request } from 'node:http'
 import { formatToken, networkIdBytes, newToken } from '../src/log/token.js'
 import { emitter, now, progress } from './_lib.js'
 import { generate } from './log.js'
+import type { SignedEvent } from '../src/log/event.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const DIST = process.env.FOOTPRINT_DIST ?? join(here, '..', 'dist')
+const BUILDS: Array<{ dist: string, suffix: string }> = [
+  ...(process.env.FOOTPRINT_COMPARE !== undefined ? [{ dist: process.env.FOOTPRINT_COMPARE, suffix: '@before' }] : []),
+  { dist: join(here, '..', 'dist'), suffix: '' }
+]
 const NODES = Number(process.env.FOOTPRINT_NODES ?? 10)
 const EVENT_COUNTS = (process.env.FOOTPRINT_EVENTS ?? '20000,100000').split(',').map(Number).filter((n) => n > 0)
 const AUTHORS = 100
@@ -32,10 +38,7 @@ const POST_BATCH = 5000
 const IDLE_WINDOW_MS = Number(process.env.FOOTPRINT_IDLE_MS ?? 30_000)
 
 const emit = emitter('footprint')
-const label = process.env.FOOTPRINT_LABEL ?? (process.env.FOOTPRINT_DIST !== undefined ? 'other' : 'this')
-function figure (metric: string, value: number, unit: string, target?: string): void {
-  emit(`${metric}${label === 'this' ? '' : `@${label}`}`, value, unit, target)
-}
+type Figure = (metric: string, value: number, unit: string, target?: string) => void
 
 interface NodeProc {
   child: ChildProcess
@@ -75,8 +78,8 @@ function api (n: Pick<NodeProc, 'url' | 'apiToken'>, method: string, path: strin
   })
 }
 
-async function startNode (token: string, dataDir: string, peers: string[]): Promise<NodeProc> {
-  const args = [join(DIST, 'cli', 'main.js'), 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
+async function startNode (dist: string, token: string, dataDir: string, peers: string[]): Promise<NodeProc> {
+  const args = [join(dist, 'cli', 'main.js'), 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
@@ -141,13 +144,13 @@ async function stateLatencyMs (n: NodeProc, runs = 7): Promise<{ ms: number, byt
   return { ms: times[Math.floor(times.length / 2)] as number, bytes }
 }
 
-async function idleNetwork (token: string, root: string): Promise<void> {
-  progress(`starting ${NODES} nodes (${DIST})`)
+async function idleNetwork (dist: string, figure: Figure, token: string, root: string): Promise<void> {
+  progress(`starting ${NODES} nodes (${dist})`)
   const nodes: NodeProc[] = []
   try {
-    nodes.push(await startNode(token, join(root, 'n0'), []))
+    nodes.push(await startNode(dist, token, join(root, 'n0'), []))
     const seed = nodes[0]?.listen[0] as string
-    nodes.push(...await Promise.all(Array.from({ length: NODES - 1 }, async (_, i) => await startNode(token, join(root, `n${i + 1}`), [seed]))))
+    nodes.push(...await Promise.all(Array.from({ length: NODES - 1 }, async (_, i) => await startNode(dist, token, join(root, `n${i + 1}`), [seed]))))
     progress('waiting until every node sees the others online')
     await until('every node sees all others online', 120_000, async () => {
       const s = await Promise.all(nodes.map(async (n) => (await api(n, 'GET', '/api/v1/status')).json))
@@ -176,11 +179,9 @@ async function idleNetwork (token: string, root: string): Promise<void> {
   }
 }
 
-async function startWithLog (tokenText: string, net: Uint8Array, root: string, count: number): Promise<void> {
-  progress(`generating ${count} events from ${AUTHORS} authors`)
-  const events = generate(count, AUTHORS, 42, net)
-  const dataDir = join(root, `log-${count}`)
-  let node = await startNode(tokenText, dataDir, [])
+async function startWithLog (dist: string, figure: Figure, tokenText: string, events: readonly SignedEvent[], dataDir: string): Promise<void> {
+  const count = events.length
+  let node = await startNode(dist, tokenText, dataDir, [])
   try {
     progress(`importing ${count} events through POST /api/v1/events`)
     for (let i = 0; i < events.length; i += POST_BATCH) {
@@ -193,7 +194,7 @@ async function startWithLog (tokenText: string, net: Uint8Array, root: string, c
     await node.stop()
   }
   const t0 = now()
-  node = await startNode(tokenText, dataDir, [])
+  node = await startNode(dist, tokenText, dataDir, [])
   try {
     await until('the API to answer', 120_000, async () => (await api(node, 'GET', '/api/v1/status')).status === 200 ? true : undefined)
     figure(`start_until_api_${count}_events`, (now() - t0) / 1000, 's', '< 2')
@@ -212,8 +213,15 @@ export async function run (): Promise<void> {
   const token = newToken()
   const tokenText = formatToken(token)
   try {
-    if (process.env.FOOTPRINT_SKIP_NETWORK !== '1') await idleNetwork(tokenText, root)
-    for (const count of EVENT_COUNTS) await startWithLog(tokenText, networkIdBytes(token), root, count)
+    const figures = BUILDS.map((b) => ({ ...b, figure: ((m, v, u, t) => { emit(`${m}${b.suffix}`, v, u, t) }) as Figure }))
+    if (process.env.FOOTPRINT_SKIP_NETWORK !== '1') {
+      for (const b of figures) await idleNetwork(b.dist, b.figure, tokenText, join(root, `net${b.suffix}`))
+    }
+    for (const count of EVENT_COUNTS) {
+      progress(`generating ${count} events from ${AUTHORS} authors`)
+      const events = generate(count, AUTHORS, 42, networkIdBytes(token))
+      for (const b of figures) await startWithLog(b.dist, b.figure, tokenText, events, join(root, `log-${count}${b.suffix}`))
+    }
   } finally {
     await rm(root, { recursive: true, force: true })
   }
