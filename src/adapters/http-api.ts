@@ -67,6 +67,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   /** `http://127.0.0.1:8080` (the real port when 0 was asked) or `unix:/abs/path.sock`. */
   readonly url: string
+  /** Open connections and request body bytes held now (see ./http-limits.ts). */
+  usage (): { connections: number, bodyBytes: number }
   close (): Promise<void>
 }
 
@@ -95,7 +97,7 @@ export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer
   if (opts.token.length < 16) throw new WeftError('ERR_BAD_INPUT', 'the API token is too short (use ensureApiToken)')
   const api = new Api(opts)
   const server = createServer(serverLimits(), (req, res) => { void api.handle(req, res) })
-  capConnections(server)
+  const conns = capConnections(server)
 
   let url: string
   if (opts.listen.kind === 'unix') {
@@ -132,7 +134,7 @@ export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer
     if (opts.signal.aborted) await close()
     else opts.signal.addEventListener('abort', () => { void close() }, { once: true })
   }
-  return { url, close }
+  return { url, close, usage: () => ({ connections: conns.open(), bodyBytes: api.bodyBytes }) }
 }
 
 async function listen (server: Server, where: { path: string } | { host: string, port: number }): Promise<void> {
@@ -182,6 +184,7 @@ class Api {
   private readonly tokenDigest: Buffer
   private readonly verifier = new Ed25519Verifier()
   private readonly bodies = new BodyBudget()
+  get bodyBytes (): number { return this.bodies.bytes }
   private cache: Cache | undefined
   /** PUT /settings computes a change against the current document: one at a time. */
   private settingsQueue: Promise<unknown> = Promise.resolve()

@@ -54,8 +54,10 @@ export function capConnections (server: Server, max: number = API_LIMITS.maxConn
       sockets.delete(victim)
       victim.destroy()
     }
-    sockets.set(socket, { busy: 0 })
-    socket.setTimeout(API_LIMITS.socketIdleMs, () => { socket.destroy() })
+    const st = { busy: 0 }
+    sockets.set(socket, st)
+    // Silence while a request is being handled (a long POST /events) is the server's, not the client's.
+    socket.setTimeout(API_LIMITS.socketIdleMs, () => { if (st.busy === 0) socket.destroy() })
     socket.once('close', () => { sockets.delete(socket) })
   })
   server.on('request', (req, res) => {
@@ -70,6 +72,7 @@ export function capConnections (server: Server, max: number = API_LIMITS.maxConn
 /** A budget of bytes shared by every request body being read. */
 export class BodyBudget {
   private used = 0
+  get bytes (): number { return this.used }
   constructor (readonly limit: number = API_LIMITS.bodyBudgetBytes) {}
 
   /** Take `n` bytes, or return false when that would go over the budget. */

@@ -53,6 +53,7 @@ describe('HTTP API limits', () => {
     try {
       // Past the cap the oldest slow connections were closed to make room.
       await waitFor('connections over the cap to be closed', 5_000, () => slow.filter((s) => s.closedAt === undefined).length <= API_LIMITS.maxConnections)
+      expect(server.usage().connections).toBeLessThanOrEqual(API_LIMITS.maxConnections)
       // The operator's request gets through while the slow ones hold every other slot.
       const res = await raw(server.url, 'GET', '/api/v1/status', { token: TOKEN })
       expect(res.status).toBe(200)
@@ -86,19 +87,18 @@ describe('HTTP API limits', () => {
       sock.write(`PUT /api/v1/settings/zone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`)
       sock.write(body.slice(0, -1))
     }
-    let busy: Awaited<ReturnType<typeof raw>> | undefined
-    const deadline = Date.now() + 15_000
-    while (busy === undefined && Date.now() < deadline) {
-      const r = await raw(server.url, 'PUT', '/api/v1/settings/zone', { token: TOKEN, body })
-      if (r.status === 503) busy = r
-    }
-    expect(busy?.json.error.code).toBe('busy')
-    expect(busy?.headers['retry-after']).toBe('1')
+    // Once the server holds all of them, the next body does not fit.
+    await waitFor('the held bodies to be read', 20_000, () => server.usage().bodyBytes === holders * (Buffer.byteLength(body) - 1))
+    const busy = await raw(server.url, 'PUT', '/api/v1/settings/zone', { token: TOKEN, body })
+    expect(busy.status).toBe(503)
+    expect(busy.json.error.code).toBe('busy')
+    expect(busy.headers['retry-after']).toBe('1')
     for (const s of socks) s.write(body.slice(-1))
     // The held requests complete normally (the value is not a DNS zone: a 400, not a 503).
     expect(await Promise.all(answers)).toEqual(new Array(holders).fill(400))
     for (const s of socks) s.destroy()
     // The budget is free again.
+    await waitFor('the budget to be given back', 5_000, () => server.usage().bodyBytes === 0)
     expect((await raw(server.url, 'PUT', '/api/v1/settings/zone', { token: TOKEN, body })).status).toBe(400)
   }, 40_000)
 })
