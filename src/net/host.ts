@@ -15,7 +15,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
-import type { ComponentLogger, ConnectionGater } from '@libp2p/interface'
+import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
@@ -44,8 +44,8 @@ export interface HostOptions {
   /** Act as a circuit relay for peers without a public address (default true). */
   relay?: boolean
   logger?: ComponentLogger
-  /** Refuse some peers (tests build topologies where two nodes only meet through a third). */
-  connectionGater?: ConnectionGater
+  /** Refuse connections of these peers (revoked or forked members), by PeerId string. */
+  denyPeer?: (peerId: string) => boolean
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -79,6 +79,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
+    ...(opts.denyPeer !== undefined ? { connectionGater: gaterFor(opts.denyPeer) } : {}),
     // Presence heartbeats (every 10 s) already show a dead link; libp2p's own pings only need
     // to catch connections nothing else uses, so every 30 s rather than its default 10 s.
     connectionMonitor: { pingInterval: 30_000 },
@@ -89,7 +90,6 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       maxIncomingPendingConnections: 100
     },
     ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
-    ...(opts.connectionGater !== undefined ? { connectionGater: opts.connectionGater } : {}),
     services: {
       identify: identify(),
       ping: ping(),
@@ -117,4 +117,15 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       autonat: autoNAT()
     }
   })
+}
+
+/** Refuse a denied peer as soon as its identity is known (after the handshake), both ways. */
+function gaterFor (deny: (peerId: string) => boolean): NonNullable<Libp2pOptions['connectionGater']> {
+  return {
+    denyDialPeer: async (peer) => deny(peer.toString()),
+    denyInboundEncryptedConnection: async (peer) => deny(peer.toString()),
+    denyOutboundEncryptedConnection: async (peer) => deny(peer.toString()),
+    denyInboundUpgradedConnection: async (peer) => deny(peer.toString()),
+    denyOutboundUpgradedConnection: async (peer) => deny(peer.toString())
+  }
 }

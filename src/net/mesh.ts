@@ -4,7 +4,7 @@ import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
 import { WeftError } from '../log/errors.js'
-import { createHost, type HostOptions, type WeftHost } from './host.js'
+import { createHost, type WeftHost } from './host.js'
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
@@ -29,9 +29,9 @@ export interface MeshOptions {
   rendezvousIntervalMs?: number
   log: MeshLogger
   now: () => number
-  /** Passed to libp2p (tests only: a topology where two nodes meet through a third). */
-  connectionGater?: HostOptions['connectionGater']
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
+  /** Peers whose connections are refused (revoked or forked members), by PeerId string. */
+  denyPeer?: (peerId: string) => boolean
 }
 
 export interface MeshPeer {
@@ -103,7 +103,7 @@ export class Mesh {
       peers: opts.peers,
       mdns: opts.mdns,
       mdnsIntervalMs: opts.mdnsIntervalMs,
-      connectionGater: opts.connectionGater
+      ...(opts.denyPeer !== undefined ? { denyPeer: opts.denyPeer } : {})
     })
     const syncIntervalMs = opts.syncIntervalMs ?? 10_000
     let mesh: Mesh | undefined

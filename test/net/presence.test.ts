@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import type { PeerId } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { toHex } from '../../src/log/bytes.js'
 import { identity } from '../support/fixtures.js'
@@ -20,10 +19,9 @@ async function waitFor (what: string, timeoutMs: number, cond: () => boolean): P
   return Date.now() - t0
 }
 
-/** A connection gater refusing the given peers (by peer id string), both ways. */
-function refusing (...peers: string[]): { connectionGater: object } {
-  const deny = (p: PeerId): boolean => peers.includes(p.toString())
-  return { connectionGater: { denyDialPeer: deny, denyInboundEncryptedConnection: deny, denyOutboundEncryptedConnection: deny } }
+/** Mesh options refusing the given peers (by peer id string), both ways. */
+function refusing (...peers: string[]): { denyPeer: (p: string) => boolean } {
+  return { denyPeer: (p) => peers.includes(p) }
 }
 
 let nodes: TestNode[] = []
