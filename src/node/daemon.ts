@@ -406,7 +406,8 @@ export class Daemon {
       connected: p.connected,
       online: p.online,
       lastSeenMs: p.lastSeenMs,
-      addrs: p.addrs,
+      // A peer known only through a vouch has no connection address: show what its join says.
+      addrs: p.addrs.length > 0 ? p.addrs : [...(hosts.get(p.peerId)?.addrs ?? [])],
       latencyMs: p.latencyMs
     }))
   }
