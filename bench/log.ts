@@ -35,7 +35,7 @@ const BATCH = 1000
  * current heads of two other random authors, so lamport values of different feeds interleave
  * and the total order is not feed by feed. Generation order is topological (parents first).
  */
-function generate (n: number, nAuthors: number, seed = 42): SignedEvent[] {
+export function generate (n: number, nAuthors: number, seed = 42, net: Uint8Array = NET): SignedEvent[] {
   const rnd = prng(seed)
   const authors = Array.from({ length: nAuthors }, (_, i) => identityFromSeed(new Uint8Array(32).fill(100 + i)))
   const heads: Array<SignedEvent | undefined> = new Array(nAuthors).fill(undefined)
@@ -56,7 +56,7 @@ function generate (n: number, nAuthors: number, seed = 42): SignedEvent[] {
     const seq = (prev?.fields.seq ?? 0) + 1
     const [type, body] = prev === undefined ? joinOf(a, i) : bodyFor(rnd(), a, i)
     const ev = signEvent({
-      v: 1, net: NET, author: me.publicKey, seq, prev: prev?.id ?? null, deps: deps.map((d) => d.id), lamport: lamport + 1, time: t0 + i, type, body
+      v: 1, net, author: me.publicKey, seq, prev: prev?.id ?? null, deps: deps.map((d) => d.id), lamport: lamport + 1, time: t0 + i, type, body
     } as EventFields, me)
     heads[a] = ev
     events.push(ev)

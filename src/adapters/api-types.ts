@@ -38,6 +38,7 @@ export type ApiErrorCode =
   | 'unsupported_media_type' // 415: a body that is not application/json
   | 'read_only' // 409: the node has no identity to sign with
   | 'internal' // 500: a bug or a failing store; the message says what
+  | 'busy' // 503: too many large request bodies at once; retry (Retry-After)
   | 'conflict' // 409: the request clashes with the node's state (e.g. a service exposed twice)
   | 'not_member' // 409: this node has not joined yet
   // GET /kubeconfig: the kubeconfig protocol's own codes (see src/net/kubeconfig-protocol.ts)

@@ -4,7 +4,6 @@ import { connect } from 'node:net'
 import { chmod, lstat, unlink } from 'node:fs/promises'
 import { isAbsolute } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import * as A from '@automerge/automerge'
 import type { z } from 'zod'
 import { describeForkProof } from '../crdt/fork-proof.js'
 import { authorName } from '../log/author.js'
@@ -17,6 +16,7 @@ import { currentDelegates } from '../projections/authority.js'
 import { networkView, type NetworkView } from '../projections/view.js'
 import type { CliReducers } from '../cli/reducers.js'
 import type { Replica } from './replica.js'
+import { BodyBudget, capConnections, serverLimits } from './http-limits.js'
 import {
   API_PREFIX, DEFAULT_EVENTS_LIMIT, EventsQuerySchema, ImportRequestSchema, MAX_BODY_BYTES, SetSettingRequestSchema,
   type ApiErrorCode, type EventsPage, type ImportReport, type LeaseMark, type NodeLiveStatus, type NodeStatus,
@@ -68,6 +68,8 @@ export interface ApiServerOptions {
 export interface ApiServer {
   /** `http://127.0.0.1:8080` (the real port when 0 was asked) or `unix:/abs/path.sock`. */
   readonly url: string
+  /** Open connections and request body bytes held now (see ./http-limits.ts). */
+  usage (): { connections: number, bodyBytes: number }
   close (): Promise<void>
 }
 
@@ -95,8 +97,8 @@ interface Request {
 export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer> {
   if (opts.token.length < 16) throw new WeftError('ERR_BAD_INPUT', 'the API token is too short (use ensureApiToken)')
   const api = new Api(opts)
-  const server = createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => { void api.handle(req, res) })
-  server.keepAliveTimeout = 5_000
+  const server = createServer(serverLimits(), (req, res) => { void api.handle(req, res) })
+  const conns = capConnections(server)
 
   let url: string
   if (opts.listen.kind === 'unix') {
@@ -133,7 +135,7 @@ export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer
     if (opts.signal.aborted) await close()
     else opts.signal.addEventListener('abort', () => { void close() }, { once: true })
   }
-  return { url, close }
+  return { url, close, usage: () => ({ connections: conns.open(), bodyBytes: api.bodyBytes }) }
 }
 
 async function listen (server: Server, where: { path: string } | { host: string, port: number }): Promise<void> {
@@ -182,6 +184,8 @@ class Api {
   url = ''
   private readonly tokenDigest: Buffer
   private readonly verifier = new Ed25519Verifier()
+  private readonly bodies = new BodyBudget()
+  get bodyBytes (): number { return this.bodies.bytes }
   private cache: Cache | undefined
   /** PUT /settings computes a change against the current document: one at a time. */
   private settingsQueue: Promise<unknown> = Promise.resolve()
@@ -230,6 +234,7 @@ class Api {
 
   async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL | undefined
+    let held = 0
     try {
       url = new URL(req.url ?? '/', 'http://weft.invalid')
       this.authorize(req)
@@ -240,7 +245,8 @@ class Api {
         const allow = Object.keys(handlers).join(', ')
         throw new HttpError(405, 'method_not_allowed', `${method} is not allowed on ${url.pathname}; use ${allow}`, { Allow: allow })
       }
-      const body = await handler({ url, param, json: async () => await readJson(req, method) })
+      // The body's bytes count against the budget until the handler is done with them.
+      const body = await handler({ url, param, json: async () => await readJson(req, method, this.bodies, (n) => { held += n }) })
       send(res, 200, body)
     } catch (err) {
       try {
@@ -248,6 +254,8 @@ class Api {
       } catch {
         res.destroy() // the connection is gone; nothing more to say on it
       }
+    } finally {
+      this.bodies.give(held)
     }
   }
 
@@ -452,6 +460,8 @@ class Api {
       throw new HttpError(403, 'forbidden', 'settings changes need the network owner\'s signature: use "weft settings set <key> <value> --owner-key <file>" (it cosigns through /api/v1/admin), or have the owner grant this node (weft admin grant)')
     }
     const state = replica.states().network.settings
+    // Automerge is loaded when settings are first written or read as a document (issue 16).
+    const A = await import('@automerge/automerge')
     const current = (A.toJS(state.doc) as Record<string, unknown>)[key]
     if (current !== undefined && JSON.stringify(current) === JSON.stringify(value)) {
       return { event: null, key, value, unchanged: true }
@@ -481,8 +491,8 @@ function queryObject (url: URL): Record<string, string> {
   return out
 }
 
-/** The request body as JSON: at most MAX_BODY_BYTES, application/json (or no type). */
-async function readJson (req: IncomingMessage, method: string): Promise<unknown> {
+/** The request body as JSON: at most MAX_BODY_BYTES, application/json (or no type), within the shared budget. */
+async function readJson (req: IncomingMessage, method: string, budget: BodyBudget, took: (bytes: number) => void): Promise<unknown> {
   const type = req.headers['content-type']
   if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
     throw new HttpError(415, 'unsupported_media_type', `send the body as application/json, not ${type}`)
@@ -495,8 +505,16 @@ async function readJson (req: IncomingMessage, method: string): Promise<unknown>
   await new Promise<void>((resolve, reject) => {
     req.on('data', (c: Buffer) => {
       total += c.byteLength
-      if (total <= MAX_BODY_BYTES) chunks.push(c)
-      else if (total > DRAIN_LIMIT) { req.pause(); reject(tooLarge(true)) }
+      if (total <= MAX_BODY_BYTES) {
+        // Many clients sending big bodies at once would add up: past the budget, 503.
+        if (!budget.take(c.byteLength)) {
+          req.pause()
+          reject(new HttpError(503, 'busy', 'the API is reading other large requests; retry in a moment', { 'Retry-After': '1', Connection: 'close' }))
+          return
+        }
+        took(c.byteLength)
+        chunks.push(c)
+      } else if (total > DRAIN_LIMIT) { req.pause(); reject(tooLarge(true)) }
     })
     req.once('end', () => { resolve() })
     // `on`, not `once`: a second error event without a listener would crash the daemon.

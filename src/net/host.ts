@@ -91,6 +91,9 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
     ...(opts.denyPeer !== undefined ? { connectionGater: gaterFor(opts.denyPeer) } : {}),
+    // Presence heartbeats (every 10 s) already show a dead link; libp2p's own pings only need
+    // to catch connections nothing else uses, so every 30 s rather than its default 10 s.
+    connectionMonitor: { pingInterval: 30_000 },
     connectionManager: {
       // Many nodes on one host all dial from the same address: the default threshold treats
       // that as a flood and refuses them.

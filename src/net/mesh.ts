@@ -24,7 +24,7 @@ export interface MeshOptions {
   mdnsIntervalMs?: number
   /** Anti-entropy period (default 10 s). */
   syncIntervalMs?: number
-  /** Presence beacon period (default 5 s, never longer than the sync interval). */
+  /** Presence heartbeat period (default 10 s); online means heard of within 3 periods. */
   presenceIntervalMs?: number
   /** DHT rendezvous period (default 60 s). */
   rendezvousIntervalMs?: number
@@ -47,10 +47,22 @@ export interface MeshPeer {
   latencyMs?: number
 }
 
+/** The presence protocol of a network (presence.ts); version 2 replaced the gossiped beacons. */
+function presenceProtocol (networkId: string): string {
+  return `/weft/${networkId}/presence/2.0.0`
+}
+
 /** How often a configured --peer that is not connected is dialled again. */
 const REDIAL_MS = 5_000
 /** Discovered peers are dialled only below this many connections: a full mesh grows as N². */
 const DIAL_DISCOVERED_BELOW = 32
+/**
+ * Periodic sync rounds skipped in a row with a peer while nothing changed here since a session
+ * with it found both sides equal (issue 16: idle traffic). Whoever gets a new event syncs with
+ * every peer at its next round, so skipping on the quiet side loses nothing; the bound keeps a
+ * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
+ */
+const QUIET_SKIPS = 5
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
 
@@ -65,6 +77,11 @@ export class Mesh {
   rendezvous: Rendezvous | undefined
   private stopped = false
   private readonly lastDialError = new Map<string, string>()
+  /** Events added to the replica so far (any source): a change since a quiet session. */
+  private changes = 0
+  private unsubscribe: (() => void) | undefined
+  /** Connected peers last found in sync with us, at which `changes`, and rounds skipped since. */
+  private readonly quiet = new Map<string, { changes: number, skipped: number }>()
 
   private constructor (
     readonly host: WeftHost,
@@ -107,14 +124,10 @@ export class Mesh {
     })
     const sync = new AntiEntropy({ host, protocol: ids.syncProtocol, replica: opts.replica, log: opts.log, now: opts.now })
     const presence = new Presence({
-      pubsub: host.services.pubsub,
-      topic: `${ids.gossipTopic}/presence`,
-      net: opts.replica.net,
-      signer: opts.identity,
-      verifier: opts.verifier,
-      intervalMs: Math.min(opts.presenceIntervalMs ?? 5_000, syncIntervalMs),
+      host,
+      protocol: presenceProtocol(ids.networkId),
+      intervalMs: opts.presenceIntervalMs ?? 10_000,
       now: opts.now,
-      addrs: () => host.getMultiaddrs().map((a) => a.toString()),
       log: opts.log
     })
     mesh = new Mesh(host, gossip, sync, presence, opts)
@@ -122,7 +135,7 @@ export class Mesh {
       await host.start()
       await sync.start()
       gossip.start()
-      presence.start()
+      await presence.start()
     } catch (err) {
       try { await host.stop() } catch {}
       throw new WeftError('ERR_NETWORK', `cannot start the libp2p host: ${(err as Error).message}`, { cause: err })
@@ -137,7 +150,7 @@ export class Mesh {
     host.addEventListener('peer:identify', (evt) => {
       if (evt.detail.protocols.includes(syncProtocol)) {
         void this.syncPeer(evt.detail.peerId)
-        void this.presence.beacon()
+        void this.presence.connected(evt.detail.peerId)
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -160,7 +173,8 @@ export class Mesh {
       t.unref()
       this.timers.push(t)
     }
-    every(syncIntervalMs, () => { void this.syncAll(); void this.redialKnown(syncProtocol) })
+    this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
+    every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
     this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
     this.rendezvous.start()
     if ((opts.peers ?? []).length > 0) {
@@ -213,6 +227,22 @@ export class Mesh {
     }
   }
 
+  /** The periodic round: every peer, except quiet ones while nothing changed here. */
+  private async syncRound (): Promise<void> {
+    const peers = this.host.getPeers()
+    const connected = new Set(peers.map((p) => p.toString()))
+    for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
+    await Promise.all(peers.map(async (p) => {
+      const id = p.toString()
+      const q = this.quiet.get(id)
+      if (q !== undefined && q.changes === this.changes && q.skipped < QUIET_SKIPS) { q.skipped++; return }
+      const before = this.changes
+      const r = this.stopped ? undefined : await this.sync.syncWith(p)
+      if (r !== undefined && r.pulled === 0 && r.pushed === 0 && this.changes === before) this.quiet.set(id, { changes: before, skipped: 0 })
+      else this.quiet.delete(id)
+    }))
+  }
+
   async syncAll (): Promise<void> {
     await Promise.all(this.host.getPeers().map(async (p) => { await this.syncPeer(p) }))
   }
@@ -236,7 +266,7 @@ export class Mesh {
     }
     for (const e of this.presence.entries()) {
       if (e.peerId === this.host.peerId.toString()) continue
-      const p = out.get(e.peerId) ?? { peerId: e.peerId, connected: false, online: false, addrs: e.addrs }
+      const p = out.get(e.peerId) ?? { peerId: e.peerId, connected: false, online: false, addrs: [...e.addrs] }
       p.author = e.author
       p.online = this.presence.isOnline(e.author)
       p.lastSeenMs = now - e.lastSeen
@@ -249,8 +279,9 @@ export class Mesh {
     if (this.stopped) return
     this.stopped = true
     for (const t of this.timers) clearInterval(t)
+    this.unsubscribe?.()
     this.rendezvous?.stop()
-    this.presence.stop()
+    await this.presence.stop()
     this.gossip.stop()
     await this.sync.stop().catch(() => {})
     await this.host.stop()

@@ -24,16 +24,17 @@ import { leaseOf } from '../projections/ipam.js'
 import type { NetworkState } from '../projections/network.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
-import { Vpn } from './vpn.js'
-import { DnsService } from './dns-service.js'
+// Loaded only when configured (issue 16: a node pays for what it runs): the VPN, DNS, MCS, k3s
+// and Kubernetes client modules are imported at their point of use.
+import type { Vpn } from './vpn.js'
+import type { DnsService } from './dns-service.js'
 import { LocalServices, servicesFileStore } from './local-services.js'
 import { serviceRoutes } from './service-api.js'
 import { KUBE_API_CAP, KubeApiShare, KubeProxies, kubeApiTargetFromKubeconfig, kubeProxyRoutes } from './kube-share.js'
-import { McsAgent } from './mcs/agent.js'
-import { createHttpKubeClient, loadKubeConfig } from '../adapters/kube/http-client.js'
-import { clusterId, type KubeClient } from '../adapters/kube/client.js'
+import type { McsAgent } from './mcs/agent.js'
+import type { KubeClient } from '../adapters/kube/client.js'
 import { ClusterName } from '../log/bodies.js'
-import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
+import type { K3sProcess } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { deriveRoles } from '../projections/roles.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
@@ -60,6 +61,7 @@ export class Daemon {
   private kubeProxies: KubeProxies | undefined
   private mcs: McsAgent | undefined
   private k3s: K3sProcess | undefined
+  private k3sConfigPath = ''
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
   private admission: Admission | undefined
   private seal: SealKey | undefined
@@ -91,6 +93,8 @@ export class Daemon {
     // its cluster.clusterset.k8s.io ClusterProperty, else the kube-system namespace's uid.
     let kube: KubeClient | undefined
     if (config.kubeconfig !== undefined) {
+      const { createHttpKubeClient, loadKubeConfig } = await import('../adapters/kube/http-client.js')
+      const { clusterId } = await import('../adapters/kube/client.js')
       kube = createHttpKubeClient(loadKubeConfig(config.kubeconfig === 'in-cluster' ? {} : { kubeconfig: config.kubeconfig }))
       const id = await clusterId(kube)
       if (!config.clusterGiven) {
@@ -159,6 +163,7 @@ export class Daemon {
     let deviceReady: Promise<void> = Promise.resolve()
     try {
       if (config.tun) {
+        const { Vpn } = await import('./vpn.js')
         d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
         deviceReady = d.vpn.apply(replica.states().network)
       }
@@ -173,6 +178,7 @@ export class Daemon {
         log
       })
       if (config.dns.length > 0) {
+        const { DnsService } = await import('./dns-service.js')
         d.dns = new DnsService({ listen: config.dns, upstreams: config.dnsUpstreams, state: () => replica.states().network, self: identity.authorHex, log })
         await d.dns.update()
         if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
@@ -196,6 +202,7 @@ export class Daemon {
       d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
       if (kube !== undefined) {
         const services = d.services
+        const { McsAgent } = await import('./mcs/agent.js')
         d.mcs = new McsAgent({
           kube,
           cluster: config.cluster,
@@ -212,6 +219,8 @@ export class Daemon {
         })
       }
       if (config.k3s) {
+        const { K3sProcess, k3sPaths } = await import('../adapters/k3s-process.js')
+        d.k3sConfigPath = k3sPaths(config.dataDir).config
         d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
         d.applyK3s(replica.states().network, deviceReady)
       }
@@ -295,7 +304,7 @@ export class Daemon {
     if (k3s === undefined || this.stopped) return
     // Presence picks which server a joining node is pointed at (never a stopped one while another is up).
     const up = new Set(this.mesh.peers().filter((p) => p.online).map((p) => p.author))
-    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: k3sPaths(this.config.dataDir).config, online: (a) => up.has(a) })
+    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: this.k3sConfigPath, online: (a) => up.has(a) })
     if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
     this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
     void deviceReady.then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
@@ -425,7 +434,8 @@ export class Daemon {
       connected: p.connected,
       online: p.online,
       lastSeenMs: p.lastSeenMs,
-      addrs: p.addrs,
+      // A peer known only through a vouch has no connection address: show what its join says.
+      addrs: p.addrs.length > 0 ? p.addrs : [...(hosts.get(p.peerId)?.addrs ?? [])],
       latencyMs: p.latencyMs
     }))
   }
