@@ -18,7 +18,7 @@ import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
 import type { NetworkState } from '../projections/network.js'
-import type { UpConfig } from './config.js'
+import { parseServiceAddress, type UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 import { Vpn } from './vpn.js'
 import { DnsService } from './dns-service.js'
@@ -33,6 +33,23 @@ import { K3sProcess, k3sPaths } from '../adapters/k3s-process.js'
 import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
 import { k3sClusterToken } from '../log/token.js'
+
+/**
+ * The address pods reach this node at (EndpointSlice endpoints of imported services):
+ * --service-address, else the overlay address, else POD_IP (deploy/agent.yaml; a host-network
+ * pod's is the node's). Never loopback: the API server refuses it.
+ */
+function serviceHost (config: UpConfig, overlay: string | undefined): string | undefined {
+  if (config.serviceAddress !== undefined) return config.serviceAddress
+  if (overlay !== undefined) return overlay
+  const pod = process.env.POD_IP
+  if (pod === undefined || pod === '') return undefined
+  try {
+    return parseServiceAddress(pod)
+  } catch {
+    return undefined
+  }
+}
 
 export interface DaemonOptions {
   config: UpConfig
@@ -151,7 +168,15 @@ export class Daemon {
         log
       })
       if (config.dns.length > 0) {
-        d.dns = new DnsService({ listen: config.dns, upstreams: config.dnsUpstreams, state: () => replica.states().network, self: identity.authorHex, log })
+        d.dns = new DnsService({
+          listen: config.dns,
+          upstreams: config.dnsUpstreams,
+          allow: config.dnsAllow,
+          clusterSetIps: (ns, name) => d.mcs?.clusterSetIps(ns, name),
+          state: () => replica.states().network,
+          self: identity.authorHex,
+          log
+        })
         await d.dns.update()
         if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
       }
@@ -169,10 +194,14 @@ export class Daemon {
         host: mesh.host,
         ids: identifiers(config.token),
         log,
-        store: servicesFileStore(join(config.dataDir, 'services.json'))
+        store: servicesFileStore(join(config.dataDir, 'services.json')),
+        serviceAddresses: true
       })
       d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
       if (kube !== undefined) {
+        if (!config.tun && serviceHost(config, undefined) === undefined) {
+          throw new WeftError('ERR_BAD_CONFIG', 'the MCS agent needs an address pods reach this node at for the EndpointSlices of imported services, and there is none: without the TUN device there is no overlay address; give --service-address <ip>, or POD_IP (the downward API in deploy/agent.yaml). A real API server refuses loopback endpoints.')
+        }
         const services = d.services
         d.mcs = new McsAgent({
           kube,
@@ -180,9 +209,12 @@ export class Daemon {
           self: identity.authorHex,
           append: async (type, body) => await replica.append(type, body as never, now()),
           state: () => replica.states().network,
-          // Pods reach the node at its overlay address (k3s --node-ip); without a VPN, loopback.
+          // Pods reach the node at --service-address, its overlay address (k3s --node-ip) or POD_IP.
           tunnels: {
-            listen: async (svc, port) => await services.importListener(svc, port, (d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined) ?? '127.0.0.1'),
+            listen: async (svc, port) => {
+              const host = serviceHost(config, d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined)
+              return host === undefined ? undefined : await services.importListener(svc, port, host)
+            },
             close: async (svc, port) => { await services.closeImportListener(svc, port) }
           },
           log,
