@@ -200,7 +200,9 @@ export class Daemon {
       d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
       if (kube !== undefined) {
         if (!config.tun && serviceHost(config, undefined) === undefined) {
-          throw new WeftError('ERR_BAD_CONFIG', 'the MCS agent needs an address pods reach this node at for the EndpointSlices of imported services, and there is none: without the TUN device there is no overlay address; give --service-address <ip>, or POD_IP (the downward API in deploy/agent.yaml). A real API server refuses loopback endpoints.')
+          // Said once, here: exports work, imports get their ServiceImport and Service but no
+          // endpoints (never a loopback one, which the API server refuses).
+          log.error('the MCS agent has no address pods reach this node at: imported services get no endpoints here. Without the TUN device there is no overlay address; give --service-address <ip>, or set POD_IP (the downward API, as in deploy/agent.yaml). Loopback cannot be used: the API server refuses it in an EndpointSlice.')
         }
         const services = d.services
         d.mcs = new McsAgent({

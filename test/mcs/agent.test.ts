@@ -51,7 +51,7 @@ describe('McsAgent (two clusters, two fake API servers, replicated logs)', () =>
         'kubernetes.io/service-name': derivedServiceName(NS, 'web')
       })
       expect(slice.addressType).toBe('IPv4')
-      expect(slice.endpoints.map((e) => e.addresses)).toEqual([['127.0.0.1']])
+      expect(slice.endpoints.map((e) => e.addresses)).toEqual([['192.0.2.10']])
       expect(slice.ports?.[0]?.name).toBe('http')
       expect(c.listeners).toEqual(new Set(['default/web/80']))
     }

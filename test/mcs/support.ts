@@ -44,7 +44,7 @@ export async function startClusters (names: string[] = ['east', 'west']): Promis
           const key = `${service}/${port}`
           listeners.add(key)
           if (!ports.has(key)) ports.set(key, nextPort++)
-          return { host: '127.0.0.1', port: ports.get(key) as number }
+          return { host: '192.0.2.10', port: ports.get(key) as number }
         },
         close: (service, port) => { listeners.delete(`${service}/${port}`) }
       },
