@@ -127,10 +127,11 @@ describe('fake API server: validation and defaulting of the objects Weft writes'
   })
   afterEach(async () => { await fake.close() })
 
-  const service = (spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec } as KubeObject)
+  type Svc = KubeObject & { spec: Record<string, unknown>, status?: unknown }
+  const service = (spec: Record<string, unknown>): Svc => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec } as Svc)
 
   it('defaults a Service server-side: type, clusterIP from the Service CIDR, protocol, targetPort, families, status', async () => {
-    const created = await client.create<KubeObject & { spec: Record<string, unknown>, status: unknown }>(RESOURCES.services, 'shop', service({ ports: [{ port: 80 }] }))
+    const created = await client.create<Svc>(RESOURCES.services, 'shop', service({ ports: [{ port: 80 }] }))
     expect(created.spec).toMatchObject({
       type: 'ClusterIP', sessionAffinity: 'None', internalTrafficPolicy: 'Cluster', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack',
       ports: [{ port: 80, protocol: 'TCP', targetPort: 80 }]
@@ -139,7 +140,7 @@ describe('fake API server: validation and defaulting of the objects Weft writes'
     expect(created.spec.clusterIPs).toEqual([created.spec.clusterIP])
     expect(created.status).toEqual({ loadBalancer: {} })
     // An update that leaves clusterIP out keeps it; one that changes it is refused.
-    const kept = await client.replace<KubeObject & { spec: Record<string, unknown> }>(RESOURCES.services, 'shop', { ...service({ ports: [{ port: 81 }] }), metadata: { name: 'web', namespace: 'shop', resourceVersion: created.metadata.resourceVersion } })
+    const kept = await client.replace<Svc>(RESOURCES.services, 'shop', { ...service({ ports: [{ port: 81 }] }), metadata: { name: 'web', namespace: 'shop', resourceVersion: created.metadata.resourceVersion } })
     expect(kept.spec.clusterIP).toBe(created.spec.clusterIP)
     const msg = await refusal(client.replace(RESOURCES.services, 'shop', { ...service({ ports: [{ port: 81 }], clusterIP: 'None' }), metadata: { name: 'web', namespace: 'shop', resourceVersion: kept.metadata.resourceVersion } }))
     expect(msg).toContain('may not change once set')

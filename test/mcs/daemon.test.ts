@@ -3,7 +3,7 @@ import { Resolver } from 'node:dns/promises'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { RESOURCES } from '../../src/adapters/kube/client.js'
+import { RESOURCES, type KubeObject } from '../../src/adapters/kube/client.js'
 import type { ServiceExport } from '../../src/adapters/kube/types.js'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { startFakeKube, type FakeKube } from '../support/fake-kube.js'
@@ -85,13 +85,13 @@ describe.skipIf(hostIp === undefined)('weft up --kubeconfig: multi-cluster servi
     resolver.setServers([`127.0.0.1:${dnsPort}`])
     let ips: string[] = []
     await waitFor(async () => {
-      const si = await client.get<{ spec: { ips?: string[] } }>(RESOURCES.serviceImports, 'shop', 'web')
+      const si = await client.get<KubeObject & { spec: { ips?: string[] } }>(RESOURCES.serviceImports, 'shop', 'web')
       ips = await resolver.resolve4('web.shop.svc.clusterset.local').catch(() => [])
       return si?.spec.ips !== undefined && ips.length === 1 && ips[0] === si.spec.ips[0]
     }, 'b\'s DNS to answer the ClusterSetIP of its ServiceImport', 20_000)
     expect(ips[0]).toMatch(/^10\.43\./) // allocated by the fake's Service CIDR, as a real API server would
     // kube-proxy: ClusterSetIP → the selectorless Service with that IP → its EndpointSlices.
-    const svc = (await client.list<{ metadata: { name: string }, spec: { clusterIP?: string } }>(RESOURCES.services, 'shop')).items.find((x) => x.spec.clusterIP === ips[0])
+    const svc = (await client.list<KubeObject & { spec: { clusterIP?: string } }>(RESOURCES.services, 'shop')).items.find((x) => x.spec.clusterIP === ips[0])
     const backing = (await client.list<Slice>(RESOURCES.endpointSlices, 'shop', { labelSelector: `kubernetes.io/service-name=${svc?.metadata.name ?? ''}` })).items.find((x) => (x.endpoints?.length ?? 0) > 0)
     expect(await echo(backing?.endpoints?.[0]?.addresses[0] as string, backing?.ports?.[0]?.port as number, 'by name from a Kubernetes node')).toBe('by name from a Kubernetes node')
     // Per the KEP the exporting cluster imports too; its own endpoint connects locally.
