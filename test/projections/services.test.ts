@@ -128,6 +128,34 @@ describe('services: service addresses', () => {
     expect(serviceAddressOf(s, 'ns', 'svc-7')).toBe(slotAddress(s.byKey.get('ns/svc-7') as number))
   })
 
+  it('property: an address is held exactly while its key is exported, is unique, and never changes while held', () => {
+    const ops = fc.array(fc.record({
+      who: fc.constantFrom(0, 2, 3),
+      unexport: fc.boolean(),
+      name: fc.constantFrom('web', 'api', 'db')
+    }), { maxLength: 40 })
+    fc.assert(fc.property(ops, (list) => {
+      const w = world()
+      const seen = new Map<string, number>()
+      const who = [A, A2, B, C]
+      const clusterOf = ['a', 'a', 'b', 'c']
+      for (const op of list) {
+        const id = who[op.who] as NodeIdentity
+        const cluster = clusterOf[op.who] as string
+        if (op.unexport) w.unexport(id, cluster, 'shop', op.name)
+        else w.export(id, cluster, { name: op.name })
+        const held = w.state.addresses
+        const wanted = new Set<string>()
+        for (const r of w.state.exports.values()) { wanted.add(`${r.namespace}/${r.name}`); wanted.add(`${r.namespace}/${r.name}/${r.cluster}`) }
+        expect(new Set(held.byKey.keys())).toEqual(wanted)
+        expect(new Set(held.byKey.values()).size).toBe(held.byKey.size)
+        for (const [k, slot] of seen) if (held.byKey.has(k)) expect(held.byKey.get(k)).toBe(slot)
+        for (const k of [...seen.keys()]) if (!held.byKey.has(k)) seen.delete(k)
+        for (const [k, slot] of held.byKey) seen.set(k, slot)
+      }
+    }), { numRuns: 200 })
+  })
+
   it('an export the projection ignores (author of another cluster) claims nothing', () => {
     const w = world()
     w.export(A, 'b') // A is a member of cluster a
