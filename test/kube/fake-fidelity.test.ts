@@ -54,15 +54,16 @@ function docs (file: string): KubeObject[] {
   return YAML.parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as KubeObject).filter((d) => d !== null)
 }
 
-describe('fake API server: what a real one refuses (issue 14 regressions)', () => {
-  let fake: FakeKube
-  let client: KubeClient
-  beforeEach(async () => {
-    fake = await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] })
-    client = fake.client()
-  })
-  afterEach(async () => { await fake.close() })
+// One fake API server per test, for every test of this file.
+let fake: FakeKube
+let client: KubeClient
+beforeEach(async () => {
+  fake = await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] })
+  client = fake.client()
+})
+afterEach(async () => { await fake.close() })
 
+describe('fake API server: what a real one refuses (issue 14 regressions)', () => {
   const slice = (addresses: string[], addressType = 'IPv4'): KubeObject => ({
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -119,14 +120,6 @@ describe('fake API server: what a real one refuses (issue 14 regressions)', () =
 })
 
 describe('fake API server: validation and defaulting of the objects Weft writes', () => {
-  let fake: FakeKube
-  let client: KubeClient
-  beforeEach(async () => {
-    fake = await startFakeKube({ namespaces: ['default', 'kube-system', 'shop'] })
-    client = fake.client()
-  })
-  afterEach(async () => { await fake.close() })
-
   type Svc = KubeObject & { spec: Record<string, unknown>, status?: unknown }
   const service = (spec: Record<string, unknown>): Svc => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'shop' }, spec } as Svc)
 
