@@ -30,6 +30,7 @@ const Millis = z.number().min(0)
 /** Stable error codes of the API (the HTTP status says the class, the code says which). */
 export type ApiErrorCode =
   | 'unauthorized' // 401: no or wrong bearer token
+  | 'forbidden' // 403: the event needs the owner's or a delegate's authority
   | 'not_found' // 404: no such route
   | 'method_not_allowed' // 405: the route exists, not with this method
   | 'bad_request' // 400: malformed JSON, bad query or body, invalid setting

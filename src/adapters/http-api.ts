@@ -13,6 +13,7 @@ import { isWeftError, WeftError } from '../log/errors.js'
 import { compareEvents, formatZodIssues, openEnvelope, type SignedEvent } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
 import { makeSettingsChange, parseSettingValue } from '../projections/settings.js'
+import { currentDelegates } from '../projections/authority.js'
 import { networkView, type NetworkView } from '../projections/view.js'
 import type { CliReducers } from '../cli/reducers.js'
 import type { Replica } from './replica.js'
@@ -446,6 +447,10 @@ class Api {
     const value = parseSettingValue(key, text) as SetSettingResponse['value']
     const author = replica.authorHex
     if (author === undefined) throw new HttpError(409, 'read_only', 'this node has no identity to sign with; settings cannot be changed through it')
+    const authority = replica.states().network.authority
+    if (authority.owner !== undefined && !currentDelegates(authority).includes(author)) {
+      throw new HttpError(403, 'forbidden', 'settings changes need the network owner\'s signature: use "weft settings set <key> <value> --owner-key <file>" (it cosigns through /api/v1/admin), or have the owner grant this node (weft admin grant)')
+    }
     const state = replica.states().network.settings
     const current = (A.toJS(state.doc) as Record<string, unknown>)[key]
     if (current !== undefined && JSON.stringify(current) === JSON.stringify(value)) {

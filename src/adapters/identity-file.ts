@@ -22,6 +22,16 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<NodeIdenti
   return await load(path)
 }
 
+/** Load an Ed25519 key file (the node's, or the owner's), refusing one readable by others. */
+export async function loadKeyFile (path: string): Promise<NodeIdentity> {
+  return await load(path)
+}
+
+/** Write a new Ed25519 key file (0600) unless one exists; false when it existed. */
+export async function createKeyFile (path: string, key: NodeIdentity): Promise<boolean> {
+  return await createPrivateFile(path, key.exportPem())
+}
+
 async function load (path: string): Promise<NodeIdentity> {
   const mode = (await stat(path)).mode
   if ((mode & 0o077) !== 0) {

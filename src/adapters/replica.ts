@@ -12,7 +12,16 @@ import { WeftError } from '../log/errors.js'
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
   net: Uint8Array
-  reducers: R
+  /**
+   * The projections, or a function making them from the merged log (reducers that must know of
+   * fork proofs, which live in the log and not in any event).
+   */
+  reducers: R | ((ctx: ReducerContext) => R)
+  /**
+   * The network's owner key (from the token). Recorded in the store on first open; a replica
+   * opened without it (the log CLI on a stopped data dir) uses the recorded one.
+   */
+  owner?: Uint8Array
   verifier?: Verifier
   /** Needed to append; a read-only replica (the log CLI) has none. */
   signer?: Signer
@@ -20,6 +29,9 @@ export interface ReplicaOptions<R extends ReducerMap> {
   /** fsync every batch (default true). */
   sync?: boolean
 }
+
+/** What reducers may need that no event carries: fork proofs (in the merged log) and the owner key. */
+export interface ReducerContext { log: MergedLog, owner?: Uint8Array }
 
 export type ReplicaListener = (added: readonly SignedEvent[], forks: readonly ForkProof[]) => void
 
@@ -39,23 +51,36 @@ export class Replica<R extends ReducerMap> {
 
   private constructor (private readonly opts: ReplicaOptions<R>) {
     this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending })
-    this.fold = new FoldEngine(opts.reducers)
+    const ctx: ReducerContext = { log: this.log, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) }
+    this.fold = new FoldEngine(typeof opts.reducers === 'function' ? opts.reducers(ctx) : opts.reducers)
     this.store = new EventStore(opts.db, { sync: opts.sync })
     this.signer = opts.signer
   }
 
   static async open<R extends ReducerMap> (opts: ReplicaOptions<R>): Promise<Replica<R>> {
-    const r = new Replica(opts)
+    const meta = new EventStore(opts.db, { sync: opts.sync })
     const netHex = toHex(opts.net)
-    const storedNet = await r.store.getMeta('net')
+    const storedNet = await meta.getMeta('net')
     if (storedNet === undefined) {
-      await r.store.setMeta('net', netHex)
+      await meta.setMeta('net', netHex)
     } else if (storedNet !== netHex) {
       throw new WeftError('ERR_WRONG_NETWORK', `this data dir belongs to network ${storedNet}, not ${netHex}; use another --data-dir for this token`)
     }
+    const storedOwner = await meta.getMeta('owner')
+    let owner = opts.owner
+    if (owner !== undefined && storedOwner !== toHex(owner)) {
+      if (storedOwner !== undefined) throw new WeftError('ERR_WRONG_NETWORK', `this data dir belongs to a network owned by ${storedOwner.slice(0, 16)}…, not the token's owner ${toHex(owner).slice(0, 16)}…; use another --data-dir for this token`)
+      await meta.setMeta('owner', toHex(owner))
+    } else if (owner === undefined && storedOwner !== undefined) {
+      owner = fromHex(storedOwner)
+    }
+    const r = new Replica({ ...opts, ...(owner !== undefined ? { owner } : {}) })
     await r.load()
     return r
   }
+
+  /** The owner key this replica judges authority by (undefined: an open, legacy network). */
+  get owner (): Uint8Array | undefined { return this.opts.owner }
 
   private async load (): Promise<void> {
     const batch: SignedEvent[] = []
@@ -108,7 +133,12 @@ export class Replica<R extends ReducerMap> {
         throw err
       }
       this.fold.insert(res.added.filter((e) => this.log.isVisible(e)))
-      if (res.forks.length > 0) this.fold.remove((e) => !this.log.isVisible(e))
+      if (res.forks.length > 0) {
+        this.fold.remove((e) => !this.log.isVisible(e))
+        // A forked author departs after its last visible event: refold from there.
+        const lastVisible = new Map(res.forks.map((p) => [p.authorHex, (this.log.freezeSeq(p.authorHex) ?? p.seq) - 1]))
+        this.fold.refoldAt((e) => lastVisible.get(e.authorHex) === e.fields.seq)
+      }
       for (const fn of this.listeners) fn(res.added, res.forks)
     }
     return res
@@ -121,7 +151,17 @@ export class Replica<R extends ReducerMap> {
   }
 
   /** Sign a new event of our own feed, on top of everything we have seen. */
-  async append<T extends EventType> (type: T, body: BodyOf<T>, time: number): Promise<SignedEvent> {
+  /** The seq our next event will have (what a cosignature must be bound to). */
+  nextSeq (): number {
+    const me = this.authorHex
+    return me === undefined ? 1 : this.log.maxSeqOf(me) + 1
+  }
+
+  /**
+   * `expectSeq`: append only if the event gets this seq (a cosignature is bound to it); otherwise
+   * ERR_STALE_SEQ and nothing is appended, so the caller prepares again.
+   */
+  async append<T extends EventType> (type: T, body: BodyOf<T>, time: number, opts: { expectSeq?: number } = {}): Promise<SignedEvent> {
     return await this.serial(async () => {
       const signer = this.signer
       if (signer === undefined) throw new WeftError('ERR_BAD_INPUT', 'this replica was opened read-only (no identity)')
@@ -130,6 +170,9 @@ export class Replica<R extends ReducerMap> {
         throw new WeftError('ERR_AUTHOR_FROZEN', 'this node\'s own feed is forked (was the data dir restored from an old copy?); it can no longer append. Start with a new --data-dir')
       }
       const seq = this.log.maxSeqOf(me) + 1
+      if (opts.expectSeq !== undefined && opts.expectSeq !== seq) {
+        throw new WeftError('ERR_STALE_SEQ', `the cosignature is bound to seq ${opts.expectSeq} but this node's next event is seq ${seq} (it appended meanwhile); prepare and sign again`)
+      }
       const prevEv = seq > 1 ? this.log.eventsOf(me, seq - 1)[0] : undefined
       const heads: SignedEvent[] = []
       for (const [author, entry] of this.log.frontier()) {

@@ -1,5 +1,5 @@
 import { request as httpRequest } from 'node:http'
-import type { z } from 'zod'
+import { z } from 'zod'
 import { apiEndpointPath, readApiEndpoint, readApiToken, readTokenFile } from '../adapters/api-token.js'
 import {
   API_PREFIX, ApiErrorSchema, EventsPageSchema, ImportReportSchema, MAX_EVENTS_LIMIT, MAX_IMPORT_ENVELOPES, NodeStatusSchema,
@@ -22,6 +22,10 @@ import { decodeBase64 } from './input.js'
  * Every response is checked against the shared schemas; every failure becomes a CliError that
  * says what went wrong and where (daemon not running, wrong token, refused request).
  */
+
+const AdminPrepareSchema = z.object({ ticket: z.unknown(), signingInput: z.string(), owner: z.string().nullable(), authorisedWithout: z.boolean() })
+const AdminAppendSchema = z.object({ id: z.string(), seq: z.number(), type: z.string() })
+const TokenSchema = z.object({ token: z.string(), epoch: z.number() })
 
 export interface ApiClientOptions {
   /** `http://host:port` or `unix:/abs/path.sock`. */
@@ -135,6 +139,20 @@ export class ApiClient {
     return await this.call('PUT', `/settings/${encodeURIComponent(key)}`, SetSettingResponseSchema, { value })
   }
 
+  /** Compose an administrative event this daemon will author; returns what to cosign. */
+  async adminPrepare (action: Record<string, unknown>): Promise<{ ticket: unknown, signingInput: string, owner: string | null, authorisedWithout: boolean }> {
+    return await this.call('POST', '/admin/prepare', AdminPrepareSchema, action)
+  }
+
+  async adminAppend (ticket: unknown, auth?: { by: string, sig: string }): Promise<{ id: string, seq: number, type: string }> {
+    return await this.call('POST', '/admin/append', AdminAppendSchema, { ticket, ...(auth !== undefined ? { auth } : {}) })
+  }
+
+  /** The token for new machines (current admission epoch). */
+  async currentToken (): Promise<{ token: string, epoch: number }> {
+    return await this.call('GET', '/token', TokenSchema)
+  }
+
   /** `weft service expose`: this node serves `name` at `target` and exports it. */
   async serviceExpose (req: ExposeRequest): Promise<ExposeResponse> {
     return await this.call('POST', SERVICE_ROUTES.expose, ExposeResponseSchema, req)
@@ -186,6 +204,13 @@ export class ApiClient {
     }
     total.parked = total.parkedEvents.length
     return total
+  }
+
+  async callRaw (method: string, path: string, body?: unknown): Promise<{ status: number, json: unknown }> {
+    const { status, text } = await this.send(method, `${API_PREFIX}${path}`, body)
+    let json: unknown
+    try { json = JSON.parse(text) } catch { json = undefined }
+    return { status, json }
   }
 
   private async call<S extends z.ZodType> (method: string, path: string, schema: S, body?: unknown): Promise<z.output<S>> {

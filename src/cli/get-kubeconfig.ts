@@ -146,7 +146,7 @@ export async function getKubeconfig (o: GetKubeconfigOptions): Promise<string> {
   const ids = identifiers(token)
   const peers = o.peer.map(peerAddr)
   const identity = await memberIdentity(o.dataDir)
-  const replica = await Replica.open({ db: memoryDb(), net, reducers: cliReducers(), sync: false })
+  const replica = await Replica.open({ db: memoryDb(), net, reducers: cliReducers(), sync: false, ...(token.owner !== undefined ? { owner: token.owner } : {}) })
   let host: WeftHost | undefined
   try {
     await seedFromDataDir(o.dataDir, net, replica, note)

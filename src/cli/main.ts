@@ -5,6 +5,7 @@ import { EXIT_OK, EXIT_USAGE, oneLine, run } from './errors.js'
 import { flush } from './output.js'
 import { intParser, jsonOption } from './options.js'
 import { registerToken } from './token.js'
+import { registerAdmin } from './admin.js'
 import { registerLog } from './log.js'
 import { registerUp } from './up.js'
 import { registerStatus } from './status.js'
@@ -43,6 +44,7 @@ export function buildProgram (): Command {
   registerUp(program)
   registerStatus(program)
   registerSettings(program)
+  registerAdmin(program)
   registerGetKubeconfig(program)
   registerDns(program)
   registerService(program)

@@ -7,6 +7,7 @@ import { CliError, EXIT_OK, run } from './errors.js'
 import { dataDirOption, jsonOption } from './options.js'
 import { out, printJson, shortId, shortPeer, table } from './output.js'
 import { apiOptions } from './status.js'
+import { ownerKeyOption } from './admin.js'
 
 /**
  * `weft settings get|set`: the network's shared settings (see docs/projections.md). `get` asks
@@ -21,7 +22,7 @@ export const KEYS_HELP = 'overlayCidr, overlayCidr6, zone, minNodes, serverCount
 const client = async (o: ApiCliOptions): Promise<import('./api-client.js').ApiClient> =>
   await (await import('./api-client.js')).ApiClient.fromOptions(o)
 
-type Opts = ApiCliOptions & { json: boolean }
+type Opts = ApiCliOptions & { json: boolean, ownerKey?: string }
 
 export function registerSettings (program: Command): void {
   const settings = program.command('settings').description('show and change the network\'s shared settings')
@@ -31,10 +32,10 @@ export function registerSettings (program: Command): void {
     .argument('[key]', `one setting: ${KEYS_HELP}`))), 'print JSON: {values, origin, problems}, or {key, value, origin} for one key')
     .action(async (key: string | undefined, o: Opts) => { await run(async () => await settingsGet(key, o)) })
 
-  jsonOption(apiOptions(dataDirOption(settings.command('set')
+  jsonOption(ownerKeyOption(apiOptions(dataDirOption(settings.command('set')
     .description('change a setting for the whole network (through the running daemon, which signs the change)')
     .argument('<key>', `one of: ${KEYS_HELP}`)
-    .argument('<value>', 'the new value (numbers, true/false and null are read as such where the setting takes them)'))), 'print the API answer as JSON')
+    .argument('<value>', 'the new value (numbers, true/false and null are read as such where the setting takes them)')))), 'print the API answer as JSON')
     .action(async (key: string, value: string, o: Opts) => { await run(async () => await settingsSet(key, value, o)) })
 }
 
@@ -96,7 +97,17 @@ export async function settingsSet (key: string, value: string, o: Opts): Promise
     }
     throw err
   })
-  const r = await api.setSetting(key, value)
+  const parsed = parseSettingValue(key, value)
+  const current = (await api.settings()).values[key]
+  let r: { event: string | null, key: string, value: unknown, unchanged: boolean }
+  if (JSON.stringify(current ?? null) === JSON.stringify(parsed)) {
+    r = { event: null, key, value: parsed, unchanged: true }
+  } else {
+    // A settings change needs the owner's or a delegate's authority: cosigned here when needed.
+    const { adminAct } = await import('./admin.js')
+    const ev = await adminAct({ type: 'settings.change', key, value }, o)
+    r = { event: ev.id, key, value: parsed, unchanged: false }
+  }
   if (o.json) {
     printJson(r)
     return EXIT_OK

@@ -3,7 +3,8 @@ import type { Command } from 'commander'
 import {
   formatToken, identifiers, newToken, parseToken, rendezvousKeys, RENDEZVOUS_EPOCH_SECONDS
 } from '../log/token.js'
-import { EXIT_OK, run } from './errors.js'
+import { EXIT_OK, run, CliError } from './errors.js'
+import { defaultOwnerKeyPath, registerTokenAdmin } from './admin.js'
 import { readStdin } from './input.js'
 import { jsonOption } from './options.js'
 import { out, printJson, table } from './output.js'
@@ -16,19 +17,40 @@ import { out, printJson, table } from './output.js'
 export function registerToken (program: Command): void {
   const token = program.command('token').description('create and inspect network tokens')
 
-  jsonOption(token.command('new').description('print a new network token (one line)'), 'print {token, networkId}')
-    .action(async (opts: { json: boolean }) => { await run(() => tokenNew(opts)) })
+  jsonOption(token.command('new').description('make a new network: its owner key (a 0600 file the operator keeps) and a token that commits to it (one line)')
+    .option('--owner-key <file>', 'where to write the owner key (default ~/.config/weft/owner-<network id>.key); an existing key file is reused, so one owner can own several networks'), 'print {token, networkId, ownerKey}')
+    .action(async (opts: { json: boolean, ownerKey?: string }) => { await run(async () => await tokenNew(opts)) })
+  registerTokenAdmin(token)
 
   jsonOption(token.command('inspect').description('show the network id and derived public identifiers of a token')
     .argument('<token>', 'the token, or "-" to read it from stdin (keeps it out of shell history)'))
     .action(async (text: string, opts: { json: boolean }) => { await run(async () => await tokenInspect(text, opts)) })
 }
 
-function tokenNew (opts: { json: boolean }): number {
-  const t = newToken()
+async function tokenNew (opts: { json: boolean, ownerKey?: string }): Promise<number> {
+  const { createKeyFile, loadKeyFile } = await import('../adapters/identity-file.js')
+  const { generateIdentity } = await import('../log/identity.js')
+  const { mkdir } = await import('node:fs/promises')
+  const { dirname } = await import('node:path')
+  const root = newToken()
+  const networkId = identifiers(root).networkId
+  const path = opts.ownerKey ?? defaultOwnerKeyPath(networkId)
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  let owner = generateIdentity()
+  if (!await createKeyFile(path, owner)) {
+    try {
+      owner = await loadKeyFile(path)
+    } catch (err) {
+      throw new CliError(`${path} exists and is not a usable owner key: ${(err as Error).message}`)
+    }
+  }
+  const t = { secret: root.secret, owner: owner.publicKey, epoch: 0 }
   const text = formatToken(t)
-  if (opts.json) out(JSON.stringify({ token: text, networkId: identifiers(t).networkId }))
-  else out(text)
+  if (opts.json) out(JSON.stringify({ token: text, networkId, ownerKey: path }))
+  else {
+    out(text)
+    process.stderr.write(`owner key: ${path} (keep it off the nodes; administrative commands read it with --owner-key)\n`)
+  }
   return EXIT_OK
 }
 

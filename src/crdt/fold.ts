@@ -104,6 +104,14 @@ export class FoldEngine<R extends ReducerMap> {
     return before - this.view.length
   }
 
+  /** Refold from the first view event matching `first` (a reducer input outside the log changed there). */
+  refoldAt (first: (e: SignedEvent) => boolean): boolean {
+    const i = this.view.findIndex(first)
+    if (i < 0) return false
+    this.refoldFrom(i)
+    return true
+  }
+
   private refoldFrom (position: number): void {
     this.checkpoints = this.checkpoints.filter((c) => c.index <= position)
     const base = this.checkpoints[this.checkpoints.length - 1]

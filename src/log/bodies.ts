@@ -15,6 +15,8 @@ export const LIMITS = {
   maxLabels: 64,
   maxLabelValue: 1024,
   maxPorts: 100,
+  /** Members one `network.rotate` can seal the new transport key to. */
+  maxSealed: 512,
   /** An Automerge change inside `settings.change`. */
   maxSettingsChangeBytes: 48 * 1024
 } as const
@@ -35,6 +37,15 @@ export const RequestedRole = z.enum(['auto', 'master', 'worker', 'client'])
 const LabelMap = z.record(z.string().min(1).max(LIMITS.maxString), z.string().max(LIMITS.maxLabelValue))
   .refine((m) => Object.keys(m).length <= LIMITS.maxLabels, `at most ${LIMITS.maxLabels} entries`)
 
+/**
+ * A cosignature: the owner's (or a delegate's) Ed25519 signature over this event's author, seq,
+ * type and body without `auth` (see log/auth.ts). Bound to (author, seq), so it cannot be
+ * replayed in another event: a second event at the same position is a fork and freezes the
+ * author. Whether `by` has authority is decided by the authority projection.
+ */
+export const Auth = z.strictObject({ by: PeerKey, sig: bytesOf(64) })
+const auth = Auth.optional()
+
 export const ServicePort = z.strictObject({
   name: DnsLabel.optional(),
   protocol: z.enum(['TCP', 'UDP', 'SCTP']),
@@ -51,18 +62,45 @@ export const bodySchemas = {
     version: Text,
     addrs: z.array(Text).max(LIMITS.maxListItems),
     caps: z.array(ShortString).max(LIMITS.maxListItems),
-    role: RequestedRole
+    role: RequestedRole,
+    /** X25519 public key that rotated transport keys are sealed to (network.rotate). */
+    seal: PeerKey.optional(),
+    auth
   }),
   'node.leave': z.strictObject({
     reason: Text.optional()
   }),
   'node.evict': z.strictObject({
     peer: PeerKey,
-    reason: Text
+    reason: Text,
+    auth
+  }),
+  /** Remove a member for good: its later events are ignored and it can never join again. */
+  'node.revoke': z.strictObject({
+    peer: PeerKey,
+    reason: Text,
+    auth
+  }),
+  /** A new transport key (admission secret), sealed to each remaining member's `seal` key. */
+  'network.rotate': z.strictObject({
+    epoch: z.int().min(1).max(0xffffffff),
+    ephemeral: PeerKey,
+    sealed: z.array(z.strictObject({ to: PeerKey, box: bytesOf(48) })).max(LIMITS.maxSealed),
+    auth
+  }),
+  /** The owner makes a member a delegate (it may then sign administrative events itself). */
+  'admin.grant': z.strictObject({
+    peer: PeerKey,
+    auth
+  }),
+  'admin.ungrant': z.strictObject({
+    peer: PeerKey,
+    auth
   }),
   'role.claim': z.strictObject({
     cluster: ClusterName,
-    role: RequestedRole
+    role: RequestedRole,
+    auth
   }),
   'ip.claim': z.strictObject({
     addr: IpAddress
@@ -71,7 +109,8 @@ export const bodySchemas = {
     addr: IpAddress
   }),
   'route.advertise': z.strictObject({
-    cidr: Cidr
+    cidr: Cidr,
+    auth
   }),
   'route.withdraw': z.strictObject({
     cidr: Cidr
@@ -87,7 +126,8 @@ export const bodySchemas = {
     internalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
     trafficDistribution: Text.optional(),
     labels: LabelMap,
-    annotations: LabelMap
+    annotations: LabelMap,
+    auth
   }),
   'service.unexport': z.strictObject({
     cluster: ClusterName,
@@ -96,7 +136,8 @@ export const bodySchemas = {
   }),
   'settings.change': z.strictObject({
     change: z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength > 0 && v.byteLength <= LIMITS.maxSettingsChangeBytes,
-      { message: `an Automerge change of 1..${LIMITS.maxSettingsChangeBytes} bytes` })
+      { message: `an Automerge change of 1..${LIMITS.maxSettingsChangeBytes} bytes` }),
+    auth
   })
 } as const
 

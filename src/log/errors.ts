@@ -20,6 +20,9 @@ export type WeftErrorCode =
   | 'ERR_BAD_VERSION'
   | 'ERR_WRONG_NETWORK'
   | 'ERR_BAD_SIGNATURE'
+  | 'ERR_BAD_AUTH' // a body.auth cosignature that does not verify
+  | 'ERR_STALE_SEQ' // a cosignature bound to a seq the node has moved past
+  | 'ERR_UNAUTHORISED' // an administrative event without owner or delegate authority
   | 'ERR_BAD_BODY'
   | 'ERR_UNKNOWN_TYPE'
   | 'ERR_TOO_MANY_DEPS'

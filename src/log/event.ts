@@ -6,6 +6,8 @@ import { bodySchemas, isEventType, LIMITS, type BodyOf, type EventType } from '.
 import { compareBytes, concatBytes, equalBytes, toHex, utf8 } from './bytes.js'
 import { WeftError } from './errors.js'
 import { authorName } from './author.js'
+import { checkCosignature } from './auth.js'
+import { Ed25519Verifier } from './identity.js'
 
 export const EVENT_VERSION = 1
 /** Separates Weft event signatures from any other use of the same key. */
@@ -75,6 +77,8 @@ export function eventId (net: Uint8Array, bytes: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(signingInput(net, bytes)).digest())
 }
 
+const cosignatureVerifier = new Ed25519Verifier(64)
+
 /** Build and sign an event. Throws if the fields would not pass validation. */
 export function signEvent (fields: EventFields, signer: Signer): SignedEvent {
   if (!equalBytes(fields.author, signer.publicKey)) {
@@ -88,6 +92,7 @@ export function signEvent (fields: EventFields, signer: Signer): SignedEvent {
     throw new WeftError('ERR_BAD_FIELD', `malformed event header: ${formatZodIssues(h.error)}`)
   }
   checkHeaderRules(normal)
+  checkCosignature(normal, cosignatureVerifier)
   const bytes = canonicalEncode(normal)
   const sig = signer.sign(signingInput(normal.net, bytes))
   const envelope = canonicalEncode([bytes, sig])
@@ -166,6 +171,7 @@ export function openEnvelope (envelope: Uint8Array, net: Uint8Array, verifier: V
   if (!verifier.verify(fields.author, signingInput(net, bytes), sig)) {
     throw new WeftError('ERR_BAD_SIGNATURE', `signature does not verify for author ${authorName(fields.author)}`)
   }
+  checkCosignature(fields, verifier)
   const id = eventId(net, bytes)
   return { fields, bytes, sig, id, idHex: toHex(id), authorHex: toHex(fields.author), envelope }
 }

@@ -40,6 +40,12 @@ export function identityFromSeed (seed: Uint8Array): NodeIdentity {
   return fromKeyObject(createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' }))
 }
 
+/** The 32-byte Ed25519 seed of a key (the last 32 bytes of its PKCS#8 DER form). */
+export function seedOf (identity: NodeIdentity): Uint8Array {
+  const der = createPrivateKey({ key: identity.exportPem(), format: 'pem' }).export({ format: 'der', type: 'pkcs8' })
+  return new Uint8Array(der.subarray(der.byteLength - 32))
+}
+
 export function identityFromPem (pem: string): NodeIdentity {
   let key: KeyObject
   try {

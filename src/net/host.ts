@@ -44,6 +44,8 @@ export interface HostOptions {
   /** Act as a circuit relay for peers without a public address (default true). */
   relay?: boolean
   logger?: ComponentLogger
+  /** Refuse connections of these peers (revoked or forked members), by PeerId string. */
+  denyPeer?: (peerId: string) => boolean
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -77,6 +79,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
+    ...(opts.denyPeer !== undefined ? { connectionGater: gaterFor(opts.denyPeer) } : {}),
     connectionManager: {
       // Many nodes on one host all dial from the same address: the default threshold treats
       // that as a flood and refuses them.
@@ -111,4 +114,15 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       autonat: autoNAT()
     }
   })
+}
+
+/** Refuse a denied peer as soon as its identity is known (after the handshake), both ways. */
+function gaterFor (deny: (peerId: string) => boolean): NonNullable<Libp2pOptions['connectionGater']> {
+  return {
+    denyDialPeer: async (peer) => deny(peer.toString()),
+    denyInboundEncryptedConnection: async (peer) => deny(peer.toString()),
+    denyOutboundEncryptedConnection: async (peer) => deny(peer.toString()),
+    denyInboundUpgradedConnection: async (peer) => deny(peer.toString()),
+    denyOutboundUpgradedConnection: async (peer) => deny(peer.toString())
+  }
 }

@@ -30,6 +30,8 @@ export interface MeshOptions {
   log: MeshLogger
   now: () => number
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
+  /** Peers whose connections are refused (revoked or forked members), by PeerId string. */
+  denyPeer?: (peerId: string) => boolean
 }
 
 export interface MeshPeer {
@@ -83,7 +85,8 @@ export class Mesh {
       listen: opts.listen,
       peers: opts.peers,
       mdns: opts.mdns,
-      mdnsIntervalMs: opts.mdnsIntervalMs
+      mdnsIntervalMs: opts.mdnsIntervalMs,
+      ...(opts.denyPeer !== undefined ? { denyPeer: opts.denyPeer } : {})
     })
     const syncIntervalMs = opts.syncIntervalMs ?? 10_000
     let mesh: Mesh | undefined

@@ -9,7 +9,11 @@ import { ensureApiToken, removeApiEndpoint, readApiEndpoint, writeApiEndpoint } 
 import { startApiServer, type ApiServer } from '../adapters/http-api.js'
 import type { NodeStatus, PeerStatus } from '../adapters/api-types.js'
 import { isWeftError, WeftError } from '../log/errors.js'
-import { Ed25519Verifier, type NodeIdentity } from '../log/identity.js'
+import { Ed25519Verifier, seedOf, type NodeIdentity } from '../log/identity.js'
+import { sealKeyFromSeed, type SealKey } from '../log/seal.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { Admission } from './admission.js'
+import { TransportKeyring } from './transport-keyring.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
 import { cliReducers, type CliReducers } from '../cli/reducers.js'
@@ -73,6 +77,8 @@ export class Daemon {
   private mcs: McsAgent | undefined
   private k3s: K3sProcess | undefined
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
+  private admission: Admission | undefined
+  private seal: SealKey | undefined
   private lastK3sWait: string | undefined
   private planning = false
   private replan = false
@@ -124,9 +130,12 @@ export class Daemon {
     }
     const net = networkIdBytes(config.token)
     const verifier = new Ed25519Verifier()
+    const keyring = await TransportKeyring.open(config.dataDir, config.token)
+    const seal = sealKeyFromSeed(seedOf(identity))
+    let admission: Admission | undefined
     let replica: Replica<CliReducers>
     try {
-      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier })
+      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier, ...(config.token.owner !== undefined ? { owner: config.token.owner } : {}) })
     } catch (err) {
       await db.close()
       throw err
@@ -143,6 +152,7 @@ export class Daemon {
         mdns: config.mdns,
         mdnsIntervalMs: opts.mdnsIntervalMs,
         syncIntervalMs: config.syncIntervalMs,
+        denyPeer: (p) => admission?.denied(p) ?? false,
         log,
         now
       })
@@ -151,6 +161,13 @@ export class Daemon {
       throw err
     }
     const d = new Daemon(config, identity, replica, mesh, log, now)
+    admission = new Admission({
+      replica, keyring, net, self: identity.authorHex, seal, log, now,
+      hangUp: async (p) => { await mesh.host.hangUp(peerIdFromString(p)) }
+    })
+    d.admission = admission
+    d.seal = seal
+    await admission.update()
     let deviceReady: Promise<void> = Promise.resolve()
     try {
       if (config.tun) {
@@ -244,6 +261,7 @@ export class Daemon {
       d.applyK3s(state, applied)
       void d.services?.update()
       d.mcs?.update()
+      void d.admission?.update().catch((err: unknown) => { log.error({ err: (err as Error).message }, 'admission update failed') })
     })
     try {
       // After onChange: events it appends (withdrawn exposes) are pushed like any other.
@@ -286,7 +304,7 @@ export class Daemon {
           const kube = this.kubeProxies
           if (kube === undefined) throw Object.assign(new Error('this node does not run kube proxies'), { status: 404, code: 'not_found' })
           return await h(body, { kube })
-        }]))] as const))
+        }]))] as const)).concat(this.admission?.routes() ?? [])
       },
       listen: config.api,
       token,
@@ -340,7 +358,8 @@ export class Daemon {
       version: weftVersion(),
       addrs: advertisedAddrs(this.listenAddrs()).slice(0, 16),
       caps: [...(this.vpn !== undefined ? ['vpn'] : []), ...(this.kubeShare !== undefined ? [KUBE_API_CAP] : [])],
-      advertise: this.config.advertise
+      advertise: this.config.advertise,
+      ...(this.seal !== undefined ? { seal: this.seal.publicKey } : {})
     }
   }
 

@@ -1,6 +1,8 @@
 import type { BodyOf } from '../log/bodies.js'
 import type { NetworkState } from './network.js'
 import { chooseAddress, leaseOf } from './ipam.js'
+import { currentDelegates, routeAllowed } from './authority.js'
+import { toHex } from '../log/bytes.js'
 
 /** What the operator asked of this node (its flags and config). */
 export interface DesiredNode {
@@ -14,6 +16,8 @@ export interface DesiredNode {
   caps: string[]
   /** Networks this node routes for (canonical CIDR text). */
   advertise?: string[]
+  /** X25519 public key that rotated transport keys are sealed to. */
+  seal?: Uint8Array
 }
 
 export type AgentStep =
@@ -37,6 +41,13 @@ export interface AgentPlan {
  */
 export function planAgent (s: NetworkState, author: string, want: DesiredNode): AgentPlan {
   const departed = s.members.departed.get(author)
+  const revoked = s.authority.revoked.get(author)
+  if (revoked !== undefined) {
+    return { steps: [], blocked: `this node was revoked by ${revoked.by.slice(0, 12)} (${revoked.reason}); its events are ignored by every member and it can never join again` }
+  }
+  if ((departed?.how === 'forked') && !s.members.active.has(author)) {
+    return { steps: [], blocked: 'this node\'s feed forked (was its data dir restored from an old copy?); every member treats it as revoked: start it with a new --data-dir to join as a new node' }
+  }
   if (departed?.how === 'evict' && !s.members.active.has(author)) {
     return { steps: [], blocked: `this node was evicted by ${departed.by.slice(0, 12)}${departed.reason !== undefined ? ` (${departed.reason})` : ''}; it does not rejoin on its own: start it with a new --data-dir to join as a new node` }
   }
@@ -49,20 +60,30 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
     version: want.version,
     addrs: want.addrs,
     caps: want.caps,
-    role: want.role
+    role: want.role,
+    ...(want.seal !== undefined ? { seal: want.seal } : {})
   }
   if (me === undefined) return { steps: [{ type: 'node.join', body: joinBody, why: departed !== undefined ? 'rejoining after a leave' : 'first start' }] }
   // Listen addresses change with every restart on a random port; they are advisory (presence
   // carries the live ones), so they alone do not call for a new join.
   const changed = (['hostname', 'cluster', 'os', 'arch', 'version'] as const).filter((k) => me[k] !== want[k])
   if (me.caps.join(',') !== want.caps.join(',')) changed.push('caps' as never)
+  if (want.seal !== undefined && me.seal !== toHex(want.seal)) changed.push('seal key' as never)
   if (changed.length > 0) return { steps: [{ type: 'node.join', body: joinBody, why: `${changed.join(', ')} changed` }] }
   if (me.role !== want.role) {
     return { steps: [{ type: 'role.claim', body: { cluster: want.cluster, role: want.role }, why: `role changed from ${me.role} to ${want.role}` }] }
   }
-  const routeSteps = planRoutes(s, author, want.advertise ?? [])
+  // A route outside the policy needs the owner's cosignature (weft route advertise --owner-key):
+  // appending it unsigned would be refused by every replica, and again after every change.
+  const mayRoute = s.authority.owner === undefined || currentDelegates(s.authority).includes(author)
+  const refused = mayRoute ? [] : (want.advertise ?? []).filter((c) => !routeAllowed(c))
+  const routeSteps = planRoutes(s, author, (want.advertise ?? []).filter((c) => !refused.includes(c)))
   if (routeSteps.length > 0) return { steps: routeSteps }
-  if (leaseOf(s.ipam, author, 4) !== undefined) return { steps: [] }
+  if (leaseOf(s.ipam, author, 4) !== undefined) {
+    return refused.length > 0
+      ? { steps: [], blocked: `--advertise ${refused.join(', ')}: outside the route policy (private ranges); only the owner or a delegate may route it` }
+      : { steps: [] }
+  }
   const addr = chooseAddress(s.ipam, s.settings.values, author, 4)
   if (addr === undefined) return { steps: [], blocked: `no free address in the overlay ${s.settings.values.overlayCidr}` }
   const last = s.ipam.claims.get(`${author}/4`)

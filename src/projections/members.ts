@@ -19,9 +19,11 @@ export interface Member {
   /** Position of the join that made this node a member (order of joining). */
   readonly joinedLamport: number
   readonly joinId: string
+  /** X25519 key (hex) rotated transport keys are sealed to, if the join named one. */
+  readonly seal?: string
 }
 
-export interface Departure { readonly author: string, readonly how: 'leave' | 'evict', readonly by: string, readonly reason?: string, readonly lamport: number }
+export interface Departure { readonly author: string, readonly how: 'leave' | 'evict' | 'revoke' | 'forked', readonly by: string, readonly reason?: string, readonly lamport: number }
 
 export interface MembersState {
   /** author hex → member; members are replaced, never mutated, so a shallow copy is a snapshot. */
@@ -58,7 +60,8 @@ export const members: Reducer<MembersState> = {
           caps: f.body.caps,
           role: f.body.role,
           joinedLamport: prior?.joinedLamport ?? f.lamport,
-          joinId: prior?.joinId ?? e.idHex
+          joinId: prior?.joinId ?? e.idHex,
+          ...(f.body.seal !== undefined ? { seal: toHex(f.body.seal) } : {})
         })
         break
       }

@@ -6,6 +6,8 @@ import { deriveRoutes, type Route, type RouteConflict, type RouteTable } from '.
 import { deriveServices, type ServicesView } from './services.js'
 import { deriveDns, type DnsRecord } from './dns.js'
 import type { SettingsState } from './settings.js'
+import { currentDelegates, latestEpoch, type RefusedEvent, type Revocation } from './authority.js'
+import { comparePositions } from './position.js'
 
 export interface MemberView {
   author: string
@@ -31,6 +33,8 @@ export interface NetworkView {
   routes: { routes: Array<Route & { peerHost: string }>, conflicts: RouteConflict[], invalid: RouteTable['invalid'] }
   services: ServicesView
   dns: { zone: string, records: DnsRecord[], invalid: Array<{ name: string, reason: string }> }
+  /** Who governs the network: the owner key, delegates, revoked members, refused events (docs/trust.md). */
+  authority: { owner: string | null, delegates: string[], revoked: Revocation[], epoch: number, refused: RefusedEvent[], refusedTotal: number }
 }
 
 /** Everything a node derives from the log, as plain JSON-able data, in a deterministic order. */
@@ -88,6 +92,14 @@ export function networkView (s: NetworkState): NetworkView {
     },
     routes: { routes: table.routes.map((r) => ({ ...r, peerHost: hostOf.get(r.peer) ?? r.peer.slice(0, 12) })), conflicts: table.conflicts, invalid: table.invalid },
     services,
-    dns: { zone: dns.zone, records, invalid: dns.invalid }
+    dns: { zone: dns.zone, records, invalid: dns.invalid },
+    authority: {
+      owner: s.authority.owner ?? null,
+      delegates: currentDelegates(s.authority),
+      revoked: [...s.authority.revoked.values()].sort((a, b) => comparePositions(a.at, b.at)),
+      epoch: latestEpoch(s.authority),
+      refused: s.authority.refused,
+      refusedTotal: s.authority.refusedTotal
+    }
   }
 }

@@ -5,7 +5,12 @@ import type { NodeLiveStatus, PeerStatus } from '../../src/adapters/api-types.js
 import { toHex } from '../../src/log/bytes.js'
 import type { EventDb } from '../../src/log/store.js'
 import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
-import { identity, memoryDb, NET } from '../support/fixtures.js'
+import { identity, memoryDb, NET, TEST_TOKEN } from '../support/fixtures.js'
+import { Admission } from '../../src/node/admission.js'
+import { TransportKeyring } from '../../src/node/transport-keyring.js'
+import { sealKeyFromSeed } from '../../src/log/seal.js'
+import { seedOf } from '../../src/log/identity.js'
+import { pino } from 'pino'
 
 export type CliReplica = Replica<CliReducers>
 
@@ -34,6 +39,16 @@ export function fakeNode (replica: CliReplica, n = 1): FakeNode {
       { peerId: identity(3).peerId, connected: false, online: false, addrs: [] }
     ],
     now: () => node.clock,
+    routes: new Admission({
+      replica,
+      keyring: TransportKeyring.forToken(TEST_TOKEN),
+      net: NET,
+      self: toHex(id.publicKey),
+      seal: sealKeyFromSeed(seedOf(id)),
+      log: pino({ level: 'silent' }),
+      now: () => node.clock,
+      hangUp: async () => {}
+    }).routes(),
     peers: () => node.peerList,
     status: (): NodeLiveStatus => {
       if (node.failStatus) throw new Error('status exploded')

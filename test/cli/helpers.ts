@@ -19,10 +19,13 @@ export function assertBuilt (): void {
 
 export interface CliResult { code: number | null, stdout: string, stderr: string }
 
+export const TEST_CONFIG_HOME = join(tmpdir(), `weft-test-config-${process.pid}`)
+
 export async function weft (args: readonly string[], opts: { input?: string, env?: Record<string, string> } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, WEFT_DATA_DIR: '', ...opts.env },
+      // Owner keys from `weft token new` go to a per-run directory, never the user's ~/.config.
+      env: { ...process.env, WEFT_DATA_DIR: '', XDG_CONFIG_HOME: TEST_CONFIG_HOME, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe']
     })
     let stdout = ''

@@ -1,17 +1,31 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, k3sClusterToken, parseToken, pnetSwarmKey, rendezvousKeys } from '../../src/log/token.js'
 import { isWeftError } from '../../src/log/errors.js'
-import { assertBuilt, weft } from './helpers.js'
+import { assertBuilt, TEST_CONFIG_HOME, weft } from './helpers.js'
+import { readFile, stat } from 'node:fs/promises'
+import { identityFromPem } from '../../src/log/identity.js'
+import { toHex } from '../../src/log/bytes.js'
 
-const TOKEN_RE = /^weft1[1-9A-HJ-NP-Za-km-z]{40,60}$/
+const TOKEN_RE = /^weft2[1-9A-HJ-NP-Za-km-z]{90,110}$/
 
 beforeAll(assertBuilt)
 
 describe.concurrent('weft token', () => {
+  it('new writes the owner key (0600) that the token commits to; --owner-key reuses an existing one', async () => {
+    const made = JSON.parse((await weft(['token', 'new', '--json'])).stdout) as { token: string, ownerKey: string, networkId: string }
+    expect(made.ownerKey).toContain(TEST_CONFIG_HOME)
+    expect((await stat(made.ownerKey)).mode & 0o077).toBe(0)
+    const key = identityFromPem(await readFile(made.ownerKey, 'utf8'))
+    expect(toHex(parseToken(made.token).owner as Uint8Array)).toBe(key.authorHex)
+    const again = JSON.parse((await weft(['token', 'new', '--json', '--owner-key', made.ownerKey])).stdout) as { token: string, networkId: string }
+    expect(again.networkId).not.toBe(made.networkId)
+    expect(toHex(parseToken(again.token).owner as Uint8Array)).toBe(key.authorHex)
+  })
+
   it('new prints one token line; inspect derives the same network id as new --json', async () => {
     const plain = await weft(['token', 'new'])
     expect(plain.code).toBe(0)
-    expect(plain.stderr).toBe('')
+    expect(plain.stderr).toMatch(/^owner key: .*owner-[0-9a-f]{16}\.key \(keep it off the nodes/)
     const lines = plain.stdout.split('\n').filter((l) => l !== '')
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(TOKEN_RE)

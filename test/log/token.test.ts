@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { base58btc } from 'multiformats/bases/base58'
 import {
-  derive, formatToken, identifiers, k3sClusterToken, networkIdBytes, newToken, parseToken, pnetSwarmKey,
+  derive, formatToken, identifiers, LEGACY_TOKEN_PREFIX, transportKeyOf, k3sClusterToken, networkIdBytes, newToken, parseToken, pnetSwarmKey,
   rendezvousKeys, RENDEZVOUS_EPOCH_SECONDS, SECRET_BYTES, TOKEN_PREFIX, type NetworkToken
 } from '../../src/log/token.js'
 import { isWeftError, type WeftErrorCode } from '../../src/log/errors.js'
@@ -33,32 +33,50 @@ describe('token text form', () => {
       const t = newToken()
       const text = formatToken(t)
       expect(text.startsWith(TOKEN_PREFIX)).toBe(true)
-      expect(text).toMatch(/^weft1[1-9A-HJ-NP-Za-km-z]+$/)
-      expect(text.length).toBeLessThanOrEqual(TOKEN_PREFIX.length + 50)
-      expect(toHex(parseToken(text).secret)).toBe(toHex(t.secret))
+      expect(text).toMatch(/^weft2[1-9A-HJ-NP-Za-km-z]+$/)
+      expect(text.length).toBeLessThanOrEqual(TOKEN_PREFIX.length + 100)
+      const back = parseToken(text)
+      expect(toHex(back.secret)).toBe(toHex(t.secret))
+      expect(toHex(back.owner as Uint8Array)).toBe(toHex(t.owner as Uint8Array))
+      expect(back.epoch).toBe(0)
       // Whitespace from a copy and paste is tolerated.
       expect(toHex(parseToken(`  ${text}\n`).secret)).toBe(toHex(t.secret))
     }
   })
 
+  it('round trips a rotated token (epoch and transport key) and a legacy weft1 token', () => {
+    const rotated: NetworkToken = { ...TEST_TOKEN, epoch: 7, epochKey: new Uint8Array(32).fill(0xab) }
+    const text = formatToken(rotated)
+    expect(text.length).toBeLessThanOrEqual(TOKEN_PREFIX.length + 145)
+    const back = parseToken(text)
+    expect(back.epoch).toBe(7)
+    expect(toHex(back.epochKey as Uint8Array)).toBe('ab'.repeat(32))
+    expect(toHex(transportKeyOf(back))).toBe('ab'.repeat(32))
+    expect(toHex(transportKeyOf(TEST_TOKEN))).not.toBe('ab'.repeat(32))
+    const legacy = formatToken({ secret: new Uint8Array(32).fill(7) })
+    expect(legacy.startsWith(LEGACY_TOKEN_PREFIX)).toBe(true)
+    expect(parseToken(legacy).owner).toBeUndefined()
+    expect(toHex(networkIdBytes(parseToken(legacy)))).toBe(toHex(networkIdBytes(TEST_TOKEN)))
+  })
+
   it('round trips secrets with leading zero bytes and all-0xff secrets', () => {
     for (const secret of [new Uint8Array(32), new Uint8Array(32).fill(0xff), Uint8Array.from({ length: 32 }, (_, i) => (i < 3 ? 0 : i))]) {
-      const text = formatToken({ secret })
+      const text = formatToken({ secret, owner: new Uint8Array(32), epoch: 0 })
       expect(toHex(parseToken(text).secret)).toBe(toHex(secret))
     }
   })
 
   it('the fixture token has a stable text form', () => {
-    expect(formatToken(TEST_TOKEN)).toBe(formatToken({ secret: new Uint8Array(32).fill(7) }))
+    expect(formatToken(TEST_TOKEN)).toBe(formatToken({ secret: new Uint8Array(32).fill(7), owner: TEST_TOKEN.owner, epoch: 0 }))
     expect(toHex(parseToken(formatToken(TEST_TOKEN)).secret)).toBe('07'.repeat(32))
   })
 
   it('ERR_TOKEN_PREFIX: a wrong or missing prefix says what a token starts with', () => {
     const body = formatToken(TEST_TOKEN).slice(TOKEN_PREFIX.length)
-    for (const text of [body, `weft2${body}`, `WEFT1${body}`, '', 'hello']) {
+    for (const text of [body, `weft3${body}`, `WEFT2${body}`, '', 'hello']) {
       const e = parseError(text)
       expect(e.code).toBe('ERR_TOKEN_PREFIX')
-      expect(e.message).toContain('weft1')
+      expect(e.message).toContain('weft2')
       expect(e.message).toMatch(/not a Weft token/)
     }
   })
@@ -77,16 +95,16 @@ describe('token text form', () => {
     for (const t of [text.slice(0, -4), text.slice(0, 12), TOKEN_PREFIX, text + '2222']) {
       const e = parseError(t)
       expect(e.code).toBe('ERR_TOKEN_LENGTH')
-      expect(e.message).toMatch(/bytes, expected 36/)
+      expect(e.message).toMatch(/bytes, expected 72 or 104/)
     }
-    // 36 bytes of another kind (a base58 blob of the right size but a different layout) is a checksum error, not a length one.
-    const e = parseError(TOKEN_PREFIX + base58btc.baseEncode(new Uint8Array(36).fill(9)))
+    // 72 bytes of another kind (a base58 blob of the right size but a different layout) is a checksum error, not a length one.
+    const e = parseError(TOKEN_PREFIX + base58btc.baseEncode(new Uint8Array(72).fill(9)))
     expect(e.code).toBe('ERR_TOKEN_CHECKSUM')
   })
 
   it('ERR_TOKEN_CHECKSUM: the checksum is over the secret', () => {
     const raw = base58btc.baseDecode(formatToken(TEST_TOKEN).slice(TOKEN_PREFIX.length))
-    raw[35] = (raw[35] as number) ^ 1
+    raw[71] = (raw[71] as number) ^ 1
     const e = parseError(TOKEN_PREFIX + base58btc.baseEncode(raw))
     expect(e.code).toBe('ERR_TOKEN_CHECKSUM')
     expect(e.message).toMatch(/checksum/)
@@ -96,7 +114,7 @@ describe('token text form', () => {
   it('every single mistyped character is refused, almost always by the checksum', () => {
     // A typo in a base58 digit that stands for a leading zero byte ("1"), or in the most
     // significant digit, can change the decoded size: that is reported as ERR_TOKEN_LENGTH.
-    const tokens: NetworkToken[] = [TEST_TOKEN, newToken(), newToken(), newToken(), { secret: new Uint8Array(32) }]
+    const tokens: NetworkToken[] = [TEST_TOKEN, newToken(), newToken(), newToken(), { secret: new Uint8Array(32), owner: new Uint8Array(32), epoch: 0 }]
     const codes = new Map<string, number>()
     for (const t of tokens) {
       const text = formatToken(t)
@@ -111,7 +129,7 @@ describe('token text form', () => {
     }
     expect([...codes.keys()].sort()).toEqual(['ERR_TOKEN_CHECKSUM', 'ERR_TOKEN_LENGTH'])
     const total = [...codes.values()].reduce((a, b) => a + b, 0)
-    expect(total).toBeGreaterThan(5 * 40 * 57)
+    expect(total).toBeGreaterThan(5 * 90 * 57)
     expect((codes.get('ERR_TOKEN_CHECKSUM') ?? 0) / total).toBeGreaterThan(0.85)
   })
 

@@ -9,7 +9,9 @@ import { agreed, spawnUp, startDaemon, summary, tempDir, waitFor, type DaemonPro
  * API. Discovery is by --peer (mDNS is covered by the network-namespace system test).
  */
 describe('weft up processes on loopback', () => {
-  const token = formatToken(newToken())
+  // An open network (legacy weft1 token, no owner): these tests change settings through the
+  // daemon's own key; authority is tested in test/mesh/authority.test.ts.
+  const token = formatToken({ secret: newToken().secret })
   let root: { dir: string, cleanup: () => Promise<void> }
   const nodes: DaemonProc[] = []
   const others: DaemonProc[] = []

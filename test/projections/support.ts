@@ -16,6 +16,7 @@ import { networkReducer, type NetworkState } from '../../src/projections/network
 import { deriveRoles } from '../../src/projections/roles.js'
 import { deriveRoutes } from '../../src/projections/routes.js'
 import { makeSettingsChange } from '../../src/projections/settings.js'
+import { cosign } from '../../src/log/auth.js'
 import { NET } from '../support/fixtures.js'
 
 export { NET }
@@ -34,6 +35,8 @@ export interface AppendOptions {
   /** First learn everything these authors have seen. */
   sees?: readonly number[]
   time?: number
+  /** Cosign the body (body.auth) with this key, bound to the event's author and seq. */
+  cosigner?: NodeIdentity
 }
 
 export class LogBuilder {
@@ -97,11 +100,13 @@ export class LogBuilder {
     heads.delete(me)
     const deps = [...heads.values()].sort((x, y) => y.fields.lamport - x.fields.lamport).slice(0, LIMITS.maxDeps)
     const lamport = Math.max(prev?.fields.lamport ?? 0, ...deps.map((d) => d.fields.lamport)) + 1
+    const seq = (prev?.fields.seq ?? 0) + 1
+    if (opts.cosigner !== undefined) body = { ...body, auth: cosign({ net: NET, author: id.publicKey, seq, type, body }, opts.cosigner) }
     const ev = signEvent({
       v: 1,
       net: NET,
       author: id.publicKey,
-      seq: (prev?.fields.seq ?? 0) + 1,
+      seq,
       prev: prev?.id ?? null,
       deps: deps.map((d) => d.id),
       lamport,
@@ -115,9 +120,12 @@ export class LogBuilder {
     return ev
   }
 
+  /** Fold with this owner key (undefined: an open network, as before owners existed). */
+  owner?: Uint8Array
+
   /** The network state as author `a` sees it (its own replica). */
   stateOf (a: number): NetworkState {
-    return foldNetwork(this.seenBy(a))
+    return foldNetwork(this.seenBy(a), {}, this.owner)
   }
 
   /**
@@ -128,13 +136,13 @@ export class LogBuilder {
     if (opts.seesAll === true) for (const e of this.events) this.learn(a, e)
     if (opts.sees !== undefined) this.sync(a, ...opts.sees)
     const change = makeSettingsChange(this.stateOf(a).settings, this.hex(a), key, value)
-    return this.append(a, 'settings.change', { change }, { time: opts.time })
+    return this.append(a, 'settings.change', { change }, { time: opts.time, ...(opts.cosigner !== undefined ? { cosigner: opts.cosigner } : {}) })
   }
 }
 
 /** One fold of `events` (any order) through the network reducer. */
-export function foldNetwork (events: readonly SignedEvent[], opts: FoldEngineOptions = {}): NetworkState {
-  const f = new FoldEngine({ network: networkReducer() }, opts)
+export function foldNetwork (events: readonly SignedEvent[], opts: FoldEngineOptions = {}, owner?: Uint8Array): NetworkState {
+  const f = new FoldEngine({ network: networkReducer(owner !== undefined ? { owner } : {}) }, opts)
   f.insert(events)
   return f.states().network
 }

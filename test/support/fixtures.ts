@@ -6,7 +6,9 @@ import { Replica } from '../../src/adapters/replica.js'
 import { members } from '../../src/projections/members.js'
 import type { BodyOf } from '../../src/log/bodies.js'
 
-export const TEST_TOKEN: NetworkToken = { secret: new Uint8Array(32).fill(7) }
+/** The network owner of the test token (seed 32 × 0x0f): tests cosign administrative events with it. */
+export const TEST_OWNER: NodeIdentity = identityFromSeed(new Uint8Array(32).fill(0x0f))
+export const TEST_TOKEN: NetworkToken = { secret: new Uint8Array(32).fill(7), owner: TEST_OWNER.publicKey, epoch: 0 }
 export const NET = networkIdBytes(TEST_TOKEN)
 
 export function identity (n: number): NodeIdentity {
