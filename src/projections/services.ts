@@ -197,9 +197,7 @@ export function applyServices (s: ServicesState, e: SignedEvent, memberOf: (auth
       ignore('NotExported', `service.unexport of ${namespace}/${name} for cluster "${cluster}", which does not export it`)
       return
     }
-    s.exports.delete(key)
-    releaseServiceAddress(s.addresses, key)
-    if (![...s.exports.values()].some((r) => r.namespace === namespace && r.name === name)) releaseServiceAddress(s.addresses, `${namespace}/${name}`)
+    dropExport(s, key, namespace, name)
     return
   }
   const at = positionOf(e)
@@ -207,6 +205,19 @@ export function applyServices (s: ServicesState, e: SignedEvent, memberOf: (auth
   // The first export of a name claims its addresses (ExternalName too: it may change type later).
   claimServiceAddress(s.addresses, `${namespace}/${name}`)
   claimServiceAddress(s.addresses, key)
+}
+
+/** A revoked or forked member's exports go, and with them the addresses no export holds any more. */
+export function dropExportsOf (s: ServicesState, author: string): void {
+  for (const [k, x] of s.exports) {
+    if (x.author === author) dropExport(s, k, x.namespace, x.name)
+  }
+}
+
+function dropExport (s: ServicesState, key: string, namespace: string, name: string): void {
+  s.exports.delete(key)
+  releaseServiceAddress(s.addresses, key)
+  if (![...s.exports.values()].some((r) => r.namespace === namespace && r.name === name)) releaseServiceAddress(s.addresses, `${namespace}/${name}`)
 }
 
 // ---- derivation ----
