@@ -63,6 +63,12 @@ export interface DnsServerOptions {
   log: MeshLogger
   signal?: AbortSignal
   limits?: Partial<DnsServerLimits>
+  /**
+   * Which clients are answered (their source address). Others get nothing: UDP queries are
+   * dropped, TCP connections closed (counted as `denied`), so the server is no open resolver
+   * and reflects nothing. Undefined: everyone.
+   */
+  allowClient?: (address: string) => boolean
 }
 
 export interface DnsStats {
@@ -92,6 +98,8 @@ export interface DnsStats {
   truncated: number
   tcpConnections: number
   tcpRejected: number
+  /** Queries and connections from clients `allowClient` refused (not answered). */
+  denied: number
   /** Gauge: forwards waiting for an upstream now. */
   inflightForwards: number
 }
@@ -107,7 +115,7 @@ type Reply = (bytes: Buffer | undefined) => void
 
 const emptyStats = (): DnsStats => ({
   queries: 0, udp: 0, tcp: 0, answered: 0, nodata: 0, nxdomain: 0, forwarded: 0, forwardFailed: 0, forwardBusy: 0, sourceErrors: 0,
-  refused: 0, formerr: 0, notimp: 0, dropped: 0, truncated: 0, tcpConnections: 0, tcpRejected: 0, inflightForwards: 0
+  refused: 0, formerr: 0, notimp: 0, dropped: 0, truncated: 0, tcpConnections: 0, tcpRejected: 0, denied: 0, inflightForwards: 0
 })
 
 const TYPE_OF: Partial<Record<number, ReadonlyArray<DnsRecord['type']>>> = {
@@ -216,7 +224,15 @@ class Server implements DnsServer {
 
   // ---- transports ------------------------------------------------------------------------------
 
+  private denied (address: string | undefined): boolean {
+    const allow = this.opts.allowClient
+    if (allow === undefined || (address !== undefined && allow(address))) return false
+    this.counters.denied++
+    return true
+  }
+
   private onDatagram (socket: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.denied(rinfo.address)) return
     this.counters.udp++
     this.handle(msg, 'udp', (bytes) => {
       if (bytes === undefined || this.closing !== undefined) return
@@ -227,6 +243,10 @@ class Server implements DnsServer {
   }
 
   private onConnection (sock: net.Socket): void {
+    if (this.denied(sock.remoteAddress)) {
+      sock.destroy()
+      return
+    }
     if (this.closing !== undefined || this.conns.size >= this.limits.maxTcpConnections) {
       this.counters.tcpRejected++
       sock.destroy()

@@ -46,7 +46,7 @@ export function dnsTableFromView (dns: NetworkView['dns']): DnsTable {
       n = n.slice(n.indexOf('.') + 1)
     }
   }
-  return { zone, records, invalid: dns.invalid, zones, names }
+  return { zone, records, invalid: dns.invalid, zones, names, hostNames: new Map() }
 }
 
 /**

@@ -21,6 +21,8 @@ interface UpOpts {
   advertise: string[]
   dns: string[]
   dnsUpstream: string[]
+  dnsAllow?: string[]
+  serviceAddress?: string
   kubeconfig?: string
   shareKubeApi?: boolean
   allow: string[]
@@ -56,6 +58,8 @@ export function registerUp (program: Command): void {
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port, repeatable (default port 53)', collect, [])
     .option('--dns-upstream <ip[:port]>', 'resolver for other names, repeatable (none: REFUSED)', collect, [])
+    .option('--dns-allow <cidr|any>', 'also answer DNS clients from this network (default: loopback, overlay, advertised networks), repeatable', collect, [])
+    .option('--service-address <ip>', 'address pods reach this node at, for imported services\' EndpointSlices (default: overlay address, else POD_IP)')
     .option('--kubeconfig <path|in-cluster>', 'run the multi-cluster services (MCS) agent against this Kubernetes cluster')
     .option('--share-kube-api', 'let the members named by --allow reach this cluster\'s API server over the mesh')
     .option('--allow <peer-id|hostname>', 'a member allowed to use the shared API, repeatable', collect, [])
@@ -78,6 +82,7 @@ export function registerUp (program: Command): void {
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
+    .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port for this workstation, repeatable', collect, [])
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--config <file.yaml>', 'YAML config (a weft: block); role, advertise and tun are fixed for a bridge')
     .action(async (o: UpOpts) => {
@@ -88,7 +93,6 @@ export function registerUp (program: Command): void {
         role: 'client',
         tun: true,
         advertise: [],
-        dns: [],
         dnsUpstream: [],
         allow: []
       }, true))
@@ -118,6 +122,8 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     advertise: o.advertise,
     dns: o.dns,
     dnsUpstream: o.dnsUpstream,
+    dnsAllow: o.dnsAllow,
+    serviceAddress: o.serviceAddress,
     kubeconfig: o.kubeconfig,
     shareKubeApi: o.shareKubeApi === true ? true : undefined,
     allow: o.allow,

@@ -54,6 +54,8 @@ export interface UpFlags {
   advertise?: string[]
   dns?: string[]
   dnsUpstream?: string[]
+  dnsAllow?: string[]
+  serviceAddress?: string
   kubeconfig?: string
   /** true when --share-kube-api was given. */
   shareKubeApi?: boolean
@@ -95,6 +97,10 @@ export interface UpConfig {
   dns: DnsListen[]
   /** ip:port of the upstream resolvers. */
   dnsUpstreams: string[]
+  /** Networks whose clients the DNS server answers besides loopback, the overlay and advertised routes; 'any' = everyone. */
+  dnsAllow: string[]
+  /** The address pods reach this node at, for EndpointSlices (--service-address; else the overlay address or POD_IP). */
+  serviceAddress?: string
   /** The MCS agent's cluster: an absolute kubeconfig path, 'in-cluster', or undefined (no agent). */
   kubeconfig?: string
   shareKubeApi: boolean
@@ -408,6 +414,13 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? flags.dnsUpstream.map((a) => at('--dns-upstream', () => parseUpstream(a)))
     : w['dns-upstreams'] != null ? asList(w['dns-upstreams']).map((a, i) => at(`${fw('dns-upstreams')}[${i}]`, () => parseUpstream(a))) : []
 
+  const dnsAllow = flags.dnsAllow !== undefined && flags.dnsAllow.length > 0
+    ? flags.dnsAllow.map((a) => at('--dns-allow', () => parseDnsAllow(a)))
+    : w['dns-allow'] != null ? asList(w['dns-allow']).map((a, i) => at(`${fw('dns-allow')}[${i}]`, () => parseDnsAllow(a))) : []
+  const serviceAddress = nonEmpty(flags.serviceAddress)
+    ? at('--service-address', () => parseServiceAddress(flags.serviceAddress as string))
+    : w['service-address'] != null && w['service-address'] !== '' ? at(fw('service-address'), () => parseServiceAddress(w['service-address'] as string)) : undefined
+
   const config: UpConfig = {
     token,
     tokenText: formatToken(token),
@@ -428,6 +441,8 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     advertise: [...new Set(advertise)],
     dns,
     dnsUpstreams: [...new Set(dnsUpstreams)],
+    dnsAllow: [...new Set(dnsAllow)],
+    ...(serviceAddress !== undefined ? { serviceAddress } : {}),
     shareKubeApi: flags.shareKubeApi ?? w['share-kube-api'] ?? false,
     allow: flags.allow !== undefined && flags.allow.length > 0 ? flags.allow : w.allow != null ? asList(w.allow) : [],
     ...(kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) !== undefined ? { kubeconfig: kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) } : {}),
@@ -473,6 +488,30 @@ export function parseDnsListen (text: string): DnsListen {
   if (port > 65535) throw bad(`${quote(text)}: port ${port} is out of range 0-65535`)
   if (host !== 'overlay' && isIP(host) === 0) throw bad(`${quote(text)}: ${quote(host)} is not an IP address (or "overlay", the node's overlay address)`)
   return { host, port }
+}
+
+/** A network whose DNS clients are answered (canonical CIDR; a bare address is /32 or /128), or "any". */
+export function parseDnsAllow (text: string): string {
+  const t = text.trim()
+  if (t === 'any') return t
+  const withPrefix = t.includes('/') ? t : `${t}/${isIP(t) === 6 ? 128 : 32}`
+  try {
+    return parseCidr(withPrefix).text
+  } catch (err) {
+    throw bad(`${quote(text)} is not a network: use a CIDR such as 192.168.1.0/24, an address, or "any" (${(err as Error).message})`)
+  }
+}
+
+/** The pod-reachable address of this node: an IP that is not loopback, link-local or unspecified. */
+export function parseServiceAddress (text: string): string {
+  const t = text.trim()
+  const family = isIP(t)
+  if (family === 0) throw bad(`${quote(text)} is not an IP address`)
+  const lower = t.toLowerCase()
+  if (family === 4 ? /^(127\.|0\.|169\.254\.)/.test(t) : (lower === '::1' || lower === '::' || /^fe[89ab]/.test(lower))) {
+    throw bad(`${quote(text)} cannot be an endpoint: the API server refuses loopback, link-local and unspecified addresses in an EndpointSlice; give an address pods reach this node at`)
+  }
+  return t
 }
 
 /** An upstream resolver as ip:port (port 53 when left out). */

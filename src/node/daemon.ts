@@ -22,7 +22,7 @@ import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
 import type { NetworkState } from '../projections/network.js'
-import type { UpConfig } from './config.js'
+import { parseServiceAddress, type UpConfig } from './config.js'
 import { weftVersion } from './version.js'
 // Loaded only when configured (issue 16: a node pays for what it runs): the VPN, DNS, MCS, k3s
 // and Kubernetes client modules are imported at their point of use.
@@ -39,6 +39,23 @@ import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
 import { deriveRoles } from '../projections/roles.js'
 import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
 import { k3sClusterToken } from '../log/token.js'
+
+/**
+ * The address pods reach this node at (EndpointSlice endpoints of imported services):
+ * --service-address, else the overlay address, else POD_IP (deploy/agent.yaml; a host-network
+ * pod's is the node's). Never loopback: the API server refuses it.
+ */
+function serviceHost (config: UpConfig, overlay: string | undefined): string | undefined {
+  if (config.serviceAddress !== undefined) return config.serviceAddress
+  if (overlay !== undefined) return overlay
+  const pod = process.env.POD_IP
+  if (pod === undefined || pod === '') return undefined
+  try {
+    return parseServiceAddress(pod)
+  } catch {
+    return undefined
+  }
+}
 
 export interface DaemonOptions {
   config: UpConfig
@@ -179,7 +196,15 @@ export class Daemon {
       })
       if (config.dns.length > 0) {
         const { DnsService } = await import('./dns-service.js')
-        d.dns = new DnsService({ listen: config.dns, upstreams: config.dnsUpstreams, state: () => replica.states().network, self: identity.authorHex, log })
+        d.dns = new DnsService({
+          listen: config.dns,
+          upstreams: config.dnsUpstreams,
+          allow: config.dnsAllow,
+          clusterSetIps: (ns, name) => d.mcs?.clusterSetIps(ns, name),
+          state: () => replica.states().network,
+          self: identity.authorHex,
+          log
+        })
         await d.dns.update()
         if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
       }
@@ -197,10 +222,16 @@ export class Daemon {
         host: mesh.host,
         ids: identifiers(config.token),
         log,
-        store: servicesFileStore(join(config.dataDir, 'services.json'))
+        store: servicesFileStore(join(config.dataDir, 'services.json')),
+        serviceAddresses: true
       })
       d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
       if (kube !== undefined) {
+        if (!config.tun && serviceHost(config, undefined) === undefined) {
+          // Said once, here: exports work, imports get their ServiceImport and Service but no
+          // endpoints (never a loopback one, which the API server refuses).
+          log.error('the MCS agent has no address pods reach this node at: imported services get no endpoints here. Without the TUN device there is no overlay address; give --service-address <ip>, or set POD_IP (the downward API, as in deploy/agent.yaml). Loopback cannot be used: the API server refuses it in an EndpointSlice.')
+        }
         const services = d.services
         const { McsAgent } = await import('./mcs/agent.js')
         d.mcs = new McsAgent({
@@ -209,9 +240,12 @@ export class Daemon {
           self: identity.authorHex,
           append: async (type, body) => await replica.append(type, body as never, now()),
           state: () => replica.states().network,
-          // Pods reach the node at its overlay address (k3s --node-ip); without a VPN, loopback.
+          // Pods reach the node at --service-address, its overlay address (k3s --node-ip) or POD_IP.
           tunnels: {
-            listen: async (svc, port) => await services.importListener(svc, port, (d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined) ?? '127.0.0.1'),
+            listen: async (svc, port) => {
+              const host = serviceHost(config, d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined)
+              return host === undefined ? undefined : await services.importListener(svc, port, host)
+            },
             close: async (svc, port) => { await services.closeImportListener(svc, port) }
           },
           log,

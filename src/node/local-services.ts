@@ -14,6 +14,7 @@ import {
   checkLabel, DEFAULT_NAMESPACE, defaultPort, exportersOf, exposeExportBody, formatHostPort, listServices, parseListen,
   parseTarget, planExposes, sameExport, serviceKey, type ExposeSpec, type ExposeStep
 } from './service-registry.js'
+import { ServiceAddresses } from './service-addresses.js'
 import type {
   ConnectRequest, ConnectResponse, DisconnectRequest, DisconnectResponse, ExposeRequest, ExposeResponse, LocalConnect,
   LocalExpose, ServicesResponse, UnexposeRequest, UnexposeResponse
@@ -88,6 +89,8 @@ export interface LocalServicesOptions {
   resolveFirst?: (service: string, port: number, author: string) => ResolveResult | undefined
   /** Tunnels for services exported by other means (the MCS agent: a Service's cluster IP). */
   resolveExport?: (service: string, port: number) => TunnelTarget | undefined
+  /** Listen on the service addresses (127.77.x.y) of every import; the daemon does, tests may not. */
+  serviceAddresses?: boolean
 }
 
 interface ConnectEntry {
@@ -103,6 +106,8 @@ interface ConnectEntry {
 export class LocalServices {
   readonly server: TunnelServer
   readonly client: TunnelClient
+  /** The listeners on the service addresses (docs/services.md, "Service addresses"). */
+  readonly addresses: ServiceAddresses | undefined
   private readonly exposes = new Map<string, ExposeSpec>()
   private readonly connects = new Map<string, ConnectEntry>()
   private running: Promise<Map<string, string>> | undefined
@@ -120,6 +125,15 @@ export class LocalServices {
       log: opts.log
     })
     this.client = new TunnelClient({ host: opts.host, protocol: opts.ids.tcpProtocol, limits: opts.limits, log: opts.log })
+    this.addresses = opts.serviceAddresses === true
+      ? new ServiceAddresses({ self: opts.self, state: opts.state, client: this.client, local: (service, port) => this.ownTarget(service, port), log: opts.log })
+      : undefined
+  }
+
+  /** Where this node itself sends a connection to a service it serves (its expose, or its cluster's Service). */
+  private ownTarget (service: string, port: number): TunnelTarget | undefined {
+    const e = this.exposes.get(service)
+    return e !== undefined && e.port === port ? e.target : this.opts.resolveExport?.(service, port)
   }
 
   /** Serve the tunnel protocol; restore saved exposes and listeners; reconcile the log. */
@@ -149,6 +163,7 @@ export class LocalServices {
   /** Stop listeners and tunnels. The log is left as it is (a restart with the same file serves again). */
   async stop (): Promise<void> {
     this.stopped = true
+    await this.addresses?.stop()
     await Promise.all([...this.connects.values()].map(async (c) => { await c.listener.stop() }))
     this.connects.clear()
     await this.server.stop()
@@ -171,6 +186,7 @@ export class LocalServices {
       do {
         this.again = false
         for (const [k, v] of await this.reconcile()) appended.set(k, v)
+        await this.addresses?.update()
       } while (this.again && !this.stopped)
       return appended
     })()
@@ -297,10 +313,7 @@ export class LocalServices {
       pick: () => exportersOf(this.opts.state(), this.opts.self, namespace, name, port, this.rotate++).map((e) => peerIdFromString(e.peerId)),
       // A service this node serves itself (its own expose, or a Service its cluster exports)
       // is connected to directly, not through the mesh.
-      local: (service, p) => {
-        const e = this.exposes.get(service)
-        return e !== undefined && e.port === p ? e.target : this.opts.resolveExport?.(service, p)
-      },
+      local: (service, p) => this.ownTarget(service, p),
       log: this.opts.log
     })
     let bound: TunnelTarget
@@ -379,7 +392,7 @@ export class LocalServices {
       listen: formatHostPort(c.bound),
       traffic: c.listener.stats() as TunnelTraffic & { lastError?: string }
     })).sort((a, b) => (a.listen < b.listen ? -1 : 1))
-    return { services: listServices(state), exposes, connects, tunnels: { served: this.server.active, opened: this.client.active } }
+    return { services: listServices(state), exposes, connects, addresses: this.addresses?.status() ?? [], tunnels: { served: this.server.active, opened: this.client.active } }
   }
 
   /** The listener carrying connections on `listen` (tests, debugging). */

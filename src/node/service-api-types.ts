@@ -81,6 +81,8 @@ export const ServiceEntrySchema = z.object({
   name: z.string(),
   imported: z.boolean(),
   type: z.string().optional(),
+  /** The network-wide service address (what its clusterset.local name answers outside Kubernetes). */
+  address: z.string().optional(),
   ports: z.array(z.object({ protocol: z.string(), port: z.number(), name: z.string().optional(), clusters: z.array(z.string()) })),
   conflicts: z.array(z.string()),
   exporters: z.array(z.object({
@@ -110,10 +112,21 @@ export const LocalConnectSchema = z.object({
   traffic: TrafficSchema
 })
 
+/** A service address this node listens on (every member listens on every import's). */
+export const ServiceAddressSchema = z.object({
+  service: z.string(),
+  cluster: z.string().optional(),
+  listen: z.string(),
+  error: z.string().optional(),
+  traffic: TrafficSchema.optional()
+})
+
 export const ServicesResponseSchema = z.object({
   services: z.array(ServiceEntrySchema),
   exposes: z.array(LocalExposeSchema),
   connects: z.array(LocalConnectSchema),
+  /** Absent from nodes older than service addresses. */
+  addresses: z.array(ServiceAddressSchema).optional(),
   tunnels: z.object({ served: z.number(), opened: z.number() })
 })
 

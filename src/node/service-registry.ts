@@ -223,6 +223,8 @@ export interface ServiceEntry {
   /** Whether the projection derives an import now (some export is contributing). */
   imported: boolean
   type?: ServiceImport['type']
+  /** The network-wide service address, while imported. */
+  address?: string
   ports: Array<{ protocol: string, port: number, name?: string, clusters: string[] }>
   conflicts: string[]
   exporters: Array<{
@@ -255,6 +257,7 @@ export function listServices (state: NetworkState): ServiceEntry[] {
       name: first.name,
       imported: imp !== undefined,
       ...(imp !== undefined ? { type: imp.type } : {}),
+      ...(imp?.address !== undefined ? { address: imp.address } : {}),
       ports: (imp?.ports ?? []).map((p) => ({ protocol: p.protocol, port: p.port, ...(p.name !== undefined ? { name: p.name } : {}), clusters: [...p.clusters] })),
       conflicts: [...(imp?.conflicts ?? [])],
       exporters: exps.map((e) => {

@@ -1,5 +1,5 @@
 import type { ServicesView } from './services.js'
-import { isInZone, labelProblem, nameProblem, normalizeName } from './dns-name.js'
+import { isInZone, labelProblem, MAX_LABEL_LENGTH, nameProblem, normalizeName } from './dns-name.js'
 
 /**
  * DNS records derived from members, leases and exported services. Pure: the adapter that
@@ -11,8 +11,6 @@ export const CLUSTERSET_ZONE = 'clusterset.local'
 /** MCS DNS schema version served at `dns-version.clusterset.local` (specification section 2.2). */
 export const MCS_DNS_SCHEMA_VERSION = '1.0.0'
 export const DNS_TTL = 5
-/** Members with this capability carry service traffic for their cluster. */
-export const SERVICES_CAP = 'services'
 export const SRV_PRIORITY = 0
 export const SRV_WEIGHT = 100
 
@@ -53,6 +51,8 @@ export interface DnsTable {
   zones: readonly string[]
   /** Every name that exists: owners of records and their ancestors up to a zone apex. */
   names: ReadonlySet<string>
+  /** Member (author hex) → its DNS label (unique in the network). */
+  hostNames: ReadonlyMap<string, string>
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
@@ -131,6 +131,22 @@ export function hostLabel (hostname: string): string {
 
 interface Addresses { v4: string[], v6: string[] }
 
+/**
+ * `label` when free, else `label-<hex>` with 6 hex characters of the member's key (8, 10… if
+ * that is taken too), the label shortened to keep it within 63 characters. Not the peer id:
+ * every Ed25519 peer id starts with the same "12D3KooW".
+ */
+export function distinctLabel (label: string, author: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(label)) return label
+  for (let n = 6; n <= author.length; n += 2) {
+    const suffix = `-${author.slice(0, n).toLowerCase()}`
+    const head = label.slice(0, MAX_LABEL_LENGTH - suffix.length).replace(/-+$/, '')
+    const candidate = `${head}${suffix}`
+    if (!taken.has(candidate)) return candidate
+  }
+  return `${label}-${author}`.slice(0, MAX_LABEL_LENGTH)
+}
+
 export function deriveDns (input: DnsInput): DnsTable {
   const zone = normalizeName(input.zone)
   const records = new Map<string, DnsRecord[]>()
@@ -177,76 +193,72 @@ export function deriveDns (input: DnsInput): DnsTable {
   }
 
   // ---- node names ----
+  // Every member gets one DNS label, unique in the whole network: its host label, or, when an
+  // earlier member (in join order) holds that label, `<label>-<first 6 hex of its key>`. The
+  // first keeps its name; the order is the log's, so every replica names them alike.
   const byOrder = [...input.members].sort((a, b) => a.joinedOrder - b.joinedOrder || (a.author < b.author ? -1 : a.author > b.author ? 1 : 0))
-  const holders = new Map<string, DnsMember>() // `${label}.${cluster}` → earliest member
-  const perLabel = new Map<string, number>() // label → members carrying it, network-wide
+  const taken = new Set<string>()
+  const hostNames = new Map<string, string>()
   for (const m of byOrder) {
     const label = hostLabel(m.hostname)
-    const fqdn = `${label}.${m.cluster}.${zone}`
     const problem = labelProblem(label) ?? labelProblem(m.cluster)
     if (problem !== undefined) {
-      report(fqdn, `hostname "${m.hostname}": ${problem}`)
+      report(`${label}.${m.cluster}.${zone}`, `hostname "${m.hostname}": ${problem}`)
       continue
     }
-    perLabel.set(label, (perLabel.get(label) ?? 0) + 1)
-    const key = `${label}.${m.cluster}`
-    const holder = holders.get(key)
-    if (holder !== undefined) {
-      report(fqdn, `duplicate hostname "${label}" in cluster "${m.cluster}": member ${m.author.slice(0, 12)} joined after ${holder.author.slice(0, 12)}, which keeps the name`)
-      continue
-    }
-    holders.set(key, m)
+    const assigned = distinctLabel(label, m.author, taken)
+    taken.add(assigned)
+    hostNames.set(m.author, assigned)
   }
   if (zoneOk) {
-    for (const m of holders.values()) {
-      const label = hostLabel(m.hostname)
+    for (const m of byOrder) {
+      const label = hostNames.get(m.author)
+      if (label === undefined) continue
       const a = addrs.get(m.author) as Addresses
       addAddresses(`${label}.${m.cluster}.${zone}`, a)
-      if (perLabel.get(label) === 1) addAddresses(`${label}.${zone}`, a)
+      addAddresses(`${label}.${zone}`, a)
     }
   }
 
   // ---- services ----
-  const byCluster = new Map<string, DnsMember[]>()
-  for (const m of input.members) {
-    const list = byCluster.get(m.cluster)
-    if (list === undefined) byCluster.set(m.cluster, [m])
-    else list.push(m)
-  }
-  const serviceAddresses = (cluster: string): Addresses => {
-    const ms = (byCluster.get(cluster) ?? []).filter((m) => {
-      const a = addrs.get(m.author) as Addresses
-      return a.v4.length + a.v6.length > 0
-    })
-    const carriers = ms.filter((m) => m.caps.includes(SERVICES_CAP))
-    const chosen = carriers.length > 0 ? carriers : ms
-    const out: Addresses = { v4: [], v6: [] }
-    for (const m of chosen) {
-      const a = addrs.get(m.author) as Addresses
-      out.v4.push(...a.v4)
-      out.v6.push(...a.v6)
-    }
-    return out
-  }
+  // Records come only from the projection's import: its service address, and the contributing
+  // exports (the exporters the services projection accepts). Membership of a cluster adds none.
   for (const imp of input.imports) {
     const svcName = `${imp.name}.${imp.namespace}.svc.${CLUSTERSET_ZONE}`
-    const all: Addresses = { v4: [], v6: [] }
-    for (const cluster of imp.clusters) {
-      const a = serviceAddresses(cluster)
-      all.v4.push(...a.v4)
-      all.v6.push(...a.v6)
-      if (zoneOk) addAddresses(`${imp.name}.${imp.namespace}.svc.${cluster}.${zone}`, a)
-    }
-    if (all.v4.length + all.v6.length === 0) continue
     const problem = nameProblem(svcName)
     if (problem !== undefined) {
       report(svcName, problem)
       continue
     }
-    addAddresses(svcName, all)
-    for (const p of imp.ports) {
-      if (p.name === undefined) continue // MCS DNS 2.3.2: unnamed ports have no SRV record
-      add(`_${p.name}._${p.protocol.toLowerCase()}.${svcName}`, 'SRV', { priority: SRV_PRIORITY, weight: SRV_WEIGHT, port: p.port, target: svcName }, 2)
+    const owners = zoneOk ? [svcName, `${imp.name}.${imp.namespace}.svc.${zone}`] : [svcName]
+    const srv = (owner: string, target: string): void => {
+      for (const p of imp.ports) {
+        const value = { priority: SRV_PRIORITY, weight: SRV_WEIGHT, port: p.port, target }
+        add(owner, 'SRV', value) // SRV at the bare name: every port (as CoreDNS answers it)
+        if (p.name !== undefined) add(`_${p.name}._${p.protocol.toLowerCase()}.${owner}`, 'SRV', value, 2) // MCS DNS 2.3.2
+      }
+    }
+    for (const e of imp.exporters) {
+      if (zoneOk && e.address !== undefined) add(`${imp.name}.${imp.namespace}.svc.${e.cluster}.${zone}`, 'A', e.address)
+    }
+    if (imp.type === 'Headless') {
+      // MCS DNS 2.4: one record per endpoint; Weft's endpoint in a cluster is that cluster's
+      // export, named `<exporter's host label>.<cluster>.<svc>…` and reached at its address.
+      for (const owner of owners) {
+        for (const e of imp.exporters) {
+          if (e.address === undefined) continue
+          const endpoint = `${hostNames.get(e.author) ?? `x-${e.author.slice(0, 6)}`}.${e.cluster}.${owner}`
+          add(owner, 'A', e.address)
+          add(endpoint, 'A', e.address)
+          srv(owner, endpoint)
+        }
+      }
+      continue
+    }
+    if (imp.address === undefined) continue
+    for (const owner of owners) {
+      add(owner, 'A', imp.address)
+      srv(owner, owner)
     }
   }
   add(`dns-version.${CLUSTERSET_ZONE}`, 'TXT', MCS_DNS_SCHEMA_VERSION)
@@ -266,7 +278,7 @@ export function deriveDns (input: DnsInput): DnsTable {
     }
   }
   const invalidList = [...invalid.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0)
-  return { zone, records: sorted, invalid: invalidList, zones, names }
+  return { zone, records: sorted, invalid: invalidList, zones, names, hostNames }
 }
 
 /**

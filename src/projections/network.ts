@@ -6,7 +6,7 @@ import { applySettings, cloneSettings, initialSettings, type SettingsState } fro
 import { applyRoles, cloneRoles, initialRoles, type RolesState } from './roles.js'
 import { applyIpam, cloneIpam, initialIpam, releaseAll, revalidateLeases, type IpamState } from './ipam.js'
 import { applyRoutes, cloneRoutes, dropRoutesOf, initialRoutes, type RoutesState } from './routes.js'
-import { applyServices, cloneServices, initialServices, type ServicesState } from './services.js'
+import { applyServices, cloneServices, dropExportsOf, initialServices, type ServicesState } from './services.js'
 import type { EventLocator, Locate } from './followers.js'
 import {
   applyAuthority, authorityOf, cloneAuthority, initialAuthority, observeAuthority, refuse, requiredAuthority,
@@ -117,10 +117,6 @@ function depart (s: NetworkState, e: SignedEvent, author: string, d: DepartureOf
   if (d.how === 'revoke' || d.how === 'forked') dropExportsOf(s.services, author)
   const touched = new Set<string>(m !== undefined ? [m.cluster] : [])
   applyRoles(s.roles, e, s.members, s.settings.values, touched, false)
-}
-
-function dropExportsOf (s: ServicesState, author: string): void {
-  for (const [k, x] of s.exports) if (x.author === author) s.exports.delete(k)
 }
 
 function applyAdmitted (s: NetworkState, e: SignedEvent, ctx: FoldContext, followersChanged: boolean): void {

@@ -1,6 +1,10 @@
 import type { SignedEvent } from '../log/event.js'
 import type { BodyOf } from '../log/bodies.js'
 import { comparePositions, positionOf, type Position } from './position.js'
+import {
+  claimServiceAddress, cloneServiceAddresses, initialServiceAddresses, releaseServiceAddress, serviceAddressOf,
+  type ServiceAddressState
+} from './service-addresses.js'
 
 /**
  * Multi-cluster services, following the Kubernetes MCS API (KEP-1645, `multicluster.x-k8s.io`
@@ -52,6 +56,8 @@ export interface ServicesState {
   ignored: readonly IgnoredServiceEvent[]
   /** How many events were ignored in all. */
   ignoredTotal: number
+  /** Service addresses, claimed by the first export of a name (see service-addresses.ts). */
+  addresses: ServiceAddressState
 }
 
 /** Ignored events kept in the state; older ones are dropped (the count stays exact). */
@@ -117,6 +123,10 @@ export interface ServiceImport {
   readonly oldest: { readonly cluster: string, readonly created: Position }
   /** Conflict reasons raised on this service's exports (empty when none). */
   readonly conflicts: readonly ConflictReason[]
+  /** The network-wide service address of the name (docs/services.md, "Service addresses"). */
+  readonly address?: string
+  /** The contributing exports: the only exporters DNS and the data path use (sorted by cluster). */
+  readonly exporters: ReadonlyArray<{ readonly cluster: string, readonly author: string, readonly address?: string }>
 }
 
 export interface ExportStatus {
@@ -148,12 +158,12 @@ export function exportKey (namespace: string, name: string, cluster: string): st
 }
 
 export function initialServices (): ServicesState {
-  return { exports: new Map(), ignored: [], ignoredTotal: 0 }
+  return { exports: new Map(), ignored: [], ignoredTotal: 0, addresses: initialServiceAddresses() }
 }
 
 export function cloneServices (s: ServicesState): ServicesState {
   // Records and the ignored list are replaced, never mutated: sharing them is safe.
-  return { exports: new Map(s.exports), ignored: s.ignored, ignoredTotal: s.ignoredTotal }
+  return { exports: new Map(s.exports), ignored: s.ignored, ignoredTotal: s.ignoredTotal, addresses: cloneServiceAddresses(s.addresses) }
 }
 
 /**
@@ -187,11 +197,27 @@ export function applyServices (s: ServicesState, e: SignedEvent, memberOf: (auth
       ignore('NotExported', `service.unexport of ${namespace}/${name} for cluster "${cluster}", which does not export it`)
       return
     }
-    s.exports.delete(key)
+    dropExport(s, key, namespace, name)
     return
   }
   const at = positionOf(e)
   s.exports.set(key, { namespace, name, cluster, spec: f.body, created: prior?.created ?? at, updated: at, author: e.authorHex })
+  // The first export of a name claims its addresses (ExternalName too: it may change type later).
+  claimServiceAddress(s.addresses, `${namespace}/${name}`)
+  claimServiceAddress(s.addresses, key)
+}
+
+/** A revoked or forked member's exports go, and with them the addresses no export holds any more. */
+export function dropExportsOf (s: ServicesState, author: string): void {
+  for (const [k, x] of s.exports) {
+    if (x.author === author) dropExport(s, k, x.namespace, x.name)
+  }
+}
+
+function dropExport (s: ServicesState, key: string, namespace: string, name: string): void {
+  s.exports.delete(key)
+  releaseServiceAddress(s.addresses, key)
+  if (![...s.exports.values()].some((r) => r.namespace === namespace && r.name === name)) releaseServiceAddress(s.addresses, `${namespace}/${name}`)
 }
 
 // ---- derivation ----
@@ -354,7 +380,10 @@ export function deriveServices (s: ServicesState, activeClusters: ReadonlySet<st
         annotations: o.annotations,
         clusters: [...new Set(contributing.map((r) => r.cluster))].sort(),
         oldest: { cluster: oldest.cluster, created: oldest.created },
-        conflicts
+        conflicts,
+        ...optional('address', serviceAddressOf(s.addresses, oldest.namespace, oldest.name)),
+        exporters: [...contributing].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0))
+          .map((r) => ({ cluster: r.cluster, author: r.author, ...optional('address', serviceAddressOf(s.addresses, r.namespace, r.name, r.cluster)) }))
       })
     }
     const contributingSet = new Set(contributing)
@@ -363,6 +392,10 @@ export function deriveServices (s: ServicesState, activeClusters: ReadonlySet<st
     }
   }
   return { imports, exports, ignored: s.ignored, ignoredTotal: s.ignoredTotal }
+}
+
+function optional<K extends string> (key: K, v: string | undefined): Partial<Record<K, string>> {
+  return v === undefined ? {} : { [key]: v } as Record<K, string>
 }
 
 function exportStatus (r: ExportRecord, ctx: { oldest: ExportRecord | undefined, contributing: boolean, active: boolean, conflicts: readonly ConflictReason[], conflictMessage: string }): ExportStatus {

@@ -4,7 +4,7 @@ import { deriveRoles, type ClusterRolesView, type K3sRole } from './roles.js'
 import { leaseOf, type ClaimStatus, type Lease } from './ipam.js'
 import { deriveRoutes, type Route, type RouteConflict, type RouteTable } from './routes.js'
 import { deriveServices, type ServicesView } from './services.js'
-import { deriveDns, hostLabel, type DnsRecord } from './dns.js'
+import { deriveDns, type DnsRecord } from './dns.js'
 import type { SettingsState } from './settings.js'
 import { currentDelegates, latestEpoch, type RefusedEvent, type Revocation } from './authority.js'
 import { comparePositions } from './position.js'
@@ -60,9 +60,9 @@ export function networkView (s: NetworkState): NetworkView {
     imports: services.imports
   })
   const records = [...dns.records.values()].flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
-  const nameOf = (host: string, cluster: string): string | undefined => {
-    const name = `${hostLabel(host)}.${cluster}.${dns.zone}`
-    // A member that lost a duplicate hostname, or has an invalid one, has no name.
+  const nameOf = (author: string, cluster: string): string | undefined => {
+    // A duplicate hostname gets a distinct label; an invalid one, or no address, no name.
+    const name = `${dns.hostNames.get(author) ?? ''}.${cluster}.${dns.zone}`
     return dns.records.has(name) ? name : undefined
   }
   const hostOf = new Map(active.map((m) => [m.author, m.hostname]))
@@ -79,7 +79,7 @@ export function networkView (s: NetworkState): NetworkView {
       roleStable: roleOf.get(m.author)?.stable ?? false,
       address: leaseOf(s.ipam, m.author, 4)?.addr,
       address6: leaseOf(s.ipam, m.author, 6)?.addr,
-      dnsName: nameOf(m.hostname, m.cluster),
+      dnsName: nameOf(m.author, m.cluster),
       addrs: m.addrs,
       caps: m.caps
     })),

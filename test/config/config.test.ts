@@ -459,3 +459,25 @@ describe('DNS settings of weft up', () => {
     await expect(resolveUpConfig({ token: formatToken(newToken()), dnsUpstream: ['overlay'] }, {})).rejects.toThrow(/--dns-upstream.*use ip or ip:port/)
   })
 })
+
+describe('dns-allow and service-address', () => {
+  const T = formatToken(newToken())
+  it('--dns-allow takes CIDRs (canonical), bare addresses and "any"; the file key too', async () => {
+    const c = await up({ token: T, dnsAllow: ['192.168.1.0/24', '192.168.1.0/24', '10.9.8.7', 'fd00::/64', 'any'] })
+    expect(c.dnsAllow).toEqual(['192.168.1.0/24', '10.9.8.7/32', 'fd00::/64', 'any'])
+    const file = await yamlFile('weft:\n  dns-allow: [172.16.0.0/12]\n  service-address: 192.0.2.10\n')
+    const f = await up({ token: T, config: file })
+    expect(f.dnsAllow).toEqual(['172.16.0.0/12'])
+    expect(f.serviceAddress).toBe('192.0.2.10')
+    await configError(up({ token: T, dnsAllow: ['lan'] }), '--dns-allow', 'is not a network')
+    await configError(up({ token: T, dnsAllow: ['192.168.1.7/24'] }), '--dns-allow', 'did you mean 192.168.1.0/24')
+    expect((await up({ token: T })).dnsAllow).toEqual([])
+  })
+
+  it('--service-address refuses what an API server refuses in an EndpointSlice', async () => {
+    expect((await up({ token: T, serviceAddress: '10.1.0.5' })).serviceAddress).toBe('10.1.0.5')
+    for (const bad of ['127.0.0.1', '::1', '0.0.0.0', '169.254.3.4', 'fe80::1', 'node1']) {
+      await configError(up({ token: T, serviceAddress: bad }), '--service-address')
+    }
+  })
+})

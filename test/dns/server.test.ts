@@ -8,6 +8,7 @@ import {
 } from '../../src/adapters/dns-server.js'
 import { dnsTableFromView } from '../../src/adapters/dns-source.js'
 import { encodeQuery, RCODE, TYPE } from '../../src/adapters/dns-wire.js'
+import { serviceAddressOf } from '../../src/projections/service-addresses.js'
 import { CLUSTERSET_ZONE, deriveDns, DNS_TTL, lookupDns, type DnsMember } from '../../src/projections/dns.js'
 import { networkView } from '../../src/projections/view.js'
 import { silentLogger } from '../../src/net/mesh-logger.js'
@@ -56,25 +57,32 @@ describe('dns server: answers from the log (UDP, node resolver)', () => {
   })
   afterAll(async () => { await server.close() })
 
-  it('node names: <host>.<cluster>.<zone> and the unique short name, A and AAAA, TTL 5', async () => {
+  it('node names: <host>.<cluster>.<zone> and <host>.<zone>; a taken hostname gets <host>-<6 hex>, A and AAAA, TTL 5', async () => {
     const r = resolverFor(port)
     expect(await r.resolve4('web1.east.weft.internal', { ttl: true })).toEqual([{ address: '10.1.0.5', ttl: DNS_TTL }])
     expect(await r.resolve6('web1.east.weft.internal')).toEqual(['fd00:1::5'])
     expect(await r.resolve4('db1.east.weft.internal')).toEqual(['10.1.0.6'])
     expect(await r.resolve4('db1.weft.internal')).toEqual(['10.1.0.6'])
-    expect(await r.resolve4('WEB1.West.Weft.Internal.')).toEqual(['10.1.0.7'])
-    // web1 is in two clusters: no short name.
-    expect(await errorCode(r.resolve4('web1.weft.internal'))).toBe('ENOTFOUND')
+    // web1 is in two clusters: the first to join keeps it, the second gets a distinct name.
+    expect(await r.resolve4('web1.weft.internal')).toEqual(['10.1.0.5'])
+    const second = `web1-${network().hex(2).slice(0, 6)}`
+    expect(await r.resolve4(`${second.toUpperCase()}.West.Weft.Internal.`)).toEqual(['10.1.0.7'])
+    expect(await r.resolve4(`${second}.weft.internal`)).toEqual(['10.1.0.7'])
+    expect(await errorCode(r.resolve4('web1.west.weft.internal'))).toBe('ENOTFOUND')
   })
 
-  it('service names: per cluster, clusterset (service carriers only), SRV for named ports, TXT dns-version', async () => {
+  it('service names: the service address at clusterset and zone names, per cluster, SRV at the bare name and per named port, TXT dns-version', async () => {
     const r = resolverFor(port)
-    expect(await r.resolve4('web.shop.svc.clusterset.local')).toEqual(['10.1.0.5'])
-    expect(await r.resolve6('web.shop.svc.clusterset.local')).toEqual(['fd00:1::5'])
-    expect(await r.resolve4('web.shop.svc.east.weft.internal')).toEqual(['10.1.0.5'])
+    const vip = serviceAddressOf(state.services.addresses, 'shop', 'web') as string
+    expect(vip).toMatch(/^127\.77\./)
+    expect(await r.resolve4('web.shop.svc.clusterset.local')).toEqual([vip])
+    expect(await r.resolve4('web.shop.svc.weft.internal')).toEqual([vip])
+    expect(await errorCode(r.resolve6('web.shop.svc.clusterset.local'))).toBe('ENODATA')
+    expect(await r.resolve4('web.shop.svc.east.weft.internal')).toEqual([serviceAddressOf(state.services.addresses, 'shop', 'web', 'east')])
     expect(await r.resolveSrv('_http._tcp.web.shop.svc.clusterset.local')).toEqual([
       { name: 'web.shop.svc.clusterset.local', port: 80, priority: 0, weight: 100 }
     ])
+    expect((await r.resolveSrv('web.shop.svc.clusterset.local')).map((x) => x.port).sort()).toEqual([80, 9090])
     expect(await r.resolveTxt('dns-version.clusterset.local')).toEqual([['1.0.0']])
   })
 
@@ -86,7 +94,7 @@ describe('dns server: answers from the log (UDP, node resolver)', () => {
     expect(await errorCode(r.resolve4('east.weft.internal'))).toBe('ENODATA') // empty non-terminal
     expect(await errorCode(r.resolve4('weft.internal'))).toBe('ENODATA') // the apex
     expect(await errorCode(r.resolveMx('db1.east.weft.internal'))).toBe('ENODATA')
-    expect(await errorCode(r.resolveSrv('web.shop.svc.clusterset.local'))).toBe('ENODATA')
+    expect(await errorCode(r.resolveSrv('db1.east.weft.internal'))).toBe('ENODATA')
   })
 
   it('sets AA on authoritative answers, puts the zone SOA in negative answers, and echoes the question', async () => {
@@ -116,7 +124,7 @@ describe('dns server: answers from the log (UDP, node resolver)', () => {
   it('answers the same over TCP (dns2 TCP client) and with EDNS', async () => {
     const t = await ask(port, 'web.shop.svc.clusterset.local', 'A', { proto: 'tcp' })
     expect(t.header).toMatchObject({ aa: 1, rcode: RCODE.NOERROR })
-    expect(t.answers.map((x) => x.address)).toEqual(['10.1.0.5'])
+    expect(t.answers.map((x) => x.address)).toEqual([serviceAddressOf(state.services.addresses, 'shop', 'web')])
     const e = await ask(port, '_http._tcp.web.shop.svc.clusterset.local', 'SRV', { edns: 4096 })
     expect(e.answers).toMatchObject([{ priority: 0, weight: 100, port: 80, target: 'web.shop.svc.clusterset.local' }])
     expect(e.additionals).toMatchObject([{ type: TYPE.OPT, class: DEFAULT_DNS_LIMITS.udpPayload }])
@@ -310,12 +318,14 @@ describe('dns server: forwarding', () => {
 })
 
 describe('dns server: sizes, listening, closing', () => {
-  /** 80 members of one cluster carrying services: 80 A records for the service name. */
+  /** 80 members, each exporting a headless service from its own cluster: 80 A records for the service name. */
   function bigTable (): ReturnType<typeof deriveDns> {
-    const members: DnsMember[] = Array.from({ length: 80 }, (_, i) => ({ author: `a${i}`, hostname: `n${i}`, cluster: 'big', joinedOrder: i, v4: `10.1.1.${i + 1}`, caps: ['services'] }))
+    const members: DnsMember[] = Array.from({ length: 80 }, (_, i) => ({ author: `a${i}`, hostname: `n${i}`, cluster: 'big', joinedOrder: i, v4: `10.1.1.${i + 1}`, caps: [] }))
+    const clusters = members.map((_, i) => `c${i}`)
     const imports = [{
-      namespace: 'shop', name: 'web', type: 'ClusterSetIP' as const, ports: [], sessionAffinity: 'None' as const, labels: {}, annotations: {},
-      clusters: ['big'], oldest: { cluster: 'big', created: { lamport: 1, author: 'x', seq: 1, id: 'x' } }
+      namespace: 'shop', name: 'web', type: 'Headless' as const, ports: [], sessionAffinity: 'None' as const, labels: {}, annotations: {},
+      clusters, oldest: { cluster: 'c0', created: { lamport: 1, author: 'x', seq: 1, id: 'x' } }, conflicts: [],
+      exporters: clusters.map((cluster, i) => ({ cluster, author: `a${i}`, address: `127.77.1.${i + 1}` }))
     }]
     return deriveDns({ zone: 'weft.internal', members, imports: imports as never })
   }

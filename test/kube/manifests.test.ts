@@ -107,6 +107,7 @@ describe('deploy/rbac.yaml', () => {
     expect(allowed('multicluster.x-k8s.io', 'serviceimports/status', 'update')).toBe(true)
     expect(allowed('about.k8s.io', 'clusterproperties', 'get', 'cluster.clusterset.k8s.io')).toBe(true)
     expect(allowed('', 'namespaces', 'get', 'kube-system')).toBe(true)
+    expect(allowed('', 'events', 'create')).toBe(true) // failures of single objects, reported as Events
   })
 
   test('and nothing more', () => {

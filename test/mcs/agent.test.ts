@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { RESOURCES } from '../../src/adapters/kube/client.js'
+import { RESOURCES, type KubeObject } from '../../src/adapters/kube/client.js'
 import type { EndpointSlice, Service, ServiceImport } from '../../src/adapters/kube/types.js'
 import { derivedServiceName } from '../../src/node/mcs/names.js'
 import { condition, conditionsOf, startClusters, stopClusters, waitFor, type McsCluster } from './support.js'
@@ -51,7 +51,7 @@ describe('McsAgent (two clusters, two fake API servers, replicated logs)', () =>
         'kubernetes.io/service-name': derivedServiceName(NS, 'web')
       })
       expect(slice.addressType).toBe('IPv4')
-      expect(slice.endpoints.map((e) => e.addresses)).toEqual([['127.0.0.1']])
+      expect(slice.endpoints.map((e) => e.addresses)).toEqual([['192.0.2.10']])
       expect(slice.ports?.[0]?.name).toBe('http')
       expect(c.listeners).toEqual(new Set(['default/web/80']))
     }
@@ -190,5 +190,36 @@ describe('McsAgent (two clusters, two fake API servers, replicated logs)', () =>
     await waitFor(() => condition(east, NS, 'web', 'Ready') === 'True/Exported', 'Ready despite the 409s')
     await waitFor(() => serviceImport(west, 'web') !== undefined, 'import in west despite the 503')
     expect(east.fake.count('update-status', 'serviceexports')).toBeGreaterThanOrEqual(3)
+  })
+})
+
+describe('McsAgent: one object the API server refuses does not stop the others (issue 14)', () => {
+  it('a refused EndpointSlice: the other import is written, the failure is on the ServiceExport and in an Event, and is retried with backoff', async () => {
+    // "bad" gets a loopback listener, which the API server refuses in an EndpointSlice.
+    clusters = await startClusters(['east', 'west'], { listenHost: (_cluster, service) => (service === `${NS}/bad` ? '127.0.0.1' : '192.0.2.10') })
+    const [east, west] = clusters as [McsCluster, McsCluster]
+    putService(east, 'bad', { type: 'ClusterIP', clusterIP: '10.43.0.11', ports: [{ name: 'http', protocol: 'TCP', port: 80 }] })
+    putExport(east, 'bad')
+    putService(east, 'web', { type: 'ClusterIP', clusterIP: '10.43.0.10', ports: [{ name: 'http', protocol: 'TCP', port: 80 }] })
+    putExport(east, 'web')
+    for (const c of [east, west]) {
+      await waitFor(() => serviceImport(c, 'web') !== undefined && slices(c, 'web').length === 1, `web imported in ${c.name}`)
+      await waitFor(() => c.agent.status().failures.some((f) => f.key === `import:${NS}/bad`), `the failure of bad in ${c.name}`)
+      expect(slices(c, 'bad')).toEqual([])
+      expect(c.agent.status().failures.find((f) => f.key === `import:${NS}/bad`)?.message).toContain('may not be in the loopback range')
+    }
+    // The exporting cluster's ServiceExport says so; the failure is an Event on it.
+    await waitFor(() => conditionsOf(east, NS, 'bad')['weft.io/Synced']?.status === 'False', 'the Synced condition on east\'s ServiceExport')
+    expect(conditionsOf(east, NS, 'bad')['weft.io/Synced']).toMatchObject({ reason: 'ImportFailed' })
+    expect(conditionsOf(east, NS, 'web')['weft.io/Synced']).toBeUndefined()
+    const events = east.fake.objects<{ involvedObject: { kind: string, name: string }, reason: string, type: string } & KubeObject>(RESOURCES.events, NS)
+    expect(events.some((e) => e.involvedObject.kind === 'ServiceExport' && e.involvedObject.name === 'bad' && e.reason === 'ImportFailed' && e.type === 'Warning')).toBe(true)
+    // In west (no ServiceExport), the Event is on the ServiceImport; one Event per failure, not one per retry.
+    await waitFor(() => west.fake.objects<{ involvedObject: { kind: string } } & KubeObject>(RESOURCES.events, NS).some((e) => e.involvedObject.kind === 'ServiceImport'), 'an Event in west')
+    const attempts = (): number => west.agent.status().failures.find((f) => f.key === `import:${NS}/bad`)?.attempts ?? 0
+    await waitFor(() => attempts() >= 3, 'a few retries of bad')
+    expect(west.fake.objects(RESOURCES.events, NS)).toHaveLength(1)
+    // Backoff: the retries of the one object are spaced (100 ms doubling), not a tight loop.
+    expect(west.fake.count('create', 'endpointslices')).toBeLessThan(20)
   })
 })

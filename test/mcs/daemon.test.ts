@@ -1,11 +1,24 @@
 import { connect, createServer, type Server } from 'node:net'
+import { Resolver } from 'node:dns/promises'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { RESOURCES } from '../../src/adapters/kube/client.js'
+import { RESOURCES, type KubeObject } from '../../src/adapters/kube/client.js'
 import type { ServiceExport } from '../../src/adapters/kube/types.js'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { startFakeKube, type FakeKube } from '../support/fake-kube.js'
 import { startDaemon, tempDir, waitFor, type DaemonProc } from '../mesh/daemons.js'
+
+/** A non-loopback address of this machine: what pods would reach the node at (--service-address). */
+const hostIp = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address
+
+function echo (host: string, port: number, text: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = connect(port, host, () => { s.end(text) })
+    let got = ''
+    s.setEncoding('utf8').on('data', (d: string) => { got += d }).on('end', () => { resolve(got) }).on('error', reject)
+  })
+}
 
 interface Slice { metadata: { namespace?: string, labels?: Record<string, string> }, endpoints?: Array<{ addresses: string[] }>, ports?: Array<{ port?: number }> }
 
@@ -14,7 +27,8 @@ interface Slice { metadata: { namespace?: string, labels?: Record<string, string
  * libp2p on loopback: a ServiceExport in cluster a becomes a ServiceImport and EndpointSlices in
  * cluster b, and a TCP connection to b's endpoint reaches the Service's backend in a.
  */
-describe('weft up --kubeconfig: multi-cluster services across two clusters', () => {
+if (hostIp === undefined) console.log('skipping the two-cluster daemon test: this machine has no non-loopback IPv4 address for --service-address')
+describe.skipIf(hostIp === undefined)('weft up --kubeconfig: multi-cluster services across two clusters', () => {
   const token = formatToken(newToken())
   const procs: DaemonProc[] = []
   const fakes: FakeKube[] = []
@@ -40,8 +54,8 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
     // No --cluster: the cluster id comes from Kubernetes (KEP-2149): b has a ClusterProperty,
     // a falls back to its kube-system namespace's uid.
     fb.put(RESOURCES.clusterProperties, { apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: 'east' } })
-    const a = await startDaemon({ token, dataDir: join(dir.dir, 'a'), name: 'agent-a', extra: ['--kubeconfig', join(dir.dir, 'a.kubeconfig')] })
-    const b = await startDaemon({ token, dataDir: join(dir.dir, 'b'), name: 'agent-b', peers: [a.listen[0] as string], extra: ['--kubeconfig', join(dir.dir, 'b.kubeconfig')] })
+    const a = await startDaemon({ token, dataDir: join(dir.dir, 'a'), name: 'agent-a', extra: ['--kubeconfig', join(dir.dir, 'a.kubeconfig'), '--service-address', hostIp as string] })
+    const b = await startDaemon({ token, dataDir: join(dir.dir, 'b'), name: 'agent-b', peers: [a.listen[0] as string], extra: ['--kubeconfig', join(dir.dir, 'b.kubeconfig'), '--service-address', hostIp as string, '--dns', '127.0.0.1:0'] })
     procs.push(a, b)
     expect((await a.get('/api/v1/status')).cluster).toBe(uidA)
     expect((await b.get('/api/v1/status')).cluster).toBe('east')
@@ -59,13 +73,27 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
     }, 'an EndpointSlice for cluster a in cluster b', 20_000)
     const host = slice?.endpoints?.[0]?.addresses[0] as string
     const port = slice?.ports?.[0]?.port as number
-    expect(host).toBe('127.0.0.1')
-    const reply = await new Promise<string>((resolve, reject) => {
-      const s = connect(port, host, () => { s.end('GET / through the mesh') })
-      let got = ''
-      s.setEncoding('utf8').on('data', (d: string) => { got += d }).on('end', () => { resolve(got) }).on('error', reject)
-    })
-    expect(reply).toBe('GET / through the mesh')
+    // A pod-reachable address, never loopback (a real API server refuses it).
+    expect(host).toBe(hostIp)
+    expect(await echo(host, port, 'GET / through the mesh')).toBe('GET / through the mesh')
+
+    // By name, from a Kubernetes node of the importing cluster: b's DNS answers the ClusterSetIP
+    // of b's ServiceImport (MCS DNS 2.3.1), where kube-proxy would balance over the slices.
+    const status = await b.get('/api/v1/status') as { dns?: { listen: string[] } }
+    const dnsPort = Number(/^udp:\/\/127\.0\.0\.1:(\d+)$/.exec(status.dns?.listen.find((l) => l.startsWith('udp://')) ?? '')?.[1])
+    const resolver = new Resolver()
+    resolver.setServers([`127.0.0.1:${dnsPort}`])
+    let ips: string[] = []
+    await waitFor(async () => {
+      const si = await client.get<KubeObject & { spec: { ips?: string[] } }>(RESOURCES.serviceImports, 'shop', 'web')
+      ips = await resolver.resolve4('web.shop.svc.clusterset.local').catch(() => [])
+      return si?.spec.ips !== undefined && ips.length === 1 && ips[0] === si.spec.ips[0]
+    }, 'b\'s DNS to answer the ClusterSetIP of its ServiceImport', 20_000)
+    expect(ips[0]).toMatch(/^10\.43\./) // allocated by the fake's Service CIDR, as a real API server would
+    // kube-proxy: ClusterSetIP → the selectorless Service with that IP → its EndpointSlices.
+    const svc = (await client.list<KubeObject & { spec: { clusterIP?: string } }>(RESOURCES.services, 'shop')).items.find((x) => x.spec.clusterIP === ips[0])
+    const backing = (await client.list<Slice>(RESOURCES.endpointSlices, 'shop', { labelSelector: `kubernetes.io/service-name=${svc?.metadata.name ?? ''}` })).items.find((x) => (x.endpoints?.length ?? 0) > 0)
+    expect(await echo(backing?.endpoints?.[0]?.addresses[0] as string, backing?.ports?.[0]?.port as number, 'by name from a Kubernetes node')).toBe('by name from a Kubernetes node')
     // Per the KEP the exporting cluster imports too; its own endpoint connects locally.
     let own: Slice | undefined
     await waitFor(async () => {
@@ -73,12 +101,7 @@ describe('weft up --kubeconfig: multi-cluster services across two clusters', () 
       own = slices.items.find((s) => (s.endpoints?.length ?? 0) > 0)
       return own !== undefined
     }, 'the EndpointSlice in cluster a', 20_000)
-    const ownReply = await new Promise<string>((resolve, reject) => {
-      const s = connect(own?.ports?.[0]?.port as number, own?.endpoints?.[0]?.addresses[0] as string, () => { s.end('inside a') })
-      let got = ''
-      s.setEncoding('utf8').on('data', (d: string) => { got += d }).on('end', () => { resolve(got) }).on('error', reject)
-    })
-    expect(ownReply).toBe('inside a')
+    expect(await echo(own?.endpoints?.[0]?.addresses[0] as string, own?.ports?.[0]?.port as number, 'inside a')).toBe('inside a')
     // The export in a is Valid and Ready, written back through the status subresource.
     const exp = await fa.client().get<ServiceExport>(RESOURCES.serviceExports, 'shop', 'web')
     expect(exp?.status?.conditions?.find((c) => c.type === 'Valid')?.status).toBe('True')

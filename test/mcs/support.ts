@@ -24,7 +24,12 @@ export interface McsCluster {
   listeners: Set<string>
 }
 
-export async function startClusters (names: string[] = ['east', 'west']): Promise<McsCluster[]> {
+export interface ClustersOptions {
+  /** The address of a listener (default 192.0.2.10, a pod-reachable address as the API server wants). */
+  listenHost?: (cluster: string, service: string) => string
+}
+
+export async function startClusters (names: string[] = ['east', 'west'], opts: ClustersOptions = {}): Promise<McsCluster[]> {
   const clusters: McsCluster[] = []
   let nextPort = 31000
   for (const [i, name] of names.entries()) {
@@ -44,7 +49,7 @@ export async function startClusters (names: string[] = ['east', 'west']): Promis
           const key = `${service}/${port}`
           listeners.add(key)
           if (!ports.has(key)) ports.set(key, nextPort++)
-          return { host: '127.0.0.1', port: ports.get(key) as number }
+          return { host: opts.listenHost?.(name, service) ?? '192.0.2.10', port: ports.get(key) as number }
         },
         close: (service, port) => { listeners.delete(`${service}/${port}`) }
       },

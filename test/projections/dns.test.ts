@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
-  CLUSTERSET_ZONE, deriveDns, DNS_TTL, hostLabel, isIpv4, isIpv6, lookupDns, zoneProblem,
+  CLUSTERSET_ZONE, deriveDns, distinctLabel, DNS_TTL, hostLabel, isIpv4, isIpv6, lookupDns, zoneProblem,
   type DnsInput, type DnsMember, type DnsRecord, type DnsTable
 } from '../../src/projections/dns.js'
 import { isValidLabel, isValidName, nameProblem, normalizeName } from '../../src/projections/dns-name.js'
@@ -28,7 +28,9 @@ function imp (name: string, namespace: string, clusters: string[], ports: Import
     annotations: {},
     clusters,
     oldest: { cluster: clusters[0] as string, created: { lamport: 1, author: 'x', seq: 1, id: 'x' } },
-    conflicts: []
+    conflicts: [],
+    address: `127.77.0.${(name.length + namespace.length) % 250 + 1}`,
+    exporters: clusters.map((c, i) => ({ cluster: c, author: `exporter-${c}`, address: `127.77.1.${i + 1}` }))
   }
 }
 
@@ -54,24 +56,34 @@ describe('dns: node names', () => {
     expect(t.invalid).toEqual([])
   })
 
-  it('the same hostname in two clusters: both cluster names, no short name, nothing invalid', () => {
-    const t = table([member('db', 'east', { v4: '10.1.0.1' }), member('DB', 'west', { v4: '10.1.0.2' })])
+  it('the same hostname in two clusters: the first joined keeps it, the second gets <host>-<6 hex of its key>', () => {
+    const first = member('db', 'east', { v4: '10.1.0.1', author: 'aa11bb22cc33' })
+    const second = member('DB', 'west', { v4: '10.1.0.2', author: 'ff00ee99dd88' })
+    const t = table([first, second])
     expect(values(t, 'db.east.weft.internal', 'A')).toEqual(['10.1.0.1'])
-    expect(values(t, 'db.west.weft.internal', 'A')).toEqual(['10.1.0.2'])
-    expect(t.records.has('db.weft.internal')).toBe(false)
+    expect(values(t, 'db.weft.internal', 'A')).toEqual(['10.1.0.1'])
+    expect(values(t, 'db-ff00ee.west.weft.internal', 'A')).toEqual(['10.1.0.2'])
+    expect(values(t, 'db-ff00ee.weft.internal', 'A')).toEqual(['10.1.0.2'])
+    expect(t.records.has('db.west.weft.internal')).toBe(false)
+    expect(t.hostNames.get(second.author)).toBe('db-ff00ee')
     expect(t.invalid).toEqual([])
   })
 
-  it('a duplicate hostname in one cluster: the earliest joined keeps it, the other is reported', () => {
-    const late = member('node', 'east', { v4: '10.1.0.9', joinedOrder: 50 })
-    const early = member('Node', 'east', { v4: '10.1.0.3', joinedOrder: 2 })
-    const t = table([late, early])
-    expect(values(t, 'node.east.weft.internal', 'A')).toEqual(['10.1.0.3'])
-    expect(t.records.has('node.weft.internal')).toBe(false)
-    expect(t.invalid).toHaveLength(1)
-    expect(t.invalid[0]?.name).toBe('node.east.weft.internal')
-    expect(t.invalid[0]?.reason).toContain('duplicate hostname')
-    expect(t.invalid[0]?.reason).toContain(late.author.slice(0, 12))
+  it('a taken hostname (issue 11): the earliest joined keeps its name whatever the input order; the later one gets a distinct, stable name', () => {
+    const late = member('node', 'east', { v4: '10.1.0.9', joinedOrder: 50, author: '0123456789ab' })
+    const early = member('Node', 'east', { v4: '10.1.0.3', joinedOrder: 2, author: 'fedcba987654' })
+    for (const t of [table([late, early]), table([early, late])]) {
+      expect(values(t, 'node.east.weft.internal', 'A')).toEqual(['10.1.0.3'])
+      expect(values(t, 'node.weft.internal', 'A')).toEqual(['10.1.0.3'])
+      expect(values(t, 'node-012345.east.weft.internal', 'A')).toEqual(['10.1.0.9'])
+      expect(t.invalid).toEqual([])
+    }
+    // A third member whose own hostname is the suffixed name: the suffix grows, never a clash.
+    const squatter = member('node-012345', 'east', { v4: '10.1.0.10', joinedOrder: 1, author: '999999999999' })
+    const t = table([late, early, squatter])
+    expect(values(t, 'node-012345.east.weft.internal', 'A')).toEqual(['10.1.0.10'])
+    expect(values(t, 'node-01234567.east.weft.internal', 'A')).toEqual(['10.1.0.9'])
+    expect(distinctLabel('x'.repeat(63), 'abcdef12', new Set(['x'.repeat(63)]))).toBe(`${'x'.repeat(56)}-abcdef`)
   })
 
   it('an FQDN hostname contributes its first label; a trailing dot and case are normalized', () => {
@@ -119,38 +131,56 @@ describe('dns: services (MCS)', () => {
   const dnsPort: ImportPort = { name: 'dns', protocol: 'UDP', port: 53, clusters: ['east'] }
   const unnamed: ImportPort = { protocol: 'TCP', port: 8080, clusters: ['east'] }
 
-  it('serves clusterset A/AAAA from members with the "services" cap, per-cluster names, SRV for named ports, TXT version', () => {
+  it('ClusterSetIP: the service address at the clusterset and zone names, per-cluster addresses, SRV at the bare name and per named port', () => {
     const members = [
       member('e1', 'east', { v4: '10.1.0.1', caps: ['services'] }),
-      member('e2', 'east', { v4: '10.1.0.2', v6: 'fd00::2' }),
       member('w1', 'west', { v4: '10.1.0.11' }),
-      member('w2', 'west', { v4: '10.1.0.12', v6: 'fd00::12' }),
-      member('n1', 'north', { v4: '10.1.0.21', caps: ['services'] })
+      member('n1', 'north', { v4: '10.1.0.21' })
     ]
-    const t = table(members, [imp('web', 'shop', ['east', 'west'], [http, dnsPort, unnamed])])
+    const i = imp('web', 'shop', ['east', 'west'], [http, dnsPort, unnamed])
+    const t = table(members, [i])
     const svc = 'web.shop.svc.clusterset.local'
-    // east: only e1 carries services; west: nobody has the cap, so all members do.
-    expect(values(t, svc, 'A')).toEqual(['10.1.0.1', '10.1.0.11', '10.1.0.12'])
-    expect(values(t, svc, 'AAAA')).toEqual(['fd00::12'])
-    expect(values(t, 'web.shop.svc.east.weft.internal', 'A')).toEqual(['10.1.0.1'])
-    expect(values(t, 'web.shop.svc.west.weft.internal', 'A')).toEqual(['10.1.0.11', '10.1.0.12'])
+    // The name's own address, not the members of the exporting clusters (issue 11).
+    expect(values(t, svc, 'A')).toEqual([i.address])
+    expect(values(t, svc, 'AAAA')).toEqual([])
+    expect(values(t, 'web.shop.svc.weft.internal', 'A')).toEqual([i.address])
+    expect(values(t, 'web.shop.svc.east.weft.internal', 'A')).toEqual(['127.77.1.1'])
+    expect(values(t, 'web.shop.svc.west.weft.internal', 'A')).toEqual(['127.77.1.2'])
     expect(t.records.has('web.shop.svc.north.weft.internal')).toBe(false)
     expect(values(t, `_http._tcp.${svc}`, 'SRV')).toEqual([{ priority: 0, weight: 100, port: 80, target: svc }])
     expect(values(t, `_dns._udp.${svc}`, 'SRV')).toEqual([{ priority: 0, weight: 100, port: 53, target: svc }])
-    expect([...t.records.keys()].filter((n) => n.startsWith('_')).sort()).toEqual([`_dns._udp.${svc}`, `_http._tcp.${svc}`])
+    expect(values(t, svc, 'SRV')).toEqual([53, 80, 8080].map((port) => ({ priority: 0, weight: 100, port, target: svc })))
+    expect([...t.records.keys()].filter((n) => n.startsWith('_')).sort()).toEqual([`_dns._udp.${svc}`, `_dns._udp.web.shop.svc.weft.internal`, `_http._tcp.${svc}`, `_http._tcp.web.shop.svc.weft.internal`])
     expect(values(t, 'dns-version.clusterset.local', 'TXT')).toEqual(['1.0.0'])
     expect(t.invalid).toEqual([])
   })
 
-  it('headless imports get the same service-level records and no per-endpoint names', () => {
-    const t = table([member('e1', 'east', { v4: '10.1.0.1' })], [imp('db', 'data', ['east'], [{ name: 'pg', protocol: 'TCP', port: 5432, clusters: ['east'] }], 'Headless')])
-    expect(values(t, 'db.data.svc.clusterset.local', 'A')).toEqual(['10.1.0.1'])
-    expect(values(t, '_pg._tcp.db.data.svc.clusterset.local', 'SRV')).toHaveLength(1)
-    expect([...t.records.keys()].some((n) => n.endsWith('.east.db.data.svc.clusterset.local'))).toBe(false)
+  it('a member of an exporting cluster that did not author the export adds no record (issue 11)', () => {
+    const i = imp('web', 'shop', ['east'], [http])
+    const base = table([member('e1', 'east', { v4: '10.1.0.1' })], [i])
+    const more = table([member('e1', 'east', { v4: '10.1.0.1' }), member('intruder', 'east', { v4: '10.1.0.66' })], [i])
+    for (const name of ['web.shop.svc.clusterset.local', 'web.shop.svc.east.weft.internal', 'web.shop.svc.weft.internal']) {
+      expect(values(more, name, 'A')).toEqual(values(base, name, 'A'))
+      expect(values(more, name, 'A')).not.toContain('10.1.0.66')
+    }
   })
 
-  it('an import whose clusters have no addressed member serves nothing (NXDOMAIN)', () => {
-    const t = table([member('e1', 'east')], [imp('web', 'shop', ['east'], [http])])
+  it('headless imports: one A per exporting cluster, per-endpoint <host>.<cluster>.<svc> names, SRV to each endpoint', () => {
+    const i = { ...imp('db', 'data', ['east', 'west'], [{ name: 'pg', protocol: 'TCP' as const, port: 5432, clusters: ['east', 'west'] }], 'Headless') }
+    const e1 = member('e1', 'east', { v4: '10.1.0.1', author: 'exporter-east' })
+    const t = table([e1, member('w9', 'west', { v4: '10.1.0.2', author: 'exporter-west' })], [i])
+    expect(values(t, 'db.data.svc.clusterset.local', 'A')).toEqual(['127.77.1.1', '127.77.1.2'])
+    expect(values(t, 'e1.east.db.data.svc.clusterset.local', 'A')).toEqual(['127.77.1.1'])
+    expect(values(t, 'w9.west.db.data.svc.clusterset.local', 'A')).toEqual(['127.77.1.2'])
+    expect(values(t, '_pg._tcp.db.data.svc.clusterset.local', 'SRV')).toEqual([
+      { priority: 0, weight: 100, port: 5432, target: 'e1.east.db.data.svc.clusterset.local' },
+      { priority: 0, weight: 100, port: 5432, target: 'w9.west.db.data.svc.clusterset.local' }
+    ])
+  })
+
+  it('an import without a service address serves nothing (NXDOMAIN)', () => {
+    const { address: _a, ...i } = imp('web', 'shop', ['east'], [http])
+    const t = table([member('e1', 'east')], [{ ...i, exporters: [] }])
     expect([...t.records.keys()]).toEqual(['dns-version.clusterset.local'])
     expect(lookupDns(t, 'web.shop.svc.clusterset.local', 'A')).toEqual({ records: [], authoritative: true, nxdomain: true })
   })
@@ -168,8 +198,8 @@ describe('dns: services (MCS)', () => {
     const long = `${svc}.${ns}.svc.east.${zone}`
     expect(long.length).toBeGreaterThan(253)
     expect(t.records.has(long)).toBe(false)
-    expect(t.invalid).toEqual([{ name: long, reason: `name is ${long.length} characters (at most 253)` }])
-    expect(values(t, `${svc}.${ns}.svc.clusterset.local`, 'A')).toEqual(['10.1.0.1'])
+    expect(t.invalid.map((x) => x.name)).toContain(long)
+    expect(values(t, `${svc}.${ns}.svc.clusterset.local`, 'A')).toEqual([imp(svc, ns, ['east']).address])
     expect(t.records.has(`e1.east.${zone}`)).toBe(true)
   })
 })
@@ -245,7 +275,7 @@ function servable (name: string, type: DnsRecord['type']): boolean {
   if (name.length > 253 || name !== name.toLowerCase() || name.endsWith('.')) return false
   const labels = name.split('.')
   const ok = (l: string): boolean => l.length >= 1 && l.length <= 63 && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(l)
-  return labels.every((l, i) => type === 'SRV' && i < 2 ? l.startsWith('_') && ok(l.slice(1)) : ok(l))
+  return labels.every((l, i) => type === 'SRV' && name.startsWith('_') && i < 2 ? l.startsWith('_') && ok(l.slice(1)) : ok(l))
 }
 
 const arbLabelish = fc.oneof(
@@ -305,20 +335,20 @@ describe('dns: properties', () => {
     }), { numRuns: 300 })
   })
 
-  it('names per cluster are unique and the short name exists only for network-unique hostnames', () => {
+  it('every valid member has one name, unique in the network; the earliest joined of a hostname keeps it', () => {
     fc.assert(fc.property(arbInput, (input) => {
       const t = deriveDns(input)
       if (zoneProblem(t.zone) !== undefined) return
-      const valid = input.members.filter((m) => isValidLabel(hostLabel(m.hostname)))
+      const valid = input.members.filter((m) => isValidLabel(hostLabel(m.hostname)) && isValidLabel(m.cluster))
+      const labels = valid.map((m) => t.hostNames.get(m.author))
+      expect(new Set(labels).size).toBe(valid.length)
       for (const m of valid) {
-        const label = hostLabel(m.hostname)
-        const same = valid.filter((x) => hostLabel(x.hostname) === label)
-        const holder = same.filter((x) => x.cluster === m.cluster).sort((a, b) => a.joinedOrder - b.joinedOrder || (a.author < b.author ? -1 : 1))[0] as DnsMember
+        const label = t.hostNames.get(m.author) as string
         const a = values(t, `${label}.${m.cluster}.${t.zone}`, 'A')
-        expect(a).toEqual(holder.v4 !== undefined && isIpv4(holder.v4) ? [holder.v4] : [])
-        const short = t.records.get(`${label}.${t.zone}`)
-        if (same.length > 1) expect(short).toBeUndefined()
-        else expect(values(t, `${label}.${t.zone}`, 'A')).toEqual(a)
+        expect(a).toEqual(m.v4 !== undefined && isIpv4(m.v4) ? [m.v4] : [])
+        expect(values(t, `${label}.${t.zone}`, 'A')).toEqual(a)
+        const first = valid.filter((x) => hostLabel(x.hostname) === hostLabel(m.hostname)).sort((p, q) => p.joinedOrder - q.joinedOrder || (p.author < q.author ? -1 : 1))[0] as DnsMember
+        if (first === m && !valid.some((x) => x !== m && t.hostNames.get(x.author) === hostLabel(m.hostname))) expect(label).toBe(hostLabel(m.hostname))
       }
     }), { numRuns: 300 })
   })

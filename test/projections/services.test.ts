@@ -6,6 +6,7 @@ import { networkIdBytes } from '../../src/log/token.js'
 import type { BodyOf, EventType } from '../../src/log/bodies.js'
 import { FoldEngine, type Reducer } from '../../src/crdt/fold.js'
 import { comparePositions, positionOf, type Position } from '../../src/projections/position.js'
+import { claimServiceAddress, initialServiceAddresses, serviceAddressOf, slotAddress } from '../../src/projections/service-addresses.js'
 import {
   applyServices, cloneServices, CONFLICT_REASONS, deriveServices, initialServices, MAX_IGNORED,
   type ConflictReason, type ExportStatus, type ServiceImport, type ServicesState, type ServicesView
@@ -93,6 +94,75 @@ function world (): World {
 }
 
 // ---- unit tests ----
+
+describe('services: service addresses', () => {
+  it('the first export of a name claims a stable address in 127.77.0.0/16, one per name and one per exporting cluster', () => {
+    const w = world()
+    w.export(A, 'a')
+    const first = onlyImport(w.view())
+    expect(first.address).toMatch(/^127\.77\.\d+\.\d+$/)
+    w.export(B, 'b')
+    const both = onlyImport(w.view())
+    expect(both.address).toBe(first.address)
+    expect(both.exporters.map((e) => e.cluster)).toEqual(['a', 'b'])
+    expect(both.exporters.map((e) => e.author)).toEqual([A.authorHex, B.authorHex])
+    const addrs = [both.address, ...both.exporters.map((e) => e.address)]
+    expect(new Set(addrs).size).toBe(3)
+    // The first exporter withdraws: the name keeps its address; b keeps its own.
+    w.unexport(A, 'a')
+    const after = onlyImport(w.view())
+    expect(after.address).toBe(first.address)
+    expect(after.exporters).toEqual([both.exporters[1]])
+    w.unexport(B, 'b')
+    expect(w.state.addresses.byKey.size).toBe(0)
+  })
+
+  it('a collision on the hashed slot goes to the next free address; every replica folds the same', () => {
+    const s = initialServiceAddresses()
+    for (let i = 0; i < 2000; i++) claimServiceAddress(s, `ns/svc-${i}`)
+    expect(s.bySlot.size).toBe(2000)
+    expect(new Set([...s.byKey.values()]).size).toBe(2000)
+    const again = initialServiceAddresses()
+    for (let i = 0; i < 2000; i++) claimServiceAddress(again, `ns/svc-${i}`)
+    expect([...again.byKey]).toEqual([...s.byKey])
+    expect(serviceAddressOf(s, 'ns', 'svc-7')).toBe(slotAddress(s.byKey.get('ns/svc-7') as number))
+  })
+
+  it('property: an address is held exactly while its key is exported, is unique, and never changes while held', () => {
+    const ops = fc.array(fc.record({
+      who: fc.constantFrom(0, 2, 3),
+      unexport: fc.boolean(),
+      name: fc.constantFrom('web', 'api', 'db')
+    }), { maxLength: 40 })
+    fc.assert(fc.property(ops, (list) => {
+      const w = world()
+      const seen = new Map<string, number>()
+      const who = [A, A2, B, C]
+      const clusterOf = ['a', 'a', 'b', 'c']
+      for (const op of list) {
+        const id = who[op.who] as NodeIdentity
+        const cluster = clusterOf[op.who] as string
+        if (op.unexport) w.unexport(id, cluster, 'shop', op.name)
+        else w.export(id, cluster, { name: op.name })
+        const held = w.state.addresses
+        const wanted = new Set<string>()
+        for (const r of w.state.exports.values()) { wanted.add(`${r.namespace}/${r.name}`); wanted.add(`${r.namespace}/${r.name}/${r.cluster}`) }
+        expect(new Set(held.byKey.keys())).toEqual(wanted)
+        expect(new Set(held.byKey.values()).size).toBe(held.byKey.size)
+        for (const [k, slot] of seen) if (held.byKey.has(k)) expect(held.byKey.get(k)).toBe(slot)
+        for (const k of [...seen.keys()]) if (!held.byKey.has(k)) seen.delete(k)
+        for (const [k, slot] of held.byKey) seen.set(k, slot)
+      }
+    }), { numRuns: 200 })
+  })
+
+  it('an export the projection ignores (author of another cluster) claims nothing', () => {
+    const w = world()
+    w.export(A, 'b') // A is a member of cluster a
+    expect(w.state.addresses.byKey.size).toBe(0)
+    expect(w.view().imports).toEqual([])
+  })
+})
 
 describe('services: exports and imports', () => {
   it('one export makes one import with Valid, Ready=Exported and no conflicts', () => {
@@ -407,7 +477,7 @@ describe('services: exports and imports', () => {
 interface RefExport { ns: string, name: string, cluster: string, body: BodyOf<'service.export'>, created: Position }
 
 interface RefResult {
-  imports: Array<Omit<ServiceImport, 'oldest'> & { oldestCluster: string }>
+  imports: Array<Omit<ServiceImport, 'oldest' | 'address' | 'exporters'> & { oldestCluster: string }>
   exports: Array<{ key: string, contributing: boolean, conflicts: string[], conditions: string[] }>
 }
 
@@ -508,7 +578,7 @@ function referenceServices (events: readonly SignedEvent[], memberOf: (a: string
 
 function summarize (v: ServicesView): RefResult {
   return {
-    imports: v.imports.map(({ oldest, ...rest }) => ({ ...rest, oldestCluster: oldest.cluster })),
+    imports: v.imports.map(({ oldest, address: _address, exporters: _exporters, ...rest }) => ({ ...rest, oldestCluster: oldest.cluster })),
     exports: v.exports.map((x) => ({
       key: `${x.namespace}/${x.name}/${x.cluster}`,
       contributing: x.contributing,

@@ -27,6 +27,11 @@ import {
   type Requirement
 } from './fake-kube/labels.js'
 import { FAKE_KUBE_CERT, FAKE_KUBE_KEY } from './fake-kube/tls.js'
+import {
+  defaultService, validateCrd, validateDeployment, validateEndpointSlice, validateEvent, validateRbac,
+  validateService, validateServiceExport, validateServiceImport, type Violation
+} from './fake-kube/validate.js'
+import { cidrContains, parseCidr, parseIp, formatIp } from '../../src/projections/ip.js'
 
 /**
  * An in-process fake Kubernetes API server speaking real HTTP on 127.0.0.1, so that tests run
@@ -53,6 +58,15 @@ export interface FakeResource {
   readonly nameRule: 'dns1035' | 'dns1123-label' | 'dns1123-subdomain'
 }
 
+/** Resources the fake serves for `kubectl apply -f deploy/` (not used by Weft itself). */
+export const MANIFEST_RESOURCES = {
+  customResourceDefinitions: { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false },
+  serviceAccounts: { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  clusterRoles: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', kind: 'ClusterRole', namespaced: false },
+  clusterRoleBindings: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
+  deployments: { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true }
+} as const satisfies Record<string, ResourceRef>
+
 export const FAKE_RESOURCES: readonly FakeResource[] = [
   { ref: RESOURCES.services, statusSubresource: true, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1035' },
   { ref: RESOURCES.namespaces, statusSubresource: true, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-label' },
@@ -60,7 +74,13 @@ export const FAKE_RESOURCES: readonly FakeResource[] = [
   { ref: RESOURCES.endpointSlices, statusSubresource: false, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' },
   { ref: RESOURCES.serviceExports, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },
   { ref: RESOURCES.serviceImports, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },
-  { ref: RESOURCES.clusterProperties, statusSubresource: false, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' }
+  { ref: RESOURCES.clusterProperties, statusSubresource: false, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },
+  { ref: RESOURCES.events, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.customResourceDefinitions, statusSubresource: true, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.serviceAccounts, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.clusterRoles, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.clusterRoleBindings, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.deployments, statusSubresource: true, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' }
 ]
 
 export interface FakeKubeOptions {
@@ -84,6 +104,8 @@ export interface FakeKubeOptions {
   bookmarkIntervalMs?: number
   /** Resources served. Default FAKE_RESOURCES. */
   resources?: readonly FakeResource[]
+  /** The Service CIDR cluster IPs are allocated from (and validated against). Default 10.43.0.0/16 (k3s). */
+  serviceCidr?: string
 }
 
 export type FakeVerb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'update-status' | 'delete' | 'other'
@@ -176,11 +198,14 @@ export class FakeKube {
   readonly #watchers = new Set<Watcher>()
   #failures: Failure[] = []
   readonly #server: http.Server
+  readonly #serviceCidr: ReturnType<typeof parseCidr>
+  #nextServiceIp = 10n
 
   constructor(opts: FakeKubeOptions = {}) {
     this.#opts = opts
     this.token = opts.token ?? randomBytes(16).toString('hex')
     this.#resources = opts.resources ?? FAKE_RESOURCES
+    this.#serviceCidr = parseCidr(opts.serviceCidr ?? '10.43.0.0/16')
     for (const r of this.#resources) this.#tables.set(r, new Map())
     const handler = (req: http.IncomingMessage, resp: http.ServerResponse): void => {
       this.#handle(req, resp).catch((err: unknown) => {
@@ -547,6 +572,8 @@ export class FakeKube {
     if (res.statusSubresource && mode === 'api') delete obj.status
     if (isNamespaces(res)) defaultNamespace(obj, name)
     validateMeta(res, obj)
+    if (res.ref === RESOURCES.services) defaultService(obj, undefined, () => this.#allocateServiceIp())
+    if (mode === 'api') this.#validate(res, obj, undefined)
     this.#commit(res, 'ADDED', namespace, key, obj, undefined)
     return obj
   }
@@ -579,6 +606,7 @@ export class FakeKube {
       next = clone(old)
       if ('status' in body) next.status = clone(body.status)
       else delete next.status
+      if (mode === 'api') this.#validate(res, next, old)
     } else {
       next = clone(body)
       next.apiVersion = apiVersionOf(res.ref)
@@ -600,6 +628,8 @@ export class FakeKube {
       }
       if (isNamespaces(res)) defaultNamespace(next, name)
       validateMeta(res, next)
+      if (res.ref === RESOURCES.services) defaultService(next, old, () => this.#allocateServiceIp())
+      if (mode === 'api') this.#validate(res, next, old)
       if (res.generation && canon(withoutMetaAndStatus(next)) !== canon(withoutMetaAndStatus(old))) {
         next.metadata.generation = (old.metadata.generation ?? 0) + 1
       }
@@ -609,6 +639,34 @@ export class FakeKube {
     if (canon(next) === canon(old)) return old
     this.#commit(res, 'MODIFIED', namespace, key, next, old)
     return next
+  }
+
+  /** The validation the real API server does on this object (see fake-kube/validate.ts). */
+  #validate(res: FakeResource, o: Obj, old: Obj | undefined): void {
+    const ref = res.ref
+    const found: Violation[] = ref === RESOURCES.endpointSlices ? validateEndpointSlice(o, old)
+      : ref === RESOURCES.services ? validateService(o, old, { contains: (ip) => { try { const p = parseIp(ip); return cidrContains(this.#serviceCidr, p.family, p.value) } catch { return false } }, text: this.#serviceCidr.text })
+        : ref === RESOURCES.serviceImports ? validateServiceImport(o)
+          : ref === RESOURCES.serviceExports ? validateServiceExport(o)
+            : ref === RESOURCES.events ? validateEvent(o)
+              : ref === MANIFEST_RESOURCES.customResourceDefinitions ? validateCrd(o)
+                : ref === MANIFEST_RESOURCES.deployments ? validateDeployment(o)
+                  : ref === MANIFEST_RESOURCES.clusterRoles || ref === MANIFEST_RESOURCES.clusterRoleBindings ? validateRbac(ref.kind, o)
+                    : []
+    if (found.length > 0) throw invalidAll(res, o.metadata.name ?? '', found)
+  }
+
+  /** The next free cluster IP of the Service CIDR (the real allocator picks at random; this one counts up). */
+  #allocateServiceIp(): string {
+    const used = new Set([...this.#table(this.#find(RESOURCES.services)).values()].map((s) => (s.spec as { clusterIP?: string } | undefined)?.clusterIP))
+    const size = 1n << BigInt((this.#serviceCidr.family === 4 ? 32 : 128) - this.#serviceCidr.prefix)
+    for (let i = 0n; i < size; i++) {
+      const n = this.#nextServiceIp
+      this.#nextServiceIp = n + 1n >= size - 1n ? 1n : n + 1n
+      const ip = formatIp(this.#serviceCidr.family, this.#serviceCidr.base + n)
+      if (!used.has(ip)) return ip
+    }
+    throw new ApiError(500, 'InternalError', `failed to allocate a serviceIP: range is full`)
   }
 
   #delete(res: FakeResource, namespace: string | undefined, name: string, pre: { uid?: string; resourceVersion?: string } | undefined): KubeStatus {
@@ -794,6 +852,18 @@ function invalid(res: FakeResource, name: string, field: string, what: string): 
     ...(res.ref.group === '' ? {} : { group: res.ref.group }),
     kind: res.ref.kind,
     causes: [{ reason: 'FieldValueInvalid', message: what, field }]
+  })
+}
+
+function invalidAll(res: FakeResource, name: string, found: readonly Violation[]): ApiError {
+  const kind = res.ref.group === '' ? res.ref.kind : `${res.ref.kind}.${res.ref.group}`
+  const text = found.map((v) => `${v.field}: ${v.message}`)
+  const message = `${kind} "${name}" is invalid: ${text.length === 1 ? text[0] as string : `[${text.join(', ')}]`}`
+  return new ApiError(422, 'Invalid', message, {
+    name,
+    ...(res.ref.group === '' ? {} : { group: res.ref.group }),
+    kind: res.ref.kind,
+    causes: found.map((v) => ({ reason: 'FieldValueInvalid', message: v.message, field: v.field }))
   })
 }
 

@@ -129,3 +129,17 @@ export const LABEL_APP_MANAGED_BY = 'app.kubernetes.io/managed-by'
 export const WEFT_MANAGER = 'weft'
 /** The `endpointslice.kubernetes.io/managed-by` value of the EndpointSlices Weft writes. */
 export const WEFT_ENDPOINTSLICE_MANAGER = 'weft.io'
+
+/** core/v1 Event: how the agent reports a failure on an object to `kubectl describe`. */
+export interface KubeEvent extends KubeObject {
+  involvedObject: { apiVersion?: string; kind: string; namespace?: string; name: string; uid?: string; resourceVersion?: string }
+  reason: string
+  message: string
+  type: 'Normal' | 'Warning'
+  source?: { component?: string; host?: string }
+  firstTimestamp?: string
+  lastTimestamp?: string
+  count?: number
+  reportingComponent?: string
+  reportingInstance?: string
+}

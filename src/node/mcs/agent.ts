@@ -1,14 +1,16 @@
 import { isKubeError, RESOURCES, type KubeClient } from '../../adapters/kube/client.js'
 import { startInformer, type Informer } from '../../adapters/kube/informer.js'
-import type { Namespace, Service, ServiceExport, ServiceImport, EndpointSlice } from '../../adapters/kube/types.js'
+import type { KubeObject } from '../../adapters/kube/client.js'
+import type { Namespace, Service, ServiceExport, ServiceImport, EndpointSlice, KubeEvent } from '../../adapters/kube/types.js'
 import type { MeshLogger } from '../../net/mesh-logger.js'
 import type { NetworkState } from '../../projections/network.js'
 import { serviceKey, type ExposeStep, type HostPort } from '../service-registry.js'
 import { deleteOwnedExcept, ensureOwned } from './apply.js'
-import { mergeConditions } from './conditions.js'
+import { mergeConditions, rfc3339, type WantedCondition } from './conditions.js'
+import { ObjectFailures } from './failures.js'
 import { planExports } from './export-plan.js'
 import { desiredObjects, importsFor, listenerKey, tunnelledPorts } from './import-plan.js'
-import { canonical, derivedServiceName, SELECTOR_DERIVED_SERVICES, SELECTOR_ENDPOINT_SLICES, SELECTOR_SERVICE_IMPORTS } from './names.js'
+import { canonical, derivedServiceName, isWeftOwned, SELECTOR_DERIVED_SERVICES, SELECTOR_ENDPOINT_SLICES, SELECTOR_SERVICE_IMPORTS } from './names.js'
 
 /**
  * The MCS controllers of one Kubernetes cluster (KEP-1645, multicluster.x-k8s.io v1beta1):
@@ -20,8 +22,11 @@ import { canonical, derivedServiceName, SELECTOR_DERIVED_SERVICES, SELECTOR_ENDP
 
 /** The data path: a local listener per imported TCP port that tunnels to an exporting cluster. */
 export interface McsTunnels {
-  /** Start (or return) the listener of `namespace/name` port `port`; its address goes into the EndpointSlices. */
-  listen: (service: string, port: number) => Promise<HostPort> | HostPort
+  /**
+   * Start (or return) the listener of `namespace/name` port `port`; its address goes into the
+   * EndpointSlices. Undefined while this node has no pod-reachable address yet (no endpoint).
+   */
+  listen: (service: string, port: number) => Promise<HostPort | undefined> | HostPort | undefined
   /** Stop it: the import or the port went away. */
   close?: (service: string, port: number) => Promise<void> | void
 }
@@ -41,9 +46,12 @@ export interface McsAgentOptions {
   now: () => number
   /** A full pass at least this often (repairs drift the watches did not report). Default 60 s. */
   resyncMs?: number
-  /** First retry delay after a failed pass; doubles up to 30 s. Default 1 s. */
+  /** First retry delay after a failed pass or object; doubles up to 30 s. Default 1 s. */
   retryMs?: number
 }
+
+/** The condition the agent adds to a ServiceExport while an object of its service fails. */
+export const CONDITION_SYNCED = 'weft.io/Synced'
 
 /** An object the agent would write but that exists without Weft's label: left alone. */
 export interface ForeignObject {
@@ -62,6 +70,8 @@ export interface McsAgentStatus {
   foreign: ForeignObject[]
   /** `namespace/name` of the services imported here. */
   imports: string[]
+  /** Objects failing now, each retried on its own backoff. */
+  failures: Array<{ key: string, message: string, attempts: number }>
 }
 
 export class McsAgent {
@@ -79,10 +89,12 @@ export class McsAgent {
   readonly #listeners = new Map<string, HostPort>()
   /** Export bodies appended recently, so an event the log ignores is not appended in a loop. */
   readonly #appended = new Map<string, { canon: string, at: number }>()
-  readonly #status: McsAgentStatus = { synced: false, passes: 0, foreign: [], imports: [] }
+  readonly #status: McsAgentStatus = { synced: false, passes: 0, foreign: [], imports: [], failures: [] }
+  readonly #failures: ObjectFailures
 
   constructor (opts: McsAgentOptions) {
     this.#o = opts
+    this.#failures = new ObjectFailures({ firstMs: opts.retryMs ?? 1000, maxMs: 30_000 })
   }
 
   /** Start the informers; the first pass runs once they have listed. `signal` stops the agent too. */
@@ -122,7 +134,25 @@ export class McsAgent {
   }
 
   status (): McsAgentStatus {
-    return { ...this.#status, foreign: [...this.#status.foreign], imports: [...this.#status.imports] }
+    return {
+      ...this.#status,
+      foreign: [...this.#status.foreign],
+      imports: [...this.#status.imports],
+      failures: this.#failures.list().map((f) => ({ key: f.key, message: f.message, attempts: f.attempts }))
+    }
+  }
+
+  /**
+   * The ClusterSetIPs of an import in this cluster (the derived Service's cluster IPs, which are
+   * the ServiceImport's `ips`): what this cluster's DNS answers for the service's name.
+   */
+  clusterSetIps (namespace: string, name: string): string[] | undefined {
+    if (!this.#status.imports.includes(serviceKey(namespace, name))) return undefined
+    const svc = this.#services?.get(namespace, derivedServiceName(namespace, name))
+    if (!isWeftOwned(svc)) return undefined
+    const ips = svc?.spec?.clusterIPs ?? (svc?.spec?.clusterIP !== undefined ? [svc.spec.clusterIP] : [])
+    const out = ips.filter((ip) => ip !== '' && ip !== 'None')
+    return out.length > 0 ? out : undefined
   }
 
   /**
@@ -172,6 +202,8 @@ export class McsAgent {
           else this.#o.log.warn({ err: (err as Error).message }, 'mcs pass failed, retrying')
         }
         this.#status.passes++
+        const retry = this.#failures.nextRetry()
+        if (retry !== undefined) next = Math.min(next, Math.max(10, retry - this.#o.now()))
         if (!this.#stopped) {
           this.#timer = setTimeout(() => { this.update() }, next)
           this.#timer.unref()
@@ -212,23 +244,76 @@ export class McsAgent {
       const key = serviceKey(step.body.namespace, step.body.name)
       const canon = `${step.type}:${canonical(step.body)}`
       if (this.#appended.get(key)?.canon === canon) continue // appended already: the log has not taken it (yet)
+      if (this.#failures.waiting(`export:${key}`, now)) continue
       o.log.info({ type: step.type, service: serviceKey(step.body.namespace, step.body.name), why: step.why }, 'mcs: appending')
-      await o.append(step.type, step.body)
+      try {
+        await o.append(step.type, step.body)
+        this.#failures.ok(`export:${key}`)
+      } catch (err) {
+        await this.#failed('export', step.body.namespace, step.body.name, `cannot append ${step.type}: ${(err as Error).message}`)
+        continue
+      }
       this.#appended.set(key, { canon, at: now })
       this.#dirty = true // the statuses follow from the new state: one more pass
     }
-    let firstError: unknown
     for (const se of serviceExports) {
-      const key = serviceKey(se.metadata.namespace ?? '', se.metadata.name ?? '')
+      const namespace = se.metadata.namespace ?? ''
+      const name = se.metadata.name ?? ''
+      const key = serviceKey(namespace, name)
       const wanted = plan.conditions.get(key)
       if (wanted === undefined) continue
+      const failing = this.#failures.get(`export:${key}`) ?? this.#failures.get(`import:${key}`)
+      const synced: WantedCondition | undefined = failing !== undefined
+        ? { type: CONDITION_SYNCED, status: 'False', reason: failing.key.startsWith('export:') ? 'ExportFailed' : 'ImportFailed', message: failing.message }
+        : se.status?.conditions?.some((c) => c.type === CONDITION_SYNCED) === true ? { type: CONDITION_SYNCED, status: 'True', reason: 'Synced', message: '' } : undefined
       try {
-        await this.#writeConditions(se, wanted)
+        await this.#writeConditions(se, synced !== undefined ? [...wanted, synced] : wanted)
       } catch (err) {
-        firstError ??= err
+        // Reported as an Event (the status itself cannot be written); the others go on.
+        await this.#event(se, 'ConditionsFailed', `cannot write the conditions: ${(err as Error).message}`)
       }
     }
-    if (firstError !== undefined) throw firstError
+  }
+
+  /** Record a failed object, report it once per new message (log and Event), and go on. */
+  async #failed (side: 'export' | 'import', namespace: string, name: string, message: string): Promise<void> {
+    const key = `${side}:${serviceKey(namespace, name)}`
+    const news = this.#failures.fail(key, namespace, name, message, this.#o.now())
+    if (!news) return
+    this.#o.log.warn({ service: serviceKey(namespace, name), side, err: message }, 'mcs: an object failed; the others go on, it is retried with backoff')
+    const se = this.#exports?.get(namespace, name)
+    const target = se ?? (side === 'import' ? await this.#o.kube.get<ServiceImport>(RESOURCES.serviceImports, namespace, name).catch(() => undefined) : undefined)
+    if (target !== undefined) await this.#event(target, side === 'export' ? 'ExportFailed' : 'ImportFailed', message)
+  }
+
+  /** A Warning Event on `obj` (best effort: an Event that cannot be written is only logged). */
+  async #event (obj: KubeObject, reason: string, message: string): Promise<void> {
+    const now = rfc3339(new Date(this.#o.now()))
+    const ev: KubeEvent = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: `${obj.metadata.name ?? 'weft'}.`, namespace: obj.metadata.namespace },
+      involvedObject: {
+        ...(obj.apiVersion !== undefined ? { apiVersion: obj.apiVersion } : {}),
+        kind: obj.kind ?? '',
+        ...(obj.metadata.namespace !== undefined ? { namespace: obj.metadata.namespace } : {}),
+        name: obj.metadata.name ?? '',
+        ...(obj.metadata.uid !== undefined ? { uid: obj.metadata.uid } : {})
+      },
+      reason,
+      message: message.slice(0, 1024),
+      type: 'Warning',
+      source: { component: 'weft-mcs' },
+      reportingComponent: 'weft.io/mcs',
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1
+    }
+    try {
+      await this.#o.kube.create<KubeEvent>(RESOURCES.events, obj.metadata.namespace, ev)
+    } catch (err) {
+      this.#o.log.debug({ reason, err: (err as Error).message }, 'mcs: cannot write an Event')
+    }
   }
 
   /** Write the conditions through the status subresource; on 409 read the object again and retry. */
@@ -266,14 +351,18 @@ export class McsAgent {
       for (const p of tunnelledPorts(imp)) {
         const key = listenerKey(imp.namespace, imp.name, p.port)
         neededListeners.add(key)
-        if (!this.#listeners.has(key)) this.#listeners.set(key, await o.tunnels.listen(serviceKey(imp.namespace, imp.name), p.port))
+        if (!this.#listeners.has(key)) {
+          const at = await o.tunnels.listen(serviceKey(imp.namespace, imp.name), p.port)
+          if (at !== undefined) this.#listeners.set(key, at)
+        }
       }
     }
     for (const key of [...this.#listeners.keys()]) if (!neededListeners.has(key)) await this.#closeListener(key)
 
     const foreign: ForeignObject[] = []
     const keep = { imports: new Set<string>(), services: new Set<string>(), slices: new Set<string>() }
-    let firstError: unknown
+    const now = o.now()
+    const keepPrefixes: string[] = [] // the slices of a failing import stay as they are
     for (const imp of imports) {
       const derived = derivedServiceName(imp.namespace, imp.name)
       keep.imports.add(`${imp.namespace}/${imp.name}`)
@@ -281,32 +370,47 @@ export class McsAgent {
       const clusterIP = this.#services?.get(imp.namespace, derived)?.spec?.clusterIP
       const want = desiredObjects(imp, this.#listeners, clusterIP)
       for (const s of want.slices) keep.slices.add(`${imp.namespace}/${s.metadata.name as string}`)
+      const failKey = `import:${serviceKey(imp.namespace, imp.name)}`
+      if (this.#failures.waiting(failKey, now)) {
+        // Backing off: keep what exists of it, try again when its time comes.
+        keepPrefixes.push(`${imp.namespace}/${derived}-`)
+        continue
+      }
+      let step = `ServiceImport ${imp.namespace}/${imp.name}`
       try {
         const si = await ensureOwned<ServiceImport>(o.kube, RESOURCES.serviceImports, want.serviceImport, { fields: ['spec'], mode: 'exact', status: true })
         if (si.result === 'foreign') {
           foreign.push({ kind: 'ServiceImport', namespace: imp.namespace, name: imp.name, message: `ServiceImport ${imp.namespace}/${imp.name} exists without the label app.kubernetes.io/managed-by=weft: not imported here` })
           continue // someone else imports this name: add nothing beside it
         }
+        step = `Service ${imp.namespace}/${derived}`
         const svc = await ensureOwned<Service>(o.kube, RESOURCES.services, want.service, { fields: ['spec'], mode: 'merge' })
         if (svc.result === 'foreign') {
           foreign.push({ kind: 'Service', namespace: imp.namespace, name: derived, message: `Service ${imp.namespace}/${derived} exists without Weft's label: left alone` })
         }
         for (const slice of want.slices) {
+          step = `EndpointSlice ${imp.namespace}/${slice.metadata.name as string}`
           const r = await ensureOwned<EndpointSlice>(o.kube, RESOURCES.endpointSlices, slice, { fields: ['addressType', 'endpoints', 'ports'], mode: 'exact' })
           if (r.result === 'foreign') foreign.push({ kind: 'EndpointSlice', namespace: imp.namespace, name: slice.metadata.name as string, message: `EndpointSlice ${imp.namespace}/${slice.metadata.name as string} exists without Weft's label: left alone` })
         }
+        if (this.#failures.ok(failKey)) o.log.info({ service: serviceKey(imp.namespace, imp.name) }, 'mcs: import written again')
       } catch (err) {
-        firstError ??= err
+        if (isKubeError(err, 'Conflict')) {
+          this.#dirty = true // someone wrote meanwhile: the next pass reads again
+          continue
+        }
+        keepPrefixes.push(`${imp.namespace}/${derived}-`)
+        await this.#failed('import', imp.namespace, imp.name, `${step}: ${(err as Error).message}`)
       }
     }
     for (const f of foreign) {
       if (!this.#status.foreign.some((x) => x.kind === f.kind && x.namespace === f.namespace && x.name === f.name)) o.log.warn({ kind: f.kind, namespace: f.namespace, name: f.name }, f.message)
     }
     this.#status.foreign = foreign
-    if (firstError !== undefined) throw firstError
 
-    // What Weft owns and no import calls for goes (slices first, the ServiceImport last).
-    await deleteOwnedExcept(o.kube, RESOURCES.endpointSlices, SELECTOR_ENDPOINT_SLICES, keep.slices)
+    // What Weft owns and no import calls for goes (slices first, the ServiceImport last). A
+    // failed listing throws: the pass is retried as a whole (nothing else is left to do).
+    await deleteOwnedExcept(o.kube, RESOURCES.endpointSlices, SELECTOR_ENDPOINT_SLICES, (k) => keep.slices.has(k) || keepPrefixes.some((p) => k.startsWith(p)))
     await deleteOwnedExcept(o.kube, RESOURCES.services, SELECTOR_DERIVED_SERVICES, keep.services)
     await deleteOwnedExcept(o.kube, RESOURCES.serviceImports, SELECTOR_SERVICE_IMPORTS, keep.imports)
   }

@@ -85,12 +85,13 @@ export async function ensureOwned<T extends KubeObject> (client: KubeClient, res
  * Delete the objects matching `labelSelector` (Weft's own) whose `namespace/name` is not in
  * `keep`. Each delete is conditional on the uid listed, so an object recreated meanwhile stays.
  */
-export async function deleteOwnedExcept (client: KubeClient, res: ResourceRef, labelSelector: string, keep: ReadonlySet<string>): Promise<string[]> {
+export async function deleteOwnedExcept (client: KubeClient, res: ResourceRef, labelSelector: string, keep: ReadonlySet<string> | ((key: string) => boolean)): Promise<string[]> {
+  const kept = typeof keep === 'function' ? keep : (k: string) => keep.has(k)
   const listed = await client.list(res, undefined, { labelSelector })
   const deleted: string[] = []
   for (const obj of listed.items) {
     const key = `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`
-    if (keep.has(key) || !isWeftOwned(obj)) continue
+    if (kept(key) || !isWeftOwned(obj)) continue
     try {
       const uid = obj.metadata.uid
       if (await client.delete(res, obj.metadata.namespace, obj.metadata.name as string, uid !== undefined ? { preconditions: { uid } } : {})) deleted.push(key)
