@@ -122,7 +122,17 @@ export const VpnStatusSchema = z.object({
   mtu: Count,
   /** Networks other members advertise, routed into the device. */
   routes: z.array(z.string()),
-  tun: z.object({ rxPackets: Count, rxBytes: Count, txPackets: Count, txBytes: Count, txDropped: Count }),
+  tun: z.object({
+    rxPackets: Count,
+    rxBytes: Count,
+    txPackets: Count,
+    txBytes: Count,
+    txDropped: Count,
+    /** Failures of the device I/O recovered from (the poll thread restarted or the device reopened); absent from older daemons. */
+    faults: Count.optional(),
+    reopens: Count.optional(),
+    lastFault: z.string().nullable().optional()
+  }),
   peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), ...Traffic })),
   /** Packets dropped, by reason: see docs/vpn.md. */
   drops: z.object({ no_route: Count, queue_full: Count, no_connection: Count, spoofed: Count, malformed: Count, device_full: Count })
