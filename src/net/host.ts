@@ -19,6 +19,7 @@ import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, pnetSwarmKey, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
+import type { AddressFilter } from './address-filter.js'
 
 export interface HostServices extends Record<string, unknown> {
   identify: Identify
@@ -44,6 +45,20 @@ export interface HostOptions {
   /** Act as a circuit relay for peers without a public address (default true). */
   relay?: boolean
   logger?: ComponentLogger
+  /** Which addresses may be listened on, announced and dialled (address-filter.ts); default: all. */
+  addressFilter?: AddressFilter
+}
+
+/** The address filter as libp2p options: listen expansion, announce filter, dial/inbound gater. */
+function pathOptions (f: AddressFilter | undefined, listen: readonly string[]): Pick<Libp2pOptions, 'addresses' | 'connectionGater'> {
+  if (f === undefined) return { addresses: { listen: [...listen] } }
+  return {
+    addresses: { listen: f.listenAddrs(listen), announceFilter: (mas) => mas.filter((ma) => f.allowsMultiaddr(ma)) },
+    connectionGater: {
+      denyDialMultiaddr: (ma) => !f.allowsMultiaddr(ma),
+      denyInboundConnection: (conn) => !f.allowsMultiaddr(conn.remoteAddr)
+    }
+  }
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -71,7 +86,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   }
   return await createLibp2p<HostServices>({
     privateKey,
-    addresses: { listen: [...opts.listen] },
+    ...pathOptions(opts.addressFilter, opts.listen),
     transports: [tcp(), circuitRelayTransport()],
     connectionProtector: preSharedKey({ psk: pnetSwarmKey(opts.token) }),
     connectionEncrypters: [noise()],

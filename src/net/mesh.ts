@@ -1,3 +1,4 @@
+import type { AddressFilter } from './address-filter.js'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
@@ -18,6 +19,8 @@ export interface MeshOptions {
   verifier: Verifier
   replica: ReplicaPort
   listen: readonly string[]
+  /** Which addresses the host may listen on, announce and dial (default: all). */
+  addressFilter?: AddressFilter
   peers?: readonly string[]
   mdns?: boolean
   mdnsIntervalMs?: number
@@ -81,6 +84,7 @@ export class Mesh {
       net: opts.replica.net,
       identity: opts.identity,
       listen: opts.listen,
+      ...(opts.addressFilter !== undefined ? { addressFilter: opts.addressFilter } : {}),
       peers: opts.peers,
       mdns: opts.mdns,
       mdnsIntervalMs: opts.mdnsIntervalMs
