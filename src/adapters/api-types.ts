@@ -98,7 +98,10 @@ export const PeerStatusSchema = z.object({
   /** Milliseconds since the peer was last heard from (an age, not a timestamp). */
   lastSeenMs: Millis.optional(),
   addrs: z.array(z.string()),
-  latencyMs: Millis.optional()
+  /** Round-trip time of the connection traffic takes (libp2p's connection monitor, every 10 s). */
+  latencyMs: z.number().nonnegative().optional(),
+  /** The connection traffic takes: its remote address, and whether it is direct (not relayed). */
+  path: z.object({ addr: z.string(), direct: z.boolean() }).optional()
 })
 export type PeerStatus = z.infer<typeof PeerStatusSchema>
 

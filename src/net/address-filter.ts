@@ -180,3 +180,29 @@ export function overlayNetworks (s: NetworkState, self: string): string[] {
   }
   return out
 }
+
+/** What `bestConnection` needs of a libp2p connection. */
+export interface PathCandidate { status: string, direct?: boolean, limits?: unknown, rtt?: number, remoteAddr: { toString: () => string } }
+
+/** Whether a connection goes straight to the peer (not through a circuit relay). */
+export function isDirect (c: PathCandidate): boolean {
+  return c.direct !== false && c.limits === undefined && !c.remoteAddr.toString().includes('/p2p-circuit')
+}
+
+/**
+ * The connection a peer's traffic should take among `conns` (open ones that `usable` accepts):
+ * a direct one before a relayed one, then the lowest round-trip time measured by libp2p's
+ * connection monitor (`rtt`, every 10 s; an unmeasured connection counts as slowest).
+ */
+export function bestConnection<C extends PathCandidate> (conns: readonly C[], usable: (c: C) => boolean = () => true): C | undefined {
+  let best: C | undefined
+  const key = (c: C): [number, number] => [isDirect(c) ? 0 : 1, c.rtt !== undefined && c.rtt >= 0 ? c.rtt : Number.POSITIVE_INFINITY]
+  for (const c of conns) {
+    if (c.status !== 'open' || !usable(c)) continue
+    if (best === undefined) { best = c; continue }
+    const [d, r] = key(c)
+    const [bd, br] = key(best)
+    if (d < bd || (d === bd && r < br)) best = c
+  }
+  return best
+}

@@ -387,7 +387,8 @@ export class Daemon {
       online: p.online,
       lastSeenMs: p.lastSeenMs,
       addrs: p.addrs,
-      latencyMs: p.latencyMs
+      latencyMs: p.latencyMs,
+      path: p.path
     }))
   }
 

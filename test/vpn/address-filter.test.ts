@@ -1,7 +1,7 @@
 import type { NetworkInterfaceInfo } from 'node:os'
 import { multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
-import { AddressFilter, parsePathRules } from '../../src/net/address-filter.js'
+import { AddressFilter, bestConnection, parsePathRules } from '../../src/net/address-filter.js'
 
 function iface (address: string, prefix: number): NetworkInterfaceInfo {
   const v6 = address.includes(':')
@@ -21,7 +21,7 @@ const HOST: NodeJS.Dict<NetworkInterfaceInfo[]> = {
 }
 
 const filter = (opts: { include?: string[], exclude?: string[], overlay?: string[] } = {}): AddressFilter =>
-  new AddressFilter({ tunName: 'weft0', interfaces: () => HOST, overlay: () => opts.overlay ?? ['10.1.0.0/16', '10.200.0.0/24'], ...opts })
+  new AddressFilter({ tunName: 'weft0', interfaces: () => HOST, overlay: () => opts.overlay ?? ['10.1.0.0/16', '10.200.0.0/24'], include: opts.include, exclude: opts.exclude })
 
 describe('address filter: which paths the mesh may use', () => {
   it('keeps LAN and loopback addresses; refuses tunnel and virtual interfaces, their subnets, and the overlay', () => {
@@ -62,5 +62,21 @@ describe('address filter: which paths the mesh may use', () => {
     expect(() => parsePathRules(['10.0.0.1/8'], '--path-exclude')).toThrow(/--path-exclude "10.0.0.1\/8": .*host bits.*give an interface name/)
     expect(() => parsePathRules(['wg 0'], '--path-include')).toThrow(/neither an interface name .* nor a CIDR/)
     expect(parsePathRules(['wg*', '10.8.0.0/16'], 'x').cidrs).toHaveLength(1)
+  })
+
+  it('of several connections to a peer, traffic takes a direct one before a relayed one, then the lowest RTT', () => {
+    const c = (addr: string, rtt: number | undefined, extra: { status?: string, limits?: unknown } = {}): { status: string, rtt?: number, limits?: unknown, remoteAddr: string, name: string } =>
+      ({ status: extra.status ?? 'open', ...(rtt !== undefined ? { rtt } : {}), ...(extra.limits !== undefined ? { limits: extra.limits } : {}), remoteAddr: addr, name: addr })
+    const relayed = c('/ip4/1.2.3.4/tcp/4001/p2p/QmRelay/p2p-circuit', 1)
+    const slow = c('/ip4/192.168.1.20/tcp/4001', 5)
+    const fast = c('/ip4/10.0.0.20/tcp/4001', 0.4)
+    const unmeasured = c('/ip4/172.20.0.20/tcp/4001', undefined)
+    const closed = c('/ip4/10.0.0.21/tcp/4001', 0.1, { status: 'closed' })
+    expect(bestConnection([relayed, slow, fast, unmeasured, closed])?.name).toBe(fast.name)
+    expect(bestConnection([relayed, unmeasured])?.name).toBe(unmeasured.name)
+    // A connection with relay limits counts as relayed, however fast.
+    expect(bestConnection([c('/ip4/10.0.0.9/tcp/1', 0.1, { limits: {} }), unmeasured])?.name).toBe(unmeasured.name)
+    expect(bestConnection([fast, slow], (x) => x !== fast)?.name).toBe(slow.name)
+    expect(bestConnection([closed])).toBeUndefined()
   })
 })
