@@ -30,6 +30,7 @@ const LAN = '192.168.60.0/24'
 const LAN_A = '192.168.60.1'
 const LAN_D = '192.168.60.2'
 const TRANSFER_BYTES = 50 * 1000 * 1000
+const OVERLAY6 = 'fd77:7765:6674::/64'
 const WG_B = '10.78.0.2'
 const WG_C = '10.78.0.3'
 
@@ -278,6 +279,37 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
         `A drops ${JSON.stringify(va.drops)}, kernel→weft packets on A ${va.tun.rxPackets}`)
     })
   }, 120_000)
+
+  it('dual stack: once overlayCidr6 is set, every node claims an IPv6 address, weft0 carries it, and ping6 and TCP work over it', async () => {
+    await withLogs(async () => {
+      const l = L()
+      await weftApi(l, node(0), 'PUT', '/settings/overlayCidr6', { value: OVERLAY6 })
+      const addr6: string[] = []
+      for (let i = 0; i < 3; i++) {
+        const h = node(i).host
+        await waitFor(async () => {
+          const v = await vpnOf(i)
+          const a6 = v.addresses.find((x) => x.includes(':'))
+          if (a6 === undefined) return false
+          addr6[i] = a6.split('/')[0] as string
+          expect(a6).toMatch(/^fd77:7765:6674::?[0-9a-f:]*\/64$/)
+          const shown = await l.exec(h, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'weft0'])
+          return shown.stdout.includes(` ${addr6[i] as string}/64`)
+        }, `${name(i)}'s weft0 to carry an IPv6 address from ${OVERLAY6}`, 30_000, 200)
+        // The IPv4 address stays.
+        expect((await vpnOf(i)).addresses.some((x) => x.split('/')[0] === addr[i])).toBe(true)
+      }
+      expect(new Set(addr6).size).toBe(3)
+      for (const [i, j] of [[0, 1], [1, 2], [2, 0]] as const) {
+        await reachable(node(i).host, addr6[j] as string, `${name(i)} to reach ${name(j)} over IPv6`)
+        const r = await ping(node(i).host, addr6[j] as string)
+        expect(r.code, `${name(i)} → ${name(j)} ping6:\n${r.out}`).toBe(0)
+      }
+      const x = await tcpTransfer(l, node(0).host, node(2).host, addr6[2] as string, { bytes: 5_000_000, port: 5303, hash: true })
+      expect(x.received.bytes).toBe(5_000_000)
+      expect(x.received.sha256).toBe(x.sent.sha256)
+    })
+  }, 90_000)
 
   it('reaches a LAN behind A through its advertised route, both ways', async () => {
     const d = hostD as LabHost
