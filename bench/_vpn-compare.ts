@@ -15,7 +15,7 @@ const SECONDS = 5
 const ROUNDS = 2
 const PINGS = 200
 
-interface System { name: string, version: string, addrB: string }
+export interface System { name: string, version: string, addrB: string }
 interface Row { system: System, tcp: number[], p50: number[] }
 
 function line (metric: string, value: number | null, unit: string, extra: Record<string, unknown> = {}): void {
@@ -51,6 +51,11 @@ async function pingP50 (lab: NetnsLab, a: LabHost, addr: string): Promise<number
 }
 
 export async function compare (lab: NetnsLab, a: LabHost, b: LabHost, weftAddrB: string, weftVersion: string): Promise<void> {
+  await compareSystems(lab, a, b, [{ name: 'weft', version: weftVersion, addrB: weftAddrB }])
+}
+
+/** The comparison with one or more Weft rows (the last one is "weft" for the ratios). */
+export async function compareSystems (lab: NetnsLab, a: LabHost, b: LabHost, wefts: System[]): Promise<void> {
   try {
     execFileSync('sh', ['-c', 'command -v iperf3'], { stdio: 'ignore' })
   } catch {
@@ -62,7 +67,7 @@ export async function compare (lab: NetnsLab, a: LabHost, b: LabHost, weftAddrB:
   for (const s of peers.skipped) line('compare', null, 'MB/s', { system: s.name, skipped: s.reason })
   const rows: Row[] = [
     { system: { name: 'plain', version: 'bridge', addrB: b.ip }, tcp: [], p50: [] },
-    { system: { name: 'weft', version: weftVersion, addrB: weftAddrB }, tcp: [], p50: [] },
+    ...wefts.map((w) => ({ system: w, tcp: [], p50: [] })),
     ...peers.up.map((p) => ({ system: p, tcp: [], p50: [] }))
   ]
   for (let r = 0; r < ROUNDS; r++) {
@@ -77,7 +82,7 @@ export async function compare (lab: NetnsLab, a: LabHost, b: LabHost, weftAddrB:
     }
   }
   const plain = rows[0] as Row
-  const weft = rows[1] as Row
+  const weft = rows[wefts.length] as Row
   for (const row of rows) {
     line('compare', mean(row.tcp), 'MB/s', {
       system: row.system.name,
@@ -91,7 +96,7 @@ export async function compare (lab: NetnsLab, a: LabHost, b: LabHost, weftAddrB:
       setup: `one TCP stream (iperf3, ${SECONDS} s) and ${PINGS} pings 10 ms apart, A → B, ${ROUNDS} interleaved rounds`
     })
   }
-  const fastest = rows.slice(2).reduce<Row | undefined>((best, r) => best === undefined || mean(r.tcp) > mean(best.tcp) ? r : best, undefined)
+  const fastest = rows.slice(wefts.length + 1).reduce<Row | undefined>((best, r) => best === undefined || mean(r.tcp) > mean(best.tcp) ? r : best, undefined)
   const tinc = rows.find((r) => r.system.name === 'tinc')
   if (fastest !== undefined) line('weft_vs_fastest_userspace_tcp', mean(weft.tcp) / mean(fastest.tcp), 'ratio', { fastest: fastest.system.name, target: '>= 1' })
   if (tinc !== undefined) line('weft_vs_tinc_ping_p50', mean(weft.p50) / mean(tinc.p50), 'ratio', { target: '<= 1' })
