@@ -26,12 +26,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import {
-  NetnsLab, netnsSupport, startWeft, tcpTransfer, waitApi, waitFor, weftApi,
+  NetnsLab, netnsSupport, tcpTransfer, waitFor, weftApi,
   type LabHost, type WeftNode
 } from '../test/system/netns.js'
 import { progress, round } from './_lib.js'
 import { compare } from './_vpn-compare.js'
 import { soak } from '../test/system/netns-vpn-soak.js'
+import { startVpnPair } from '../test/system/netns-vpn-pair.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 const PEER = fileURLToPath(new URL('./_vpn-peer.ts', import.meta.url))
@@ -97,22 +98,8 @@ export async function run (): Promise<void> {
   const token = execFileSync(process.execPath, [CLI, 'token', 'new'], { encoding: 'utf8' }).trim()
   const lab = await NetnsLab.create(2, { hostnamePrefix: 'vpnbench' })
   try {
-    const [a, b] = lab.hosts as [LabHost, LabHost]
     progress('vpn: starting weft up on A and B')
-    const nodes: WeftNode[] = [startWeft(lab, a, CLI, token), startWeft(lab, b, CLI, token)]
-    await Promise.all(nodes.map(async (n) => { await waitApi(n, 30_000) }))
-    const vpn = async (i: number): Promise<VpnStatus> => {
-      const s = await weftApi<{ vpn?: VpnStatus }>(lab, nodes[i] as WeftNode, 'GET', '/status')
-      if (s.vpn === undefined) throw new Error('no vpn in /status')
-      return s.vpn
-    }
-    let addrB = ''
-    await waitFor(async () => {
-      const [va, vb] = [await vpn(0), await vpn(1)]
-      if (va.addresses.length === 0 || vb.addresses.length === 0) return false
-      addrB = (vb.addresses[0] as string).split('/')[0] as string
-      return (await lab.exec(a, ['ping', '-n', '-c', '1', '-W', '1', addrB])).code === 0
-    }, 'A to ping B through the overlay', 30_000, 100)
+    const { a, b, nodes, addrB, vpn } = await startVpnPair<VpnStatus>(lab, CLI, token, 30_000)
     const mtu = (await vpn(0)).mtu
 
     progress('vpn: starting the raw libp2p peer on B')

@@ -12,7 +12,8 @@ import { execFile, execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { NetnsLab, netnsSupport, startWeft, tail, waitApi, waitFor, weftApi, type LabHost, type WeftNode } from './netns.js'
+import { NetnsLab, netnsSupport, tail, type WeftNode } from './netns.js'
+import { startVpnPair } from './netns-vpn-pair.js'
 import { soak } from './netns-vpn-soak.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -47,29 +48,17 @@ describe.skipIf(!sup.ok)('VPN soak: full-speed TCP and 100 pings/s', () => {
     })
     lab = await NetnsLab.create(2, { hostnamePrefix: 'soak' })
     const l = lab
-    const [a, b] = l.hosts as [LabHost, LabHost]
-    nodes.push(startWeft(l, a, CLI, token), startWeft(l, b, CLI, token))
     try {
-      await Promise.all(nodes.map(async (n) => { await waitApi(n, 30_000) }))
-      const vpn = async (i: number): Promise<VpnStatus> => {
-        const s = await weftApi<{ vpn?: VpnStatus }>(l, nodes[i] as WeftNode, 'GET', '/status')
-        if (s.vpn === undefined) throw new Error('no vpn in /status')
-        return s.vpn
-      }
-      let addrB = ''
-      await waitFor(async () => {
-        const [va, vb] = [await vpn(0), await vpn(1)]
-        if (va.addresses.length === 0 || vb.addresses.length === 0) return false
-        addrB = (vb.addresses[0] as string).split('/')[0] as string
-        return (await l.exec(a, ['ping', '-n', '-c', '1', '-W', '1', addrB])).code === 0
-      }, 'A to ping B through the overlay', 45_000, 200)
+      const pair = await startVpnPair<VpnStatus>(l, CLI, token)
+      nodes.push(...pair.nodes)
+      const { a, b, addrB, vpn } = pair
       const r = await soak(l, a, b, addrB, SECONDS)
       console.log(`[vpn soak] ${JSON.stringify(r)}`)
       expect(r.pingsAnswered, 'pings answered').toBeGreaterThan(0)
       expect(r.maxOutageMs, 'longest outage (ms)').toBeLessThanOrEqual(1000)
       expect(r.afterAnswered, 'pings answered right after the load (of 20)').toBeGreaterThanOrEqual(19)
       expect(r.tcpMBps).toBeGreaterThan(0)
-      for (const i of [0, 1]) {
+      for (const i of [0, 1] as const) {
         const v = await vpn(i)
         expect(v.peers.some((p) => p.connected)).toBe(true)
       }
