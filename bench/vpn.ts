@@ -14,6 +14,11 @@
  * Overlay and raw alternate over two rounds (the machine is shared: the ratio uses the mean of
  * each). The weft daemons stay up (idle) during the baselines. A last, informative figure repeats
  * the overlay transfer with the network's `mtu` setting raised to 9000 (fewer, larger packets).
+ * Then the side-by-side table (_vpn-compare.ts): plain, Weft and the userspace VPNs from Debian
+ * (wireguard-go, tinc, nebula, yggdrasil; each `skipped` with the reason when missing), iperf3 and
+ * ping over each, two interleaved rounds, ratios to plain and to each. With WEFT_BENCH_VPN_SOAK=1
+ * (or a number of seconds), last, the soak: 10 min of full-speed TCP plus 100 pings/s, the longest
+ * outage and the faults the TUN devices recovered from.
  * Needs root, ip netns, /dev/net/tun, ping and dist/; without them it prints a `skipped` line.
  */
 import { execFileSync } from 'node:child_process'
@@ -21,10 +26,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import {
-  NetnsLab, netnsSupport, startWeft, tcpTransfer, waitApi, waitFor, weftApi,
+  NetnsLab, netnsSupport, tcpTransfer, waitFor, weftApi,
   type LabHost, type WeftNode
 } from '../test/system/netns.js'
 import { progress, round } from './_lib.js'
+import { compare } from './_vpn-compare.js'
+import { soak } from '../test/system/netns-vpn-soak.js'
+import { startVpnPair } from '../test/system/netns-vpn-pair.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 const PEER = fileURLToPath(new URL('./_vpn-peer.ts', import.meta.url))
@@ -35,11 +43,13 @@ const EDGE_CONCURRENCY = 16
 const EDGE_SIZE = 1400
 const PINGS = 200
 const RAW_PORT = 4101
+/** The soak runs only when asked: WEFT_BENCH_VPN_SOAK=1 (10 min) or a number of seconds. */
+const SOAK_SECONDS = ((v) => v === undefined || v === '' || v === '0' ? 0 : v === '1' ? 600 : Number(v))(process.env.WEFT_BENCH_VPN_SOAK)
 
 interface VpnStatus {
   addresses: string[]
   mtu: number
-  tun: { rxPackets: number, txPackets: number, txDropped: number }
+  tun: { rxPackets: number, txPackets: number, txDropped: number, faults?: number }
   drops: Record<string, number>
 }
 
@@ -88,22 +98,8 @@ export async function run (): Promise<void> {
   const token = execFileSync(process.execPath, [CLI, 'token', 'new'], { encoding: 'utf8' }).trim()
   const lab = await NetnsLab.create(2, { hostnamePrefix: 'vpnbench' })
   try {
-    const [a, b] = lab.hosts as [LabHost, LabHost]
     progress('vpn: starting weft up on A and B')
-    const nodes: WeftNode[] = [startWeft(lab, a, CLI, token), startWeft(lab, b, CLI, token)]
-    await Promise.all(nodes.map(async (n) => { await waitApi(n, 30_000) }))
-    const vpn = async (i: number): Promise<VpnStatus> => {
-      const s = await weftApi<{ vpn?: VpnStatus }>(lab, nodes[i] as WeftNode, 'GET', '/status')
-      if (s.vpn === undefined) throw new Error('no vpn in /status')
-      return s.vpn
-    }
-    let addrB = ''
-    await waitFor(async () => {
-      const [va, vb] = [await vpn(0), await vpn(1)]
-      if (va.addresses.length === 0 || vb.addresses.length === 0) return false
-      addrB = (vb.addresses[0] as string).split('/')[0] as string
-      return (await lab.exec(a, ['ping', '-n', '-c', '1', '-W', '1', addrB])).code === 0
-    }, 'A to ping B through the overlay', 30_000, 100)
+    const { a, b, nodes, addrB, vpn } = await startVpnPair<VpnStatus>(lab, CLI, token, 30_000)
     const mtu = (await vpn(0)).mtu
 
     progress('vpn: starting the raw libp2p peer on B')
@@ -236,6 +232,13 @@ export async function run (): Promise<void> {
     figure('data_plane_drops', Object.values(finalA.drops).reduce((x, y) => x + y, 0) + Object.values(finalB.drops).reduce((x, y) => x + y, 0), 'packets', null, {
       A: finalA.drops, B: finalB.drops, tunA: finalA.tun, tunB: finalB.tun
     })
+    await compare(lab, a, b, addrB, weftVersion())
+    if (SOAK_SECONDS > 0) {
+      progress(`vpn: soak, ${SOAK_SECONDS} s of full-speed TCP and 100 pings/s`)
+      const s = await soak(lab, a, b, addrB, SOAK_SECONDS)
+      const v = [await vpn(0), await vpn(1)]
+      figure('soak_max_outage_ms', s.maxOutageMs, 'ms', '<= 1000', { ...s, faults: v.map((x) => x.tun.faults ?? 0) })
+    }
     progress(`vpn bench: ${Math.round((Date.now() - t0) / 1000)} s`)
   } finally {
     await lab.destroy()
@@ -247,5 +250,13 @@ function cores (): number {
     return Number(execFileSync('nproc', { encoding: 'utf8' }).trim())
   } catch {
     return NaN
+  }
+}
+
+function weftVersion (): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
   }
 }

@@ -100,7 +100,10 @@ export const PeerStatusSchema = z.object({
   /** Milliseconds since the peer was last heard from (an age, not a timestamp). */
   lastSeenMs: Millis.optional(),
   addrs: z.array(z.string()),
-  latencyMs: Millis.optional()
+  /** Round-trip time of the connection traffic takes (libp2p's connection monitor, every 10 s). */
+  latencyMs: z.number().nonnegative().optional(),
+  /** The connection traffic takes: its remote address, and whether it is direct (not relayed). */
+  path: z.object({ addr: z.string(), direct: z.boolean() }).optional()
 })
 export type PeerStatus = z.infer<typeof PeerStatusSchema>
 
@@ -124,7 +127,17 @@ export const VpnStatusSchema = z.object({
   mtu: Count,
   /** Networks other members advertise, routed into the device. */
   routes: z.array(z.string()),
-  tun: z.object({ rxPackets: Count, rxBytes: Count, txPackets: Count, txBytes: Count, txDropped: Count }),
+  tun: z.object({
+    rxPackets: Count,
+    rxBytes: Count,
+    txPackets: Count,
+    txBytes: Count,
+    txDropped: Count,
+    /** Failures of the device I/O recovered from (the poll thread restarted or the device reopened); absent from older daemons. */
+    faults: Count.optional(),
+    reopens: Count.optional(),
+    lastFault: z.string().nullable().optional()
+  }),
   peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), ...Traffic })),
   /** Packets dropped, by reason: see docs/vpn.md. */
   drops: z.object({ no_route: Count, queue_full: Count, no_connection: Count, spoofed: Count, malformed: Count, device_full: Count })

@@ -3,22 +3,26 @@
  * header in front of it). Linux only; needs root or CAP_NET_ADMIN and /dev/net/tun.
  *
  * How it works (see docs/vpn.md, "The TUN device"):
- * - `/dev/net/tun` is opened non-blocking and attached with the `TUNSETIFF` ioctl, called through
- *   koffi (an FFI that ships prebuilt binaries: no compiler at install time). The MTU is set with
- *   the `SIOCSIFMTU` ioctl on a socket. Addresses, link state and routes are `ip-command.ts`.
+ * - `/dev/net/tun` is opened non-blocking and attached with the `TUNSETIFF` ioctl (`tun-libc.ts`).
+ *   Addresses, link state and routes are `ip-command.ts`.
  * - Reads are done on the main thread with non-blocking `readSync` calls, in batches of at most
  *   `READ_BATCH` packets per turn of the event loop, until the kernel says EAGAIN. Waiting for the
- *   next packet is done by a small worker thread blocked in `poll(2)` on the device and an eventfd:
- *   it takes no libuv threadpool thread (which LevelDB, fs and dns share), and `close()` wakes it
- *   through the eventfd. The worker only signals readiness; it never touches a packet.
+ *   next packet is done by a small worker thread blocked in `poll(2)` (`tun-poll.ts`).
  * - Writes are non-blocking `writeSync` calls: a TUN write never waits (the kernel takes the packet
  *   or refuses it), so nothing is ever buffered in user space. A refused write (queue full, link
  *   down, not an IP packet, device closed) returns false and is counted in `txDropped`.
+ * - Never dead for long: when the poll thread stops by itself, it is restarted; when the device
+ *   itself fails (a read or write says the fd is broken, poll reports an error or hang-up, e.g.
+ *   the interface was deleted under us), the device is reopened under the same name and
+ *   `onReopen` tells the owner to put its addresses and routes back. Either way within a second
+ *   (a failed attempt is retried after 100, 200, 400 ms, then every second), each fault counted
+ *   in `stats.faults` / `stats.reopens`, its cause kept in `stats.lastFault` and reported once
+ *   through `onError`.
  */
-import { closeSync, constants as fsConstants, openSync, readSync, writeSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { Worker } from 'node:worker_threads'
+import { closeSync, readSync, writeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
+import { attachTun, checkInterfaceName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
+import { PollThread } from './tun-poll.js'
 
 export interface TunStats {
   rxPackets: number
@@ -27,6 +31,12 @@ export interface TunStats {
   txBytes: number
   /** Writes the kernel refused (or writes after close): counted and dropped, as a NIC does. */
   txDropped: number
+  /** Failures of the device I/O (poll thread, read, write) that were recovered from (or are being). */
+  faults: number
+  /** Of those, the ones that needed the device reopened (its addresses and routes put back). */
+  reopens: number
+  /** The cause of the last fault, or null. */
+  lastFault: string | null
 }
 
 export interface TunDevice {
@@ -65,116 +75,29 @@ export interface OpenTunOptions {
    */
   offload?: boolean
   /**
-   * Called when reading stops for a reason other than close() (the interface was deleted under
-   * us, the read failed) or a packet handler threw. Default: `process.emitWarning`.
+   * Called once per fault of the device I/O (with its cause; the device is being restarted or
+   * reopened), and when a packet handler threw. Default: `process.emitWarning`.
    */
   onError?: (err: WeftError) => void
+  /**
+   * Called after the device was reopened (a new interface, with no address, link down, no
+   * routes): the owner puts its configuration back.
+   */
+  onReopen?: () => void
 }
 
 /** Packets delivered per turn of the event loop before yielding to other I/O. */
 export const READ_BATCH = 128
 
-const IFNAMSIZ = 16
-const IFREQ_SIZE = 40 // sizeof(struct ifreq) on 64-bit Linux (32 on 32-bit; 40 is enough for both)
-const IFF_TUN = 0x0001
-const IFF_NO_PI = 0x1000
-const IFF_VNET_HDR = 0x4000
 /** struct virtio_net_hdr, before every packet when the device has IFF_VNET_HDR. */
 export const VNET_HDR_BYTES = 10
-const TUN_F_CSUM = 0x01
-const TUN_F_TSO4 = 0x02
-const TUN_F_TSO6 = 0x04
-const SIOCSIFMTU = 0x8922
-const AF_INET = 2
-const SOCK_DGRAM = 2
-const SOCK_CLOEXEC = 0o2000000
-const EFD_CLOEXEC = 0o2000000
-const EFD_NONBLOCK = 0o4000
-const MAX_PACKET = 65535
 /** One read: a packet of up to 64 KiB (a TSO segment), after its virtio header. */
 const MAX_READ = MAX_PACKET + VNET_HDR_BYTES
 const SLAB_SIZE = 1 << 18
-
-// _IOW('T', 202, int): the direction bits differ on a few architectures.
-const TUNSETIFF = ['mips', 'mipsel', 'ppc', 'ppc64', 'sparc', 'sparc64'].includes(process.arch) ? 0x800454ca : 0x400454ca
-// _IOW('T', 208, unsigned int)
-const TUNSETOFFLOAD = ['mips', 'mipsel', 'ppc', 'ppc64', 'sparc', 'sparc64'].includes(process.arch) ? 0x800454d0 : 0x400454d0
-
-const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 13: 'EACCES', 16: 'EBUSY', 19: 'ENODEV', 22: 'EINVAL', 25: 'ENOTTY', 77: 'EBADFD' }
-
-interface Libc {
-  koffiPath: string
-  ioctl: (fd: number, req: number, arg: Buffer) => number
-  ioctlInt: (fd: number, req: number, arg: number) => number
-  socket: (domain: number, type: number, proto: number) => number
-  close: (fd: number) => number
-  eventfd: (initval: number, flags: number) => number
-  errno: () => number
-}
-
-let libc: Libc | undefined
-
-async function loadLibc (): Promise<Libc> {
-  if (libc !== undefined) return libc
-  const require = createRequire(import.meta.url)
-  let koffiPath: string
-  let koffi: typeof import('koffi')
-  try {
-    koffiPath = require.resolve('koffi')
-    koffi = require(koffiPath) as typeof import('koffi')
-  } catch (err) {
-    throw new WeftError('ERR_TUN', `cannot load koffi (the FFI used to configure /dev/net/tun) for ${process.platform}-${process.arch}: ${(err as Error).message}; reinstall weft's dependencies (npm ci) or use --no-tun`, { cause: err })
-  }
-  // dlopen(NULL): the symbols already in the process, which include libc's (glibc or musl).
-  const lib = koffi.load(null)
-  libc = {
-    koffiPath,
-    ioctl: lib.func('int ioctl(int fd, unsigned long request, void *arg)') as Libc['ioctl'],
-    // The same variadic call with an integer argument (TUNSETOFFLOAD takes its flags by value).
-    ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as Libc['ioctlInt'],
-    socket: lib.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
-    close: lib.func('int close(int fd)') as Libc['close'],
-    eventfd: lib.func('int eventfd(unsigned int initval, int flags)') as Libc['eventfd'],
-    errno: () => koffi.errno()
-  }
-  return libc
-}
-
-/**
- * The poll worker (CommonJS, run with `eval`). state[0]: 0 = armed (the worker polls),
- * 1 = readable (the main thread drains), 2 = closing. It waits while the main thread owns the
- * device, polls once armed, and posts a message when the device is readable.
- */
-const POLL_WORKER = `
-const { workerData, parentPort } = require('node:worker_threads')
-const koffi = require(workerData.koffiPath)
-const poll = koffi.load(null).func('int poll(void *fds, unsigned long nfds, int timeout)')
-const state = new Int32Array(workerData.state)
-const fds = Buffer.alloc(16)
-fds.writeInt32LE(workerData.fd, 0); fds.writeInt16LE(1, 4)
-fds.writeInt32LE(workerData.wakeFd, 8); fds.writeInt16LE(1, 12)
-parentPort.postMessage('ready')
-for (;;) {
-  Atomics.wait(state, 0, 1)
-  if (Atomics.load(state, 0) === 2) break
-  fds.writeInt16LE(0, 6); fds.writeInt16LE(0, 14)
-  const r = poll(fds, 2, -1)
-  if (r < 0) {
-    const e = koffi.errno()
-    if (e === 4) continue
-    parentPort.postMessage({ error: 'poll failed with errno ' + e })
-    break
-  }
-  if (fds.readInt16LE(14) !== 0 || Atomics.load(state, 0) === 2) break
-  const rev = fds.readInt16LE(6)
-  if ((rev & 1) === 0 && (rev & (8 | 16 | 32)) !== 0) {
-    parentPort.postMessage({ error: (rev & 32) !== 0 ? 'the device fd is not open' : 'the device reported an error or hang-up (was the interface deleted?)' })
-    break
-  }
-  if (Atomics.compareExchange(state, 0, 0, 1) !== 0) break
-  parentPort.postMessage(null)
-}
-`
+/** Delay before the n-th retry of a failed recovery (the last one repeats). */
+const RETRY_MS = [100, 200, 400, 1_000]
+/** Errors of a write that mean the fd itself is broken (not a full queue or a link that is down). */
+const BROKEN_FD = new Set(['EBADF', 'EBADFD', 'ENODEV', 'EFAULT', 'ENXIO'])
 
 /** Opens (creating if needed) the TUN interface `name`. See the module comment. */
 export async function openTun (opts: OpenTunOptions = {}): Promise<TunDevice> {
@@ -184,104 +107,57 @@ export async function openTun (opts: OpenTunOptions = {}): Promise<TunDevice> {
   const signal = opts.signal
   signal?.throwIfAborted()
   if (process.platform !== 'linux') throw new WeftError('ERR_TUN', `TUN devices are supported on Linux only (this is ${process.platform}): use --no-tun`)
-  if (Buffer.byteLength(requested) >= IFNAMSIZ || requested.length === 0 || /[/\s]/.test(requested) || requested === '.' || requested === '..' || (requested.match(/%/g) ?? []).length > 1) {
-    throw new WeftError('ERR_BAD_INPUT', `"${requested}" is not a valid interface name (1-15 bytes, no "/" or spaces, at most one %d)`)
-  }
+  checkInterfaceName(requested)
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > MAX_PACKET) throw new WeftError('ERR_BAD_INPUT', `MTU ${mtu} is not an integer in 68..65535`)
   const c = await loadLibc()
-
-  let fd: number
+  const offload = opts.offload === true
+  const { fd, name } = attachTun(c, devicePath, requested, mtu, offload)
+  const dev = new Tun(c, fd, { name, mtu, devicePath, offload, onError: opts.onError, onReopen: opts.onReopen })
   try {
-    fd = openSync(devicePath, fsConstants.O_RDWR | fsConstants.O_NONBLOCK)
-  } catch (err) {
-    throw openError(devicePath, (err as NodeJS.ErrnoException).code, err)
-  }
-  let wakeFd = -1
-  let worker: Worker | undefined
-  // The main thread owns the device (state 1) until the first drain arms the poll thread.
-  const state = new Int32Array(new SharedArrayBuffer(4))
-  Atomics.store(state, 0, 1)
-  try {
-    const ifr = Buffer.alloc(IFREQ_SIZE)
-    ifr.write(requested, 0, 'utf8')
-    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (opts.offload === true ? IFF_VNET_HDR : 0), IFNAMSIZ)
-    if (c.ioctl(fd, TUNSETIFF, ifr) !== 0) throw setIffError(requested, devicePath, c.errno())
-    // Segmentation and checksum offload: the kernel hands us TCP segments of up to 64 KiB (one
-    // read, one frame on the mesh, one write at the peer, which the peer's kernel segments or
-    // delivers whole) instead of one MTU-sized packet each. Without it the virtio header stays,
-    // with no segments in it.
-    if (opts.offload === true) c.ioctlInt(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
-    const name = ifr.toString('utf8', 0, ifr.indexOf(0) === -1 ? IFNAMSIZ : Math.min(ifr.indexOf(0), IFNAMSIZ))
-    setMtu(c, name, mtu)
-    wakeFd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
-    if (wakeFd < 0) throw new WeftError('ERR_TUN', `eventfd failed (${errnoName(c.errno())})`)
-    worker = await startPollWorker(c, state, fd, wakeFd, name)
+    await dev.startPoll()
     signal?.throwIfAborted()
-    const dev = new Tun(c, fd, wakeFd, state, worker, name, mtu, opts.onError, opts.offload === true ? VNET_HDR_BYTES : 0)
-    if (signal !== undefined) {
-      const onAbort = (): void => { void dev.close() }
-      signal.addEventListener('abort', onAbort, { once: true })
-      dev.onClosed = () => { signal.removeEventListener('abort', onAbort) }
-    }
-    return dev
   } catch (err) {
-    if (worker !== undefined) await stopPollWorker(worker, state, wakeFd)
-    closeSync(fd)
-    if (wakeFd >= 0) c.close(wakeFd)
+    await dev.close()
     throw err
   }
-}
-
-async function stopPollWorker (worker: Worker, state: Int32Array, wakeFd: number): Promise<void> {
-  const exited = new Promise((resolve) => worker.once('exit', resolve))
-  worker.ref() // so the process waits for it
-  Atomics.store(state, 0, 2) // wakes it from Atomics.wait ...
-  Atomics.notify(state, 0)
-  writeSync(wakeFd, new BigUint64Array([1n])) // ... or from poll
-  await exited
-}
-
-/** Starts the poll thread and waits until it has loaded koffi (so a failure shows at open, not at the first read). */
-async function startPollWorker (c: Libc, state: Int32Array, fd: number, wakeFd: number, name: string): Promise<Worker> {
-  const worker = new Worker(POLL_WORKER, {
-    eval: true,
-    workerData: { koffiPath: c.koffiPath, state: state.buffer, fd, wakeFd },
-    stdout: false,
-    stderr: false
-  })
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error): void => {
-        worker.off('message', onMessage).off('error', done).off('exit', onExit)
-        if (err === undefined) resolve(); else reject(err)
-      }
-      const onMessage = (): void => { done() }
-      const onExit = (code: number): void => { done(new Error(`it exited with code ${code}`)) }
-      worker.once('message', onMessage).once('error', done).once('exit', onExit)
-    })
-  } catch (err) {
-    void worker.terminate()
-    throw new WeftError('ERR_TUN', `cannot start the poll thread of ${name}: ${(err as Error).message}`, { cause: err })
+  if (signal !== undefined) {
+    const onAbort = (): void => { void dev.close() }
+    signal.addEventListener('abort', onAbort, { once: true })
+    dev.onClosed = () => { signal.removeEventListener('abort', onAbort) }
   }
-  // Idle until onPacket(): an open device with no reader does not keep the process alive.
-  worker.unref()
-  return worker
+  return dev
+}
+
+/** Tests only: make the device's poll thread exit by itself, or its next read fail with EIO. */
+export function injectTunFault (dev: TunDevice, kind: 'poll-exit' | 'read'): void {
+  if (!(dev instanceof Tun)) throw new Error('not a TUN device from openTun()')
+  dev.injectFault(kind)
+}
+
+interface TunConfig {
+  name: string
+  mtu: number
+  devicePath: string
+  offload: boolean
+  onError: ((err: WeftError) => void) | undefined
+  onReopen: (() => void) | undefined
 }
 
 class Tun implements TunDevice {
   readonly name: string
   readonly mtu: number
-  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0 }
+  readonly vnetHeader: number
+  readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0, faults: 0, reopens: 0, lastFault: null }
   onClosed: (() => void) | undefined
 
   readonly #libc: Libc
-  readonly #fd: number
-  readonly #wakeFd: number
-  readonly #state: Int32Array
+  readonly #cfg: TunConfig
   readonly #onError: (err: WeftError) => void
-  readonly #worker: Worker
-  #workerGone = false
-  #failed = false
+  #fd: number
+  #poll: PollThread | undefined
+  /** A recovery is under way; 'device' once any fault in it needs the device reopened. */
+  #recovering: 'poll' | 'device' | undefined
+  #injectedReadFault = false
   #handler: ((pkt: Uint8Array) => void) | undefined
   #closed = false
   #closing: Promise<void> | undefined
@@ -289,34 +165,32 @@ class Tun implements TunDevice {
   #slab = new Uint8Array(SLAB_SIZE)
   #slabOffset = 0
 
-  readonly vnetHeader: number
-
-  constructor (c: Libc, fd: number, wakeFd: number, state: Int32Array, worker: Worker, name: string, mtu: number, onError: ((err: WeftError) => void) | undefined, vnetHeader: number) {
-    this.vnetHeader = vnetHeader
+  constructor (c: Libc, fd: number, cfg: TunConfig) {
     this.#libc = c
     this.#fd = fd
-    this.#wakeFd = wakeFd
-    this.#state = state
-    this.name = name
-    this.mtu = mtu
-    this.#onError = onError ?? ((err) => { process.emitWarning(err.message, { code: err.code }) })
-    this.#worker = worker
-    worker.on('message', (m: { error: string } | null) => {
-      if (m === null) { if (!this.#drainScheduled) this.#drain(); return }
-      this.#fail(`reading ${this.name} stopped: ${m.error}`)
+    this.#cfg = cfg
+    this.name = cfg.name
+    this.mtu = cfg.mtu
+    this.vnetHeader = cfg.offload ? VNET_HDR_BYTES : 0
+    this.#onError = cfg.onError ?? ((err) => { process.emitWarning(err.message, { code: err.code }) })
+  }
+
+  /** (Re)starts the poll thread on the current fd. */
+  async startPoll (): Promise<void> {
+    const thread: PollThread = await PollThread.start(this.#libc, this.#fd, this.name, {
+      readable: () => { if (this.#poll === thread && !this.#drainScheduled) this.#drain() },
+      failed: (message, device) => { if (this.#poll === thread) this.#fault(`the poll thread of ${this.name} stopped: ${message}`, device) }
     })
-    worker.on('error', (err) => { this.#fail(`the poll thread of ${this.name} failed: ${err.message}`, err) })
-    worker.on('exit', () => {
-      this.#workerGone = true
-      this.#fail(`the poll thread of ${this.name} exited`)
-    })
+    if (this.#closed) { await thread.stop(); return }
+    this.#poll = thread
+    if (this.#handler !== undefined) thread.ref()
   }
 
   onPacket (fn: (pkt: Uint8Array) => void): void {
     const first = this.#handler === undefined
     this.#handler = fn
     if (!first || this.#closed) return
-    this.#worker.ref() // a device that is being read keeps the process alive, like a listening socket
+    this.#poll?.ref()
     this.#scheduleDrain()
   }
 
@@ -330,9 +204,12 @@ class Tun implements TunDevice {
       // this turn of the event loop instead of waiting for the poll thread to wake up and post.
       if (this.#handler !== undefined) this.#scheduleDrain()
       return true
-    } catch {
-      // EAGAIN/ENOBUFS (queue full), EIO (link down), EINVAL (not an IP packet), EMSGSIZE, EBADFD.
+    } catch (err) {
+      // EAGAIN/ENOBUFS (queue full), EIO (link down), EINVAL (not an IP packet), EMSGSIZE: a drop.
+      // A broken fd is a fault of the device.
       this.stats.txDropped++
+      const code = (err as NodeJS.ErrnoException).code ?? ''
+      if (BROKEN_FD.has(code)) this.#fault(`writing to ${this.name} failed (${code})`, true)
       return false
     }
   }
@@ -344,10 +221,16 @@ class Tun implements TunDevice {
 
   async #close (): Promise<void> {
     this.#closed = true
-    if (!this.#workerGone) await stopPollWorker(this.#worker, this.#state, this.#wakeFd)
-    closeSync(this.#fd) // the last reference: the kernel deletes a non-persistent device here
-    this.#libc.close(this.#wakeFd)
+    const poll = this.#poll
+    this.#poll = undefined
+    if (poll !== undefined) await poll.stop()
+    try { closeSync(this.#fd) } catch {} // the last reference: the kernel deletes a non-persistent device here
     this.onClosed?.()
+  }
+
+  injectFault (kind: 'poll-exit' | 'read'): void {
+    if (kind === 'poll-exit') this.#poll?.exitForTest()
+    else { this.#injectedReadFault = true; this.#scheduleDrain() }
   }
 
   #scheduleDrain (): void {
@@ -358,7 +241,7 @@ class Tun implements TunDevice {
 
   readonly #drain = (): void => {
     this.#drainScheduled = false
-    if (this.#closed) return
+    if (this.#closed || this.#recovering === 'device') return
     for (let i = 0; i < READ_BATCH; i++) {
       if (this.#slab.length - this.#slabOffset < MAX_READ) {
         this.#slab = new Uint8Array(SLAB_SIZE)
@@ -366,17 +249,16 @@ class Tun implements TunDevice {
       }
       let n: number
       try {
+        if (this.#injectedReadFault) { this.#injectedReadFault = false; throw Object.assign(new Error('injected'), { code: 'EIO' }) }
         n = readSync(this.#fd, this.#slab, this.#slabOffset, MAX_READ, null)
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          // Drained: hand the device back to the poll thread.
-          Atomics.store(this.#state, 0, 0)
-          Atomics.notify(this.#state, 0)
+          this.#poll?.handBack() // drained: the poll thread waits for the next packet
           return
         }
         if (code === 'EINTR') continue
-        this.#fail(`reading ${this.name} failed (${code ?? String(err)})`, err)
+        this.#fault(`reading ${this.name} failed (${code ?? String(err)})`, true)
         return
       }
       const pkt = this.#slab.subarray(this.#slabOffset, this.#slabOffset + n)
@@ -394,61 +276,47 @@ class Tun implements TunDevice {
     setImmediate(this.#drain)
   }
 
-  #fail (message: string, cause?: unknown): void {
-    if (this.#closed || this.#failed) return
-    this.#failed = true
-    Atomics.store(this.#state, 0, 2)
-    Atomics.notify(this.#state, 0)
-    this.#onError(new WeftError('ERR_TUN', message, { cause }))
-  }
-}
-
-function setMtu (c: Libc, name: string, mtu: number): void {
-  const sock = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)
-  if (sock < 0) throw new WeftError('ERR_TUN', `cannot set the MTU of ${name}: socket() failed (${errnoName(c.errno())})`)
-  try {
-    const ifr = Buffer.alloc(IFREQ_SIZE)
-    ifr.write(name, 0, 'utf8')
-    ifr.writeInt32LE(mtu, IFNAMSIZ)
-    if (c.ioctl(sock, SIOCSIFMTU, ifr) !== 0) {
-      throw new WeftError('ERR_TUN', `cannot set the MTU of ${name} to ${mtu} (${errnoName(c.errno())})`)
+  /** A fault of the device I/O: counted, reported once, and recovered from (see the module comment). */
+  #fault (cause: string, device: boolean): void {
+    if (this.#closed) return
+    if (this.#recovering !== undefined) {
+      if (device) this.#recovering = 'device'
+      return
     }
-  } finally {
-    c.close(sock)
+    this.#recovering = device ? 'device' : 'poll'
+    this.stats.faults++
+    this.stats.lastFault = cause
+    this.#onError(new WeftError('ERR_TUN', `${cause}; ${device ? 'reopening the device' : 'restarting the poll thread'}`))
+    void this.#recover()
   }
-}
 
-function openError (path: string, code: string | undefined, cause: unknown): WeftError {
-  if (code === 'ENOENT') {
-    return new WeftError('ERR_TUN', `${path} does not exist: load the tun module (modprobe tun), or in a container pass the device in (docker run --device /dev/net/tun --cap-add NET_ADMIN); or use --no-tun`, { cause })
+  async #recover (): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      const reopen = this.#recovering === 'device'
+      try {
+        const old = this.#poll
+        this.#poll = undefined
+        if (old !== undefined) await old.stop()
+        if (this.#closed) return
+        if (reopen) {
+          try { closeSync(this.#fd) } catch {}
+          this.#fd = -1 // until reopened, writes fail (EBADF) instead of going to a reused fd number
+          // The same name: the old interface is gone (or goes with the old fd).
+          this.#fd = attachTun(this.#libc, this.#cfg.devicePath, this.name, this.mtu, this.#cfg.offload).fd
+          this.stats.reopens++
+        }
+        await this.startPoll()
+        if (this.#closed) return
+        this.#recovering = undefined
+        if (reopen) this.#cfg.onReopen?.()
+        if (this.#handler !== undefined) this.#scheduleDrain()
+        return
+      } catch (err) {
+        // The fd may be what is wrong: the next attempt reopens the device.
+        this.#recovering = 'device'
+        if (attempt === 0) this.#onError(new WeftError('ERR_TUN', `recovering ${this.name} failed (${(err as Error).message}); retrying`, { cause: err }))
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]))
+      }
+    }
   }
-  if (code === 'EACCES' || code === 'EPERM') {
-    return new WeftError('ERR_TUN', `opening ${path} needs root or CAP_NET_ADMIN (${code}): run as root or use --no-tun`, { cause })
-  }
-  if (code === 'ENXIO' || code === 'ENODEV') {
-    return new WeftError('ERR_TUN', `${path} exists but the kernel has no TUN driver behind it (${code}): load the tun module (modprobe tun) or use --no-tun`, { cause })
-  }
-  return new WeftError('ERR_TUN', `cannot open ${path} (${code ?? String(cause)}); use --no-tun to run without the VPN`, { cause })
-}
-
-function setIffError (name: string, path: string, errno: number): WeftError {
-  const e = errnoName(errno)
-  switch (e) {
-    case 'EPERM':
-    case 'EACCES':
-      return new WeftError('ERR_TUN', `creating the TUN device ${name} needs root or CAP_NET_ADMIN (${e}): run as root, or use --no-tun (a persistent device made for this user also works: ip tuntap add ${name} mode tun user $USER)`)
-    case 'EBUSY':
-      return new WeftError('ERR_TUN', `the TUN device ${name} is in use by another process (${e}): is another weft running? Choose another name or stop it`)
-    case 'EINVAL':
-      return new WeftError('ERR_TUN', `an interface named ${name} exists and is not a TUN device with IFF_TUN|IFF_NO_PI (${e}): delete it (ip link delete ${name}) or choose another name`)
-    case 'EBADFD':
-    case 'ENOTTY':
-      return new WeftError('ERR_TUN', `${path} is not the TUN clone device (TUNSETIFF failed with ${e}): point weft at /dev/net/tun`)
-    default:
-      return new WeftError('ERR_TUN', `TUNSETIFF on ${path} for ${name} failed (${e})`)
-  }
-}
-
-function errnoName (errno: number): string {
-  return ERRNO[errno] ?? `errno ${errno}`
 }

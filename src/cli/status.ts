@@ -81,6 +81,9 @@ export function renderStatus (s: NodeStatus): string {
     if (v.routes.length > 0) rows.push(['vpn routes', v.routes.join(', ')])
     rows.push(['vpn traffic', `in ${plural(v.tun.txPackets, 'packet')} (${v.tun.txBytes} B), out ${plural(v.tun.rxPackets, 'packet')} (${v.tun.rxBytes} B)`])
     rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
+    // Older daemons have no fault counters.
+    const faults = v.tun.faults ?? 0
+    if (faults > 0) rows.push(['vpn faults', `${plural(faults, 'fault')} recovered (${plural(v.tun.reopens ?? 0, 'reopen')}), last: ${v.tun.lastFault ?? '-'}`])
   }
   return table(['FIELD', 'VALUE'], rows)
 }
@@ -104,13 +107,14 @@ function memberRows (s: NodeStatus): string[][] {
 export function renderPeers (peers: readonly PeerStatus[]): string {
   const sorted = [...peers].sort((a, b) => Number(b.connected) - Number(a.connected) || Number(b.online) - Number(a.online) ||
     (a.hostname ?? '\uffff').localeCompare(b.hostname ?? '\uffff') || (a.peerId < b.peerId ? -1 : 1))
-  return table(['PEER ID', 'HOST', 'CONNECTED', 'ONLINE', 'LAST SEEN', 'LATENCY', 'ADDRESSES'], sorted.map((p) => [
+  return table(['PEER ID', 'HOST', 'CONNECTED', 'ONLINE', 'LAST SEEN', 'LATENCY', 'PATH', 'ADDRESSES'], sorted.map((p) => [
     shortPeer(p.peerId),
     p.hostname ?? '-',
     p.connected ? 'yes' : 'no',
     p.online ? 'yes' : 'no',
     p.lastSeenMs === undefined ? '-' : `${duration(p.lastSeenMs)} ago`,
-    p.latencyMs === undefined ? '-' : `${Math.round(p.latencyMs)} ms`,
+    p.latencyMs === undefined ? '-' : p.latencyMs < 10 ? `${p.latencyMs.toFixed(1)} ms` : `${Math.round(p.latencyMs)} ms`,
+    p.path === undefined ? '-' : `${p.path.addr} (${p.path.direct ? 'direct' : 'relayed'})`,
     p.addrs.length === 0 ? '-' : `${p.addrs[0] as string}${p.addrs.length > 1 ? ` (+${p.addrs.length - 1})` : ''}`
   ]))
 }

@@ -19,6 +19,8 @@ interface UpOpts {
   tun: boolean
   tunName?: string
   advertise: string[]
+  pathInclude?: string[]
+  pathExclude?: string[]
   dns: string[]
   dnsUpstream: string[]
   dnsAllow?: string[]
@@ -56,6 +58,8 @@ export function registerUp (program: Command): void {
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
+    .option('--path-include <iface|cidr>', 'use this interface (glob such as wg*) or CIDR for the mesh even if it looks like a tunnel, repeatable', collect, [])
+    .option('--path-exclude <iface|cidr>', 'never listen on, announce or dial this interface (glob) or CIDR, repeatable', collect, [])
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port, repeatable (default port 53)', collect, [])
     .option('--dns-upstream <ip[:port]>', 'resolver for other names, repeatable (none: REFUSED)', collect, [])
     .option('--dns-allow <cidr|any>', 'also answer DNS clients from this network (default: loopback, overlay, advertised networks), repeatable', collect, [])
@@ -120,6 +124,8 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     tun: o.tun === false ? false : undefined,
     tunName: o.tunName,
     advertise: o.advertise,
+    pathInclude: o.pathInclude,
+    pathExclude: o.pathExclude,
     dns: o.dns,
     dnsUpstream: o.dnsUpstream,
     dnsAllow: o.dnsAllow,

@@ -8,6 +8,7 @@ import type { RouteIndex } from '../projections/route-index.js'
 import { FrameDecoder, VNET_HDR_BYTES } from './packet-frames.js'
 import { PeerLink, type DropReason, type LinkCounters } from './peer-link.js'
 import type { MeshLogger } from './mesh-logger.js'
+import { bestConnection } from './address-filter.js'
 
 /** Where packets come from and go to: the TUN device, or an in-memory stand-in in tests. */
 export interface PacketDevice {
@@ -135,7 +136,8 @@ export class DataPlane {
   private async openStream (peer: PeerId, signal: AbortSignal): Promise<Stream> {
     const { host, protocol } = this.opts
     const outside = (ma: Multiaddr): boolean => !this.throughVpn(ma)
-    let conn = host.getConnections(peer).find((c) => c.status === 'open' && outside(c.remoteAddr))
+    // Of several connections, the direct one with the lowest measured RTT (address-filter.ts).
+    let conn = bestConnection(host.getConnections(peer), (c) => outside(c.remoteAddr))
     if (conn === undefined) {
       const known = await host.peerStore.get(peer).then((p) => p.addresses.map((a) => a.multiaddr), () => [])
       const id = peer.toString()

@@ -22,6 +22,7 @@ import { protectedEpoch } from './transport-protector.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
 import { transportProtector } from './transport-protector.js'
+import type { AddressFilter } from './address-filter.js'
 
 export interface HostServices extends Record<string, unknown> {
   identify: Identify
@@ -56,6 +57,20 @@ export interface HostOptions {
   transportKeys?: TransportKeys
   /** Where refused transport handshakes are reported (info, at most one line per host per minute). */
   log?: MeshLogger
+  /** Which addresses may be listened on, announced and dialled (address-filter.ts); default: all. */
+  addressFilter?: AddressFilter
+}
+
+/** The address filter as libp2p options: listen expansion, announce filter, dial/inbound gater. */
+function pathOptions (f: AddressFilter | undefined, listen: readonly string[]): Pick<Libp2pOptions, 'addresses' | 'connectionGater'> {
+  if (f === undefined) return { addresses: { listen: [...listen] } }
+  return {
+    addresses: { listen: f.listenAddrs(listen), announceFilter: (mas) => mas.filter((ma) => f.allowsMultiaddr(ma)) },
+    connectionGater: {
+      denyDialMultiaddr: (ma) => !f.allowsMultiaddr(ma),
+      denyInboundConnection: (conn) => !f.allowsMultiaddr(conn.remoteAddr)
+    }
+  }
 }
 
 /** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
@@ -82,15 +97,17 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   if (opts.peers !== undefined && opts.peers.length > 0) {
     discovery.push(bootstrap({ list: [...opts.peers], timeout: 0 }))
   }
+  const path = pathOptions(opts.addressFilter, opts.listen)
   return await createLibp2p<HostServices>({
     privateKey,
-    addresses: { listen: [...opts.listen] },
+    addresses: path.addresses,
     transports: [tcp(), circuitRelayTransport()],
     connectionProtector: transportProtector({ keys: opts.transportKeys ?? tokenTransportKeys(opts.token), ...(opts.log !== undefined ? { log: opts.log } : {}) }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
-    ...(opts.denyPeer !== undefined ? { connectionGater: gaterFor(opts.denyPeer) } : {}),
+    // One gater: the path filter's address rules and the admission's peer rules.
+    connectionGater: { ...path.connectionGater, ...(opts.denyPeer !== undefined ? gaterFor(opts.denyPeer) : {}) },
     // Presence heartbeats (every 10 s) already show a dead link; libp2p's own pings only need
     // to catch connections nothing else uses, so every 30 s rather than its default 10 s.
     connectionMonitor: { pingInterval: 30_000 },

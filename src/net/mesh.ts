@@ -1,5 +1,6 @@
+import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { PeerId } from '@libp2p/interface'
+import type { Connection, PeerId } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
@@ -19,6 +20,8 @@ export interface MeshOptions {
   verifier: Verifier
   replica: ReplicaPort
   listen: readonly string[]
+  /** Which addresses the host may listen on, announce and dial (default: all). */
+  addressFilter?: AddressFilter
   peers?: readonly string[]
   mdns?: boolean
   mdnsIntervalMs?: number
@@ -45,6 +48,8 @@ export interface MeshPeer {
   lastSeenMs?: number
   addrs: string[]
   latencyMs?: number
+  /** The connection traffic takes (address-filter.ts bestConnection): its remote address, and whether it is direct. */
+  path?: { addr: string, direct: boolean }
 }
 
 /** The presence protocol of a network (presence.ts); version 2 replaced the gossiped beacons. */
@@ -103,6 +108,7 @@ export class Mesh {
       net: opts.replica.net,
       identity: opts.identity,
       listen: opts.listen,
+      ...(opts.addressFilter !== undefined ? { addressFilter: opts.addressFilter } : {}),
       peers: opts.peers,
       mdns: opts.mdns,
       mdnsIntervalMs: opts.mdnsIntervalMs,
@@ -258,11 +264,19 @@ export class Mesh {
   peers (): MeshPeer[] {
     const now = this.opts.now()
     const out = new Map<string, MeshPeer>()
+    const conns = new Map<string, Connection[]>()
     for (const conn of this.host.getConnections()) {
       const id = conn.remotePeer.toString()
       const p = out.get(id) ?? { peerId: id, connected: true, online: false, addrs: [] }
       p.addrs.push(conn.remoteAddr.toString())
       out.set(id, p)
+      conns.set(id, [...(conns.get(id) ?? []), conn])
+    }
+    for (const p of out.values()) {
+      const best = bestConnection(conns.get(p.peerId) ?? [])
+      if (best === undefined) continue
+      p.path = { addr: best.remoteAddr.toString(), direct: isDirect(best) }
+      if (best.rtt !== undefined && best.rtt >= 0) p.latencyMs = best.rtt
     }
     for (const e of this.presence.entries()) {
       if (e.peerId === this.host.peerId.toString()) continue

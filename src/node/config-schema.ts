@@ -85,7 +85,9 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'k3s-bin', flag: '--k3s-bin <path>', default: DEFAULTS.k3sBin, description: 'the k3s binary (looked up on PATH)' },
   { key: 'k3s-kubeconfig', flag: '--k3s-kubeconfig <path>', default: DEFAULTS.k3sKubeconfig, description: 'where a k3s server writes its admin kubeconfig (what get-kubeconfig serves)' },
   { key: 'k3s-args', flag: '--k3s-arg <arg>', description: 'an extra k3s flag, repeatable, in the --flag=value form (e.g. --k3s-arg=--disable=traefik); a YAML list in the file' },
-  { key: 'advertise', flag: '--advertise <cidr>', description: 'a network reachable through this node (a LAN, a pod or service CIDR); repeat the flag (or use a YAML list) for several' }
+  { key: 'advertise', flag: '--advertise <cidr>', description: 'a network reachable through this node (a LAN, a pod or service CIDR); repeat the flag (or use a YAML list) for several' },
+  { key: 'path-include', flag: '--path-include <iface|cidr>', description: 'an interface (glob such as wg*) or CIDR the mesh may use although it looks like a tunnel or virtual network; repeatable, or a YAML list (docs/vpn.md, "Which path")' },
+  { key: 'path-exclude', flag: '--path-exclude <iface|cidr>', description: 'an interface (glob) or CIDR the mesh never listens on, announces or dials, besides the default list; repeatable, or a YAML list' }
 ]
 
 function bad (message: string): WeftError {
@@ -273,6 +275,8 @@ export const WeftBlock = z.strictObject({
   tun: z.boolean().nullish(),
   'tun-name': text,
   advertise: addressList,
+  'path-include': addressList,
+  'path-exclude': addressList,
   dns: addressList,
   'dns-upstreams': addressList,
   'dns-allow': addressList,
@@ -305,6 +309,8 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   tun: 'true or false',
   'tun-name': 'an interface name of 1 to 15 letters, digits, - or _',
   advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24',
+  'path-include': 'an interface name (glob) or CIDR, or a list of them',
+  'path-exclude': 'an interface name (glob) or CIDR, or a list of them',
   dns: 'ip:port, overlay:port, or a list of them',
   kubeconfig: 'a kubeconfig file path, or in-cluster',
   'share-kube-api': 'true or false',

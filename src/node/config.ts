@@ -7,6 +7,7 @@ import type { z } from 'zod'
 import { WeftError, isWeftError } from '../log/errors.js'
 import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
 import { parseCidr } from '../projections/ip.js'
+import { parsePathRules } from '../net/address-filter.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
   describeValue, parseApiAddress, parseCluster, parseDuration, parseJoinWait, parseHostname, parseListenAddress,
@@ -52,6 +53,8 @@ export interface UpFlags {
   tun?: boolean
   tunName?: string
   advertise?: string[]
+  pathInclude?: string[]
+  pathExclude?: string[]
   dns?: string[]
   dnsUpstream?: string[]
   dnsAllow?: string[]
@@ -93,6 +96,9 @@ export interface UpConfig {
   tunName: string
   /** Canonical CIDR text; duplicates removed. */
   advertise: string[]
+  /** Interface globs or CIDRs for the mesh's address filter (net/address-filter.ts). */
+  pathInclude: string[]
+  pathExclude: string[]
   /** DNS listen addresses; host 'overlay' = this node's overlay address once it has one. */
   dns: DnsListen[]
   /** ip:port of the upstream resolvers. */
@@ -439,6 +445,8 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,
     advertise: [...new Set(advertise)],
+    pathInclude: pathRules(flags.pathInclude, w['path-include'], '--path-include', fw('path-include')),
+    pathExclude: pathRules(flags.pathExclude, w['path-exclude'], '--path-exclude', fw('path-exclude')),
     dns,
     dnsUpstreams: [...new Set(dnsUpstreams)],
     dnsAllow: [...new Set(dnsAllow)],
@@ -525,4 +533,12 @@ function kubeconfigOf (flag: string | undefined, file: string | null | undefined
   if (nonEmpty(flag)) return flag === 'in-cluster' ? flag : resolve(flag)
   if (file != null && file !== '') return file === 'in-cluster' ? file : pathFrom(fileDir, file)
   return undefined
+}
+
+/** --path-include/--path-exclude (flags replace the file's list), checked by the address filter's parser. */
+function pathRules (flag: string[] | undefined, file: string | string[] | null | undefined, flagName: string, fileWhere: string): string[] {
+  const fromFlag = flag !== undefined && flag.length > 0
+  const values = fromFlag ? flag : file == null ? [] : typeof file === 'string' ? [file] : file
+  parsePathRules(values, fromFlag ? flagName : fileWhere) // throws ERR_BAD_CONFIG naming the value
+  return [...new Set(values)]
 }

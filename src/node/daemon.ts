@@ -1,3 +1,4 @@
+import { AddressFilter, overlayNetworks } from '../net/address-filter.js'
 import { arch, platform } from 'node:os'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -156,6 +157,13 @@ export class Daemon {
         verifier,
         replica: replicaPort(replica),
         listen: config.listen,
+        // Never the TUN, other tunnels or the overlay itself as the mesh's path (docs/vpn.md).
+        addressFilter: new AddressFilter({
+          ...(config.tun ? { tunName: config.tunName } : {}),
+          include: config.pathInclude,
+          exclude: config.pathExclude,
+          overlay: () => overlayNetworks(replica.states().network, identity.authorHex)
+        }),
         peers: config.peers,
         mdns: config.mdns,
         mdnsIntervalMs: opts.mdnsIntervalMs,
@@ -470,7 +478,8 @@ export class Daemon {
       lastSeenMs: p.lastSeenMs,
       // A peer known only through a vouch has no connection address: show what its join says.
       addrs: p.addrs.length > 0 ? p.addrs : [...(hosts.get(p.peerId)?.addrs ?? [])],
-      latencyMs: p.latencyMs
+      latencyMs: p.latencyMs,
+      path: p.path
     }))
   }
 

@@ -44,10 +44,13 @@ export class Vpn {
   private constructor (private readonly tun: TunDevice, private readonly plane: DataPlane, private readonly opts: VpnOptions) {}
 
   static async start (opts: VpnOptions): Promise<Vpn> {
+    let vpn: Vpn | undefined
     const tun = await openTun({
       name: opts.tunName,
       offload: true,
-      onError: (err) => { opts.log.error({ code: err.code, err: err.message }, 'TUN device stopped') }
+      // One line per fault, with its cause; the device restarts or reopens by itself.
+      onError: (err) => { opts.log.error({ code: err.code, err: err.message }, 'TUN device fault') },
+      onReopen: () => { vpn?.reconfigure() }
     })
     const plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now })
     try {
@@ -59,7 +62,17 @@ export class Vpn {
       throw err
     }
     opts.log.info({ device: tun.name }, 'VPN device up')
-    return new Vpn(tun, plane, opts)
+    vpn = new Vpn(tun, plane, opts)
+    return vpn
+  }
+
+  /** The device was reopened (a new interface): put the link, addresses, MTU and routes back. */
+  private reconfigure (): void {
+    this.running = this.running.then(async () => {
+      this.applied = { addresses: [], mtu: 0, routes: [] }
+      await linkUp(this.tun.name).catch((err: Error) => { this.opts.log.error({ err: err.message }, 'could not bring the reopened VPN device up') })
+    })
+    if (this.latest !== undefined) void this.apply(this.latest)
   }
 
   /** Bring the device in line with the state; calls made while one runs collapse into one more run. */

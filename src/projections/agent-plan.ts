@@ -83,19 +83,23 @@ export function planAgent (s: NetworkState, author: string, want: DesiredNode): 
   const refused = mayRoute ? [] : (want.advertise ?? []).filter((c) => !routeAllowed(c))
   const routeSteps = planRoutes(s, author, (want.advertise ?? []).filter((c) => !refused.includes(c)))
   if (routeSteps.length > 0) return { steps: routeSteps }
-  if (leaseOf(s.ipam, author, 4) !== undefined) {
-    return refused.length > 0
-      ? { steps: [], blocked: `--advertise ${refused.join(', ')}: outside the route policy (private ranges); only the owner or a delegate may route it` }
-      : { steps: [] }
+  // One address per configured family: IPv4 always, IPv6 once the network sets overlayCidr6.
+  const blocked: string[] = refused.length > 0 ? [`--advertise ${refused.join(', ')}: outside the route policy (private ranges); only the owner or a delegate may route it`] : []
+  const v = s.settings.values
+  for (const family of [4, 6] as const) {
+    const overlay = family === 4 ? v.overlayCidr : v.overlayCidr6
+    if (overlay === null || leaseOf(s.ipam, author, family) !== undefined) continue
+    const addr = chooseAddress(s.ipam, v, author, family)
+    if (addr === undefined) { blocked.push(`no free address in the overlay ${overlay}`); continue }
+    const last = s.ipam.claims.get(`${author}/${family}`)
+    if (last !== undefined && last.addr === addr && last.status === 'invalid') {
+      blocked.push(`the claim of ${addr} is invalid: ${last.reason ?? 'unknown reason'}`)
+      continue
+    }
+    const why = last === undefined ? `no IPv${family} address yet` : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
+    return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
   }
-  const addr = chooseAddress(s.ipam, s.settings.values, author, 4)
-  if (addr === undefined) return { steps: [], blocked: `no free address in the overlay ${s.settings.values.overlayCidr}` }
-  const last = s.ipam.claims.get(`${author}/4`)
-  if (last !== undefined && last.addr === addr && last.status === 'invalid') {
-    return { steps: [], blocked: `the claim of ${addr} is invalid: ${last.reason ?? 'unknown reason'}` }
-  }
-  const why = last === undefined ? 'no address yet' : `claim of ${last.addr} is ${last.status}${last.holder !== undefined ? ` (held by ${last.holder.slice(0, 12)})` : ''}`
-  return { steps: [{ type: 'ip.claim', body: { addr }, why }] }
+  return blocked.length > 0 ? { steps: [], blocked: blocked.join('; ') } : { steps: [] }
 }
 
 /**

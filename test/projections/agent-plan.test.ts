@@ -25,6 +25,23 @@ describe('node agent plan', () => {
     expect(planAgent(b.stateOf(0), b.hex(0), want('a')).steps).toEqual([])
   })
 
+  it('claims an IPv6 address too once the network sets overlayCidr6 (dual stack), and only then', () => {
+    const b = new LogBuilder(2)
+    settle(b, 0, want('a'))
+    expect(b.stateOf(0).ipam.held.get(`${b.hex(0)}/6`)).toBeUndefined()
+    b.setting(0, 'overlayCidr6', 'fd77:7765:6674::/64')
+    const steps = settle(b, 0, want('a'))
+    expect(steps.map((s) => s.type)).toEqual(['ip.claim'])
+    expect(steps[0]?.why).toBe('no IPv6 address yet')
+    const s = b.stateOf(0)
+    const v6 = s.ipam.held.get(`${b.hex(0)}/6`) as string
+    expect(v6).toMatch(/^fd77:7765:6674:/)
+    expect(s.ipam.leases.get(v6)?.family).toBe(6)
+    // The IPv4 lease is kept; nothing more to do.
+    expect(s.ipam.held.get(`${b.hex(0)}/4`)).toBeDefined()
+    expect(planAgent(s, b.hex(0), want('a')).steps).toEqual([])
+  })
+
   it('re-claims when a concurrent claim that sorts first wins its address', () => {
     const b = new LogBuilder(2)
     // Equal lamports order by author: the smaller author key wins a tie.

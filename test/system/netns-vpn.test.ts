@@ -30,6 +30,9 @@ const LAN = '192.168.60.0/24'
 const LAN_A = '192.168.60.1'
 const LAN_D = '192.168.60.2'
 const TRANSFER_BYTES = 50 * 1000 * 1000
+const OVERLAY6 = 'fd77:7765:6674::/64'
+const WG_B = '10.78.0.2'
+const WG_C = '10.78.0.3'
 
 interface PeerTraffic { author: string, peerId: string, connected: boolean, txPackets: number, txBytes: number, rxPackets: number, rxBytes: number }
 interface VpnStatus {
@@ -37,11 +40,12 @@ interface VpnStatus {
   addresses: string[]
   mtu: number
   routes: string[]
-  tun: { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number }
+  tun: { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number, faults: number, reopens: number, lastFault: string | null }
   peers: PeerTraffic[]
   drops: Record<'no_route' | 'queue_full' | 'no_connection' | 'spoofed' | 'malformed' | 'device_full', number>
 }
-interface Status { author: string, vpn?: VpnStatus }
+interface Status { author: string, listen: string[], vpn?: VpnStatus }
+interface Peer { peerId: string, connected: boolean, addrs: string[], latencyMs?: number, path?: { addr: string, direct: boolean } }
 
 function has (cmd: string, args: string[]): boolean {
   try { execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 }); return true } catch { return false }
@@ -91,6 +95,15 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
     await run(hostD, ['ip', 'addr', 'add', `${LAN_D}/24`, 'dev', 'eth0'])
     await run(hostD, ['ip', 'link', 'set', 'eth0', 'up'])
     await run(hostD, ['ip', 'route', 'add', 'default', 'via', LAN_A])
+    // A second, working path between B and C that looks like a tunnel (a veth pair named wg0,
+    // as WireGuard would be): Weft must neither announce, listen on nor dial it.
+    const [, b, c] = lab.hosts as [LabHost, LabHost, LabHost]
+    await run(b, ['ip', 'link', 'add', 'wg0', 'type', 'veth', 'peer', 'name', 'wgpeer', 'netns', c.ns])
+    await run(c, ['ip', 'link', 'set', 'wgpeer', 'name', 'wg0'])
+    await run(b, ['ip', 'addr', 'add', `${WG_B}/24`, 'dev', 'wg0'])
+    await run(c, ['ip', 'addr', 'add', `${WG_C}/24`, 'dev', 'wg0'])
+    await run(b, ['ip', 'link', 'set', 'wg0', 'up'])
+    await run(c, ['ip', 'link', 'set', 'wg0', 'up'])
     // A routes between its LAN and weft0: the only setting the path needs.
     await run(a, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     // Strict reverse-path filtering everywhere (the strictest setting a distribution may ship):
@@ -198,6 +211,59 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
     })
   }, 60_000)
 
+  it('never listens on, announces or dials a tunnel interface (wg0) or the overlay; peers show a direct path and an RTT', async () => {
+    await withLogs(async () => {
+      const l = L()
+      const overlayOrWg = (a: string): boolean => a.includes('/10.78.0.') || addr.some((x) => a.includes(`/${x}/`))
+      for (const i of [1, 2]) {
+        const s = await status(i)
+        expect(s.listen.filter(overlayOrWg), `${name(i)} announces`).toEqual([])
+        const sockets = await l.exec(node(i).host, ['ss', '-Htln'])
+        expect(sockets.stdout, `${name(i)}'s listening sockets`).not.toMatch(/10\.78\.0\.\d+:|0\.0\.0\.0:4001|\*:4001/)
+      }
+      // Every peer's path is the bridge, direct, with an RTT measured (libp2p pings every 10 s).
+      await waitFor(async () => {
+        const { peers } = await weftApi<{ peers: Peer[] }>(l, node(1), 'GET', '/peers')
+        const connected = peers.filter((p) => p.connected)
+        return connected.length === 2 && connected.every((p) => p.path !== undefined && p.latencyMs !== undefined)
+      }, 'B to have measured paths to A and C', 30_000, 500)
+      for (const i of [1, 2]) {
+        for (const p of (await weftApi<{ peers: Peer[] }>(l, node(i), 'GET', '/peers')).peers.filter((x) => x.connected)) {
+          expect(p.path?.direct).toBe(true)
+          expect(p.path?.addr).toMatch(/^\/ip4\/10\.\d+\.\d+\.\d+\/tcp\//)
+          expect(overlayOrWg(p.path?.addr ?? ''), `${name(i)}'s path ${p.path?.addr ?? ''}`).toBe(false)
+          for (const a of p.addrs) expect(overlayOrWg(a), `${name(i)}'s connection ${a}`).toBe(false)
+        }
+        const conns = await l.exec(node(i).host, ['ss', '-Htn', 'state', 'established'])
+        expect(conns.stdout, `${name(i)}'s TCP connections`).not.toMatch(/10\.78\.0\./)
+      }
+      const table = await l.exec(node(1).host, [process.execPath, CLI, 'peers', 'ls', '--data-dir', node(1).dataDir])
+      expect(table.stdout).toMatch(/PATH/)
+      expect(table.stdout).toMatch(/\(direct\)/)
+    })
+  }, 60_000)
+
+  it('a TUN device deleted under a running node is reopened and configured again; traffic resumes', async () => {
+    await withLogs(async () => {
+      const l = L()
+      const c = node(2).host
+      const r = await l.exec(c, ['ip', 'link', 'delete', 'weft0'])
+      expect(r.code).toBe(0)
+      const t = Date.now()
+      await reachable(node(0).host, addr[2] as string, 'A to reach C again after C lost weft0', 15_000)
+      console.log(`[vpn] traffic back ${Date.now() - t} ms after weft0 was deleted`)
+      const v = await vpnOf(2)
+      expect(v.tun.faults).toBeGreaterThanOrEqual(1)
+      expect(v.tun.reopens).toBeGreaterThanOrEqual(1)
+      expect(v.tun.lastFault).toMatch(/weft0/)
+      const shown = await l.exec(c, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'weft0'])
+      expect(shown.stdout).toContain(` ${addr[2] as string}/`)
+      // A's advertised LAN is routed again on C.
+      const route = await l.exec(c, ['ip', 'route', 'show', LAN])
+      expect(route.stdout).toContain('dev weft0')
+    })
+  }, 60_000)
+
   it('carries 50 MB over TCP through the overlay intact', async () => {
     await withLogs(async () => {
       const t = await tcpTransfer(L(), node(0).host, node(2).host, addr[2] as string, { bytes: TRANSFER_BYTES, hash: true, port: 5301, timeoutMs: 90_000 })
@@ -213,6 +279,37 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
         `A drops ${JSON.stringify(va.drops)}, kernel→weft packets on A ${va.tun.rxPackets}`)
     })
   }, 120_000)
+
+  it('dual stack: once overlayCidr6 is set, every node claims an IPv6 address, weft0 carries it, and ping6 and TCP work over it', async () => {
+    await withLogs(async () => {
+      const l = L()
+      await weftApi(l, node(0), 'PUT', '/settings/overlayCidr6', { value: OVERLAY6 })
+      const addr6: string[] = []
+      for (let i = 0; i < 3; i++) {
+        const h = node(i).host
+        await waitFor(async () => {
+          const v = await vpnOf(i)
+          const a6 = v.addresses.find((x) => x.includes(':'))
+          if (a6 === undefined) return false
+          addr6[i] = a6.split('/')[0] as string
+          expect(a6).toMatch(/^fd77:7765:6674::?[0-9a-f:]*\/64$/)
+          const shown = await l.exec(h, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'weft0'])
+          return shown.stdout.includes(` ${addr6[i] as string}/64`)
+        }, `${name(i)}'s weft0 to carry an IPv6 address from ${OVERLAY6}`, 30_000, 200)
+        // The IPv4 address stays.
+        expect((await vpnOf(i)).addresses.some((x) => x.split('/')[0] === addr[i])).toBe(true)
+      }
+      expect(new Set(addr6).size).toBe(3)
+      for (const [i, j] of [[0, 1], [1, 2], [2, 0]] as const) {
+        await reachable(node(i).host, addr6[j] as string, `${name(i)} to reach ${name(j)} over IPv6`)
+        const r = await ping(node(i).host, addr6[j] as string)
+        expect(r.code, `${name(i)} → ${name(j)} ping6:\n${r.out}`).toBe(0)
+      }
+      const x = await tcpTransfer(l, node(0).host, node(2).host, addr6[2] as string, { bytes: 5_000_000, port: 5303, hash: true })
+      expect(x.received.bytes).toBe(5_000_000)
+      expect(x.received.sha256).toBe(x.sent.sha256)
+    })
+  }, 90_000)
 
   it('reaches a LAN behind A through its advertised route, both ways', async () => {
     const d = hostD as LabHost

@@ -547,7 +547,7 @@ if (mode === 'server') {
     c.on('end', () => { out({ bytes, ms: t0 === undefined ? 0 : performance.now() - t0, sha256: hash?.digest('hex') }); c.end() })
     c.on('error', (e) => { console.error(e.message); process.exit(1) })
   })
-  srv.listen(Number(args[0]), '0.0.0.0', () => { process.stderr.write('listening\\n') })
+  srv.listen(Number(args[0]), '::', () => { process.stderr.write('listening\\n') })
 } else {
   const [addr, port, total, seconds, h] = args
   const hashing = h === 'hash'

@@ -13,12 +13,13 @@
  *   rate     packets/s read (a flood from a child process) and written, for `seconds` each
  *   open     just try to open the device (for the non-root and missing-device checks)
  *   busy     open the device twice: the second open must fail (EBUSY)
- *   deleted  the interface is deleted under a reading device; a handler that throws
+ *   deleted  the interface is deleted under a reading device (it is reopened); a handler that throws
+ *   faults   the poll thread exits, a read fails, the interface is deleted: each time traffic resumes
  */
 import { spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
-import { openTun, type TunDevice } from '../../src/adapters/tun-device.js'
+import { injectTunFault, openTun, type TunDevice } from '../../src/adapters/tun-device.js'
 import { addressReplace, linkDelete, linkDown, linkShow, linkUp } from '../../src/adapters/ip-command.js'
 import { echoReplyTo, internetChecksum, IPPROTO_UDP, parseIcmpEcho, parseIpHeader, sourceText, destinationText } from '../../src/net/ip-header.js'
 import { parseIp } from '../../src/projections/ip.js'
@@ -142,7 +143,8 @@ async function close (): Promise<unknown> {
 
 async function deleted (): Promise<unknown> {
   const errors: string[] = []
-  const tun = await openTun({ name, onError: (err) => { errors.push(`${err.code}: ${err.message}`) } })
+  let reopened = 0
+  const tun = await openTun({ name, onError: (err) => { errors.push(`${err.code}: ${err.message}`) }, onReopen: () => { reopened++ } })
   await addressReplace(tun.name, '10.99.0.1/24')
   await linkUp(tun.name)
   let n = 0
@@ -150,14 +152,15 @@ async function deleted (): Promise<unknown> {
   const sock = createSocket('udp4')
   await new Promise<void>((resolve) => sock.bind(0, '10.99.0.1', resolve))
   for (let i = 0; i < 3; i++) sock.send('x', 7777, '10.99.0.2')
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await until(() => n >= 3, 3000)
   sock.close()
   const afterThrow = { received: n, errors: [...errors] }
   await linkDelete(tun.name)
-  const t = performance.now()
-  while (errors.length === afterThrow.errors.length && performance.now() - t < 3000) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until(() => reopened > 0, 3000)
   const errorsAfterDelete = errors.slice(afterThrow.errors.length)
-  const writeAfterDelete = tun.write(udp4('10.99.0.2', '10.99.0.1', 1, 9, new Uint8Array(4)))
+  const relinked = await linkShow(tun.name)
+  const writeAfterReopen = tun.write(udp4('10.99.0.2', '10.99.0.1', 1, 9, new Uint8Array(4)))
+  const stats = { ...tun.stats }
   await tun.close()
 
   // An aborted signal closes the device.
@@ -170,7 +173,60 @@ async function deleted (): Promise<unknown> {
     gone = (await linkShow(name)) === undefined
     if (!gone) await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  return { afterThrow, errorsAfterDelete, writeAfterDelete, abortRemoved: gone, stats: { ...tun.stats } }
+  return { afterThrow, errorsAfterDelete, reopened, relinked: relinked !== undefined, writeAfterReopen, abortRemoved: gone, stats }
+}
+
+async function until (cond: () => boolean, ms: number): Promise<boolean> {
+  const t = performance.now()
+  while (!cond()) {
+    if (performance.now() - t > ms) return false
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return true
+}
+
+/**
+ * Faults of the device I/O, one after the other, with a UDP echo running: the poll thread exits
+ * by itself, a read fails, the interface is deleted. After each, a round trip through the device
+ * must work again; the time from the fault to the first answered datagram is reported.
+ */
+async function faults (): Promise<unknown> {
+  const errors: string[] = []
+  const reconfigure = async (): Promise<void> => { await addressReplace(name, '10.99.0.1/24'); await linkUp(name) }
+  let reconfigured: Promise<void> = Promise.resolve()
+  const dev = await openTun({ name, onError: (err) => { errors.push(err.message) }, onReopen: () => { reconfigured = reconfigure() } })
+  await reconfigure()
+  dev.onPacket((pkt) => {
+    const h = parseIpHeader(pkt)
+    if (h === undefined || h.family !== 4 || h.protocol !== IPPROTO_UDP) return
+    const dv = new DataView(pkt.buffer, pkt.byteOffset + h.headerLength)
+    dev.write(udp4(destinationText(h), sourceText(h), dv.getUint16(2), dv.getUint16(0), pkt.slice(h.headerLength + 8, h.totalLength)))
+  })
+  const sock = createSocket('udp4')
+  await new Promise<void>((resolve) => sock.bind(0, resolve))
+  let answered = 0
+  sock.on('message', () => { answered++ })
+  // One datagram every 5 ms; the recovery time is when answers start again.
+  const pinger = setInterval(() => { sock.send('x', 7777, '10.99.0.2') }, 5)
+  const recovery = async (inject: () => Promise<void> | void): Promise<{ ms: number | null }> => {
+    await until(() => answered > 0, 3000)
+    await reconfigured
+    await inject()
+    const t = performance.now()
+    const before = answered
+    await new Promise((resolve) => setTimeout(resolve, 20)) // answers already in flight
+    const base = Math.max(before, answered)
+    const ok = await until(() => answered > base, 5000)
+    return { ms: ok ? Math.round(performance.now() - t) : null }
+  }
+  const pollExit = await recovery(() => { injectTunFault(dev, 'poll-exit') })
+  const readFail = await recovery(() => { injectTunFault(dev, 'read') })
+  const deletedIf = await recovery(async () => { await linkDelete(name) })
+  clearInterval(pinger)
+  sock.close()
+  const stats = { ...dev.stats }
+  await dev.close()
+  return { pollExit, readFail, deleted: deletedIf, errors, stats }
 }
 
 async function rate (tun: TunDevice, seconds: number): Promise<unknown> {
@@ -232,6 +288,7 @@ try {
     case 'rate': out(await withTun(async (tun) => await rate(tun, Number(arg || '1')))); break
     case 'open': out(await openOnly()); break
     case 'deleted': out(await deleted()); break
+    case 'faults': out(await faults()); break
     case 'busy': {
       const first = await openTun({ name })
       try { out(await openOnly()) } finally { await first.close() }
