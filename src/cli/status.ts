@@ -114,7 +114,8 @@ export function renderPeers (peers: readonly PeerStatus[]): string {
     p.online ? 'yes' : 'no',
     p.lastSeenMs === undefined ? '-' : `${duration(p.lastSeenMs)} ago`,
     p.latencyMs === undefined ? '-' : p.latencyMs < 10 ? `${p.latencyMs.toFixed(1)} ms` : `${Math.round(p.latencyMs)} ms`,
-    p.path === undefined ? '-' : `${p.path.addr} (${p.path.direct ? 'direct' : 'relayed'})`,
+    // The peer id is the row's first column: the path shows the address only.
+    p.path === undefined ? '-' : `${p.path.addr.replace(/\/p2p\/[^/]+$/, '')} (${p.path.direct ? 'direct' : 'relayed'})`,
     p.addrs.length === 0 ? '-' : `${p.addrs[0] as string}${p.addrs.length > 1 ? ` (+${p.addrs.length - 1})` : ''}`
   ]))
 }
