@@ -154,9 +154,20 @@ export async function run (): Promise<void> {
     figure(`${name}_mbps`, mbps[name], 'MB/s', { rounds: ss.map((s) => round(s.mbps)), seconds: SECONDS })
     figure(`${name}_cpu_ms_per_mb`, cpu[name], 'CPU ms/MB', { rounds: ss.map((s) => round(s.cpuMsPerMB)), note: 'both ends; steadier than MB/s on a shared machine' })
   }
-  // Throughput ratios (higher is better) and CPU-cost ratios (lower is better), same run.
+  // Throughput ratios (higher is better) and CPU-cost ratios (lower is better), same run. The
+  // value is the median of per-round ratios: within a round the configurations run back to back,
+  // so a ratio pairs figures taken under the same load from other processes.
+  const paired = (a: string, b: string, f: (s: Sample) => number): number => {
+    const xs = samples[a] as Sample[]
+    const ys = samples[b] as Sample[]
+    return median(xs.map((x, i) => f(x) / f(ys[i] as Sample)))
+  }
   const ratio = (a: string, b: string, note: string): void => {
-    figure(`${a}_over_${b}`, (mbps[a] as number) / (mbps[b] as number), 'ratio', { note, cpuCostRatio: round((cpu[a] as number) / (cpu[b] as number)) })
+    figure(`${a}_over_${b}`, paired(a, b, (s) => s.mbps), 'ratio', {
+      note,
+      cpuCostRatio: round(paired(a, b, (s) => s.cpuMsPerMB)),
+      ratioOfMedians: round((mbps[a] as number) / (mbps[b] as number))
+    })
   }
   ratio('libp2p_weft', 'libp2p_pnet', 'after / before issue 11')
   ratio('libp2p_weft', 'libp2p_unprotected', 'what the Weft protector keeps of the unprotected stack')
