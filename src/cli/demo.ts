@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { formatToken, identifiers, newToken } from '../log/token.js'
+import { generateIdentity } from '../log/identity.js'
+import { createKeyFile } from '../adapters/identity-file.js'
 import type { NetworkView } from '../projections/view.js'
 import { ApiClient } from './api-client.js'
 import { CliError } from './errors.js'
@@ -23,9 +25,13 @@ const MAIN = fileURLToPath(new URL('./main.js', import.meta.url))
  */
 export async function runDemo (opts: DemoOptions): Promise<number> {
   const n = Math.max(2, Math.min(opts.nodes, 9))
-  const secret = newToken()
-  const token = formatToken(secret)
   const root = await mkdtemp(join(tmpdir(), 'weft-demo-'))
+  // The demo network's owner key lives beside the nodes' data dirs (a real one stays off them).
+  const owner = generateIdentity()
+  const ownerKey = join(root, 'owner.key')
+  await createKeyFile(ownerKey, owner)
+  const secret = newToken(owner.publicKey)
+  const token = formatToken(secret)
   const nodes: DemoNode[] = []
   const say = (line: string): void => { if (!opts.json) process.stderr.write(`${line}\n`) }
   const stopAll = async (): Promise<void> => {
@@ -67,7 +73,7 @@ export async function runDemo (opts: DemoOptions): Promise<number> {
       out(`\n${n} nodes agree on members, roles, addresses and DNS names (${ms} ms after the last one started)\n`)
       out(table(['HOST', 'K3S ROLE', 'ADDRESS', 'DNS NAME', 'PEER ID'], view.members.map((m) =>
         [m.hostname, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, m.address ?? '-', m.dnsName ?? '-', m.peerId])))
-      out(`\ntry, in another terminal:\n  node ${MAIN} status --data-dir ${join(root, 'node-1')}\n  node ${MAIN} settings set mtu 1380 --data-dir ${join(root, 'node-2')}\n  node ${MAIN} log state --data-dir ${join(root, 'node-3')}`)
+      out(`\ntry, in another terminal:\n  node ${MAIN} status --data-dir ${join(root, 'node-1')}\n  node ${MAIN} settings set mtu 1380 --data-dir ${join(root, 'node-2')} --owner-key ${ownerKey}\n  node ${MAIN} log state --data-dir ${join(root, 'node-3')}`)
     }
     flush()
     if (opts.exitWhenConverged) return 0

@@ -8,7 +8,7 @@ describe('weft demo (npm start)', () => {
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     const out = JSON.parse(r.stdout) as { token: string, view: { members: Array<{ hostname: string, address?: string, dnsName?: string, role: string }> } }
-    expect(out.token).toMatch(/^weft1/)
+    expect(out.token).toMatch(/^weft2/)
     expect(out.view.members.map((m) => m.hostname).sort()).toEqual(['node-1', 'node-2', 'node-3'])
     expect(out.view.members.every((m) => m.address !== undefined && m.dnsName !== undefined)).toBe(true)
     expect(out.view.members.filter((m) => m.role === 'init')).toHaveLength(1)

@@ -283,7 +283,9 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
   it('dual stack: once overlayCidr6 is set, every node claims an IPv6 address, weft0 carries it, and ping6 and TCP work over it', async () => {
     await withLogs(async () => {
       const l = L()
-      await weftApi(l, node(0), 'PUT', '/settings/overlayCidr6', { value: OVERLAY6 })
+      // A settings change needs the owner: `weft token new` left its key where the CLI looks by default.
+      const set = await l.exec(node(0).host, [process.execPath, CLI, 'settings', 'set', 'overlayCidr6', OVERLAY6, '--data-dir', node(0).dataDir], 60_000)
+      expect(set.code, set.stderr).toBe(0)
       const addr6: string[] = []
       for (let i = 0; i < 3; i++) {
         const h = node(i).host
