@@ -153,7 +153,8 @@ describe.concurrent('weft log state / replay', () => {
     expect(human.stdout).toMatch(/state after 6 of 6 folded events/)
     expect(human.stdout).toMatch(/HOST\s+CLUSTER\s+K3S ROLE\s+ADDRESS\s+DNS NAME\s+PEER ID/)
     // gamma forced master in its own cluster: the init master there, with no address claimed
-    expect(human.stdout).toMatch(/gamma\s+edge\s+init\s+-\s+-\s+12D3KooW/)
+    // (tentative: no member of edge acknowledged it in this hand-made log)
+    expect(human.stdout).toMatch(/gamma\s+edge\s+init \(tentative\)\s+-\s+-\s+12D3KooW/)
     expect(human.stdout).toContain('departed:')
 
     const bad = await log('state', fx.dir, '--at', 'abcdef0123')

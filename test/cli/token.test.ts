@@ -73,7 +73,7 @@ describe.concurrent('weft token', () => {
       for (const s of secrets) {
         expect(r.stdout).not.toContain(s)
         // Not even a prefix of a derived secret.
-        if (!s.startsWith('weft1')) expect(r.stdout).not.toContain(s.slice(0, 8))
+        if (!s.startsWith('weft2')) expect(r.stdout).not.toContain(s.slice(0, 8))
       }
     }
   })
@@ -90,7 +90,7 @@ describe.concurrent('weft token', () => {
     const last = good.slice(-1)
     const checksumBad = good.slice(0, -1) + (last === 'a' ? 'b' : 'a')
     const cases: Array<[string, string, RegExp, string]> = [
-      ['prefix', 'wxyz1' + good.slice(5), /must start with "weft1"/, 'ERR_TOKEN_PREFIX'],
+      ['prefix', 'wxyz1' + good.slice(5), /must start with "weft2"/, 'ERR_TOKEN_PREFIX'],
       ['encoding', good.slice(0, 10) + '0OIl' + good.slice(14), /outside base58/, 'ERR_TOKEN_ENCODING'],
       ['length', good.slice(0, -6), /decodes to \d+ bytes, expected 36/, 'ERR_TOKEN_LENGTH'],
       ['checksum', checksumBad, /checksum does not match/, 'ERR_TOKEN_CHECKSUM']
