@@ -17,19 +17,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { TEST_OWNER } from '../support/fixtures.js'
 import {
-  NetnsLab, disagreement, netnsSupport, startWeft, stateOf, tail, waitApi, waitFor, weftApi,
+  NetnsLab, disagreement, tunNetnsSupport, startWeft, stateOf, tail, waitApi, waitFor, weftApi,
   type LabHost, type StateSummary, type WeftNode
 } from './netns.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
-function support (): { ok: boolean, reason: string } {
-  const s = netnsSupport()
-  if (!s.ok) return s
-  if (!existsSync('/dev/net/tun')) return { ok: false, reason: '/dev/net/tun does not exist (modprobe tun)' }
-  return { ok: true, reason: '' }
-}
-const sup = support()
+const sup = tunNetnsSupport()
 if (!sup.ok) console.warn(`skipping test/system/netns-authority.test.ts: ${sup.reason}`)
 
 interface Status { author: string, peers: { connected: number } }

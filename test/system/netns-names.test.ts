@@ -16,17 +16,11 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { NetnsLab, netnsSupport, startWeft, tail, waitApi, waitFor, weftApi, type LabHost, type WeftNode } from './netns.js'
+import { NetnsLab, tunNetnsSupport, startWeft, tail, waitApi, waitFor, weftApi, type LabHost, type WeftNode } from './netns.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 
-function support (): { ok: boolean, reason: string } {
-  const s = netnsSupport()
-  if (!s.ok) return s
-  if (!existsSync('/dev/net/tun')) return { ok: false, reason: '/dev/net/tun does not exist (modprobe tun)' }
-  return { ok: true, reason: '' }
-}
-const supported = support()
+const supported = tunNetnsSupport()
 if (!supported.ok) console.warn(`skipping test/system/netns-names.test.ts: ${supported.reason}`)
 
 /** Resolve argv[1] through the DNS server argv[2], connect to the address on port argv[3], send argv[4], print the JSON outcome. */

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 /**
  * Network-namespace labs for system tests and benches (Linux, root).
  *
@@ -602,4 +603,12 @@ export async function tcpTransfer (lab: NetnsLab, from: LabHost, to: LabHost, ad
   const received = JSON.parse(s.stdout.trim()) as TcpSide
   const sent = JSON.parse(c.stdout.trim()) as TcpSide
   return { sent, received, mbps: received.ms > 0 ? received.bytes / received.ms / 1000 : 0 }
+}
+
+/** What a test with TUN devices in namespaces needs: ip netns, root, and /dev/net/tun. */
+export function tunNetnsSupport (): { ok: boolean, reason: string } {
+  const s = netnsSupport()
+  if (!s.ok) return s
+  if (!existsSync('/dev/net/tun')) return { ok: false, reason: '/dev/net/tun does not exist (modprobe tun)' }
+  return { ok: true, reason: '' }
 }
