@@ -14,7 +14,7 @@ import { Ed25519Verifier } from '../log/identity.js'
 import { makeSettingsChange, parseSettingValue } from '../projections/settings.js'
 import { currentDelegates } from '../projections/authority.js'
 import { networkView, type NetworkView } from '../projections/view.js'
-import type { CliReducers } from '../cli/reducers.js'
+import type { ReplicaReducers } from '../projections/reducers.js'
 import type { Replica } from './replica.js'
 import { BodyBudget, capConnections, serverLimits } from './http-limits.js'
 import {
@@ -32,7 +32,7 @@ import {
 
 /** What the server needs from the running node. */
 export interface ApiNode {
-  replica: Replica<CliReducers>
+  replica: Replica<ReplicaReducers>
   /** Live daemon fields; the server adds events/authors/pending (replica) and self (view). */
   status (): NodeLiveStatus
   peers (): PeerStatus[]

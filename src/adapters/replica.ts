@@ -1,4 +1,5 @@
 import { MergedLog, type IngestResult } from '../crdt/merged-log.js'
+import type { ReducerContext } from '../projections/reducers.js'
 import { FoldEngine, type ReducerMap, type StatesOf } from '../crdt/fold.js'
 import type { Frontier } from '../crdt/frontier.js'
 import type { ForkProof } from '../crdt/fork-proof.js'
@@ -30,8 +31,7 @@ export interface ReplicaOptions<R extends ReducerMap> {
   sync?: boolean
 }
 
-/** What reducers may need that no event carries: fork proofs (in the merged log) and the owner key. */
-export interface ReducerContext { log: MergedLog, owner?: Uint8Array }
+export type { ReducerContext }
 
 export type ReplicaListener = (added: readonly SignedEvent[], forks: readonly ForkProof[]) => void
 

@@ -7,7 +7,7 @@ import type { EventDb } from '../log/store.js'
 import { ApiClient } from './api-client.js'
 import type { OpenReplica } from './data-dir.js'
 import { CliError } from './errors.js'
-import { cliReducers, type CliReducers } from './reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 
 /**
  * A read-only copy of a running daemon's log, for the `weft log` verbs while the daemon holds
@@ -26,7 +26,7 @@ export async function snapshotFromDaemon (dataDir: string, client?: ApiClient): 
   const status = await api.status()
   const net = fromHex(status.networkId)
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as EventDb
-  const replica: Replica<CliReducers> = await Replica.open({ db, net, reducers: cliReducers(), sync: false, maxPending: Number.MAX_SAFE_INTEGER })
+  const replica: Replica<ReplicaReducers> = await Replica.open({ db, net, reducers: replicaReducers(), sync: false, maxPending: Number.MAX_SAFE_INTEGER })
   try {
     await fill(replica, await api.allEnvelopes(), net, api.url)
     if (replica.log.pendingCount > 0) {
@@ -43,7 +43,7 @@ export async function snapshotFromDaemon (dataDir: string, client?: ApiClient): 
   return { dataDir, db, store: replica.store, net, netHex, replica, close: async () => { await replica.close() } }
 }
 
-async function fill (replica: Replica<CliReducers>, envelopes: readonly Uint8Array[], net: Uint8Array, url: string): Promise<void> {
+async function fill (replica: Replica<ReplicaReducers>, envelopes: readonly Uint8Array[], net: Uint8Array, url: string): Promise<void> {
   for (let i = 0; i < envelopes.length; i += BATCH) {
     const batch: SignedEvent[] = []
     for (const env of envelopes.slice(i, i + BATCH)) {

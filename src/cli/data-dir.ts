@@ -10,7 +10,7 @@ import { isWeftError } from '../log/errors.js'
 import { identityFromPem } from '../log/identity.js'
 import { EventStore, type EventDb } from '../log/store.js'
 import { CliError } from './errors.js'
-import { cliReducers, type CliReducers } from './reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 
 /** A data dir holds `identity.key` and `events/` (LevelDB); the network id is in the store's meta. */
 export const EVENTS_DIR = 'events'
@@ -68,7 +68,7 @@ async function openLocalStore (dataDir: string): Promise<OpenStore> {
 }
 
 export interface OpenReplica extends OpenStore {
-  readonly replica: Replica<CliReducers>
+  readonly replica: Replica<ReplicaReducers>
 }
 
 /**
@@ -115,9 +115,9 @@ export async function openReplica (dataDir: string, opts: { create?: Uint8Array,
   } else {
     throw noStore(dataDir)
   }
-  let replica: Replica<CliReducers>
+  let replica: Replica<ReplicaReducers>
   try {
-    replica = await Replica.open({ db, net, reducers: cliReducers(), maxPending: opts.maxPending })
+    replica = await Replica.open({ db, net, reducers: replicaReducers(), maxPending: opts.maxPending })
   } catch (err) {
     await db.close()
     if (isWeftError(err)) throw err

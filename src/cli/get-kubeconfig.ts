@@ -22,7 +22,7 @@ import { replicaPort } from '../net/replica-port.js'
 import { CliError, EXIT_OK, run } from './errors.js'
 import { dataDirOption, intParser } from './options.js'
 import { hasStore, openReplica } from './data-dir.js'
-import { cliReducers, type CliReducers } from './reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { out } from './output.js'
 
 export interface GetKubeconfigOptions {
@@ -102,7 +102,7 @@ function memoryDb (): EventDb {
 }
 
 /** Everything the data dir's store holds (through the daemon's API while one runs), into `into`. */
-async function seedFromDataDir (dataDir: string, net: Uint8Array, into: Replica<CliReducers>, note: (line: string) => void): Promise<void> {
+async function seedFromDataDir (dataDir: string, net: Uint8Array, into: Replica<ReplicaReducers>, note: (line: string) => void): Promise<void> {
   if (!hasStore(dataDir)) return
   let local
   try {
@@ -146,7 +146,7 @@ export async function getKubeconfig (o: GetKubeconfigOptions): Promise<string> {
   const ids = identifiers(token)
   const peers = o.peer.map(peerAddr)
   const identity = await memberIdentity(o.dataDir)
-  const replica = await Replica.open({ db: memoryDb(), net, reducers: cliReducers(), sync: false, ...(token.owner !== undefined ? { owner: token.owner } : {}) })
+  const replica = await Replica.open({ db: memoryDb(), net, reducers: replicaReducers(), sync: false, ...(token.owner !== undefined ? { owner: token.owner } : {}) })
   let host: WeftHost | undefined
   try {
     await seedFromDataDir(o.dataDir, net, replica, note)
@@ -159,7 +159,7 @@ export async function getKubeconfig (o: GetKubeconfigOptions): Promise<string> {
   }
 }
 
-async function fetchWith (host: WeftHost, replica: Replica<CliReducers>, identity: NodeIdentity, o: GetKubeconfigOptions,
+async function fetchWith (host: WeftHost, replica: Replica<ReplicaReducers>, identity: NodeIdentity, o: GetKubeconfigOptions,
   peers: Array<{ id: PeerId, addr: Multiaddr }>, syncProtocol: string, protocol: string, note: (line: string) => void): Promise<string> {
   const deadline = Date.now() + o.timeout
   const overall = AbortSignal.timeout(o.timeout)

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { Logger } from 'pino'
 import type { Replica } from '../adapters/replica.js'
-import type { CliReducers } from '../cli/reducers.js'
+import type { ReplicaReducers } from '../projections/reducers.js'
 import { API_PREFIX } from '../adapters/api-types.js'
 import { authSigningInput } from '../log/auth.js'
 import { authorName } from '../log/author.js'
@@ -26,7 +26,7 @@ import type { TransportKeyring } from './transport-keyring.js'
  */
 
 export interface AdmissionOptions {
-  replica: Replica<CliReducers>
+  replica: Replica<ReplicaReducers>
   keyring: TransportKeyring
   net: Uint8Array
   self: string

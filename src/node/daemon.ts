@@ -17,7 +17,7 @@ import { Admission } from './admission.js'
 import { TransportKeyring } from './transport-keyring.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
-import { cliReducers, type CliReducers } from '../cli/reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
@@ -96,7 +96,7 @@ export class Daemon {
   private constructor (
     readonly config: UpConfig,
     readonly identity: NodeIdentity,
-    readonly replica: Replica<CliReducers>,
+    readonly replica: Replica<ReplicaReducers>,
     readonly mesh: Mesh,
     private readonly log: Logger,
     private readonly now: () => number
@@ -142,9 +142,9 @@ export class Daemon {
     const keyring = await TransportKeyring.open(config.dataDir, config.token)
     const seal = sealKeyFromSeed(seedOf(identity))
     let admission: Admission | undefined
-    let replica: Replica<CliReducers>
+    let replica: Replica<ReplicaReducers>
     try {
-      replica = await Replica.open({ db, net, reducers: cliReducers(), signer: identity, verifier, ...(config.token.owner !== undefined ? { owner: config.token.owner } : {}) })
+      replica = await Replica.open({ db, net, reducers: replicaReducers(), signer: identity, verifier, ...(config.token.owner !== undefined ? { owner: config.token.owner } : {}) })
     } catch (err) {
       await db.close()
       throw err

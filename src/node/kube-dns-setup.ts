@@ -1,4 +1,4 @@
-import { corednsSnippet, COREDNS_CUSTOM_KEY } from '../cli/dns.js'
+import { corednsSnippet, COREDNS_CUSTOM_KEY } from './coredns-snippet.js'
 import { DEFAULT_SETTINGS } from '../projections/settings.js'
 import { isKubeError, RESOURCES, type KubeClient, type KubeObject } from '../adapters/kube/client.js'
 

@@ -8,7 +8,7 @@ import { Replica } from '../../src/adapters/replica.js'
 import { authorName } from '../../src/log/author.js'
 import { toHex } from '../../src/log/bytes.js'
 import { compareEvents } from '../../src/log/event.js'
-import { cliReducers } from '../../src/cli/reducers.js'
+import { replicaReducers } from '../../src/projections/reducers.js'
 import { identity, joinBody, NET } from '../support/fixtures.js'
 import { assertBuilt, jsonLines, tempRoot, weft } from '../cli/helpers.js'
 import { cliReplica, fakeNode, type CliReplica } from './support.js'
@@ -37,7 +37,7 @@ beforeAll(async () => {
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await writeFile(join(dir, 'identity.key'), identity(1).exportPem(), { mode: 0o600 })
   await chmod(join(dir, 'identity.key'), 0o600)
-  replica = await Replica.open({ db: await openLevel(join(dir, 'events')), net: NET, reducers: cliReducers(), signer: identity(1) })
+  replica = await Replica.open({ db: await openLevel(join(dir, 'events')), net: NET, reducers: replicaReducers(), signer: identity(1) })
   const b = await cliReplica(2)
   await replica.append('node.join', joinBody('alpha'), 1000)
   await b.append('node.join', joinBody('beta'), 1000)
@@ -166,7 +166,7 @@ describe('weft settings against a running daemon', () => {
 
   it('get folds a stopped data dir itself; set needs a daemon', async () => {
     const stopped = join(root.dir, 'stopped')
-    const r = await Replica.open({ db: await openLevel(join(stopped, 'events')), net: NET, reducers: cliReducers(), signer: identity(3) })
+    const r = await Replica.open({ db: await openLevel(join(stopped, 'events')), net: NET, reducers: replicaReducers(), signer: identity(3) })
     await r.append('node.join', joinBody('gamma'), 1)
     const { makeSettingsChange } = await import('../../src/projections/settings.js')
     const ev = await r.append('settings.change', { change: makeSettingsChange(r.states().network.settings, toHex(identity(3).publicKey), 'zone', 'corp.example') }, 2)

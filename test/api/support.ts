@@ -4,7 +4,7 @@ import type { ApiNode } from '../../src/adapters/http-api.js'
 import type { NodeLiveStatus, PeerStatus } from '../../src/adapters/api-types.js'
 import { toHex } from '../../src/log/bytes.js'
 import type { EventDb } from '../../src/log/store.js'
-import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../../src/projections/reducers.js'
 import { identity, memoryDb, NET, TEST_TOKEN } from '../support/fixtures.js'
 import { Admission } from '../../src/node/admission.js'
 import { TransportKeyring } from '../../src/node/transport-keyring.js'
@@ -12,11 +12,11 @@ import { sealKeyFromSeed } from '../../src/log/seal.js'
 import { seedOf } from '../../src/log/identity.js'
 import { pino } from 'pino'
 
-export type CliReplica = Replica<CliReducers>
+export type CliReplica = Replica<ReplicaReducers>
 
 /** A memory replica with every CLI projection, signing as identity(n). */
 export async function cliReplica (n: number, db: EventDb = memoryDb()): Promise<CliReplica> {
-  return await Replica.open({ db, net: NET, reducers: cliReducers(), signer: identity(n), sync: false })
+  return await Replica.open({ db, net: NET, reducers: replicaReducers(), signer: identity(n), sync: false })
 }
 
 export const STARTED_AT = 1_700_000_000_000

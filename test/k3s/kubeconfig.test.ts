@@ -6,7 +6,7 @@ import { parse } from 'yaml'
 import { Replica } from '../../src/adapters/replica.js'
 import { IDENTITY_FILE } from '../../src/adapters/identity-file.js'
 import { getKubeconfig } from '../../src/cli/get-kubeconfig.js'
-import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../../src/projections/reducers.js'
 import { formatToken, identifiers } from '../../src/log/token.js'
 import { createHost, type WeftHost } from '../../src/net/host.js'
 import { fetchKubeconfig, KubeconfigError, rewriteKubeconfigServer, serveKubeconfig, type KubeconfigService } from '../../src/net/kubeconfig-protocol.js'
@@ -40,10 +40,10 @@ users:
     client-key-data: LS0tLS1LRVktLQ==
 `
 
-interface Node { replica: Replica<CliReducers>, mesh: Mesh, addr: string }
+interface Node { replica: Replica<ReplicaReducers>, mesh: Mesh, addr: string }
 
 async function startNode (b: LogBuilder, i: number, peers: string[]): Promise<Node> {
-  const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), sync: false })
+  const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: replicaReducers(), sync: false })
   const mesh = await startLoopbackMesh(b.ids[i] as NodeIdentity, replica, peers)
   return { replica, mesh, addr: mesh.listenAddrs()[0] as string }
 }
@@ -83,7 +83,7 @@ describe('kubeconfig over the mesh', () => {
     await master.replica.ingest(b.events)
     peer = await startNode(b, 1, [master.addr])
     await peer.replica.ingest(b.events)
-    const state = (): ReturnType<Replica<CliReducers>['states']>['network'] => master.replica.states().network
+    const state = (): ReturnType<Replica<ReplicaReducers>['states']>['network'] => master.replica.states().network
     service = await serveKubeconfig({
       host: master.mesh.host,
       protocol: PROTOCOL,

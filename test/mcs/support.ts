@@ -1,5 +1,5 @@
 import { Replica } from '../../src/adapters/replica.js'
-import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../../src/projections/reducers.js'
 import { RESOURCES } from '../../src/adapters/kube/client.js'
 import type { Condition, ServiceExport } from '../../src/adapters/kube/types.js'
 import { silentLogger } from '../../src/net/mesh-logger.js'
@@ -17,7 +17,7 @@ export { waitFor } from '../net/support.js'
 export interface McsCluster {
   name: string
   fake: FakeKube
-  replica: Replica<CliReducers>
+  replica: Replica<ReplicaReducers>
   agent: McsAgent
   author: string
   /** The listeners the agent asked for: `namespace/name/port`. */
@@ -34,7 +34,7 @@ export async function startClusters (names: string[] = ['east', 'west'], opts: C
   let nextPort = 31000
   for (const [i, name] of names.entries()) {
     const fake = await startFakeKube()
-    const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), signer: identity(i + 1), sync: false })
+    const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: replicaReducers(), signer: identity(i + 1), sync: false })
     const author = identity(i + 1).authorHex
     const listeners = new Set<string>()
     const ports = new Map<string, number>()

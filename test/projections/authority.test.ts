@@ -250,7 +250,7 @@ function foldInChunks (events: SignedEvent[], chunk: number): NetworkState {
 describe('authority: a forked author is treated as revoked', () => {
   it('it departs after its last event before the fork; its address and routes go; every delivery order agrees', async () => {
     const { Replica } = await import('../../src/adapters/replica.js')
-    const { cliReducers } = await import('../../src/cli/reducers.js')
+    const { replicaReducers } = await import('../../src/projections/reducers.js')
     const { memoryDb, NET } = await import('../support/fixtures.js')
     const { signEvent } = await import('../../src/log/event.js')
     const b = network()
@@ -263,7 +263,7 @@ describe('authority: a forked author is treated as revoked', () => {
     const forkB = mk('10.1.0.78')
     const states: string[] = []
     for (const order of [[...b.events, forkA, forkB], [forkB, ...b.events, forkA], [...b.events.slice().reverse(), forkA, forkB]]) {
-      const r = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), owner: OWNER.publicKey, sync: false })
+      const r = await Replica.open({ db: memoryDb(), net: NET, reducers: replicaReducers(), owner: OWNER.publicKey, sync: false })
       for (const e of order) await r.ingest([e])
       const s = r.states().network
       expect(s.members.active.has(b.hex(1))).toBe(false)

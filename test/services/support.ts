@@ -2,17 +2,17 @@ import { createHash } from 'node:crypto'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { Mesh } from '../../src/net/mesh.js'
 import { Replica } from '../../src/adapters/replica.js'
-import { cliReducers, type CliReducers } from '../../src/cli/reducers.js'
+import { replicaReducers, type ReplicaReducers } from '../../src/projections/reducers.js'
 import { identity, memoryDb, NET } from '../support/fixtures.js'
 import { startLoopbackMesh } from '../net/support.js'
 
 export { waitFor } from '../net/support.js'
 
 /** An in-process node with the daemon's reducers (the network state), publishing its own events. */
-export interface ServiceNode { n: number, replica: Replica<CliReducers>, mesh: Mesh, addr: string, author: string }
+export interface ServiceNode { n: number, replica: Replica<ReplicaReducers>, mesh: Mesh, addr: string, author: string }
 
 export async function startServiceNode (n: number, peers: string[]): Promise<ServiceNode> {
-  const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: cliReducers(), signer: identity(n), sync: false })
+  const replica = await Replica.open({ db: memoryDb(), net: NET, reducers: replicaReducers(), signer: identity(n), sync: false })
   const mesh = await startLoopbackMesh(identity(n), replica, peers)
   const author = identity(n).authorHex
   replica.onChange((added) => {
