@@ -1,5 +1,4 @@
 import './polyfill.js'
-import { createPrivateKey } from 'node:crypto'
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -16,7 +15,7 @@ import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
-import type { NodeIdentity } from '../log/identity.js'
+import { seedOf, type NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
 import { protectedEpoch } from './transport-protector.js'
 import type { MeshLogger } from './mesh-logger.js'
@@ -71,12 +70,6 @@ function pathOptions (f: AddressFilter | undefined, listen: readonly string[]): 
       denyInboundConnection: (conn) => !f.allowsMultiaddr(conn.remoteAddr)
     }
   }
-}
-
-/** The Ed25519 seed of a node key: the last 32 bytes of its PKCS#8 DER form. */
-function seedOf (identity: NodeIdentity): Uint8Array {
-  const der = createPrivateKey({ key: identity.exportPem(), format: 'pem' }).export({ format: 'der', type: 'pkcs8' })
-  return new Uint8Array(der.subarray(der.byteLength - 32))
 }
 
 /**

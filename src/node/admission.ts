@@ -11,7 +11,7 @@ import { isWeftError } from '../log/errors.js'
 import type { BodyOf, EventType } from '../log/bodies.js'
 import { formatToken } from '../log/token.js'
 import { openSealedKey, sealKey, type SealKey } from '../log/seal.js'
-import { currentDelegates, latestEpoch, routeAllowed } from '../projections/authority.js'
+import { currentDelegates, latestEpoch, requiredAuthority } from '../projections/authority.js'
 import { makeSettingsChange, parseSettingValue, SETTING_KEYS } from '../projections/settings.js'
 import type { NetworkState } from '../projections/network.js'
 import type { TransportKeyring } from './transport-keyring.js'
@@ -180,7 +180,7 @@ export class Admission {
   private authorised (type: EventType, body: Record<string, unknown>, by: string | undefined): boolean {
     const a = this.state.authority
     if (a.owner === undefined) return true
-    const need = type === 'admin.grant' || type === 'admin.ungrant' ? 'owner' : type === 'route.advertise' && routeAllowed(body.cidr as string) ? undefined : 'admin'
+    const need = requiredAuthority({ type, body } as Parameters<typeof requiredAuthority>[0])
     if (need === undefined) return true
     if (by === a.owner) return true
     if (need === 'owner') return false

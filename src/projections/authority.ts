@@ -92,8 +92,8 @@ export function routeAllowed (cidr: string): boolean {
 }
 
 /** What an event needs: 'owner' (the owner's own cosignature), 'admin' (owner or delegate), or nothing. */
-export function requiredAuthority (e: SignedEvent): 'owner' | 'admin' | undefined {
-  const f = e.fields
+export function requiredAuthority (e: Pick<SignedEvent['fields'], 'type' | 'body'> | SignedEvent): 'owner' | 'admin' | undefined {
+  const f = 'fields' in e ? e.fields : e
   switch (f.type) {
     case 'settings.change':
     case 'node.evict':
@@ -104,7 +104,7 @@ export function requiredAuthority (e: SignedEvent): 'owner' | 'admin' | undefine
     case 'admin.ungrant':
       return 'owner'
     case 'route.advertise':
-      return routeAllowed(f.body.cidr) ? undefined : 'admin'
+      return routeAllowed((f.body as { cidr: string }).cidr) ? undefined : 'admin'
     default:
       return undefined
   }
