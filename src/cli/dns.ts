@@ -2,7 +2,8 @@ import { randomInt } from 'node:crypto'
 import { Option, type Command } from 'commander'
 import { Packet } from 'dns2'
 import { DEFAULT_SETTINGS } from '../projections/settings.js'
-import { corednsSnippet } from '../node/coredns-snippet.js'
+import { corednsSnippet as snippetOf, type Snippet, type SnippetInput } from '../node/coredns-snippet.js'
+import { isWeftError } from '../log/errors.js'
 import { dnsExchange, formatHostPort, parseHostPort, type HostPort } from '../adapters/dns-client.js'
 import { encodeQuery, HEADER_BYTES, RCODE_NAMES } from '../adapters/dns-wire.js'
 import { CliError, EXIT_CHECK_FAILED, EXIT_OK, run } from './errors.js'
@@ -14,6 +15,16 @@ import { out, printJson, table } from './output.js'
  * DNS servers (for k3s: the `coredns-custom` ConfigMap); `weft dns query` asks a DNS server one
  * question, for debugging. Neither needs a running node. See docs/dns.md.
  */
+
+/** The snippet, with bad flags reported as the CLI's input errors (exit 2). */
+export function corednsSnippet (input: SnippetInput): Snippet {
+  try {
+    return snippetOf(input)
+  } catch (err) {
+    if (isWeftError(err, 'ERR_BAD_INPUT')) throw new CliError(err.message)
+    throw err
+  }
+}
 
 const QUERY_TYPES = ['A', 'AAAA', 'SRV', 'TXT', 'SOA', 'NS', 'CNAME', 'PTR', 'MX', 'ANY'] as const
 
