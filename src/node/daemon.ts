@@ -1,5 +1,4 @@
 import { AddressFilter, overlayNetworks } from '../net/address-filter.js'
-import { arch, platform } from 'node:os'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -8,55 +7,33 @@ import { openLevel } from '../adapters/level-db.js'
 import { Replica } from '../adapters/replica.js'
 import { ensureApiToken, removeApiEndpoint, readApiEndpoint, writeApiEndpoint } from '../adapters/api-token.js'
 import { startApiServer, type ApiServer } from '../adapters/http-api.js'
-import type { NodeStatus, PeerStatus } from '../adapters/api-types.js'
+import type { NodeLiveStatus, NodeStatus, PeerStatus } from '../adapters/api-types.js'
 import { isWeftError, WeftError } from '../log/errors.js'
 import { Ed25519Verifier, seedOf, type NodeIdentity } from '../log/identity.js'
-import { sealKeyFromSeed, type SealKey } from '../log/seal.js'
+import { sealKeyFromSeed } from '../log/seal.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { Admission } from './admission.js'
 import { TransportKeyring } from './transport-keyring.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
-import type { SignedEvent } from '../log/event.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
 import { replicaPort } from '../net/replica-port.js'
-import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
-import { leaseOf } from '../projections/ipam.js'
-import type { NetworkState } from '../projections/network.js'
-import { parseServiceAddress, type UpConfig } from './config.js'
-import { weftVersion } from './version.js'
-// Loaded only when configured (issue 16: a node pays for what it runs): the VPN, DNS, MCS, k3s
-// and Kubernetes client modules are imported at their point of use.
-import type { Vpn } from './vpn.js'
-import type { DnsService } from './dns-service.js'
-import { LocalServices, servicesFileStore } from './local-services.js'
-import { serviceRoutes } from './service-api.js'
-import { KUBE_API_CAP, KubeApiShare, KubeProxies, kubeApiTargetFromKubeconfig, kubeProxyRoutes } from './kube-share.js'
-import type { McsAgent } from './mcs/agent.js'
-import type { KubeClient } from '../adapters/kube/client.js'
-import { ClusterName } from '../log/bodies.js'
-import type { K3sProcess } from '../adapters/k3s-process.js'
-import { isK3sWait, planK3s } from '../projections/k3s-plan.js'
+import type { DesiredNode } from '../projections/agent-plan.js'
 import { deriveRoles } from '../projections/roles.js'
-import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../net/kubeconfig-protocol.js'
-import { k3sClusterToken } from '../log/token.js'
-
-/**
- * The address pods reach this node at (EndpointSlice endpoints of imported services):
- * --service-address, else the overlay address, else POD_IP (deploy/agent.yaml; a host-network
- * pod's is the node's). Never loopback: the API server refuses it.
- */
-function serviceHost (config: UpConfig, overlay: string | undefined): string | undefined {
-  if (config.serviceAddress !== undefined) return config.serviceAddress
-  if (overlay !== undefined) return overlay
-  const pod = process.env.POD_IP
-  if (pod === undefined || pod === '') return undefined
-  try {
-    return parseServiceAddress(pod)
-  } catch {
-    return undefined
-  }
-}
+import type { UpConfig } from './config.js'
+import { weftVersion } from './version.js'
+import { NodeAgent } from './agent.js'
+import type { ApiRoute, Feature, FeatureContext } from './feature.js'
+// Each feature loads its heavy modules (VPN, DNS, MCS, k3s, Kubernetes client) only when it is
+// configured (issue 16: a node pays for what it runs).
+import { AdmissionFeature } from './features/admission.js'
+import { VpnFeature } from './features/vpn.js'
+import { K3sFeature } from './features/k3s.js'
+import { KubeconfigFeature } from './features/kubeconfig.js'
+import { DnsFeature } from './features/dns.js'
+import { KubeShareFeature } from './features/kube-share.js'
+import { ServicesFeature } from './features/services.js'
+import { connectKube, McsFeature } from './features/mcs.js'
 
 export interface DaemonOptions {
   config: UpConfig
@@ -68,28 +45,15 @@ export interface DaemonOptions {
 
 /**
  * A running node: the composition root. It owns the data dir (identity key, LevelDB store, API
- * token), the mesh, the node agent and the HTTP API, and stops them in the reverse order.
+ * token), the mesh, the node agent, the features (./feature.ts: VPN, DNS, services, k3s, …) and
+ * the HTTP API, and stops them in the reverse order.
  */
 export class Daemon {
   private api: ApiServer | undefined
-  private vpn: Vpn | undefined
-  private dns: DnsService | undefined
-  private services: LocalServices | undefined
-  private kubeShare: KubeApiShare | undefined
-  private kubeProxies: KubeProxies | undefined
-  private mcs: McsAgent | undefined
-  private k3s: K3sProcess | undefined
-  private k3sConfigPath = ''
-  private kubeconfig: { stop: () => Promise<void> | void } | undefined
-  private admission: Admission | undefined
-  private seal: SealKey | undefined
-  private lastK3sWait: string | undefined
-  private planning = false
-  private replan = false
-  private lastBlocked: string | undefined
-  /** First start: the join waits for a first sync (see holdJoin); open once it may go. */
-  private joinGateOpen = false
-  private joinTimer: NodeJS.Timeout | undefined
+  /** In start order; each gets every new state in this order, and they stop in reverse. */
+  private readonly features: Feature[] = []
+  private kubeconfig: KubeconfigFeature | undefined
+  private agent: NodeAgent | undefined
   private stopped = false
   readonly startedAt: number
 
@@ -106,24 +70,7 @@ export class Daemon {
 
   static async start (opts: DaemonOptions): Promise<Daemon> {
     const { log } = opts
-    let config = opts.config
-    // With a Kubernetes cluster and no --cluster, the cluster is named as MCS (KEP-2149) says:
-    // its cluster.clusterset.k8s.io ClusterProperty, else the kube-system namespace's uid.
-    let kube: KubeClient | undefined
-    if (config.kubeconfig !== undefined) {
-      const { createHttpKubeClient, loadKubeConfig } = await import('../adapters/kube/http-client.js')
-      const { clusterId } = await import('../adapters/kube/client.js')
-      kube = createHttpKubeClient(loadKubeConfig(config.kubeconfig === 'in-cluster' ? {} : { kubeconfig: config.kubeconfig }))
-      const id = await clusterId(kube)
-      if (!config.clusterGiven) {
-        if (!ClusterName.safeParse(id).success) {
-          throw new WeftError('ERR_BAD_CONFIG', `the cluster id ${JSON.stringify(id)} (from the cluster.clusterset.k8s.io ClusterProperty) is not a DNS label; give --cluster <name>`)
-        }
-        config = { ...config, cluster: id }
-      } else if (id !== config.cluster && !/^[0-9a-f-]{36}$/.test(id)) {
-        log.warn({ cluster: config.cluster, clusterProperty: id }, 'the cluster.clusterset.k8s.io ClusterProperty names this cluster differently from --cluster; Weft uses --cluster')
-      }
-    }
+    const { kube, config } = await connectKube(opts.config, log)
     const now = opts.now ?? Date.now
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 })
     const identity = await loadOrCreateIdentity(config.dataDir)
@@ -178,94 +125,34 @@ export class Daemon {
       throw err
     }
     const d = new Daemon(config, identity, replica, mesh, log, now)
+    d.agent = new NodeAgent({ config, identity, replica, mesh, log, now, startedAt: d.startedAt, seal: seal.publicKey, caps: () => d.features.flatMap((f) => f.caps?.() ?? []) })
     admission = new Admission({
       replica, keyring, net, self: identity.authorHex, seal, log, now,
       hangUp: async (p) => { await mesh.host.hangUp(peerIdFromString(p)) }
     })
-    d.admission = admission
-    d.seal = seal
     await admission.update()
-    let deviceReady: Promise<void> = Promise.resolve()
+    let vpn: VpnFeature | undefined
+    const ctx: FeatureContext = {
+      config, identity, replica, mesh, log, now,
+      state: () => replica.states().network,
+      append: async (type, body) => await replica.append(type as never, body as never, now()),
+      deviceReady: () => vpn?.ready() ?? Promise.resolve()
+    }
+    const add = <F extends Feature>(f: F): F => { d.features.push(f); return f }
+    add(new AdmissionFeature(admission, ctx))
     try {
-      if (config.tun) {
-        const { Vpn } = await import('./vpn.js')
-        d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
-        deviceReady = d.vpn.apply(replica.states().network)
-      }
-      // Served even without --k3s: a member asking this node gets "not a server here" rather
-      // than an unknown protocol.
-      d.kubeconfig = await serveKubeconfig({
-        host: mesh.host,
-        protocol: identifiers(config.token).kubeconfigProtocol,
-        isMember: (a) => replica.states().network.members.active.has(a),
-        read: async () => await d.k3s?.readKubeconfig(),
-        cluster: config.cluster,
-        log
-      })
-      if (config.dns.length > 0) {
-        const { DnsService } = await import('./dns-service.js')
-        d.dns = new DnsService({
-          listen: config.dns,
-          upstreams: config.dnsUpstreams,
-          allow: config.dnsAllow,
-          clusterSetIps: (ns, name) => d.mcs?.clusterSetIps(ns, name),
-          state: () => replica.states().network,
-          self: identity.authorHex,
-          log
-        })
-        await d.dns.update()
-        if (d.dns.addresses().length === 0 && config.dns.every((l) => l.host !== 'overlay')) throw new WeftError('ERR_BAD_CONFIG', `the DNS server could not listen on ${config.dns.map((l) => `${l.host}:${l.port}`).join(', ')} (see the log above)`)
-      }
-      if (config.shareKubeApi) {
-        // The API server named by the kubeconfig (or by k3s's own, on a k3s server).
-        const kubeconfig = config.kubeconfig === 'in-cluster' ? undefined : config.kubeconfig ?? config.k3sKubeconfig
-        d.kubeShare = new KubeApiShare({ target: await kubeApiTargetFromKubeconfig({ kubeconfig }), allow: config.allow, state: () => replica.states().network, log })
-      }
-      d.services = new LocalServices({
-        self: identity.authorHex,
-        resolveFirst: (svc, port, author) => d.kubeShare?.resolve(svc, port, author),
-        resolveExport: (svc, port) => d.mcs?.resolveExport(svc, port),
-        append: async (type, body) => await replica.append(type, body as never, now()),
-        state: () => replica.states().network,
-        host: mesh.host,
-        ids: identifiers(config.token),
-        log,
-        store: servicesFileStore(join(config.dataDir, 'services.json')),
-        serviceAddresses: true
-      })
-      d.kubeProxies = new KubeProxies({ self: identity.authorHex, state: () => replica.states().network, client: d.services.client, share: d.kubeShare, log })
-      if (kube !== undefined) {
-        if (!config.tun && serviceHost(config, undefined) === undefined) {
-          // Said once, here: exports work, imports get their ServiceImport and Service but no
-          // endpoints (never a loopback one, which the API server refuses).
-          log.error('the MCS agent has no address pods reach this node at: imported services get no endpoints here. Without the TUN device there is no overlay address; give --service-address <ip>, or set POD_IP (the downward API, as in deploy/agent.yaml). Loopback cannot be used: the API server refuses it in an EndpointSlice.')
-        }
-        const services = d.services
-        const { McsAgent } = await import('./mcs/agent.js')
-        d.mcs = new McsAgent({
-          kube,
-          cluster: config.cluster,
-          self: identity.authorHex,
-          append: async (type, body) => await replica.append(type, body as never, now()),
-          state: () => replica.states().network,
-          // Pods reach the node at --service-address, its overlay address (k3s --node-ip) or POD_IP.
-          tunnels: {
-            listen: async (svc, port) => {
-              const host = serviceHost(config, d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined)
-              return host === undefined ? undefined : await services.importListener(svc, port, host)
-            },
-            close: async (svc, port) => { await services.closeImportListener(svc, port) }
-          },
-          log,
-          now
-        })
-      }
-      if (config.k3s) {
-        const { K3sProcess, k3sPaths } = await import('../adapters/k3s-process.js')
-        d.k3sConfigPath = k3sPaths(config.dataDir).config
-        d.k3s = new K3sProcess({ dataDir: config.dataDir, k3sBin: config.k3sBin, kubeconfigPath: config.k3sKubeconfig, clusterToken: (c) => k3sClusterToken(config.token, c), log })
-        d.applyK3s(replica.states().network, deviceReady)
-      }
+      if (config.tun) vpn = add(await VpnFeature.start(ctx))
+      let k3s: K3sFeature | undefined
+      let mcs: McsFeature | undefined
+      d.kubeconfig = add(await KubeconfigFeature.start(ctx, () => k3s?.k3s))
+      if (config.dns.length > 0) add(await DnsFeature.start(ctx, (ns, name) => mcs?.agent.clusterSetIps(ns, name)))
+      const kubeShare = config.shareKubeApi ? add(await KubeShareFeature.start(ctx)) : undefined
+      const services = add(ServicesFeature.start(ctx, kubeShare?.share, {
+        resolveFirst: (svc, port, author) => kubeShare?.share.resolve(svc, port, author),
+        resolveExport: (svc, port) => mcs?.agent.resolveExport(svc, port)
+      }))
+      if (kube !== undefined) mcs = add(await McsFeature.start(ctx, kube, services.services, vpn !== undefined))
+      if (config.k3s) k3s = add(await K3sFeature.start(ctx))
       await d.startApi()
     } catch (err) {
       await d.stop()
@@ -275,20 +162,13 @@ export class Daemon {
       // Every event of our own (the agent's, the API's settings) is pushed, whoever appended it.
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
-      d.schedulePlan()
+      d.agent?.schedule()
       const state = replica.states().network
-      const applied = d.vpn?.apply(state) ?? Promise.resolve()
-      // DNS answers change now; an "overlay" listener binds once the device has the address.
-      if (d.dns !== undefined) void applied.then(async () => { await d.dns?.update() })
-      d.applyK3s(state, applied)
-      void d.services?.update()
-      d.mcs?.update()
-      void d.admission?.update().catch((err: unknown) => { log.error({ err: (err as Error).message }, 'admission update failed') })
+      for (const f of d.features) f.onState?.(state)
     })
     try {
-      // After onChange: events it appends (withdrawn exposes) are pushed like any other.
-      await d.services?.start()
-      await d.mcs?.start()
+      // After onChange: events they append (withdrawn exposes) are pushed like any other.
+      for (const f of d.features) await f.started?.()
     } catch (err) {
       await d.stop()
       throw err
@@ -299,11 +179,11 @@ export class Daemon {
       cluster: config.cluster,
       listen: mesh.listenAddrs(),
       api: d.api?.url ?? 'off',
-      dns: d.dns?.addresses().map((a) => `${a.proto}://${a.host}:${a.port}`) ?? 'off',
-      vpn: d.vpn !== undefined ? config.tunName : 'off',
+      dns: d.status().dns?.listen ?? 'off',
+      vpn: vpn !== undefined ? config.tunName : 'off',
       events: replica.log.size
     }, 'weft node started')
-    d.schedulePlan()
+    d.agent.schedule()
     return d
   }
 
@@ -317,16 +197,11 @@ export class Daemon {
         status: () => this.status(),
         peers: () => this.peers(),
         now: this.now,
-        kubeconfig: async (cluster) => await this.kubeconfigOf(cluster),
-        routes: serviceRoutes.map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, async (body: unknown) => {
-          const services = this.services
-          if (services === undefined) throw Object.assign(new Error('this node does not run services'), { status: 404, code: 'not_found' })
-          return await h(body, { services })
-        }]))] as const).concat(kubeProxyRoutes.map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, async (body: unknown) => {
-          const kube = this.kubeProxies
-          if (kube === undefined) throw Object.assign(new Error('this node does not run kube proxies'), { status: 404, code: 'not_found' })
-          return await h(body, { kube })
-        }]))] as const)).concat(this.admission?.routes() ?? [])
+        kubeconfig: async (cluster) => {
+          if (this.kubeconfig === undefined) throw new Error('the kubeconfig protocol is not running')
+          return await this.kubeconfig.kubeconfigOf(cluster)
+        },
+        routes: this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? [])
       },
       listen: config.api,
       token,
@@ -340,87 +215,21 @@ export class Daemon {
     })
   }
 
-  /** Hand the k3s supervisor the plan for `s` once the VPN device has its address (`deviceReady`). */
-  private applyK3s (s: NetworkState, deviceReady: Promise<void>): void {
-    const k3s = this.k3s
-    if (k3s === undefined || this.stopped) return
-    // Presence picks which server a joining node is pointed at (never a stopped one while another is up).
-    const up = new Set(this.mesh.peers().filter((p) => p.online).map((p) => p.author))
-    const plan = planK3s(s, this.identity.authorHex, { tunName: this.config.tunName, extraArgs: this.config.k3sArgs, configPath: this.k3sConfigPath, online: (a) => up.has(a) })
-    if (isK3sWait(plan) && plan.wait !== this.lastK3sWait) this.log.info({ reason: plan.wait }, 'k3s is waiting')
-    this.lastK3sWait = isK3sWait(plan) ? plan.wait : undefined
-    void deviceReady.then(async () => { await k3s.apply(plan) }).catch((err: unknown) => {
-      this.log.error({ err: (err as Error).message }, 'k3s could not be started')
-    })
-  }
-
-  /** For the API: ask the cluster's init master, or read our own k3s kubeconfig when that is us. */
-  private async kubeconfigOf (cluster: string): Promise<string> {
-    const state = this.replica.states().network
-    const source = locateKubeconfigSource(state, cluster)
-    if (source.author === this.identity.authorHex) {
-      const text = await this.k3s?.readKubeconfig()
-      if (text === undefined) throw new KubeconfigError('not-ready', 'this node is the init master but its k3s has not written a kubeconfig yet (is it running with --k3s?)')
-      return rewriteKubeconfigServer(text, source.serverUrl)
-    }
-    const { kubeconfig } = await fetchClusterKubeconfig({ host: this.mesh.host, state, cluster, protocol: identifiers(this.config.token).kubeconfigProtocol, signal: AbortSignal.timeout(15_000) })
-    return kubeconfig
-  }
-
   /** Full multiaddrs (with /p2p/<id>) another node can pass to --peer. */
   listenAddrs (): string[] {
     return this.mesh.listenAddrs()
   }
 
   desired (): DesiredNode {
-    return {
-      hostname: this.config.hostname,
-      cluster: this.config.cluster,
-      role: this.config.role,
-      os: platform(),
-      arch: arch(),
-      version: weftVersion(),
-      addrs: advertisedAddrs(this.listenAddrs()).slice(0, 16),
-      caps: [...(this.vpn !== undefined ? ['vpn'] : []), ...(this.kubeShare !== undefined ? [KUBE_API_CAP] : [])],
-      advertise: this.config.advertise,
-      ...(this.seal !== undefined ? { seal: this.seal.publicKey } : {})
-    }
+    return (this.agent as NodeAgent).desired()
   }
 
   /** Run the agent after a change; one run at a time, and once more if changes came meanwhile. */
   schedulePlan (): void {
-    if (this.stopped) return
-    if (this.planning) { this.replan = true; return }
-    this.planning = true
-    setImmediate(() => {
-      void this.runPlan().finally(() => {
-        this.planning = false
-        if (this.replan) { this.replan = false; this.schedulePlan() }
-      })
-    })
+    this.agent?.schedule()
   }
 
-  private async runPlan (): Promise<void> {
-    // A handful of steps at most; the bound guards against a plan that never settles.
-    for (let i = 0; i < 8 && !this.stopped; i++) {
-      const plan = planAgent(this.replica.states().network, this.identity.authorHex, this.desired())
-      if (plan.blocked !== undefined && plan.blocked !== this.lastBlocked) this.log.warn({ reason: plan.blocked }, 'node agent is waiting')
-      this.lastBlocked = plan.blocked
-      if (plan.steps.length === 0) return
-      if (plan.steps[0]?.type === 'node.join' && this.holdJoin()) return
-      try {
-        for (const step of plan.steps) {
-          const ev = await this.replica.append(step.type, step.body as never, this.now())
-          this.log.info({ type: step.type, event: ev.idHex.slice(0, 16), why: step.why, ...('addr' in step.body ? { addr: step.body.addr } : {}), ...('cidr' in step.body ? { cidr: step.body.cidr } : {}) }, 'node agent appended an event')
-        }
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'node agent could not append')
-        return
-      }
-    }
-  }
-
-  status (): NodeStatus {
+  status (): NodeLiveStatus {
     const peers = this.mesh.peers()
     return {
       peerId: this.identity.peerId,
@@ -433,17 +242,9 @@ export class Daemon {
       uptimeMs: this.now() - this.startedAt,
       listen: this.listenAddrs(),
       api: this.api?.url ?? 'off',
-      events: this.replica.log.size,
-      authors: this.replica.log.authors().length,
-      pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       members: this.clusterMembers(peers),
-      self: {},
-      ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
-      ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
-      ...(this.mcs !== undefined ? { mcs: { ...this.mcs.status() } } : {}),
-      ...(this.kubeShare !== undefined ? { kubeShare: { ...this.kubeShare.stats() } } : {}),
-      ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
+      ...Object.assign({}, ...this.features.map((f) => f.status?.() ?? {})) as Partial<NodeLiveStatus>,
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
     }
   }
@@ -483,55 +284,19 @@ export class Daemon {
     }))
   }
 
-  /**
-   * A node that is not a member yet and may reach peers (configured, mDNS, or authors already in
-   * its log) writes its join only after a first completed sync, so the join follows what exists
-   * (its lamport is above the network's, and it sees the decisions already made). After
-   * `--join-wait` without one, it joins alone and says so. Checked again every 200 ms meanwhile:
-   * a sync that brings nothing new changes no state, so nothing else would wake the agent.
-   */
-  private holdJoin (): boolean {
-    if (this.joinGateOpen) return false
-    const c = this.config
-    const reachable = c.peers.length > 0 || c.mdns || this.replica.log.authors().some((a) => a !== this.identity.authorHex)
-    const synced = this.mesh.sync.stats.lastRoundAt !== undefined
-    const waited = this.now() - this.startedAt
-    if (!reachable || synced || waited >= c.joinWaitMs) {
-      this.joinGateOpen = true
-      if (synced) this.log.info({ waitedMs: waited }, 'first sync with a peer done: joining the network')
-      else this.log.warn({ waitedMs: waited, peers: c.peers.length, mdns: c.mdns }, reachable ? 'no peer synced with this node within --join-wait: joining the network alone' : 'no peer to reach (no --peer, mDNS off, none known): joining the network alone')
-      return false
-    }
-    if (this.joinTimer === undefined) {
-      this.joinTimer = setTimeout(() => { this.joinTimer = undefined; this.schedulePlan() }, Math.min(200, c.joinWaitMs - waited))
-      this.joinTimer.unref()
-    }
-    return true
-  }
-
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
-    if (this.joinTimer !== undefined) clearTimeout(this.joinTimer)
+    this.agent?.stop()
     if (this.api !== undefined) {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
-    await this.mcs?.stop().catch(() => {})
-    await this.kubeProxies?.stop().catch(() => {})
-    await this.services?.stop().catch(() => {})
-    await this.dns?.stop().catch(() => {})
-    await this.kubeconfig?.stop()
-    if (this.k3s !== undefined) await this.k3s.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'k3s did not stop cleanly') })
-    if (this.vpn !== undefined) await this.vpn.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'VPN did not stop cleanly') })
+    for (const f of [...this.features].reverse()) {
+      await f.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message, feature: f.name }, `${f.name} did not stop cleanly`) })
+    }
     await this.mesh.stop().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'mesh did not stop cleanly') })
     await this.replica.close()
     this.log.info({}, 'weft node stopped')
   }
-}
-
-/** Loopback addresses are useless to other machines; keep them only when there is nothing else (tests). */
-function advertisedAddrs (addrs: string[]): string[] {
-  const outside = addrs.filter((a) => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/'))
-  return outside.length > 0 ? outside : addrs
 }

@@ -1,0 +1,29 @@
+import { identifiers } from '../../log/token.js'
+import type { NetworkState } from '../../projections/network.js'
+import type { Vpn } from '../vpn.js'
+import type { Feature, FeatureContext } from '../feature.js'
+
+/** The VPN data plane (TUN device and packet protocol) as a feature of the daemon. */
+export class VpnFeature implements Feature {
+  readonly name = 'vpn'
+  private applied: Promise<void>
+
+  private constructor (readonly vpn: Vpn, state: NetworkState) {
+    this.applied = vpn.apply(state)
+  }
+
+  /** Loaded only with a TUN device (issue 16: a node pays for what it runs). */
+  static async start (ctx: FeatureContext): Promise<VpnFeature> {
+    const { Vpn } = await import('../vpn.js')
+    const vpn = await Vpn.start({ host: ctx.mesh.host, protocol: identifiers(ctx.config.token).packetProtocol, tunName: ctx.config.tunName, self: ctx.identity.authorHex, log: ctx.log, now: ctx.now })
+    return new VpnFeature(vpn, ctx.state())
+  }
+
+  /** Settles once the device has the addresses and routes of the latest state. */
+  ready (): Promise<void> { return this.applied }
+
+  onState (state: NetworkState): void { this.applied = this.vpn.apply(state) }
+  status (): { vpn: ReturnType<Vpn['status']> } { return { vpn: this.vpn.status() } }
+  caps (): string[] { return ['vpn'] }
+  async stop (): Promise<void> { await this.vpn.stop() }
+}
