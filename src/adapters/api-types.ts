@@ -144,6 +144,20 @@ export const VpnStatusSchema = z.object({
 })
 export type VpnStatus = z.infer<typeof VpnStatusSchema>
 
+/**
+ * Something wrong with this node that it cannot fix by itself (issue 17: problems said out
+ * loud), with what to do about it. `code` is stable (docs/api.md lists them); `since` is when
+ * the daemon first saw it (epoch ms).
+ */
+export const ProblemSchema = z.object({
+  code: z.string(),
+  severity: z.enum(['error', 'warning']),
+  message: z.string(),
+  fix: z.string(),
+  since: Millis
+})
+export type Problem = z.infer<typeof ProblemSchema>
+
 export const NodeStatusSchema = z.object({
   peerId: z.string(),
   /** This node's author hex (its Ed25519 public key). */
@@ -187,7 +201,9 @@ export const NodeStatusSchema = z.object({
   /** The shared Kubernetes API (absent without --share-kube-api): accepted and refused tunnels. */
   kubeShare: z.record(z.string(), z.unknown()).optional(),
   /** The DNS server (absent without --dns): its sockets and upstream resolvers. */
-  dns: z.object({ listen: z.array(z.string()), upstreams: z.array(z.string()) }).optional()
+  dns: z.object({ listen: z.array(z.string()), upstreams: z.array(z.string()) }).optional(),
+  /** What is wrong with this node and how to fix it (absent from older daemons). */
+  problems: z.array(ProblemSchema).optional()
 })
 export type NodeStatus = z.infer<typeof NodeStatusSchema>
 

@@ -74,13 +74,23 @@ registerRenderer<NetworkState>('network', {
   json: (s) => networkView(s)
 })
 
+/**
+ * A member's overlay addresses; marked "(no VPN)" when its join announces no VPN device
+ * (--no-tun): the address is held but reaches nothing.
+ */
+export function overlayAddress (m: { address?: string, address6?: string, caps: readonly string[] }): string {
+  const a = [m.address, m.address6].filter(Boolean).join(' ')
+  if (a === '') return '-'
+  return m.caps.includes('vpn') ? a : `${a} (no VPN)`
+}
+
 /** Every projection as tables: members and roles, clusters, addresses, routes, services, DNS, settings. */
 export function renderView (v: NetworkView): string {
   const out: string[] = []
   out.push('members:', v.members.length === 0
     ? '(no members)'
     : table(['HOST', 'CLUSTER', 'K3S ROLE', 'ADDRESS', 'DNS NAME', 'PEER ID'], v.members.map((m) => [
-      m.hostname, m.cluster, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, [m.address, m.address6].filter(Boolean).join(' ') || '-', m.dnsName ?? '-', shortPeer(m.peerId)
+      m.hostname, m.cluster, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, overlayAddress(m), m.dnsName ?? '-', shortPeer(m.peerId)
     ])))
   if (v.departed.length > 0) {
     out.push('', 'departed:', table(['PEER', 'HOW', 'LAMPORT', 'REASON'], v.departed.map((d) => [shortPeer(peerOf(d.author)), d.how, String(d.lamport), d.reason ?? ''])))

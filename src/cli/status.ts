@@ -85,7 +85,32 @@ export function renderStatus (s: NodeStatus): string {
     const faults = v.tun.faults ?? 0
     if (faults > 0) rows.push(['vpn faults', `${plural(faults, 'fault')} recovered (${plural(v.tun.reopens ?? 0, 'reopen')}), last: ${v.tun.lastFault ?? '-'}`])
   }
+  rows.push(['k3s', k3sLine(s.k3s, now)])
+  // Older daemons send no list: nothing to say either way.
+  if (s.problems !== undefined) {
+    if (s.problems.length === 0) rows.push(['problems', 'none'])
+    for (const [i, p] of s.problems.entries()) {
+      rows.push([i === 0 ? 'problems' : '', `${p.severity === 'error' ? 'ERROR' : 'WARNING'} ${p.code}: ${p.message} (since ${new Date(p.since).toISOString()})`])
+      rows.push(['', `  fix: ${p.fix}`])
+    }
+  }
   return table(['FIELD', 'VALUE'], rows)
+}
+
+/** The k3s supervisor in one line: its state, role, pid and restarts (docs/k3s.md). */
+function k3sLine (k: Record<string, unknown> | undefined, now: number): string {
+  if (k === undefined) return 'off (no --k3s)'
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+  const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined)
+  const parts = [str(k.state) ?? 'unknown']
+  const role = str(k.role)
+  if (role !== undefined) parts.push(`as ${role}${str(k.cluster) !== undefined ? ` of ${str(k.cluster) as string}` : ''}`)
+  if (num(k.pid) !== undefined) parts.push(`pid ${num(k.pid) as number}`)
+  if ((num(k.restarts) ?? 0) > 0) parts.push(plural(num(k.restarts) as number, 'restart'))
+  const restartAt = num(k.restartAt)
+  if (restartAt !== undefined) parts.push(`next start in ${duration(Math.max(0, restartAt - now))}`)
+  const reason = str(k.reason)
+  return `${parts.join(', ')}${reason !== undefined ? `: ${reason}` : ''}`
 }
 
 /**

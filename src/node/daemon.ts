@@ -7,7 +7,7 @@ import { openLevel } from '../adapters/level-db.js'
 import { Replica } from '../adapters/replica.js'
 import { ensureApiToken, removeApiEndpoint, readApiEndpoint, writeApiEndpoint } from '../adapters/api-token.js'
 import { startApiServer, type ApiServer } from '../adapters/http-api.js'
-import type { NodeLiveStatus, NodeStatus, PeerStatus } from '../adapters/api-types.js'
+import type { NodeLiveStatus, NodeStatus, PeerStatus, Problem } from '../adapters/api-types.js'
 import { isWeftError, WeftError } from '../log/errors.js'
 import { Ed25519Verifier, seedOf, type NodeIdentity } from '../log/identity.js'
 import { sealKeyFromSeed } from '../log/seal.js'
@@ -34,6 +34,11 @@ import { DnsFeature } from './features/dns.js'
 import { KubeShareFeature } from './features/kube-share.js'
 import { ServicesFeature } from './features/services.js'
 import { connectKube, McsFeature } from './features/mcs.js'
+import { NodeChecks } from './features/checks.js'
+import { ProblemBook } from './problems.js'
+
+/** How often the problem checks run (a new problem is logged within this time). */
+const PROBLEM_CHECK_MS = 5_000
 
 export interface DaemonOptions {
   config: UpConfig
@@ -54,6 +59,8 @@ export class Daemon {
   private readonly features: Feature[] = []
   private kubeconfig: KubeconfigFeature | undefined
   private agent: NodeAgent | undefined
+  private readonly problemBook: ProblemBook
+  private problemTimer: NodeJS.Timeout | undefined
   private stopped = false
   readonly startedAt: number
 
@@ -66,6 +73,7 @@ export class Daemon {
     private readonly now: () => number
   ) {
     this.startedAt = now()
+    this.problemBook = new ProblemBook(log, now)
   }
 
   static async start (opts: DaemonOptions): Promise<Daemon> {
@@ -140,8 +148,20 @@ export class Daemon {
     }
     const add = <F extends Feature>(f: F): F => { d.features.push(f); return f }
     add(new AdmissionFeature(admission, ctx))
+    let tunError: string | undefined
     try {
-      if (config.tun) vpn = add(await VpnFeature.start(ctx))
+      if (config.tun) {
+        try {
+          vpn = add(await VpnFeature.start(ctx))
+        } catch (err) {
+          // No TUN device (not root, no /dev/net/tun): the node runs on without a VPN and says
+          // so (problem tun-unavailable) rather than not running at all.
+          if (!isWeftError(err, 'ERR_TUN')) throw err
+          tunError = (err as Error).message
+          log.error({ err: tunError }, 'no VPN: the TUN device could not be opened; running without one')
+        }
+      }
+      add(new NodeChecks(ctx, () => vpn !== undefined, tunError))
       let k3s: K3sFeature | undefined
       let mcs: McsFeature | undefined
       d.kubeconfig = add(await KubeconfigFeature.start(ctx, () => k3s?.k3s))
@@ -184,7 +204,23 @@ export class Daemon {
       events: replica.log.size
     }, 'weft node started')
     d.agent.schedule()
+    d.problemTimer = setInterval(() => { d.problems() }, PROBLEM_CHECK_MS)
+    d.problemTimer.unref()
     return d
+  }
+
+  /** What is wrong now, from every feature (each new one is logged once at warn). */
+  problems (): Problem[] {
+    const reports = this.features.flatMap((f) => {
+      try {
+        return f.problems?.() ?? []
+      } catch (err) {
+        // A check that fails is a bug; the others still report.
+        this.log.error({ err: (err as Error).message, feature: f.name }, 'problem check failed')
+        return []
+      }
+    })
+    return this.problemBook.update(reports)
   }
 
   private async startApi (): Promise<void> {
@@ -245,7 +281,8 @@ export class Daemon {
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       members: this.clusterMembers(peers),
       ...Object.assign({}, ...this.features.map((f) => f.status?.() ?? {})) as Partial<NodeLiveStatus>,
-      sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
+      sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt },
+      problems: this.problems()
     }
   }
 
@@ -288,6 +325,7 @@ export class Daemon {
     if (this.stopped) return
     this.stopped = true
     this.agent?.stop()
+    if (this.problemTimer !== undefined) clearInterval(this.problemTimer)
     if (this.api !== undefined) {
       await this.api.close().catch(() => {})
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Replica } from '../adapters/replica.js'
-import type { NodeLiveStatus } from '../adapters/api-types.js'
+import type { NodeLiveStatus, Problem } from '../adapters/api-types.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent } from '../log/event.js'
 import type { Mesh } from '../net/mesh.js'
@@ -12,7 +12,7 @@ import type { UpConfig } from './config.js'
 export type ApiRoute = readonly [string, Partial<Record<string, (body: unknown) => Promise<unknown>>>]
 
 /** A problem a feature sees, before the daemon stamps when it first appeared (see ./problems.ts). */
-export interface ProblemReport { code: string, severity: 'error' | 'warning', message: string, fix: string }
+export type ProblemReport = Omit<Problem, 'since'>
 
 /** What every feature gets from the daemon: the node's identity, log, mesh and configuration. */
 export interface FeatureContext {

@@ -1,0 +1,47 @@
+import { readForwarding, readInterfaceFlags, readIpv4Routes } from '../../adapters/host-network.js'
+import { forwardingProblem, mdnsProblem } from '../host-checks.js'
+import { hostnameProblem, noPeersProblem, noTunProblem } from '../mesh-checks.js'
+import type { Feature, FeatureContext, ProblemReport } from '../feature.js'
+
+/**
+ * The node's own checks (issue 17: problems said out loud): peers not found, mDNS that cannot
+ * work, our host name taken, --advertise with forwarding off, no VPN device. Every node runs it.
+ */
+export class NodeChecks implements Feature {
+  readonly name = 'checks'
+  private lastConnected: number
+
+  /** `vpn`: whether the VPN device runs; `tunError`: why it could not be opened, if it could not. */
+  constructor (private readonly ctx: FeatureContext, private readonly vpn: () => boolean, private readonly tunError: string | undefined) {
+    this.lastConnected = ctx.now()
+  }
+
+  problems (): ProblemReport[] {
+    const { ctx } = this
+    const { config } = ctx
+    const now = ctx.now()
+    const state = ctx.state()
+    if (ctx.mesh.peers().some((p) => p.connected)) this.lastConnected = now
+    const mdns = mdnsProblem({ mdns: config.mdns, routes: readIpv4Routes(), flags: readInterfaceFlags() })
+    const out = [
+      this.tunError !== undefined
+        ? { code: 'tun-unavailable', severity: 'error' as const, message: `no VPN: the TUN device could not be opened (${this.tunError}); this node runs without one`, fix: 'run weft as root or with CAP_NET_ADMIN (deploy/weft.service), load the tun module (modprobe tun) if /dev/net/tun is missing, or start with --no-tun to run without a VPN on purpose' }
+        : undefined,
+      noPeersProblem({
+        aloneMs: now - this.lastConnected,
+        mdns: config.mdns,
+        mdnsUnusable: mdns !== undefined,
+        peers: config.peers,
+        knownMembers: [...state.members.active.keys()].filter((a) => a !== ctx.identity.authorHex).length
+      }),
+      mdns,
+      hostnameProblem(state, ctx.identity.authorHex),
+      forwardingProblem(config.advertise, config.advertise.length > 0 ? readForwarding() : {}),
+      // A node whose TUN failed already says so (tun-unavailable).
+      this.tunError === undefined ? noTunProblem(state, ctx.identity.authorHex, this.vpn()) : undefined
+    ]
+    return out.filter((p): p is ProblemReport => p !== undefined)
+  }
+
+  async stop (): Promise<void> {}
+}
