@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { readFileSync, unlinkSync } from 'node:fs'
 import { mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isWeftError, WeftError } from '../log/errors.js'
@@ -114,4 +115,17 @@ export async function removeApiEndpoint (dataDir: string, pid?: number): Promise
   await unlink(apiEndpointPath(dataDir)).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err
   })
+}
+
+/**
+ * removeApiEndpoint for a process about to exit (a second SIGTERM): synchronous, and only the
+ * file of this pid. Never throws.
+ */
+export function removeApiEndpointSync (dataDir: string, pid: number): void {
+  const path = apiEndpointPath(dataDir)
+  try {
+    const e = ApiEndpointSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')))
+    if (e.success && e.data.pid !== pid) return
+    unlinkSync(path)
+  } catch {}
 }

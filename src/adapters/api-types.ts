@@ -103,7 +103,11 @@ export const PeerStatusSchema = z.object({
   /** Round-trip time of the connection traffic takes (libp2p's connection monitor, every 10 s). */
   latencyMs: z.number().nonnegative().optional(),
   /** The connection traffic takes: its remote address, and whether it is direct (not relayed). */
-  path: z.object({ addr: z.string(), direct: z.boolean() }).optional()
+  path: z.object({ addr: z.string(), direct: z.boolean() }).optional(),
+  /** The peer's overlay (VPN) address, once it holds one. */
+  address: z.string().optional(),
+  /** Whether its join announces a VPN device (false: --no-tun, its address reaches nothing). */
+  vpn: z.boolean().optional()
 })
 export type PeerStatus = z.infer<typeof PeerStatusSchema>
 
@@ -212,6 +216,39 @@ export type NodeStatus = z.infer<typeof NodeStatusSchema>
  * from the replica and `self` from the folded view, and `api` with its own URL when empty.
  */
 export type NodeLiveStatus = Omit<NodeStatus, 'events' | 'authors' | 'pending' | 'self' | 'api'> & { api?: string }
+
+// ---- POST /ping, POST /node/leave -------------------------------------------------------------
+
+export const PingRequestSchema = z.strictObject({
+  /** A member: host name, DNS name, overlay address, peer id or author hex (at least 8 digits). */
+  node: z.string().min(1).max(253),
+  count: z.int().min(1).max(10).default(3)
+})
+export type PingRequest = z.input<typeof PingRequestSchema>
+
+export const PingResponseSchema = z.object({
+  peerId: z.string(),
+  hostname: z.string().optional(),
+  address: z.string().optional(),
+  /** The connection the pings (and the overlay's packets) took, after the first ping. */
+  path: z.object({ addr: z.string(), direct: z.boolean() }).optional(),
+  /** Round-trip time of each answered ping (libp2p ping over the mesh connection). */
+  rttMs: z.array(z.number().nonnegative()),
+  /** Pings without an answer within 5 s, and the last error. */
+  lost: Count,
+  error: z.string().optional()
+})
+export type PingResponse = z.infer<typeof PingResponseSchema>
+
+export const LeaveRequestSchema = z.strictObject({ reason: z.string().max(200).optional() })
+
+export const LeaveResponseSchema = z.object({
+  /** The node.leave event appended. */
+  event: Hex64,
+  /** Peers it was sent to before the daemon stops. */
+  pushedTo: Count
+})
+export type LeaveResponse = z.infer<typeof LeaveResponseSchema>
 
 // ---- GET /events, POST /events ----------------------------------------------------------------
 

@@ -5,7 +5,8 @@ import {
   API_PREFIX, ApiErrorSchema, EventsPageSchema, ImportReportSchema, MAX_EVENTS_LIMIT, MAX_IMPORT_ENVELOPES, NodeStatusSchema,
   parseApiUrl, PeersResponseSchema, KubeconfigResponseSchema, SetSettingResponseSchema, SettingsResponseSchema, StateResponseSchema,
   type ApiTarget, type EventsPage, type ImportReport, type NodeStatus, type PeerStatus, type SetSettingResponse,
-  type SettingsResponse, type StateResponse
+  type SettingsResponse, type StateResponse,
+  LeaveResponseSchema, PingResponseSchema, type LeaveResponse, type PingRequest, type PingResponse
 } from '../adapters/api-types.js'
 import { isWeftError } from '../log/errors.js'
 import {
@@ -119,6 +120,15 @@ export class ApiClient {
       from = page.next
     }
     return out
+  }
+
+  async ping (req: PingRequest): Promise<PingResponse> {
+    return await this.call('POST', '/ping', PingResponseSchema, req)
+  }
+
+  /** This node leaves the network (node.leave) and its daemon stops. */
+  async leave (reason?: string): Promise<LeaveResponse> {
+    return await this.call('POST', '/node/leave', LeaveResponseSchema, reason === undefined ? {} : { reason })
   }
 
   async state (): Promise<StateResponse> {

@@ -71,7 +71,8 @@ export async function logShow (ref: string, o: DirOpts): Promise<number> {
       ['lamport', String(f.lamport)],
       ['prev', f.prev === null ? '-' : String(j.prev)],
       ['deps', f.deps.length === 0 ? '-' : (j.deps as string[]).join('\n         ')],
-      ['time', String(f.time)],
+      // The author's clock, as it wrote it (epoch ms in the event; --json keeps the number).
+      ['time', isoTime(f.time)],
       ['type', f.type],
       ['status', statusOf(e, replica.log).frozen ?? 'folded'],
       ['size', `${e.envelope.byteLength} bytes`],
@@ -158,3 +159,9 @@ export async function logExport (o: DirOpts): Promise<number> {
   })
 }
 
+
+/** Epoch milliseconds as an ISO 8601 time, or the raw number when it is out of range. */
+export function isoTime (ms: number): string {
+  const d = new Date(ms)
+  return Number.isNaN(d.getTime()) ? String(ms) : `${d.toISOString()} (${ms})`
+}

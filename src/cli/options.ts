@@ -1,15 +1,14 @@
 import { InvalidArgumentError, Option, type Command } from 'commander'
+import { DEFAULT_DATA_DIR_TEXT, defaultDataDir } from '../node/data-dir.js'
 
 /** Shared flags, so every command spells and documents them the same way. */
 export function jsonOption (cmd: Command, what = 'print JSON instead of a table'): Command {
   return cmd.option('--json', what, false)
 }
 
-export const DEFAULT_DATA_DIR = './.weft'
-
 export function dataDirOption (cmd: Command): Command {
-  return cmd.addOption(new Option('--data-dir <dir>', 'node data directory (identity.key, events/)')
-    .env('WEFT_DATA_DIR').default(DEFAULT_DATA_DIR))
+  return cmd.addOption(new Option('--data-dir <dir>', `node data directory (identity.key, events/); default ${DEFAULT_DATA_DIR_TEXT}`)
+    .env('WEFT_DATA_DIR').default(defaultDataDir()))
 }
 
 /** Commander argument parser for a non-negative integer (`min` raises the floor). */

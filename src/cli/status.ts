@@ -29,7 +29,7 @@ export function registerStatus (program: Command): void {
     .action(async (o: Opts) => { await run(async () => await status(o)) })
 
   const peers = program.command('peers').description('the peers of a running node')
-  jsonOption(apiOptions(dataDirOption(peers.command('ls').description('list known peers: connected, online, last seen, latency, addresses'))), 'print {peers: [...]} as JSON')
+  jsonOption(apiOptions(dataDirOption(peers.command('ls').description('list known peers: overlay address, connected, online, last seen, round-trip time, path (direct or relayed), addresses'))), 'print {peers: [...]} as JSON')
     .action(async (o: Opts) => { await run(async () => await peersLs(o)) })
 }
 
@@ -132,17 +132,23 @@ function memberRows (s: NodeStatus): string[][] {
 export function renderPeers (peers: readonly PeerStatus[]): string {
   const sorted = [...peers].sort((a, b) => Number(b.connected) - Number(a.connected) || Number(b.online) - Number(a.online) ||
     (a.hostname ?? '\uffff').localeCompare(b.hostname ?? '\uffff') || (a.peerId < b.peerId ? -1 : 1))
-  return table(['PEER ID', 'HOST', 'CONNECTED', 'ONLINE', 'LAST SEEN', 'LATENCY', 'PATH', 'ADDRESSES'], sorted.map((p) => [
+  return table(['PEER ID', 'HOST', 'OVERLAY', 'CONNECTED', 'ONLINE', 'LAST SEEN', 'RTT', 'PATH', 'ADDRESSES'], sorted.map((p) => [
     shortPeer(p.peerId),
     p.hostname ?? '-',
+    p.address === undefined ? '-' : p.vpn === false ? `${p.address} (no VPN)` : p.address,
     p.connected ? 'yes' : 'no',
     p.online ? 'yes' : 'no',
     p.lastSeenMs === undefined ? '-' : `${duration(p.lastSeenMs)} ago`,
-    p.latencyMs === undefined ? '-' : p.latencyMs < 10 ? `${p.latencyMs.toFixed(1)} ms` : `${Math.round(p.latencyMs)} ms`,
+    p.latencyMs === undefined ? '-' : rtt(p.latencyMs),
     // The peer id is the row's first column: the path shows the address only.
     p.path === undefined ? '-' : `${p.path.addr.replace(/\/p2p\/[^/]+$/, '')} (${p.path.direct ? 'direct' : 'relayed'})`,
     p.addrs.length === 0 ? '-' : `${p.addrs[0] as string}${p.addrs.length > 1 ? ` (+${p.addrs.length - 1})` : ''}`
   ]))
+}
+
+/** A round-trip time: a decimal below 10 ms. */
+export function rtt (ms: number): string {
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`
 }
 
 /** 950 ms → "0s", 75 s → "1m15s", 2 h → "2h0m", 3 days → "3d0h". */

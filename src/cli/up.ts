@@ -15,6 +15,7 @@ interface UpOpts {
   syncInterval?: string
   joinWait?: string
   logLevel?: string
+  logFormat?: string
   config?: string
   tun: boolean
   tunName?: string
@@ -38,13 +39,14 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 /**
  * `weft up`: run a node until SIGINT or SIGTERM. Flags override the config file; the file may be
- * a Kairos cloud-config (see docs/config.md). Logs are JSON lines (pino) on stderr.
+ * a Kairos cloud-config (see docs/config.md). Logs go to stderr: JSON lines (pino), or readable
+ * lines with --log-format pretty (the default on a terminal).
  */
 export function registerUp (program: Command): void {
   program.command('up').description('run a node: join the network of the token and stay in it until stopped (Ctrl-C)')
     .option('--token <token>', 'network token from "weft token new" (or WEFT_TOKEN, or --token-file)')
     .option('--token-file <path>', 'read the network token from a file')
-    .option('--data-dir <dir>', 'node data directory: identity.key, events/, api.token (default: WEFT_DATA_DIR or ./.weft)')
+    .option('--data-dir <dir>', 'node data directory: identity.key, events/, api.token (default: WEFT_DATA_DIR, else /var/lib/weft as root, else $XDG_STATE_HOME/weft or ~/.local/state/weft)')
     .option('--cluster <name>', 'cluster this node belongs to (default: default)')
     .addOption(new Option('--role <role>', 'requested k3s role (default: auto)').choices(['auto', 'master', 'worker', 'client']))
     .option('--hostname <name>', 'name of this node in the network (default: the machine hostname)')
@@ -55,6 +57,7 @@ export function registerUp (program: Command): void {
     .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
     .option('--join-wait <duration>', 'first start: wait this long for a first sync with a peer before joining alone, e.g. 5s or 0 (default: 5s)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-format <format>', 'log lines: json, or pretty for people (default: pretty on a terminal, else json)').choices(['json', 'pretty']).env('WEFT_LOG_FORMAT'))
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
@@ -79,7 +82,7 @@ export function registerUp (program: Command): void {
   program.command('bridge').description('join from a workstation: a client-only member with an overlay address that can reach every node (no k3s role, no advertised routes)')
     .option('--token <token>', 'network token (or WEFT_TOKEN, or --token-file)')
     .option('--token-file <path>', 'read the network token from a file')
-    .option('--data-dir <dir>', 'data directory of this bridge (default: WEFT_DATA_DIR or ./.weft-bridge)')
+    .option('--data-dir <dir>', 'data directory of this bridge (default: as weft up\'s, so weft status finds it)')
     .option('--hostname <name>', 'name in the network (default: the machine hostname)')
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/0, a random port)', collect, [])
     .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
@@ -88,11 +91,11 @@ export function registerUp (program: Command): void {
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port for this workstation, repeatable', collect, [])
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-format <format>', 'log lines: json, or pretty for people (default: pretty on a terminal, else json)').choices(['json', 'pretty']).env('WEFT_LOG_FORMAT'))
     .option('--config <file.yaml>', 'YAML config (a weft: block); role, advertise and tun are fixed for a bridge')
     .action(async (o: UpOpts) => {
       await run(async () => await runUp({
         ...o,
-        dataDir: o.dataDir ?? (process.env.WEFT_DATA_DIR !== undefined && process.env.WEFT_DATA_DIR !== '' ? undefined : './.weft-bridge'),
         listen: o.listen.length > 0 ? o.listen : ['/ip4/0.0.0.0/tcp/0'],
         role: 'client',
         tun: true,
@@ -146,14 +149,28 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config.tun = true
     config.k3s = false
   }
+  // Before anything is opened or joined: an address in use is one clean line, not a stack trace
+  // after the node has synced.
+  const { bindConflicts } = await import('../adapters/bind-probe.js')
+  const { CliError } = await import('./errors.js')
+  const conflicts = await bindConflicts(config.listen, config.api)
+  for (const c of conflicts.slice(0, -1)) process.stderr.write(`weft: ${c}\n`)
+  if (conflicts.length > 0) throw new CliError(conflicts[conflicts.length - 1] as string)
   const { pino } = await import('pino')
-  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
+  const { defaultLogFormat, prettyDestination } = await import('./log-format.js')
+  const format = o.logFormat ?? defaultLogFormat(process.stderr.isTTY)
+  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+    format === 'pretty' ? prettyDestination(process.stderr.isTTY) : pino.destination({ fd: 2, sync: true }))
   const { Daemon } = await import('../node/daemon.js')
-  const daemon = await Daemon.start({ config, log })
+  const { removeApiEndpointSync } = await import('../adapters/api-token.js')
+  let left: (() => void) | undefined
+  const daemon = await Daemon.start({ config, log, onLeft: () => { left?.() } })
   await new Promise<void>((resolve) => {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) {
+        // The endpoint file goes even so: a stale api.json points the CLI at a dead daemon.
+        removeApiEndpointSync(config.dataDir, process.pid)
         log.warn({ signal }, 'second signal: exiting without a clean stop')
         process.exit(130)
       }
@@ -161,6 +178,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
       log.info({ signal }, 'stopping')
       void daemon.stop().finally(resolve)
     }
+    left = () => { stop('left the network') }
     process.on('SIGINT', () => { stop('SIGINT') })
     process.on('SIGTERM', () => { stop('SIGTERM') })
   })

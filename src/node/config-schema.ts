@@ -4,6 +4,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
 import { ClusterName } from '../log/bodies.js'
 import { WeftError } from '../log/errors.js'
+import { DEFAULT_DATA_DIR_TEXT } from './data-dir.js'
 
 /**
  * The settings of `weft up`: their names, defaults and value parsers, and the shape of the
@@ -25,7 +26,7 @@ export const ROLES = ['auto', 'master', 'worker', 'client'] as const
 export type UpRole = typeof ROLES[number]
 
 export const DEFAULTS = {
-  dataDir: './.weft',
+  dataDir: DEFAULT_DATA_DIR_TEXT,
   cluster: 'default',
   role: 'auto' as UpRole,
   listen: ['/ip4/0.0.0.0/tcp/4001'],

@@ -14,6 +14,7 @@ import {
   parseLogLevel, parsePeerAddress, parseRole, quote, suggestKey,
   type ApiAddress, type LogLevel, type UpRole
 } from './config-schema.js'
+import { defaultDataDir } from './data-dir.js'
 
 export { UP_CONFIG_KEYS, parseApiAddress, parseDuration }
 export type { ApiAddress, LogLevel, UpConfigKey, UpRole } from './config-schema.js'
@@ -346,7 +347,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   if (nonEmpty(flags.dataDir)) dataDir = resolve(flags.dataDir)
   else if (nonEmpty(env.WEFT_DATA_DIR)) dataDir = resolve(env.WEFT_DATA_DIR)
   else if (w['data-dir'] != null) dataDir = pathFrom(fileDir, w['data-dir'])
-  else dataDir = resolve(DEFAULTS.dataDir)
+  else dataDir = defaultDataDir(env)
 
   // cluster: Kairos network_id names the cluster
   let cluster: string

@@ -35,6 +35,10 @@ import { KubeShareFeature } from './features/kube-share.js'
 import { ServicesFeature } from './features/services.js'
 import { connectKube, McsFeature } from './features/mcs.js'
 import { NodeChecks } from './features/checks.js'
+import { PingFeature } from './features/ping.js'
+import { leaseOf } from '../projections/ipam.js'
+import { API_PREFIX, LeaveRequestSchema, type LeaveResponse } from '../adapters/api-types.js'
+import { formatZodIssues } from '../log/event.js'
 import { ProblemBook } from './problems.js'
 
 /** How often the problem checks run (a new problem is logged within this time). */
@@ -46,7 +50,12 @@ export interface DaemonOptions {
   now?: () => number
   /** mDNS query interval (tests shorten it). */
   mdnsIntervalMs?: number
+  /** This node left the network (POST /node/leave): the caller stops the daemon. */
+  onLeft?: () => void
 }
+
+/** How long a leaving node waits for its peers to take its node.leave before it stops. */
+const LEAVE_PUSH_MS = 5_000
 
 /**
  * A running node: the composition root. It owns the data dir (identity key, LevelDB store, API
@@ -58,6 +67,9 @@ export class Daemon {
   /** In start order; each gets every new state in this order, and they stop in reverse. */
   private readonly features: Feature[] = []
   private kubeconfig: KubeconfigFeature | undefined
+  private ping: PingFeature | undefined
+  private onLeft: (() => void) | undefined
+  private leaving = false
   private agent: NodeAgent | undefined
   private readonly problemBook: ProblemBook
   private problemTimer: NodeJS.Timeout | undefined
@@ -133,6 +145,7 @@ export class Daemon {
       throw err
     }
     const d = new Daemon(config, identity, replica, mesh, log, now)
+    d.onLeft = opts.onLeft
     d.agent = new NodeAgent({ config, identity, replica, mesh, log, now, startedAt: d.startedAt, seal: seal.publicKey, caps: () => d.features.flatMap((f) => f.caps?.() ?? []) })
     admission = new Admission({
       replica, keyring, net, self: identity.authorHex, seal, log, now,
@@ -162,6 +175,7 @@ export class Daemon {
         }
       }
       add(new NodeChecks(ctx, () => vpn !== undefined, tunError))
+      d.ping = add(new PingFeature(ctx))
       let k3s: K3sFeature | undefined
       let mcs: McsFeature | undefined
       d.kubeconfig = add(await KubeconfigFeature.start(ctx, () => k3s?.k3s))
@@ -237,7 +251,10 @@ export class Daemon {
           if (this.kubeconfig === undefined) throw new Error('the kubeconfig protocol is not running')
           return await this.kubeconfig.kubeconfigOf(cluster)
         },
-        routes: this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? [])
+        routes: [
+          ...this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? []),
+          [`${API_PREFIX}/node/leave`, { POST: async (body: unknown) => await this.leave(body) }]
+        ]
       },
       listen: config.api,
       token,
@@ -305,20 +322,53 @@ export class Daemon {
     }
   }
 
+  /**
+   * POST /node/leave: this node leaves the network for good (node.leave: the others drop its
+   * membership, address, name and vote), pushes that to its peers, then stops (onLeft). Started
+   * again on the same data dir, it joins again.
+   */
+  private async leave (body: unknown): Promise<LeaveResponse> {
+    const req = LeaveRequestSchema.safeParse(body ?? {})
+    if (!req.success) throw Object.assign(new Error(formatZodIssues(req.error)), { status: 400, code: 'bad_request' })
+    if (!this.replica.states().network.members.active.has(this.identity.authorHex)) {
+      throw Object.assign(new Error('this node is not a member of the network (it has not joined, or has left already)'), { status: 409, code: 'not_member' })
+    }
+    if (this.leaving) throw Object.assign(new Error('this node is already leaving'), { status: 409, code: 'conflict' })
+    this.leaving = true
+    // No join again from the agent: leaving is for good while this daemon runs.
+    this.agent?.stop()
+    const ev = await this.replica.append('node.leave', req.data.reason !== undefined ? { reason: req.data.reason } : {}, this.now())
+    this.log.info({ event: ev.idHex.slice(0, 16), reason: req.data.reason }, 'this node left the network')
+    // Gossip already carries it; a sync round with every connected peer makes sure they have it.
+    const peers = this.mesh.host.getPeers().length
+    await Promise.race([this.mesh.syncAll().catch(() => {}), new Promise((resolve) => setTimeout(resolve, LEAVE_PUSH_MS).unref())])
+    setImmediate(() => { this.onLeft?.() })
+    return { event: ev.idHex, pushedTo: peers }
+  }
+
   peers (): PeerStatus[] {
-    const hosts = new Map([...this.replica.states().network.members.active.values()].map((m) => [m.peerId, m]))
-    return this.mesh.peers().map((p) => ({
-      peerId: p.peerId,
-      author: p.author ?? hosts.get(p.peerId)?.author,
-      hostname: hosts.get(p.peerId)?.hostname,
-      connected: p.connected,
-      online: p.online,
-      lastSeenMs: p.lastSeenMs,
-      // A peer known only through a vouch has no connection address: show what its join says.
-      addrs: p.addrs.length > 0 ? p.addrs : [...(hosts.get(p.peerId)?.addrs ?? [])],
-      latencyMs: p.latencyMs,
-      path: p.path
-    }))
+    const state = this.replica.states().network
+    const hosts = new Map([...state.members.active.values()].map((m) => [m.peerId, m]))
+    return this.mesh.peers().map((p) => {
+      const m = hosts.get(p.peerId)
+      const author = p.author ?? m?.author
+      const address = author === undefined ? undefined : (leaseOf(state.ipam, author, 4) ?? leaseOf(state.ipam, author, 6))?.addr
+      return {
+        peerId: p.peerId,
+        author,
+        hostname: m?.hostname,
+        connected: p.connected,
+        online: p.online,
+        lastSeenMs: p.lastSeenMs,
+        // A peer known only through a vouch has no connection address: show what its join says.
+        addrs: p.addrs.length > 0 ? p.addrs : [...(m?.addrs ?? [])],
+        // Until libp2p's connection monitor measures it (every 30 s), the ping when it connected.
+        latencyMs: p.latencyMs ?? (p.connected ? this.ping?.rttOf(p.peerId) : undefined),
+        path: p.path,
+        ...(address !== undefined ? { address } : {}),
+        ...(m !== undefined ? { vpn: m.caps.includes('vpn') } : {})
+      }
+    })
   }
 
   async stop (): Promise<void> {

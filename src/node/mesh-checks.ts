@@ -57,7 +57,7 @@ export function hostnameProblem (state: NetworkState, self: string): ProblemRepo
     code: 'hostname-taken',
     severity: 'warning',
     message: `the host name "${label}" is taken: member ${first.peerId} (${first.hostname}) joined first with it, so this node is named ${name ?? `${label}-${self.slice(0, 6)}`} in DNS`,
-    fix: 'give each machine its own name: restart this node with --hostname <unique name> (or remove the other member if it is gone: weft node ls, weft admin evict)'
+    fix: 'give each machine its own name: restart this node with --hostname <unique name> (or remove the other member if it is gone: weft node ls, weft node evict)'
   }
 }
 

@@ -6,6 +6,7 @@ import { isWeftError } from '../../src/log/errors.js'
 import { formatToken, newToken } from '../../src/log/token.js'
 import { UP_CONFIG_KEYS, parseApiAddress, parseDuration, resolveUpConfig, type UpConfig, type UpFlags } from '../../src/node/config.js'
 import { WeftBlock } from '../../src/node/config-schema.js'
+import { defaultDataDir } from '../../src/node/data-dir.js'
 
 const T1 = formatToken(newToken())
 const T2 = formatToken(newToken())
@@ -46,7 +47,7 @@ describe('defaults', () => {
     expect(c.tokenText).toBe(T1)
     expect(c.token.secret).toHaveLength(32)
     expect(c).toMatchObject({
-      dataDir: resolve('./.weft'),
+      dataDir: defaultDataDir({}),
       cluster: 'default',
       role: 'auto',
       hostname: 'test-host',
@@ -95,7 +96,7 @@ describe('precedence: flag > env > weft: > kairos: > default', () => {
     expect(c.tokenText).toBe(T1)
     expect(c.cluster).toBe('kairos-net')
     expect(c.role).toBe('worker')
-    expect(c.dataDir).toBe(resolve('./.weft'))
+    expect(c.dataDir).toBe(defaultDataDir({}))
   })
 
   it('weft: overrides kairos:', async () => {
@@ -479,5 +480,15 @@ describe('dns-allow and service-address', () => {
     for (const bad of ['127.0.0.1', '::1', '0.0.0.0', '169.254.3.4', 'fe80::1', 'node1']) {
       await configError(up({ token: T, serviceAddress: bad }), '--service-address')
     }
+  })
+})
+
+describe('the default data dir (issue 17: one for up and bridge, never relative)', () => {
+  it('/var/lib/weft as root; $XDG_STATE_HOME/weft, else ~/.local/state/weft for another user', () => {
+    expect(defaultDataDir({}, 0)).toBe('/var/lib/weft')
+    expect(defaultDataDir({ XDG_STATE_HOME: '/home/ann/.state', HOME: '/home/ann' }, 1000)).toBe('/home/ann/.state/weft')
+    expect(defaultDataDir({ HOME: '/home/ann' }, 1000)).toBe('/home/ann/.local/state/weft')
+    // A relative XDG_STATE_HOME is invalid (the spec says to ignore it).
+    expect(defaultDataDir({ XDG_STATE_HOME: 'rel', HOME: '/home/ann' }, 1000)).toBe('/home/ann/.local/state/weft')
   })
 })
