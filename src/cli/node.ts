@@ -4,8 +4,7 @@ import type { ApiCliOptions, ApiClient } from './api-client.js'
 import { EXIT_OK, run } from './errors.js'
 import { dataDirOption, jsonOption } from './options.js'
 import { out, printJson, table } from './output.js'
-import { overlayAddress } from './render-state.js'
-import { apiOptions, duration } from './status.js'
+import { apiOptions, duration, overlayAddress } from './status.js'
 
 /**
  * `weft node ls` (every member, online or not) and `weft node leave` (this node leaves the

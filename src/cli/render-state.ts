@@ -4,6 +4,7 @@ import { networkView, type NetworkView } from '../projections/view.js'
 import { authorName } from '../log/author.js'
 import { fromHex } from '../log/bytes.js'
 import { plain, shortPeer, table } from './output.js'
+import { overlayAddress } from './status.js'
 
 /**
  * Human rendering of folded state, one renderer per projection key of `cliReducers`. A key
@@ -73,16 +74,6 @@ registerRenderer<NetworkState>('network', {
   human: (s) => renderView(networkView(s)),
   json: (s) => networkView(s)
 })
-
-/**
- * A member's overlay addresses; marked "(no VPN)" when its join announces no VPN device
- * (--no-tun): the address is held but reaches nothing.
- */
-export function overlayAddress (m: { address?: string, address6?: string, caps: readonly string[] }): string {
-  const a = [m.address, m.address6].filter(Boolean).join(' ')
-  if (a === '') return '-'
-  return m.caps.includes('vpn') ? a : `${a} (no VPN)`
-}
 
 /** Every projection as tables: members and roles, clusters, addresses, routes, services, DNS, settings. */
 export function renderView (v: NetworkView): string {

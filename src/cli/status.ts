@@ -151,6 +151,16 @@ export function rtt (ms: number): string {
   return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`
 }
 
+/**
+ * A member's overlay addresses; marked "(no VPN)" when its join announces no VPN device
+ * (--no-tun): the address is held but reaches nothing.
+ */
+export function overlayAddress (m: { address?: string, address6?: string, caps: readonly string[] }): string {
+  const a = [m.address, m.address6].filter(Boolean).join(' ')
+  if (a === '') return '-'
+  return m.caps.includes('vpn') ? a : `${a} (no VPN)`
+}
+
 /** 950 ms → "0s", 75 s → "1m15s", 2 h → "2h0m", 3 days → "3d0h". */
 export function duration (ms: number): string {
   const s = Math.floor(ms / 1000)

@@ -163,24 +163,27 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     format === 'pretty' ? prettyDestination(process.stderr.isTTY) : pino.destination({ fd: 2, sync: true }))
   const { Daemon } = await import('../node/daemon.js')
   const { removeApiEndpointSync } = await import('../adapters/api-token.js')
-  let left: (() => void) | undefined
-  const daemon = await Daemon.start({ config, log, onLeft: () => { left?.() } })
-  await new Promise<void>((resolve) => {
-    let stopping = false
-    const stop = (signal: string): void => {
-      if (stopping) {
-        // The endpoint file goes even so: a stale api.json points the CLI at a dead daemon.
-        removeApiEndpointSync(config.dataDir, process.pid)
-        log.warn({ signal }, 'second signal: exiting without a clean stop')
-        process.exit(130)
-      }
-      stopping = true
-      log.info({ signal }, 'stopping')
-      void daemon.stop().finally(resolve)
+  // Signals are handled from before the start: one arriving meanwhile stops the daemon once it
+  // is up (api.json is written during the start), a second one exits at once.
+  let daemon: import('../node/daemon.js').Daemon | undefined
+  let stopping = false
+  let done: () => void = () => {}
+  const stopped = new Promise<void>((resolve) => { done = resolve })
+  const stop = (signal: string): void => {
+    if (stopping) {
+      // The endpoint file goes even so: a stale api.json points the CLI at a dead daemon.
+      removeApiEndpointSync(config.dataDir, process.pid)
+      log.warn({ signal }, 'second signal: exiting without a clean stop')
+      process.exit(130)
     }
-    left = () => { stop('left the network') }
-    process.on('SIGINT', () => { stop('SIGINT') })
-    process.on('SIGTERM', () => { stop('SIGTERM') })
-  })
+    stopping = true
+    log.info({ signal }, 'stopping')
+    if (daemon !== undefined) void daemon.stop().finally(done)
+  }
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  daemon = await Daemon.start({ config, log, onLeft: () => { stop('left the network') } })
+  if (stopping) void daemon.stop().finally(done)
+  await stopped
   return 0
 }

@@ -80,6 +80,9 @@ describe.concurrent('weft log ls / show / cat', () => {
     expect(human.stdout).toContain(fx.ev.c1!.idHex)
     expect(human.stdout).toContain('"hostname": "gamma"')
     expect(human.stdout).toMatch(/deps\s+[0-9a-f]{64}\n\s+[0-9a-f]{64}/)
+    // Issue 17: an ISO time for people (the epoch ms after it); --json keeps the number.
+    const t = fx.ev.c1!.fields.time
+    expect(human.stdout).toContain(`time     ${new Date(t).toISOString()} (${t})`)
   })
 
   it('show refuses unknown, malformed and out-of-range references with exit 2', async () => {

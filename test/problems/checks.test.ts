@@ -151,7 +151,7 @@ describe('the problem book', () => {
 
 describe('a --no-tun member is marked in the views', () => {
   it('its address shows "(no VPN)" unless its join announces the vpn capability', async () => {
-    const { overlayAddress } = await import('../../src/cli/render-state.js')
+    const { overlayAddress } = await import('../../src/cli/status.js')
     expect(overlayAddress({ address: '10.1.0.2', caps: ['vpn'] })).toBe('10.1.0.2')
     expect(overlayAddress({ address: '10.1.0.3', address6: 'fd00::3', caps: [] })).toBe('10.1.0.3 fd00::3 (no VPN)')
     expect(overlayAddress({ caps: [] })).toBe('-')
