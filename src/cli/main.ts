@@ -17,6 +17,7 @@ import { registerKubeProxy } from './kube-proxy.js'
 import { registerKube } from './kube.js'
 import { registerNode } from './node.js'
 import { registerPing } from './ping.js'
+import { registerCompletion } from './completion.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -54,6 +55,7 @@ export function buildProgram (): Command {
   registerKube(program)
   registerNode(program)
   registerPing(program)
+  registerCompletion(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)
