@@ -74,7 +74,7 @@ export function renderStatus (s: NodeStatus): string {
   ]
   const v = s.vpn
   if (v === undefined) {
-    rows.push(['vpn', 'off (--no-tun)'])
+    rows.push(['vpn', s.problems?.some((p) => p.code === 'tun-unavailable') === true ? 'off (no TUN device: see problems)' : 'off (--no-tun)'])
   } else {
     const drops = Object.entries(v.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r} ${n}`)
     rows.push(['vpn', `${v.device} ${v.addresses.join(' ') || '(no address yet)'}, mtu ${v.mtu}`])

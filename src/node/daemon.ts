@@ -37,8 +37,7 @@ import { connectKube, McsFeature } from './features/mcs.js'
 import { NodeChecks } from './features/checks.js'
 import { PingFeature } from './features/ping.js'
 import { leaseOf } from '../projections/ipam.js'
-import { API_PREFIX, LeaveRequestSchema, type LeaveResponse } from '../adapters/api-types.js'
-import { formatZodIssues } from '../log/event.js'
+import { LeaveFeature } from './features/leave.js'
 import { ProblemBook } from './problems.js'
 
 /** How often the problem checks run (a new problem is logged within this time). */
@@ -54,9 +53,6 @@ export interface DaemonOptions {
   onLeft?: () => void
 }
 
-/** How long a leaving node waits for its peers to take its node.leave before it stops. */
-const LEAVE_PUSH_MS = 5_000
-
 /**
  * A running node: the composition root. It owns the data dir (identity key, LevelDB store, API
  * token), the mesh, the node agent, the features (./feature.ts: VPN, DNS, services, k3s, …) and
@@ -69,7 +65,6 @@ export class Daemon {
   private kubeconfig: KubeconfigFeature | undefined
   private ping: PingFeature | undefined
   private onLeft: (() => void) | undefined
-  private leaving = false
   private agent: NodeAgent | undefined
   private readonly problemBook: ProblemBook
   private problemTimer: NodeJS.Timeout | undefined
@@ -176,6 +171,7 @@ export class Daemon {
       }
       add(new NodeChecks(ctx, () => vpn !== undefined, tunError))
       d.ping = add(new PingFeature(ctx))
+      add(new LeaveFeature(ctx, () => { d.agent?.stop() }, () => { d.onLeft?.() }))
       let k3s: K3sFeature | undefined
       let mcs: McsFeature | undefined
       d.kubeconfig = add(await KubeconfigFeature.start(ctx, () => k3s?.k3s))
@@ -251,10 +247,7 @@ export class Daemon {
           if (this.kubeconfig === undefined) throw new Error('the kubeconfig protocol is not running')
           return await this.kubeconfig.kubeconfigOf(cluster)
         },
-        routes: [
-          ...this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? []),
-          [`${API_PREFIX}/node/leave`, { POST: async (body: unknown) => await this.leave(body) }]
-        ]
+        routes: this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? [])
       },
       listen: config.api,
       token,
@@ -320,30 +313,6 @@ export class Daemon {
         return { author: m.author, hostname: m.hostname, role: m.role, ...(lastSeenMs !== undefined ? { lastSeenMs } : {}) }
       })
     }
-  }
-
-  /**
-   * POST /node/leave: this node leaves the network for good (node.leave: the others drop its
-   * membership, address, name and vote), pushes that to its peers, then stops (onLeft). Started
-   * again on the same data dir, it joins again.
-   */
-  private async leave (body: unknown): Promise<LeaveResponse> {
-    const req = LeaveRequestSchema.safeParse(body ?? {})
-    if (!req.success) throw Object.assign(new Error(formatZodIssues(req.error)), { status: 400, code: 'bad_request' })
-    if (!this.replica.states().network.members.active.has(this.identity.authorHex)) {
-      throw Object.assign(new Error('this node is not a member of the network (it has not joined, or has left already)'), { status: 409, code: 'not_member' })
-    }
-    if (this.leaving) throw Object.assign(new Error('this node is already leaving'), { status: 409, code: 'conflict' })
-    this.leaving = true
-    // No join again from the agent: leaving is for good while this daemon runs.
-    this.agent?.stop()
-    const ev = await this.replica.append('node.leave', req.data.reason !== undefined ? { reason: req.data.reason } : {}, this.now())
-    this.log.info({ event: ev.idHex.slice(0, 16), reason: req.data.reason }, 'this node left the network')
-    // Gossip already carries it; a sync round with every connected peer makes sure they have it.
-    const peers = this.mesh.host.getPeers().length
-    await Promise.race([this.mesh.syncAll().catch(() => {}), new Promise((resolve) => setTimeout(resolve, LEAVE_PUSH_MS).unref())])
-    setImmediate(() => { this.onLeft?.() })
-    return { event: ev.idHex, pushedTo: peers }
   }
 
   peers (): PeerStatus[] {

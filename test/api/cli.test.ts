@@ -75,8 +75,8 @@ describe('weft status / peers against a running daemon', () => {
     for (const text of ['alpha', identity(1).peerId, '1 connected, 1 online', 'from 2 authors', '10.1.0.1', 'alpha.default.weft.internal', '7 rounds, 42 events pulled, last 2s ago', 'up 1m30s']) {
       expect(r.stdout, text).toContain(text)
     }
-    expect(r.stdout).toMatch(/\nPEER ID\s+HOST\s+CONNECTED\s+ONLINE\s+LAST SEEN\s+LATENCY\s+PATH\s+ADDRESSES\n/)
-    expect(r.stdout).toMatch(/beta\s+yes\s+yes\s+1s ago\s+3\.4 ms\s+-\s+\/ip4\/10\.0\.0\.2\/tcp\/4001/)
+    expect(r.stdout).toMatch(/\nPEER ID\s+HOST\s+OVERLAY\s+CONNECTED\s+ONLINE\s+LAST SEEN\s+RTT\s+PATH\s+ADDRESSES\n/)
+    expect(r.stdout).toMatch(/beta\s+-\s+yes\s+yes\s+1s ago\s+3\.4 ms\s+-\s+\/ip4\/10\.0\.0\.2\/tcp\/4001/)
   })
 
   it('peers ls --json', async () => {

@@ -25,7 +25,7 @@ export class NodeChecks implements Feature {
     const mdns = mdnsProblem({ mdns: config.mdns, routes: readIpv4Routes(), flags: readInterfaceFlags() })
     const out = [
       this.tunError !== undefined
-        ? { code: 'tun-unavailable', severity: 'error' as const, message: `no VPN: the TUN device could not be opened (${this.tunError}); this node runs without one`, fix: 'run weft as root or with CAP_NET_ADMIN (deploy/weft.service), load the tun module (modprobe tun) if /dev/net/tun is missing, or start with --no-tun to run without a VPN on purpose' }
+        ? { code: 'tun-unavailable', severity: 'error' as const, message: `no VPN: the TUN device could not be opened (${this.tunError}); this node runs without one`, fix: 'run weft as root or with CAP_NET_ADMIN (deploy/weft.service), load the tun module (modprobe tun) if /dev/net/tun is missing, or (weft up only) give --no-tun to run without a VPN on purpose' }
         : undefined,
       noPeersProblem({
         aloneMs: now - this.lastConnected,
