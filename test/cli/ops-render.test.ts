@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest'
+import { findMember } from '../../src/node/features/ping.js'
+import { renderPing } from '../../src/cli/ping.js'
+import { prettyLine, defaultLogFormat } from '../../src/cli/log-format.js'
+import { nodeEntries, renderNodes } from '../../src/cli/node.js'
+import type { MemberView } from '../../src/projections/view.js'
+import type { StateResponse } from '../../src/adapters/api-types.js'
+
+const member = (hostname: string, n: number, extra: Partial<MemberView> = {}): MemberView => ({
+  author: String(n).repeat(64).slice(0, 64), peerId: `12D3KooW${hostname}`, hostname, cluster: 'default', requestedRole: 'auto', role: 'agent', roleStable: true,
+  address: `10.1.0.${n}`, dnsName: `${hostname}.default.weft.internal`, addrs: [], caps: ['vpn'], ...extra
+})
+
+describe('weft ping: which member a name means', () => {
+  const ms = [member('web', 1), member('Web.example.com', 2, { dnsName: 'web-222222.default.weft.internal' }), member('db', 3)]
+  it('by peer id, author prefix, overlay address, DNS name, host name; ambiguous names list the candidates', () => {
+    expect(findMember(ms, '12D3KooWdb')).toBe(ms[2])
+    expect(findMember(ms, '33333333')).toBe(ms[2])
+    expect(findMember(ms, '10.1.0.2')).toBe(ms[1])
+    expect(findMember(ms, 'web-222222.default.weft.internal.')).toBe(ms[1])
+    expect(findMember(ms, 'web.example.com')).toBe(ms[1])
+    expect(findMember(ms, 'db')).toBe(ms[2])
+    // "web" is one host name exactly (the first), though two share the label.
+    expect(findMember(ms, 'web')).toBe(ms[0])
+    expect(findMember([member('a', 4, { hostname: 'x.one' }), member('b', 5, { hostname: 'x.two' })], 'x')).toHaveLength(2)
+    expect(findMember(ms, 'nobody')).toBeUndefined()
+    // Too short to be an author prefix.
+    expect(findMember(ms, '3333')).toBeUndefined()
+  })
+
+  it('prints the path, each reply and a summary; no answer says why', () => {
+    expect(renderPing({ peerId: '12D3KooWx', hostname: 'db', address: '10.1.0.3', path: { addr: '/ip4/192.0.2.3/tcp/4001/p2p/12D3KooWx', direct: false }, rttMs: [1.25, 12.4], lost: 1 }))
+      .toBe('PING db (10.1.0.3) 12D3KooWx: relayed via /ip4/192.0.2.3/tcp/4001\nreply 1: rtt 1.3 ms\nreply 2: rtt 12 ms\n3 sent, 2 answered; rtt min/avg/max 1.3 ms / 6.8 ms / 12 ms')
+    expect(renderPing({ peerId: '12D3KooWx', rttMs: [], lost: 2, error: 'dial timeout' })).toBe('PING 12D3KooWx 12D3KooWx: no connection\n2 sent, 0 answered: no answer (dial timeout)')
+  })
+})
+
+describe('weft node ls', () => {
+  it('every member with this node, online and offline ones, and "(no VPN)" for a --no-tun member', () => {
+    const ms = [member('web', 1), member('db', 3, { caps: [] }), member('old', 5)]
+    const state = { at: { events: 1, folded: 1, lamport: 1 }, view: { members: ms }, marks: { roles: {}, leases: {} } } as unknown as StateResponse
+    const peers = [{ peerId: ms[1]!.peerId, author: ms[1]!.author, connected: true, online: true, lastSeenMs: 2000, addrs: [] }, { peerId: ms[2]!.peerId, author: ms[2]!.author, connected: false, online: false, lastSeenMs: 7_200_000, addrs: [] }]
+    const nodes = nodeEntries(state, peers, ms[0]!.author)
+    expect(nodes.map((n) => [n.hostname, n.self, n.online, n.vpn])).toEqual([['db', false, true, false], ['old', false, false, true], ['web', true, true, true]])
+    const text = renderNodes(nodes)
+    expect(text).toMatch(/db\s+default\s+agent\s+10\.1\.0\.3 \(no VPN\)\s+db\.default\.weft\.internal\s+online\s+2s ago/)
+    expect(text).toMatch(/old\s+default\s+agent\s+10\.1\.0\.5\s+old\.default\.weft\.internal\s+offline\s+2h0m ago/)
+    expect(text).toMatch(/web\s+.*this node\s+-/)
+  })
+})
+
+describe('--log-format pretty', () => {
+  it('one line: ISO time, level, message, then key=value (strings quoted when needed)', () => {
+    expect(prettyLine('{"level":40,"time":"2026-12-05T05:01:02.003Z","pid":7,"problem":"no-peers","fix":"give --peer x","n":3,"msg":"no peers found"}'))
+      .toBe('2026-12-05T05:01:02.003Z  WARN   no peers found  problem=no-peers  fix="give --peer x"  n=3')
+    expect(prettyLine('not json\n')).toBe('not json')
+    expect(prettyLine('{"level":50,"time":1767225600000,"msg":"x"}', true)).toBe('2026-01-01T00:00:00.000Z  \u001b[31mERROR\u001b[0m  x')
+  })
+
+  it('pretty on a terminal, JSON lines otherwise', () => {
+    expect(defaultLogFormat(true)).toBe('pretty')
+    expect(defaultLogFormat(false)).toBe('json')
+    expect(defaultLogFormat(undefined)).toBe('json')
+  })
+})
