@@ -133,7 +133,7 @@ export const VpnStatusSchema = z.object({
     txPackets: Count,
     txBytes: Count,
     txDropped: Count,
-    /** Failures of the device I/O recovered from (the poll thread restarted or the device reopened); absent from older daemons. */
+    /** Failures of the device I/O recovered from (the readiness watch restarted or the device reopened); absent from older daemons. */
     faults: Count.optional(),
     reopens: Count.optional(),
     lastFault: z.string().nullable().optional()
