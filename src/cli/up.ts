@@ -18,6 +18,7 @@ interface UpOpts {
   config?: string
   tun: boolean
   tunName?: string
+  directPort?: string
   advertise: string[]
   pathInclude?: string[]
   pathExclude?: string[]
@@ -57,6 +58,7 @@ export function registerUp (program: Command): void {
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
+    .option('--direct-port <port|off>', 'TCP port of the VPN direct path between peers (default: 0, any free port; off: mesh streams only)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--path-include <iface|cidr>', 'use this interface (glob such as wg*) or CIDR for the mesh even if it looks like a tunnel, repeatable', collect, [])
     .option('--path-exclude <iface|cidr>', 'never listen on, announce or dial this interface (glob) or CIDR, repeatable', collect, [])
@@ -123,6 +125,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config: o.config,
     tun: o.tun === false ? false : undefined,
     tunName: o.tunName,
+    directPort: o.directPort,
     advertise: o.advertise,
     pathInclude: o.pathInclude,
     pathExclude: o.pathExclude,

@@ -52,6 +52,7 @@ export interface UpFlags {
   /** false when --no-tun was given (undefined otherwise, like mdns). */
   tun?: boolean
   tunName?: string
+  directPort?: string
   advertise?: string[]
   pathInclude?: string[]
   pathExclude?: string[]
@@ -94,6 +95,8 @@ export interface UpConfig {
   logLevel: LogLevel
   tun: boolean
   tunName: string
+  /** The VPN direct path's TCP port (0 = any), or 'off'. */
+  directPort: number | 'off'
   /** Canonical CIDR text; duplicates removed. */
   advertise: string[]
   /** Interface globs or CIDRs for the mesh's address filter (net/address-filter.ts). */
@@ -330,6 +333,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   const fileApi = w.api != null ? at(fw('api'), () => w.api === false ? { kind: 'off' as const } : parseApiAddress(w.api as string)) : undefined
   const fileSync = w['sync-interval'] != null ? at(fw('sync-interval'), () => parseDuration(String(w['sync-interval']))) : undefined
   const fileLogLevel = w['log-level'] != null ? at(fw('log-level'), () => parseLogLevel(w['log-level'] as string)) : undefined
+  const fileDirectPort = w['direct-port'] != null ? at(fw('direct-port'), () => parseDirectPort(String(w['direct-port']))) : undefined
   const fileTunName = w['tun-name'] != null ? at(fw('tun-name'), () => parseTunName(w['tun-name'] as string)) : undefined
   const fileAdvertise = w.advertise != null ? asList(w.advertise).map((c, i) => at(`${fw('advertise')}[${i}]`, () => parseAdvertisedCidr(c))) : undefined
   if (w['data-dir'] === '') throw bad(`${fw('data-dir')}: empty; remove it or give a directory`)
@@ -408,6 +412,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--log-level', () => parseLogLevel(flags.logLevel as string))
     : fileLogLevel ?? DEFAULTS.logLevel
 
+  const directPort = flags.directPort !== undefined ? at('--direct-port', () => parseDirectPort(flags.directPort as string)) : fileDirectPort ?? parseDirectPort(DEFAULTS.directPort)
   const tunName = flags.tunName !== undefined ? at('--tun-name', () => parseTunName(flags.tunName as string)) : fileTunName ?? DEFAULTS.tunName
   const advertise = flags.advertise !== undefined && flags.advertise.length > 0
     ? flags.advertise.map((c) => at('--advertise', () => parseAdvertisedCidr(c)))
@@ -444,6 +449,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     logLevel,
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,
+    directPort,
     advertise: [...new Set(advertise)],
     pathInclude: pathRules(flags.pathInclude, w['path-include'], '--path-include', fw('path-include')),
     pathExclude: pathRules(flags.pathExclude, w['path-exclude'], '--path-exclude', fw('path-exclude')),
@@ -467,6 +473,14 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   if (config.k3sBin === '') throw bad('k3s-bin is empty; give the k3s binary, or leave it out to use k3s on PATH')
   if (file !== undefined) config.configFile = file.path
   return config
+}
+
+/** `--direct-port`: a TCP port, 0 for any free one, or off. */
+export function parseDirectPort (text: string): number | 'off' {
+  const t = text.trim()
+  if (t === 'off' || t === 'false') return 'off'
+  if (!/^\d{1,5}$/.test(t) || Number(t) > 65535) throw bad(`${quote(text)} is not a direct-path port: give a TCP port (1-65535), 0 for any free port, or off`)
+  return Number(t)
 }
 
 /** Linux interface names: 1-15 characters (IFNAMSIZ - 1), no slash, space or colon. */

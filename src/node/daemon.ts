@@ -58,6 +58,16 @@ function serviceHost (config: UpConfig, overlay: string | undefined): string | u
   }
 }
 
+/** The IP hosts of the mesh's TCP listen addresses: where the VPN's direct path listens too. */
+function listenHosts (listen: readonly string[]): string[] {
+  const hosts = new Set<string>()
+  for (const ma of listen) {
+    const m = /^\/ip[46]\/([^/]+)\/tcp\//.exec(ma)
+    if (m !== null) hosts.add(m[1] as string)
+  }
+  return [...hosts]
+}
+
 export interface DaemonOptions {
   config: UpConfig
   log: Logger
@@ -189,7 +199,8 @@ export class Daemon {
     try {
       if (config.tun) {
         const { Vpn } = await import('./vpn.js')
-        d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now })
+        const direct = config.directPort === 'off' ? undefined : { protocol: identifiers(config.token).directProtocol, hosts: listenHosts(config.listen), port: config.directPort }
+        d.vpn = await Vpn.start({ host: mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: identity.authorHex, log, now, ...(direct !== undefined ? { direct } : {}) })
         deviceReady = d.vpn.apply(replica.states().network)
       }
       // Served even without --k3s: a member asking this node gets "not a server here" rather
