@@ -138,7 +138,10 @@ export const VpnStatusSchema = z.object({
     reopens: Count.optional(),
     lastFault: z.string().nullable().optional()
   }),
-  peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), ...Traffic })),
+  /** The direct path's TCP port (docs/vpn.md, "Direct path"), when it listens. */
+  directPort: Count.optional(),
+  /** path: what carries packets to the peer now (direct path, libp2p stream, nothing yet); absent from older daemons. */
+  peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), path: z.enum(['direct', 'mesh', 'none']).optional(), ...Traffic })),
   /** Packets dropped, by reason: see docs/vpn.md. */
   drops: z.object({ no_route: Count, queue_full: Count, no_connection: Count, spoofed: Count, malformed: Count, device_full: Count })
 })
