@@ -97,7 +97,8 @@ export class DirectListener {
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject)
           // Every host on the same port: the offer carries one.
-          server.listen({ host, port, exclusive: true }, () => { server.off('error', reject); resolve() })
+          // ipv6Only: '::' next to '0.0.0.0' on the same port (a mesh listening on both) must not collide.
+          server.listen({ host, port, exclusive: true, ipv6Only: host.includes(':') }, () => { server.off('error', reject); resolve() })
         })
         servers.push(server)
         if (port === 0) port = (server.address() as { port: number }).port

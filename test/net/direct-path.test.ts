@@ -67,6 +67,12 @@ describe('direct path', () => {
     ch.close()
   })
 
+  it('listens on IPv4 and IPv6 wildcards together, on one port', async () => {
+    const l = await DirectListener.listen({ hosts: ['0.0.0.0', '::'], port: 0, log: silent, now: () => 0, deliver: () => {}, malformed: () => {} })
+    listeners.push(l)
+    expect(l.port).toBeGreaterThan(0)
+  })
+
   it('closes a connection that names an unknown session, without delivering anything', async () => {
     const { l, got } = await listen()
     l.offer('aa'.repeat(32))
