@@ -40,7 +40,7 @@ describe('data plane over real libp2p streams', () => {
     nodes = []
   })
 
-  async function setup (opts: { direct?: boolean } = {}): Promise<{ a: MemoryDevice, b: MemoryDevice, pa: DataPlane, pb: DataPlane }> {
+  async function setup (opts: { direct?: boolean, directB?: boolean } = {}): Promise<{ a: MemoryDevice, b: MemoryDevice, pa: DataPlane, pb: DataPlane }> {
     const na = await startNode(0, [], { syncIntervalMs: 60_000 })
     const nb = await startNode(1, [na.addr], { syncIntervalMs: 60_000 })
     nodes.push(na, nb)
@@ -55,9 +55,9 @@ describe('data plane over real libp2p streams', () => {
     }
     const a = new MemoryDevice()
     const b = new MemoryDevice()
-    const direct = opts.direct === true ? { direct: { protocol: DIRECT, hosts: ['127.0.0.1'], port: 0 } } : {}
-    const pa = new DataPlane({ host: na.mesh.host, protocol: PROTOCOL, device: a, self: identity(0).authorHex, log: silent, now: Date.now, ...direct })
-    const pb = new DataPlane({ host: nb.mesh.host, protocol: PROTOCOL, device: b, self: identity(1).authorHex, log: silent, now: Date.now, ...direct })
+    const direct = (on: boolean | undefined): object => on === true ? { direct: { protocol: DIRECT, hosts: ['127.0.0.1'], port: 0 } } : {}
+    const pa = new DataPlane({ host: na.mesh.host, protocol: PROTOCOL, device: a, self: identity(0).authorHex, log: silent, now: Date.now, ...direct(opts.direct) })
+    const pb = new DataPlane({ host: nb.mesh.host, protocol: PROTOCOL, device: b, self: identity(1).authorHex, log: silent, now: Date.now, ...direct(opts.directB ?? opts.direct) })
     planes.push(pa, pb)
     await pa.start()
     await pb.start()
@@ -124,20 +124,7 @@ describe('data plane over real libp2p streams', () => {
   })
 
   it('a plane without the direct path still talks to one that has it (over the mesh)', async () => {
-    const na = await startNode(0, [], { syncIntervalMs: 60_000 })
-    const nb = await startNode(1, [na.addr], { syncIntervalMs: 60_000 })
-    nodes.push(na, nb)
-    const table = { routes: [{ cidr: '10.1.0.1/32', peer: identity(0).authorHex, kind: 'lease' as const }, { cidr: '10.1.0.2/32', peer: identity(1).authorHex, kind: 'lease' as const }], conflicts: [], invalid: [] }
-    const a = new MemoryDevice()
-    const b = new MemoryDevice()
-    const pa = new DataPlane({ host: na.mesh.host, protocol: PROTOCOL, device: a, self: identity(0).authorHex, log: silent, now: Date.now, direct: { protocol: DIRECT, hosts: ['127.0.0.1'], port: 0 } })
-    const pb = new DataPlane({ host: nb.mesh.host, protocol: PROTOCOL, device: b, self: identity(1).authorHex, log: silent, now: Date.now })
-    planes.push(pa, pb)
-    await pa.start()
-    await pb.start()
-    pa.setRoutes(new RouteIndex(table))
-    pb.setRoutes(new RouteIndex(table))
-    await waitFor(() => na.mesh.host.getPeers().length > 0, 'connection')
+    const { a, b, pa } = await setup({ direct: true, directB: false })
     for (let i = 0; i < 5; i++) a.emit(ipv4('10.1.0.1', '10.1.0.2', 100))
     await waitFor(() => b.received.length === 5, 'five packets at b')
     // The offer was refused (B has no direct protocol): A stays on the mesh, and keeps sending.
