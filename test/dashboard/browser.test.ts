@@ -116,7 +116,7 @@ describe.skipIf(skip !== undefined)('the dashboard in Chromium', () => {
     expect(again?.status()).toBe(401)
     await other.close()
     // The page's script sees no cookie (HttpOnly).
-    expect(await page.evaluate(() => document.cookie)).toBe('')
+    expect(await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie)).toBe('')
     await page.waitForSelector('#live.on', { timeout: 10_000 })
   })
 
@@ -177,11 +177,11 @@ describe.skipIf(skip !== undefined)('the dashboard in Chromium', () => {
 
   it('a service exposed meanwhile appears without a reload (live update)', async () => {
     await show('services', 'default/db')
-    await page.evaluate(() => { (window as unknown as { marker: number }).marker = 42 })
+    await page.evaluate(() => { (globalThis as unknown as { marker: number }).marker = 42 })
     await post(nodes[1] as DaemonProc, '/api/v1/services/expose', { name: 'web', target: `127.0.0.1:${(target as { port: number }).port}` })
     await page.locator('#view-services').getByText('default/web').first().waitFor({ timeout: 20_000 })
     // Same document: the marker set before is still there.
-    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42)
+    expect(await page.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42)
   }, 60_000)
 
   async function shot (view: string): Promise<void> {

@@ -18,7 +18,7 @@ function h (tag, attrs, ...children) {
 
 function table (headers, rows, empty) {
   if (rows.length === 0) return h('p', { class: 'empty' }, empty)
-  return h('table', {}, h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))), h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => c instanceof Node ? c : h('td', {}, c ?? '–'))))))
+  return h('table', {}, h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))), h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => c instanceof Element && c.tagName === 'TD' ? c : h('td', {}, c ?? '–'))))))
 }
 
 const num = (n) => h('td', { class: 'num' }, n === undefined ? '–' : Number(n).toLocaleString('en'))
