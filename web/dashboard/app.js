@@ -34,6 +34,15 @@ function bytes (n) {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`
 }
 
+/** `/ip4/192.0.2.1/tcp/4001/p2p/…` → `192.0.2.1:4001`; a relayed address → `via <relay>`. */
+function addrShort (ma) {
+  const relay = /^(.*)\/p2p-circuit/.exec(ma)
+  if (relay !== null) return `via ${addrShort(relay[1])}`
+  const m = /^\/(?:ip4|ip6|dns4|dns6|dns)\/([^/]+)\/(?:tcp|udp)\/(\d+)/.exec(ma)
+  if (m === null) return ma.length > 40 ? `${ma.slice(0, 40)}…` : ma
+  return m[1].includes(':') ? `[${m[1]}]:${m[2]}` : `${m[1]}:${m[2]}`
+}
+
 function ago (ms) {
   if (ms === undefined) return ''
   const s = Math.round(ms / 1000)
@@ -76,7 +85,7 @@ function members (d) {
     const self = m.author === d.status.author
     const p = peers.get(m.peerId)
     const online = self ? badge('this node', 'ok') : p?.online ? badge('online', 'ok') : badge(p?.lastSeenMs !== undefined ? `offline ${ago(p.lastSeenMs)}` : 'offline', 'bad')
-    const path = self ? '' : p?.path ? `${p.path.direct ? 'direct' : 'relayed'} ${p.path.addr}` : undefined
+    const path = self ? '' : p?.path ? `${p.path.direct ? 'direct' : 'relayed'} ${addrShort(p.path.addr)}` : undefined
     return [
       h('td', {}, h('strong', {}, m.hostname)), m.cluster,
       h('td', {}, m.role, ' ', m.roleStable ? badge('stable', 'ok') : badge('tentative', 'warn')),
