@@ -401,6 +401,7 @@ class Api {
       author: authorName(e.fields.author),
       seq: e.fields.seq,
       type: e.fields.type,
+      time: e.fields.time,
       envelope: Buffer.from(e.envelope).toString('base64')
     }))
     return { events, next: end < all.length ? (all[end] as SignedEvent).fields.lamport : null }

@@ -166,6 +166,7 @@ describe.skipIf(skip !== undefined)('the dashboard in Chromium', () => {
     const log = await show('log', 'node.join')
     for (const n of ['alpha', 'bravo', 'charlie']) expect(log).toContain(n)
     expect(log).toContain('service.export')
+    expect(log).toMatch(/#1 \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} node\.join/) // the author's time, ISO (UTC)
     if (SHOTS) await shot('log')
 
     const status = await A().get('/api/v1/status')

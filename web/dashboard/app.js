@@ -169,7 +169,8 @@ function log (d) {
     events.length === 0
       ? h('p', { class: 'empty' }, 'The log is empty.')
       : h('ol', { class: 'timeline' }, events.map((e) => h('li', { 'data-type': e.type },
-        h('span', { class: 'muted mono' }, `#${e.lamport} `), h('span', { class: 'type' }, e.type), ' by ', h('strong', {}, name.peer(e.author)),
+        h('span', { class: 'muted mono' }, `#${e.lamport} `), e.time !== undefined ? h('time', { class: 'muted mono', datetime: new Date(e.time).toISOString() }, `${new Date(e.time).toISOString().replace('T', ' ').slice(0, 19)} `) : null,
+        h('span', { class: 'type' }, e.type), ' by ', h('strong', {}, name.peer(e.author)),
         h('span', { class: 'muted' }, ` (seq ${e.seq}, ${e.id.slice(0, 10)})`))))
   ]
 }
