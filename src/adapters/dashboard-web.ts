@@ -19,6 +19,15 @@ const STATIC_DIR = new URL('../../web/dashboard/', import.meta.url)
 const FILES: Readonly<Record<string, string>> = { '': 'index.html', 'index.html': 'index.html', 'app.js': 'app.js', 'style.css': 'style.css', 'favicon.svg': 'favicon.svg' }
 const TYPES: Readonly<Record<string, string>> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' }
 
+/**
+ * What a session cookie may read: the page and the routes it reads, nothing else. GET /token (the
+ * network token for new machines), GET /kubeconfig (admin credentials) and every future route
+ * still need the API token.
+ */
+export const SESSION_READABLE: ReadonlySet<string> = new Set([
+  '/api/v1/status', '/api/v1/peers', '/api/v1/state', '/api/v1/events', '/api/v1/settings', '/api/v1/services', '/api/v1/live', '/metrics'
+])
+
 /** Same-origin only: no inline script or style, no framing, no other host. */
 export const DASHBOARD_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
@@ -55,8 +64,13 @@ export class DashboardWeb {
     return `weft_session_${port}`
   }
 
-  /** True when the request carries a live session cookie (checked for GET and HEAD only by the server). */
-  hasSession (req: IncomingMessage): boolean {
+  /**
+   * True when the request is a read the dashboard needs (GET or HEAD of the page or of
+   * SESSION_READABLE) and carries a live session cookie.
+   */
+  sessionReads (req: IncomingMessage, path: string): boolean {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false
+    if (!path.startsWith('/dashboard/') && !SESSION_READABLE.has(path)) return false
     const v = cookieValue(req.headers.cookie, this.cookieName())
     return v !== undefined && this.sessions.valid(v)
   }

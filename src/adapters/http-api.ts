@@ -279,8 +279,8 @@ class Api {
 
   private authorize (req: IncomingMessage): void {
     const header = req.headers.authorization
-    // The dashboard's session cookie reads, never writes: GET and HEAD only.
-    if (header === undefined && (req.method === 'GET' || req.method === 'HEAD') && this.web.hasSession(req)) return
+    // The dashboard's session cookie reads what the page shows, never writes (./dashboard-web.ts).
+    if (header === undefined && this.web.sessionReads(req, new URL(req.url ?? '/', 'http://weft.invalid').pathname)) return
     const m = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
     if (m === null) {
       throw new HttpError(401, 'unauthorized', 'this API needs "Authorization: Bearer <token>" (the token is in api.token in the data dir)', { 'WWW-Authenticate': 'Bearer realm="weft"' })

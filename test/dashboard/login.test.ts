@@ -66,7 +66,8 @@ describe('dashboard login and session', () => {
     const status = await raw(server.url, 'GET', '/api/v1/status', { headers: { Cookie: cookie } })
     expect(status.status).toBe(200)
     expect(status.json.hostname).toBe('alpha')
-    expect((await raw(server.url, 'GET', '/dashboard/../api.token', { headers: { Cookie: cookie } })).status).toBe(404)
+    expect((await raw(server.url, 'GET', '/dashboard/../api.token', { headers: { Cookie: cookie } })).status).toBe(401)
+    expect((await raw(server.url, 'GET', '/dashboard/%2e%2e%2fapi.token', { headers: { Cookie: cookie } })).status).toBe(404)
   })
 
   it('a session cookie never authorises a change, nor a new login code', async () => {
@@ -75,6 +76,10 @@ describe('dashboard login and session', () => {
     expect(put.status).toBe(401)
     expect((await raw(server.url, 'POST', '/api/v1/dashboard/login', { headers: { Cookie: cookie }, body: '{}' })).status).toBe(401)
     expect((await raw(server.url, 'POST', '/api/v1/events', { headers: { Cookie: cookie }, body: '{"envelopes":[]}' })).status).toBe(401)
+    // Reads of secrets stay with the token: the network token for new machines, admin kubeconfigs.
+    expect((await raw(server.url, 'GET', '/api/v1/token', { headers: { Cookie: cookie } })).status).toBe(401)
+    expect((await raw(server.url, 'GET', '/api/v1/kubeconfig?cluster=default', { headers: { Cookie: cookie } })).status).toBe(401)
+    expect((await raw(server.url, 'GET', '/api/v1/token', { token: TOKEN })).status).toBe(200)
   })
 
   it('a code expires after LOGIN_LIMITS.codeTtlMs; logging out ends the session', async () => {
