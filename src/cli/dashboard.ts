@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process'
 import type { Command } from 'commander'
-import { z } from 'zod'
 import type { ApiCliOptions } from './api-client.js'
 import { CliError, EXIT_OK, run } from './errors.js'
 import { dataDirOption, jsonOption } from './options.js'
@@ -13,7 +12,11 @@ import { apiOptions } from './status.js'
  * browser session; `--open` hands the URL to the desktop's browser. See docs/dashboard.md.
  */
 
-const LoginSchema = z.object({ path: z.string().startsWith('/dashboard/login?code='), expiresAt: z.number() })
+/** Loaded when the command runs: every CLI start pays for what main.ts imports (issue 16). */
+async function loginSchema (): Promise<import('zod').ZodType<{ path: string, expiresAt: number }>> {
+  const { z } = await import('zod')
+  return z.object({ path: z.string().startsWith('/dashboard/login?code='), expiresAt: z.number() })
+}
 
 type Opts = ApiCliOptions & { json: boolean, open: boolean }
 
@@ -50,7 +53,7 @@ export function registerDashboard (program: Command): void {
         const r = await client.callRaw('POST', '/dashboard/login', {})
         if (r.status === 404) throw new CliError(`the daemon at ${client.url} has no dashboard (is it an older weft?)`)
         if (r.status === 401) throw new CliError(`the API at ${client.url} refused the token; use the api.token of the daemon's data dir, --api-token-file or WEFT_API_TOKEN`)
-        const login = LoginSchema.safeParse(r.json)
+        const login = (await loginSchema()).safeParse(r.json)
         if (r.status !== 200 || !login.success) throw new CliError(`the API at ${client.url} did not give a login code (HTTP ${r.status})`)
         const url = dashboardUrl(client.url, login.data.path)
         if (o.json) printJson({ url, expiresAt: new Date(login.data.expiresAt).toISOString() })
