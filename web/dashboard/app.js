@@ -153,8 +153,10 @@ function vpn (d) {
   return [
     h('h2', {}, `VPN traffic on ${v.device}`),
     h('p', {}, `Addresses ${v.addresses.join(', ') || '–'} · MTU ${v.mtu} · device rx ${bytes(v.tun.rxBytes)}, tx ${bytes(v.tun.txBytes)}`),
-    table(['Peer', 'Connected', 'Sent packets', 'Sent', 'Received packets', 'Received'], v.peers.map((p) => [
-      name.author(p.author), p.connected ? badge('yes', 'ok') : badge('no', 'bad'), num(p.txPackets), h('td', { class: 'num' }, bytes(p.txBytes)), num(p.rxPackets), h('td', { class: 'num' }, bytes(p.rxBytes))
+    // Daemons with the direct path say per peer what carries its packets (direct, mesh, none).
+    table(['Peer', 'Connected', 'Sent packets', 'Sent', 'Received packets', 'Received', 'Carried by'], v.peers.map((p) => [
+      name.author(p.author), p.connected ? badge('yes', 'ok') : badge('no', 'bad'), num(p.txPackets), h('td', { class: 'num' }, bytes(p.txBytes)), num(p.rxPackets), h('td', { class: 'num' }, bytes(p.rxBytes)),
+      p.path === undefined ? '–' : p.path === 'direct' ? 'direct path' : p.path === 'mesh' ? 'libp2p stream' : 'nothing yet'
     ]), 'No VPN traffic with any peer yet.'),
     h('h2', {}, 'Dropped packets'),
     table(['Reason', 'Packets'], Object.entries(v.drops).map(([k, n]) => [k, num(n)]), '')
