@@ -215,6 +215,8 @@ export const EventEntrySchema = z.object({
   author: z.string(),
   seq: z.int().min(1),
   type: z.string(),
+  /** The author's clock when it signed the event (epoch ms; claimed, not checked); absent from older daemons. */
+  time: Millis.optional(),
   /** base64 of the signed wire form: the only authoritative field. */
   envelope: z.string()
 })

@@ -25,6 +25,7 @@ import { leaseOf } from '../projections/ipam.js'
 import type { NetworkState } from '../projections/network.js'
 import { parseServiceAddress, type UpConfig } from './config.js'
 import { weftVersion } from './version.js'
+import { metricsSources } from './metrics-sources.js'
 // Loaded only when configured (issue 16: a node pays for what it runs): the VPN, DNS, MCS, k3s
 // and Kubernetes client modules are imported at their point of use.
 import type { Vpn } from './vpn.js'
@@ -329,6 +330,7 @@ export class Daemon {
         peers: () => this.peers(),
         now: this.now,
         kubeconfig: async (cluster) => await this.kubeconfigOf(cluster),
+        metrics: () => metricsSources({ mesh: this.mesh, ...(this.dns !== undefined ? { dns: this.dns } : {}), ...(this.services !== undefined ? { services: this.services } : {}) }),
         routes: serviceRoutes.map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, async (body: unknown) => {
           const services = this.services
           if (services === undefined) throw Object.assign(new Error('this node does not run services'), { status: 404, code: 'not_found' })
