@@ -1,6 +1,7 @@
 import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
@@ -13,6 +14,7 @@ import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { TransportKeys } from './transport-keys.js'
+import type { PeerBook } from './peer-book.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -38,6 +40,8 @@ export interface MeshOptions {
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
   /** Peers whose connections are refused (revoked or forked members), by PeerId string. */
   denyPeer?: (peerId: string, epoch?: number) => boolean
+  /** Members' addresses kept across restarts (peer-book.ts): redialled first, fed by identify and dials. */
+  peerBook?: PeerBook
 }
 
 export interface MeshPeer {
@@ -70,6 +74,9 @@ const DIAL_DISCOVERED_BELOW = 32
 const QUIET_SKIPS = 5
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
+/** Peers of the peer book dialled at start, most recently seen first, this many at a time. */
+const BOOK_DIALS_AT_START = 16
+const BOOK_DIAL_CONCURRENCY = 4
 
 /**
  * One node's place in the mesh: the libp2p host, push (gossip), pull (anti-entropy) and
@@ -157,6 +164,10 @@ export class Mesh {
       if (evt.detail.protocols.includes(syncProtocol)) {
         void this.syncPeer(evt.detail.peerId)
         void this.presence.connected(evt.detail.peerId)
+        // A member: remember where it listens and where we reached it (a dial that worked).
+        const c = evt.detail.connection
+        const reached = c.direction === 'outbound' ? [c.remoteAddr.toString()] : []
+        opts.peerBook?.add(evt.detail.peerId.toString(), [...reached, ...evt.detail.listenAddrs.map((a) => a.toString())])
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -183,6 +194,7 @@ export class Mesh {
     every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
     this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
     this.rendezvous.start()
+    if (opts.peerBook !== undefined) void this.dialBook(opts.peerBook)
     if ((opts.peers ?? []).length > 0) {
       every(REDIAL_MS, () => { void this.dialConfigured() })
       void this.dialConfigured()
@@ -208,6 +220,25 @@ export class Mesh {
         this.lastDialError.set(p, reason)
       }
     }
+  }
+
+  /** At start: the members the peer book knows, most recently seen first, before any discovery. */
+  private async dialBook (book: PeerBook): Promise<void> {
+    const queue = book.entries().filter((e) => e.id !== this.host.peerId.toString()).slice(0, BOOK_DIALS_AT_START)
+    const worker = async (): Promise<void> => {
+      for (let e = queue.shift(); e !== undefined && !this.stopped; e = queue.shift()) {
+        const id = peerIdFromString(e.id)
+        if (this.host.getConnections(id).length > 0) continue
+        try {
+          await this.host.peerStore.merge(id, { multiaddrs: e.addrs.map((a) => multiaddr(a)) })
+          await this.host.dial(id, { signal: AbortSignal.timeout(10_000) })
+          this.opts.log.debug({ peer: e.id }, 'reconnected to a peer from the peer book')
+        } catch (err) {
+          this.opts.log.debug({ peer: e.id, err: (err as Error).message }, 'cannot reach a peer of the peer book')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: BOOK_DIAL_CONCURRENCY }, worker))
   }
 
   /**
@@ -299,5 +330,6 @@ export class Mesh {
     this.gossip.stop()
     await this.sync.stop().catch(() => {})
     await this.host.stop()
+    await this.opts.peerBook?.flush()
   }
 }

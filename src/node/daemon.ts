@@ -19,6 +19,7 @@ import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
+import { PeerBook } from '../net/peer-book.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -149,9 +150,16 @@ export class Daemon {
       await db.close()
       throw err
     }
+    // Members' addresses from the log, identify and dials, redialled first after a restart.
+    const peerBook = await PeerBook.open(join(config.dataDir, 'peers.json'), { now, log })
+    const bookMembers = (): void => {
+      for (const m of replica.states().network.members.active.values()) if (m.author !== identity.authorHex) peerBook.add(m.peerId, m.addrs, 0)
+    }
+    bookMembers()
     let mesh: Mesh
     try {
       mesh = await Mesh.start({
+        peerBook,
         token: config.token,
         identity,
         verifier,
@@ -276,6 +284,7 @@ export class Daemon {
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
+      if (added.some((e) => e.fields.type === 'node.join')) bookMembers()
       const state = replica.states().network
       const applied = d.vpn?.apply(state) ?? Promise.resolve()
       // DNS answers change now; an "overlay" listener binds once the device has the address.
