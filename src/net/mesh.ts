@@ -7,6 +7,8 @@ import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
 import { WeftError } from '../log/errors.js'
 import { createHost, type WeftHost } from './host.js'
+import { lanDiscoveryProblem } from './lan-discovery.js'
+import { isPlainConnection, isProtectedConnection } from './transport-protector.js'
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
@@ -42,6 +44,13 @@ export interface MeshOptions {
   denyPeer?: (peerId: string, epoch?: number) => boolean
   /** Members' addresses kept across restarts (peer-book.ts): redialled first, fed by identify and dials. */
   peerBook?: PeerBook
+  /**
+   * Public discovery (docs/mesh.md, "Beyond the LAN"): the public DHT from these bootstrap nodes,
+   * relay slots, plain connections to public nodes. Absent: today's private-only behaviour.
+   */
+  public?: { bootstrap: readonly string[] }
+  /** Whether a PeerId is a member in the log (its connections are protected); default: none known. */
+  isLogMember?: (peerId: string) => boolean
 }
 
 export interface MeshPeer {
@@ -72,6 +81,8 @@ const DIAL_DISCOVERED_BELOW = 32
  * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
  */
 const QUIET_SKIPS = 5
+/** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
+const MAX_CANDIDATES = 4_096
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
 /** Peers of the peer book dialled at start, most recently seen first, this many at a time. */
@@ -86,6 +97,7 @@ const BOOK_DIAL_CONCURRENCY = 4
  */
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
+  private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
   private readonly lastDialError = new Map<string, string>()
@@ -100,8 +112,29 @@ export class Mesh {
     readonly gossip: EventGossip,
     readonly sync: AntiEntropy,
     readonly presence: Presence,
-    private readonly opts: MeshOptions
+    private readonly opts: MeshOptions,
+    private readonly candidates: Set<string>
   ) {}
+
+  /** What keeps this node from finding peers, each with its fix (for `weft status`). */
+  problems (): string[] {
+    return this.lanProblem !== undefined ? [this.lanProblem] : []
+  }
+
+  /**
+   * A peer found where only members are (the rendezvous keys): protect connections to it from
+   * now on; a plain connection made before we knew (it was met as a relay or DHT node) cannot
+   * carry the network's protocols, so it is closed and the peer dialled again, protected.
+   */
+  private async noteMember (peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    if (!this.candidates.has(id) && this.candidates.size >= MAX_CANDIDATES) return
+    this.candidates.add(id)
+    const conns = this.host.getConnections(peer)
+    if (conns.length > 0 && conns.every((c) => isPlainConnection(c))) {
+      await Promise.all(conns.map(async (c) => { await c.close().catch(() => {}) }))
+    }
+  }
 
   static async start (opts: MeshOptions): Promise<Mesh> {
     const ids = identifiers(opts.token)
@@ -110,7 +143,17 @@ export class Mesh {
         throw new WeftError('ERR_BAD_INPUT', `peer address ${p} has no /p2p/<peer id> part; copy the full address from the other node's "weft status"`)
       }
     }
+    // Peers we protect connections to: configured, in the peer book, found by mDNS or under the
+    // rendezvous keys, or members in the log. Every other peer is a public node (plain).
+    const candidates = new Set<string>()
+    for (const p of opts.peers ?? []) {
+      const id = multiaddr(p).getComponents().findLast((c) => c.name === 'p2p')?.value
+      if (id !== undefined) candidates.add(id)
+    }
+    for (const e of opts.peerBook?.entries() ?? []) candidates.add(e.id)
     const host = await createHost({
+      ...(opts.public !== undefined ? { public: { bootstrap: opts.public.bootstrap, isMember: (id) => candidates.has(id) || (opts.isLogMember?.(id) ?? false) } } : {}),
+      onLanPeer: (id) => { candidates.add(id) },
       token: opts.token,
       net: opts.replica.net,
       identity: opts.identity,
@@ -143,7 +186,7 @@ export class Mesh {
       now: opts.now,
       log: opts.log
     })
-    mesh = new Mesh(host, gossip, sync, presence, opts)
+    mesh = new Mesh(host, gossip, sync, presence, opts, candidates)
     try {
       await host.start()
       await sync.start()
@@ -192,8 +235,21 @@ export class Mesh {
     }
     this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
     every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
-    this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
+    this.rendezvous = new Rendezvous({
+      host,
+      token: opts.token,
+      now: opts.now,
+      log: opts.log,
+      intervalMs: opts.rendezvousIntervalMs,
+      onProvider: async (p) => { await this.noteMember(p) },
+      // Until a member is connected, look every few seconds (a new node, or one cut off).
+      ...(opts.public !== undefined ? { alone: () => !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined) } : {})
+    })
     this.rendezvous.start()
+    // New addresses (a relay slot, an observed public address): announce them under the keys now.
+    if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { this.rendezvous?.kick() })
+    this.lanProblem = lanDiscoveryProblem(opts.mdns !== false, opts.addressFilter !== undefined ? { allowsInterface: (n) => opts.addressFilter?.allowsInterface(n) ?? true } : {})
+    if (this.lanProblem !== undefined) opts.log.warn({ fix: 'give --peer, or use public discovery' }, this.lanProblem)
     if (opts.peerBook !== undefined) void this.dialBook(opts.peerBook)
     if ((opts.peers ?? []).length > 0) {
       every(REDIAL_MS, () => { void this.dialConfigured() })

@@ -105,5 +105,7 @@ async function publicIdentify (service: IdentifyLike | undefined, stream: Stream
       })
     }
   })
-  await service.handleProtocol.call(Object.create(service, { components: { value: components } }), stream, connection)
+  // The instance's handleProtocol is bound to it (identify's constructor): take the class's own.
+  const unbound = (Object.getPrototypeOf(service) as IdentifyLike).handleProtocol
+  await unbound.call(Object.create(service, { components: { value: components } }), stream, connection)
 }

@@ -20,6 +20,7 @@ import type { SignedEvent } from '../log/event.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
 import { PeerBook } from '../net/peer-book.js'
+import { treatAsPublic } from '../net/public-ranges.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -156,10 +157,14 @@ export class Daemon {
       for (const m of replica.states().network.members.active.values()) if (m.author !== identity.authorHex) peerBook.add(m.peerId, m.addrs, 0)
     }
     bookMembers()
+    // Before the host exists: libp2p reads its list of private ranges for every address.
+    if (config.publicRanges.length > 0) treatAsPublic(config.publicRanges)
     let mesh: Mesh
     try {
       mesh = await Mesh.start({
         peerBook,
+        ...(config.publicDiscovery ? { public: { bootstrap: config.bootstrap } } : {}),
+        isLogMember: (p) => { for (const m of replica.states().network.members.active.values()) if (m.peerId === p) return true; return false },
         token: config.token,
         identity,
         verifier,
@@ -447,6 +452,7 @@ export class Daemon {
       pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       members: this.clusterMembers(peers),
+      ...(this.mesh.problems().length > 0 ? { problems: this.mesh.problems() } : {}),
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
