@@ -12,6 +12,8 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { isPrivateIp } from '@libp2p/utils'
+import { networkInterfaces } from 'node:os'
 import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import { seedOf, type NodeIdentity } from '../log/identity.js'
@@ -121,6 +123,9 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   if (pub !== undefined && path.addresses !== undefined) {
     // Relay slots: a node behind a NAT is reachable at <relay>/p2p-circuit/p2p/<us>.
     path.addresses.listen = [...(path.addresses.listen ?? []), ...Array.from({ length: RELAY_RESERVATIONS }, () => '/p2p-circuit')]
+    // A public address of our own is announced as it is: libp2p would wait for AutoNAT to confirm
+    // it, and AutoNAT is not run here (see below).
+    path.addresses.appendAnnounce = publicListenAddrs(opts.listen, opts.addressFilter)
   }
   let identifyService: unknown
   const host = await createLibp2p<HostServices>({
@@ -189,12 +194,35 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       // connections), so it needs none of the limits that protect a public relay.
       ...(opts.relay !== false ? { relay: pub !== undefined ? circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: MEMBER_RELAY_RESERVATIONS } }) : circuitRelayServer() } : {}),
       dcutr: dcutr(),
-      autonat: autoNAT()
+      // AutoNAT v1 closes the connection it verified a dial-back on, even when the dial reused an
+      // existing one: with public addresses in play it cut every link to a relay and to members
+      // right after they opened (seen in the simulated internet). Off with public discovery;
+      // kept as before without it (private addresses never trigger it).
+      ...(pub === undefined ? { autonat: autoNAT() } : {})
     }
   })
   identifyService = host.services.identify
   await host.start()
   return host
+}
+
+/**
+ * The addresses of ours that libp2p calls public (after --public-ranges), with each listen port:
+ * a member with a public address announces them to members and to the public DHT.
+ */
+export function publicListenAddrs (listen: readonly string[], filter?: AddressFilter): string[] {
+  const out: string[] = []
+  const locals = Object.values(networkInterfaces()).flatMap((infos) => infos ?? []).filter((i) => i.family === 'IPv4' && !i.internal)
+  for (const l of listen) {
+    const m = /^\/ip4\/([^/]+)\/tcp\/(\d+)$/.exec(l)
+    if (m === null || m[2] === '0') continue
+    const ips = m[1] === '0.0.0.0' ? locals.map((i) => i.address) : [m[1] as string]
+    for (const ip of ips) {
+      if (isPrivateIp(ip) === true || (filter !== undefined && !filter.allowsIp(ip))) continue
+      out.push(`/ip4/${ip}/tcp/${m[2] as string}`)
+    }
+  }
+  return [...new Set(out)]
 }
 
 /** Refuse a denied peer as soon as its identity is known (after the handshake), both ways. */
