@@ -104,7 +104,8 @@ export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoi
     service.start = async () => {
       const choice = pick()
       if (choice === undefined || service.mdns != null) { await libraryStart(); return }
-      service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address })
+      // bind to the wildcard: a socket bound to the interface's unicast address gets no multicast.
+      service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address, bind: '0.0.0.0' })
       service.mdns.on('query', service._onMdnsQuery)
       service.mdns.on('response', service._onMdnsResponse)
       service.mdns.on('warning', service._onMdnsWarning)

@@ -321,8 +321,13 @@ export class Mesh {
   }
 
   /** The periodic round: every peer, except quiet ones while nothing changed here. */
+  /** Connected peers that may be members: public nodes (plain connections only) are never synced with. */
+  private memberPeers (): PeerId[] {
+    return this.host.getPeers().filter((p) => this.host.getConnections(p).some((c) => !isPlainConnection(c)))
+  }
+
   private async syncRound (): Promise<void> {
-    const peers = this.host.getPeers()
+    const peers = this.memberPeers()
     const connected = new Set(peers.map((p) => p.toString()))
     for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
     await Promise.all(peers.map(async (p) => {
@@ -337,7 +342,7 @@ export class Mesh {
   }
 
   async syncAll (): Promise<void> {
-    await Promise.all(this.host.getPeers().map(async (p) => { await this.syncPeer(p) }))
+    await Promise.all(this.memberPeers().map(async (p) => { await this.syncPeer(p) }))
   }
 
   async publish (events: readonly SignedEvent[]): Promise<void> {
