@@ -126,8 +126,8 @@ export class TransportProtector implements ConnectionProtector {
     const timeout = AbortSignal.timeout(this.timeoutMs)
     const signal = options?.signal !== undefined ? AbortSignal.any([timeout, options.signal]) : timeout
     const bytes = byteStream(maConn, { maxBufferSize: HANDSHAKE_BUFFER_BYTES })
-    // DCUtR's simultaneous open: both sides dialled, one acts as the responder (initiator: false).
-    const initiator = maConn.direction === 'outbound' && (options as { initiator?: boolean } | undefined)?.initiator !== false
+    // Roles follow the TCP connection (docs/transport.md), also for DCUtR's reversed dials.
+    const initiator = maConn.direction === 'outbound'
     if (initiator && this.plain?.plainDial(remotePeerOf(maConn)) === true) return this.leavePlain(maConn, bytes, log)
     let session: Session
     try {
