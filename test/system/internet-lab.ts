@@ -17,7 +17,8 @@ import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { NetnsLab, waitFor, tail, type LabHost, type LabProc } from './netns.js'
+import { NetnsLab, startWeft, waitFor, weftApi, tail, type LabHost, type LabProc, type WeftNode } from './netns.js'
+import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
 import { publicSeed } from './public-node.js'
 
 export type NatKind = 'port-preserving' | 'port-restricted' | 'symmetric'
@@ -109,4 +110,39 @@ async function runIp (args: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     execFile('ip', args, (err, _o, stderr) => { err === null ? resolve() : reject(new Error(`ip ${args.join(' ')}: ${stderr}`)) })
   })
+}
+
+/** `weft up` flags of a token-only node of the simulated internet. */
+export function reachFlags (net: Internet): string[] {
+  return ['--no-tun', '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
+}
+
+/** Starts Weft on every public-member host, then behind every NAT (in that order in the result). */
+export function startReachNodes (net: Internet, cli: string, token: string, extra: readonly string[] = []): WeftNode[] {
+  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, [...reachFlags(net), ...extra]))
+}
+
+export interface PairResult { pair: string, ms: number, path: 'direct' | 'relayed' }
+
+/**
+ * Polls the NATted nodes' APIs until every pair of them is connected (either side may report it);
+ * the time of each pair is from `started` (performance.now()). Throws after `timeoutMs` naming the
+ * pairs still missing.
+ */
+export async function connectTimes (net: Internet, natted: readonly WeftNode[], started: number, timeoutMs: number): Promise<PairResult[]> {
+  const pairs: Array<[number, number]> = []
+  for (let i = 0; i < natted.length; i++) for (let j = i + 1; j < natted.length; j++) pairs.push([i, j])
+  const done = new Map<string, PairResult>()
+  const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  await waitFor(async () => {
+    const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    for (const [i, j] of pairs) {
+      const pair = `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`
+      if (done.has(pair)) continue
+      const p = peers[i]?.find((q) => q.peerId === ids[j] && q.connected) ?? peers[j]?.find((q) => q.peerId === ids[i] && q.connected)
+      if (p !== undefined) done.set(pair, { pair, ms: performance.now() - started, path: p.path?.direct === true ? 'direct' : 'relayed' })
+    }
+    return done.size === pairs.length
+  }, () => `every NATted pair connected (so far: ${JSON.stringify([...done.keys()])})`, timeoutMs, 250)
+  return [...done.values()]
 }

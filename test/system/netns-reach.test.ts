@@ -16,9 +16,9 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
-import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
+import type { NodeStatus } from '../../src/adapters/api-types.js'
 import { netnsSupport, startWeft, stateOf, tail, waitApi, waitFor, weftApi, disagreement, type WeftNode } from './netns.js'
-import { buildInternet, NAT_KINDS, PUBLIC_RANGE, type Internet } from './internet-lab.js'
+import { buildInternet, connectTimes, NAT_KINDS, startReachNodes, type Internet } from './internet-lab.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 /** The issue's goal: every NATted pair connected within this long of the nodes' start. */
@@ -51,8 +51,6 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
     await net?.lab.destroy()
   }, 30_000)
 
-  const flags = (): string[] => ['--no-tun', '--no-mdns', '--bootstrap', (net as Internet).bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
-
   async function withLogs<T> (fn: () => Promise<T>): Promise<T> {
     try {
       return await fn()
@@ -66,30 +64,13 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
   it('find each other through the public DHT, connect within 30 s and agree on the log', async () => {
     const n = net as Internet
     const started = performance.now()
-    for (const h of n.publicMembers) nodes.push(startWeft(n.lab, h, CLI, token, flags()))
-    for (const x of n.natted) nodes.push(startWeft(n.lab, x.host, CLI, token, flags()))
+    nodes.push(...startReachNodes(n, CLI, token))
     await withLogs(async () => {
       for (const node of nodes) await waitApi(node, 30_000)
       const natted = nodes.slice(n.publicMembers.length)
-      const pairs: Array<[number, number]> = [[0, 1], [0, 2], [1, 2]]
-      const connectedAt = new Map<string, number>()
-      const paths = new Map<string, string>()
-      await waitFor(async () => {
-        const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(n.lab, x, 'GET', '/peers')).peers))
-        const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(n.lab, x, 'GET', '/status')).peerId))
-        for (const [i, j] of pairs) {
-          const key = `${n.natted[i]?.nat} ↔ ${n.natted[j]?.nat}`
-          if (connectedAt.has(key)) continue
-          const p = peers[i]?.find((q) => q.peerId === ids[j] && q.connected)
-          if (p !== undefined) {
-            connectedAt.set(key, performance.now() - started)
-            paths.set(key, p.path?.direct === true ? 'direct' : 'relayed')
-          }
-        }
-        return connectedAt.size === pairs.length
-      }, () => `every NATted pair connected (so far: ${JSON.stringify([...connectedAt.keys()])})`, CONNECT_WITHIN_MS + 30_000, 500)
-      console.log(`netns-reach: ${JSON.stringify(Object.fromEntries([...connectedAt].map(([k, ms]) => [k, { ms: Math.round(ms), path: paths.get(k) }])))}`)
-      for (const [k, ms] of connectedAt) expect(ms, `${k} connected after ${Math.round(ms)} ms`).toBeLessThan(CONNECT_WITHIN_MS)
+      const times = await connectTimes(n, natted, started, CONNECT_WITHIN_MS + 30_000)
+      console.log(`netns-reach: ${JSON.stringify(times.map((t) => ({ ...t, ms: Math.round(t.ms) })))}`)
+      for (const t of times) expect(t.ms, `${t.pair} connected after ${Math.round(t.ms)} ms`).toBeLessThan(CONNECT_WITHIN_MS)
       // Every NATted member advertises a relay slot.
       for (const x of natted) {
         const s = await weftApi<NodeStatus>(n.lab, x, 'GET', '/status')
