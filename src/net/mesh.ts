@@ -1,5 +1,5 @@
 import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { identifiers, type NetworkToken } from '../log/token.js'
@@ -81,6 +81,9 @@ const DIAL_DISCOVERED_BELOW = 32
  * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
  */
 const QUIET_SKIPS = 5
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+/** Member relays a node keeps a slot on, besides its slots on public relays. */
+const MEMBER_RELAY_SLOTS = 2
 /** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
 const MAX_CANDIDATES = 4_096
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
@@ -97,6 +100,7 @@ const BOOK_DIAL_CONCURRENCY = 4
  */
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
+  private readonly memberRelays = new Set<string>()
   private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
@@ -211,6 +215,7 @@ export class Mesh {
         const c = evt.detail.connection
         const reached = c.direction === 'outbound' ? [c.remoteAddr.toString()] : []
         opts.peerBook?.add(evt.detail.peerId.toString(), [...reached, ...evt.detail.listenAddrs.map((a) => a.toString())])
+        if (opts.public !== undefined) void this.useMemberRelay(evt.detail.peerId, c, evt.detail.protocols)
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -234,7 +239,10 @@ export class Mesh {
       this.timers.push(t)
     }
     this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
-    every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
+    every(syncIntervalMs, () => {
+      void this.syncRound()
+      void this.redialKnown(syncProtocol)
+    })
     this.rendezvous = new Rendezvous({
       host,
       token: opts.token,
@@ -275,6 +283,25 @@ export class Mesh {
         }
         this.lastDialError.set(p, reason)
       }
+    }
+  }
+
+  /**
+   * A member we reached directly that relays (it has a public address): a slot on its relay makes
+   * us reachable to members without the limits of public relays (docs/mesh.md, "Beyond the LAN").
+   */
+  private async useMemberRelay (peer: PeerId, c: Connection, protocols: readonly string[]): Promise<void> {
+    const id = peer.toString()
+    if (!protocols.includes(HOP_PROTOCOL) || c.direction !== 'outbound' || !isDirect(c) || isPlainConnection(c)) return
+    if (this.memberRelays.has(id) || this.memberRelays.size >= MEMBER_RELAY_SLOTS) return
+    this.memberRelays.add(id)
+    const transports = (this.host as unknown as { components: { transportManager: { listen: (a: Multiaddr[]) => Promise<void> } } }).components.transportManager
+    try {
+      await transports.listen([multiaddr(`${c.remoteAddr.toString()}/p2p-circuit`)])
+      this.opts.log.info({ relay: id }, 'reserved a relay slot on a member with a public address')
+    } catch (err) {
+      this.memberRelays.delete(id)
+      this.opts.log.debug({ relay: id, err: (err as Error).message }, 'cannot reserve a relay slot on a member')
     }
   }
 
