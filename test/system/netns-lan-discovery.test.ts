@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
 import type { NodeStatus } from '../../src/adapters/api-types.js'
-import { NetnsLab, netnsSupport, startWeft, tail, waitApi, waitFor, weftApi, type WeftNode } from './netns.js'
+import { NetnsLab, netnsSupport, startWeft, tail, waitApi, waitFor, weftApi, withNodeLogs, type WeftNode } from './netns.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 const support = netnsSupport()
@@ -37,15 +37,8 @@ describe.skipIf(!support.ok)('LAN discovery without a route for multicast', () =
 
   afterAll(async () => { await lab?.destroy() }, 30_000)
 
-  async function withLogs<T> (fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (err) {
-      const logs = await Promise.all(nodes.map(async (n) => `--- ${n.host.hostname} ---\n${await tail(n.proc.logFile, 20)}`))
-      ;(err as Error).message += `\n${logs.join('\n')}`
-      throw err
-    }
-  }
+  const withLogs = async <T>(fn: () => Promise<T>): Promise<T> => await withNodeLogs(nodes, fn, 20)
+
 
   it('two token-only nodes find each other by mDNS on the interface the node picked', async () => {
     const l = lab as NetnsLab

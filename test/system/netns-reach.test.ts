@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
 import type { NodeStatus } from '../../src/adapters/api-types.js'
-import { netnsSupport, startWeft, stateOf, tail, waitApi, waitFor, weftApi, disagreement, type WeftNode } from './netns.js'
+import { netnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
 import { buildInternet, connectTimes, NAT_KINDS, startReachNodes, type Internet } from './internet-lab.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
@@ -51,15 +51,8 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
     await net?.lab.destroy()
   }, 30_000)
 
-  async function withLogs<T> (fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn()
-    } catch (err) {
-      const logs = await Promise.all(nodes.map(async (n) => `--- ${n.host.hostname} (${n.host.ns}) ---\n${await tail(n.proc.logFile, 25)}`))
-      ;(err as Error).message += `\n${logs.join('\n')}`
-      throw err
-    }
-  }
+  const withLogs = async <T>(fn: () => Promise<T>): Promise<T> => await withNodeLogs(nodes, fn, 25)
+
 
   it('find each other through the public DHT, connect within 30 s and agree on the log', async () => {
     const n = net as Internet
