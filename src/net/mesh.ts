@@ -82,6 +82,8 @@ const DIAL_DISCOVERED_BELOW = 32
  */
 const QUIET_SKIPS = 5
 const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+/** With public discovery, rendezvous rounds run at the fast pace for this long after start. */
+const FAST_RENDEZVOUS_AFTER_START_MS = 120_000
 /** Member relays a node keeps a slot on, besides its slots on public relays. */
 const MEMBER_RELAY_SLOTS = 2
 /** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
@@ -243,6 +245,7 @@ export class Mesh {
       void this.syncRound()
       void this.redialKnown(syncProtocol)
     })
+    const startedAt = opts.now()
     this.rendezvous = new Rendezvous({
       host,
       token: opts.token,
@@ -250,8 +253,9 @@ export class Mesh {
       log: opts.log,
       intervalMs: opts.rendezvousIntervalMs,
       onProvider: async (p) => { await this.noteMember(p) },
-      // Until a member is connected, look every few seconds (a new node, or one cut off).
-      ...(opts.public !== undefined ? { alone: () => !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined) } : {})
+      // Look every few seconds while no member is connected (a new node, or one cut off) and in
+      // the first minutes, while members that started with us are still announcing themselves.
+      ...(opts.public !== undefined ? { alone: () => opts.now() - startedAt < FAST_RENDEZVOUS_AFTER_START_MS || !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined) } : {})
     })
     this.rendezvous.start()
     // New addresses (a relay slot, an observed public address): announce them under the keys now.
