@@ -182,6 +182,8 @@ export const NodeStatusSchema = z.object({
     offline: z.array(z.object({ author: Hex64, hostname: z.string(), role: z.string(), lastSeenMs: Millis.optional() }))
   }).optional(),
   sync: z.object({ rounds: Count, eventsPulled: Count, lastRoundAt: Millis.optional() }),
+  /** What keeps this node from finding or reaching peers, each with its fix (e.g. no interface for mDNS). */
+  problems: z.array(z.string()).optional(),
   vpn: VpnStatusSchema.optional(),
   /** The k3s supervisor (absent without --k3s): see docs/k3s.md. */
   k3s: z.record(z.string(), z.unknown()).optional(),

@@ -72,6 +72,7 @@ export function renderStatus (s: NodeStatus): string {
     ...memberRows(s),
     ['sync', `${plural(s.sync.rounds, 'round')}, ${plural(s.sync.eventsPulled, 'event')} pulled, last ${s.sync.lastRoundAt === undefined ? 'never' : `${duration(Math.max(0, now - s.sync.lastRoundAt))} ago`}`]
   ]
+  for (const [i, p] of (s.problems ?? []).entries()) rows.push([i === 0 ? 'problems' : '', p])
   const v = s.vpn
   if (v === undefined) {
     rows.push(['vpn', 'off (--no-tun)'])

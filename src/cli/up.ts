@@ -11,6 +11,9 @@ interface UpOpts {
   listen: string[]
   peer: string[]
   mdns: boolean
+  bootstrap: string[]
+  publicDiscovery: boolean
+  publicRanges: string[]
   api?: string
   syncInterval?: string
   joinWait?: string
@@ -52,6 +55,9 @@ export function registerUp (program: Command): void {
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/4001)', collect, [])
     .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--bootstrap <multiaddr,...>', 'public libp2p nodes to find members through (or WEFT_BOOTSTRAP; default: the public libp2p bootstrap list), comma-separated or repeatable', collect, [])
+    .option('--no-public-discovery', 'do not use the public DHT and relays: only mDNS, --peer and the peer book (air-gapped networks)')
+    .option('--public-ranges <cidr,...>', 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10), comma-separated or repeatable', collect, [])
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
     .option('--join-wait <duration>', 'first start: wait this long for a first sync with a peer before joining alone, e.g. 5s or 0 (default: 5s)')
@@ -86,6 +92,9 @@ export function registerUp (program: Command): void {
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/0, a random port)', collect, [])
     .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--bootstrap <multiaddr,...>', 'public libp2p nodes to find members through (or WEFT_BOOTSTRAP; default: the public libp2p bootstrap list), comma-separated or repeatable', collect, [])
+    .option('--no-public-discovery', 'do not use the public DHT and relays: only mDNS, --peer and the peer book (air-gapped networks)')
+    .option('--public-ranges <cidr,...>', 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10), comma-separated or repeatable', collect, [])
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port for this workstation, repeatable', collect, [])
@@ -118,6 +127,9 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     peer: o.peer,
     // Commander sets mdns: true unless --no-mdns is given; only an explicit false overrides the file.
     mdns: o.mdns === false ? false : undefined,
+    bootstrap: o.bootstrap,
+    publicDiscovery: o.publicDiscovery === false ? false : undefined,
+    publicRanges: o.publicRanges,
     api: o.api,
     syncInterval: o.syncInterval,
     joinWait: o.joinWait,

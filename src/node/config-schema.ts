@@ -30,6 +30,7 @@ export const DEFAULTS = {
   role: 'auto' as UpRole,
   listen: ['/ip4/0.0.0.0/tcp/4001'],
   mdns: true,
+  publicDiscovery: true,
   api: '127.0.0.1:8080',
   syncInterval: '10s',
   joinWait: '5s',
@@ -68,6 +69,9 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'hostname', flag: '--hostname <name>', default: 'the system hostname', description: 'node name announced to the network (DNS name under the cluster)' },
   { key: 'listen', flag: '--listen <multiaddr>', default: DEFAULTS.listen.join(', '), description: 'libp2p TCP listen address; repeat the flag (or use a YAML list) for several' },
   { key: 'peers', flag: '--peer <multiaddr>', description: 'bootstrap peer ending in /p2p/<peer id>; repeat the flag (or use a YAML list) for several' },
+  { key: 'bootstrap', flag: '--bootstrap <multiaddr,...>', env: 'WEFT_BOOTSTRAP', default: 'the public libp2p bootstrap nodes', description: 'public libp2p nodes (DHT servers, relays) used to find members across the internet; comma-separated or repeated, each ending in /p2p/<peer id> (docs/mesh.md, "Beyond the LAN")' },
+  { key: 'public-discovery', flag: '--no-public-discovery', default: 'true', description: 'find members through the public libp2p DHT and relays (--no-public-discovery or "public-discovery: false": only mDNS, --peer and the peer book, as an air-gapped network needs)' },
+  { key: 'public-ranges', flag: '--public-ranges <cidr,...>', description: 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10 on a carrier WAN, 198.18.0.0/15 in a lab); comma-separated or repeated' },
   { key: 'mdns', flag: '--no-mdns', default: 'true', description: 'discover peers on the local network with mDNS (--no-mdns or "mdns: false" turns it off)' },
   { key: 'api', flag: '--api <host:port|path|off>', default: DEFAULTS.api, description: 'HTTP API address: host:port, [ipv6]:port, a unix socket path (/... or ./...), or off' },
   { key: 'sync-interval', flag: '--sync-interval <duration>', default: DEFAULTS.syncInterval, description: 'anti-entropy round period: 500ms, 10s, 1m or seconds (100ms to 1h)' },
@@ -223,6 +227,31 @@ export function parsePeerAddress (text: string): string {
   return multiaddr(t).toString()
 }
 
+/**
+ * The public libp2p bootstrap nodes (the list js-libp2p and kubo ship): DHT servers that answer
+ * the public `/ipfs/kad/1.0.0` protocol, the default of `--bootstrap`.
+ */
+export const PUBLIC_BOOTSTRAP: readonly string[] = [
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzJ3eU3TmsaTSZ4vQj',
+  '/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ'
+]
+
+/** `--bootstrap`, `WEFT_BOOTSTRAP`: one value may hold several addresses separated by commas. */
+export function splitList (values: readonly string[]): string[] {
+  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '')
+}
+
+/** A range that counts as public (`--public-ranges`): an IPv4 or IPv6 CIDR, returned canonical. */
+export function parsePublicRange (text: string): string {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim())
+  const ok = m !== null && ((isIPv4(m[1] as string) && Number(m[2]) <= 32) || (isIPv6(m[1] as string) && Number(m[2]) <= 128))
+  if (!ok) throw bad(`${quote(text)} is not a CIDR; write it like 198.18.0.0/15 or 100.64.0.0/10`)
+  return text.trim()
+}
+
 export function parseCluster (text: string): string {
   if (!ClusterName.safeParse(text).success) {
     throw bad(`${quote(text)} is not a valid cluster name: use a DNS label of 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit`)
@@ -270,6 +299,9 @@ export const WeftBlock = z.strictObject({
   listen: addressList,
   peers: addressList,
   mdns: z.boolean().nullish(),
+  bootstrap: addressList,
+  'public-discovery': z.boolean().nullish(),
+  'public-ranges': addressList,
   api: z.union([z.string(), z.literal(false)]).nullish(),
   'sync-interval': z.union([z.string(), z.number()]).nullish(),
   'join-wait': z.union([z.string(), z.number()]).nullish(),
@@ -305,6 +337,9 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   listen: 'a multiaddr or a list of multiaddrs',
   peers: 'a multiaddr or a list of multiaddrs',
   mdns: 'true or false',
+  bootstrap: 'a multiaddr ending in /p2p/<peer id>, or a list of them',
+  'public-discovery': 'true or false',
+  'public-ranges': 'a CIDR such as 198.18.0.0/15, or a list of them',
   api: 'host:port, a unix socket path, or off',
   'sync-interval': 'a duration such as 10s, or a number of seconds',
   'join-wait': 'a duration such as 5s, or 0',

@@ -11,7 +11,7 @@ import { parsePathRules } from '../net/address-filter.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
   describeValue, parseApiAddress, parseCluster, parseDuration, parseJoinWait, parseHostname, parseListenAddress,
-  parseLogLevel, parsePeerAddress, parseRole, quote, suggestKey,
+  parseLogLevel, parsePeerAddress, parsePublicRange, parseRole, quote, splitList, suggestKey, PUBLIC_BOOTSTRAP,
   type ApiAddress, type LogLevel, type UpRole
 } from './config-schema.js'
 
@@ -44,6 +44,11 @@ export interface UpFlags {
   listen?: string[]
   peer?: string[]
   mdns?: boolean
+  /** --bootstrap values (each may hold several comma-separated addresses). */
+  bootstrap?: string[]
+  /** false when --no-public-discovery was given (undefined otherwise, like mdns). */
+  publicDiscovery?: boolean
+  publicRanges?: string[]
   api?: string
   syncInterval?: string
   joinWait?: string
@@ -87,6 +92,12 @@ export interface UpConfig {
   /** Canonical multiaddr text, each ending in /p2p/<peer id>; duplicates removed. */
   peers: string[]
   mdns: boolean
+  /** Public libp2p nodes (DHT servers, relays) to start from; unused without public discovery. */
+  bootstrap: string[]
+  /** Find members through the public DHT and relays (docs/mesh.md, "Beyond the LAN"). */
+  publicDiscovery: boolean
+  /** CIDRs treated as public although libp2p calls them private. */
+  publicRanges: string[]
   /** A relative unix socket path is made absolute. */
   api: ApiAddress
   syncIntervalMs: number
@@ -394,6 +405,17 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? flags.peer.map((a) => at('--peer', () => parsePeerAddress(a)))
     : filePeers ?? []
 
+  const fileBootstrap = w.bootstrap != null ? splitList(asList(w.bootstrap)).map((a, i) => at(`${fw('bootstrap')}[${i}]`, () => parsePeerAddress(a))) : undefined
+  const bootstrap = flags.bootstrap !== undefined && splitList(flags.bootstrap).length > 0
+    ? splitList(flags.bootstrap).map((a) => at('--bootstrap', () => parsePeerAddress(a)))
+    : nonEmpty(env.WEFT_BOOTSTRAP)
+      ? splitList([env.WEFT_BOOTSTRAP]).map((a) => at('WEFT_BOOTSTRAP', () => parsePeerAddress(a)))
+      : fileBootstrap ?? [...PUBLIC_BOOTSTRAP]
+  const filePublicRanges = w['public-ranges'] != null ? splitList(asList(w['public-ranges'])).map((c, i) => at(`${fw('public-ranges')}[${i}]`, () => parsePublicRange(c))) : undefined
+  const publicRanges = flags.publicRanges !== undefined && splitList(flags.publicRanges).length > 0
+    ? splitList(flags.publicRanges).map((c) => at('--public-ranges', () => parsePublicRange(c)))
+    : filePublicRanges ?? []
+
   let api: ApiAddress
   let apiBase = process.cwd()
   if (flags.api !== undefined) api = at('--api', () => parseApiAddress(flags.api as string))
@@ -443,6 +465,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     listen: [...new Set(listen)],
     peers: [...new Set(peers)],
     mdns: flags.mdns ?? w.mdns ?? DEFAULTS.mdns,
+    bootstrap: [...new Set(bootstrap)],
+    publicDiscovery: flags.publicDiscovery ?? w['public-discovery'] ?? DEFAULTS.publicDiscovery,
+    publicRanges: [...new Set(publicRanges)],
     api,
     syncIntervalMs,
     joinWaitMs,

@@ -19,6 +19,8 @@ import { identifiers, networkIdBytes } from '../log/token.js'
 import type { SignedEvent } from '../log/event.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
+import { PeerBook } from '../net/peer-book.js'
+import { treatAsPublic } from '../net/public-ranges.js'
 import { replicaPort } from '../net/replica-port.js'
 import { planAgent, type DesiredNode } from '../projections/agent-plan.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -160,9 +162,20 @@ export class Daemon {
       await db.close()
       throw err
     }
+    // Members' addresses from the log, identify and dials, redialled first after a restart.
+    const peerBook = await PeerBook.open(join(config.dataDir, 'peers.json'), { now, log })
+    const bookMembers = (): void => {
+      for (const m of replica.states().network.members.active.values()) if (m.author !== identity.authorHex) peerBook.add(m.peerId, m.addrs, 0)
+    }
+    bookMembers()
+    // Before the host exists: libp2p reads its list of private ranges for every address.
+    if (config.publicRanges.length > 0) treatAsPublic(config.publicRanges)
     let mesh: Mesh
     try {
       mesh = await Mesh.start({
+        peerBook,
+        ...(config.publicDiscovery ? { public: { bootstrap: config.bootstrap } } : {}),
+        isLogMember: (p) => { for (const m of replica.states().network.members.active.values()) if (m.peerId === p) return true; return false },
         token: config.token,
         identity,
         verifier,
@@ -288,6 +301,7 @@ export class Daemon {
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
       d.schedulePlan()
+      if (added.some((e) => e.fields.type === 'node.join')) bookMembers()
       const state = replica.states().network
       const applied = d.vpn?.apply(state) ?? Promise.resolve()
       // DNS answers change now; an "overlay" listener binds once the device has the address.
@@ -451,6 +465,7 @@ export class Daemon {
       pending: this.replica.log.pendingCount,
       peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
       members: this.clusterMembers(peers),
+      ...(this.mesh.problems().length > 0 ? { problems: this.mesh.problems() } : {}),
       self: {},
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
