@@ -113,7 +113,7 @@ describe('fake API server: what a real one refuses (issue 14 regressions)', () =
     // Applying again changes nothing and fails nothing.
     for (const file of files) for (const doc of docs(file)) await apply(client, doc)
     expect(fake.objects(MANIFEST_RESOURCES.customResourceDefinitions).map((c) => c.metadata.name).sort()).toEqual([
-      'clusterproperties.about.k8s.io', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io'
+      'clusterproperties.about.k8s.io', 'entanglements.weft.io', 'manifests.weft.io', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io'
     ])
     expect(fake.get(MANIFEST_RESOURCES.deployments, 'weft-system', 'weft-agent')).toBeDefined()
   })
