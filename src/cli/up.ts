@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander'
 import { run } from './errors.js'
 
-interface UpOpts {
+export interface UpOpts {
   token?: string
   tokenFile?: string
   dataDir?: string
@@ -103,7 +103,8 @@ export function registerUp (program: Command): void {
     })
 }
 
-async function runUp (o: UpOpts, bridge = false): Promise<number> {
+/** `prepare` adjusts the resolved config before the daemon starts (`weft sidecar`). */
+export async function runUp (o: UpOpts, bridge = false, prepare?: (config: import('../node/config.js').UpConfig) => Promise<void>): Promise<number> {
   const { resolveUpConfig } = await import('../node/config.js')
   const config = await resolveUpConfig({
     token: o.token,
@@ -146,6 +147,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config.tun = true
     config.k3s = false
   }
+  await prepare?.(config)
   const { pino } = await import('pino')
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
   const { Daemon } = await import('../node/daemon.js')
