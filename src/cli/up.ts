@@ -27,6 +27,9 @@ export interface UpOpts {
   serviceAddress?: string
   kubeconfig?: string
   shareKubeApi?: boolean
+  entangle?: boolean
+  entangleWebhook?: string
+  sidecarImage?: string
   allow: string[]
   k3s?: boolean
   k3sBin?: string
@@ -66,6 +69,9 @@ export function registerUp (program: Command): void {
     .option('--service-address <ip>', 'address pods reach this node at, for imported services\' EndpointSlices (default: overlay address, else POD_IP)')
     .option('--kubeconfig <path|in-cluster>', 'run the multi-cluster services (MCS) agent against this Kubernetes cluster')
     .option('--share-kube-api', 'let the members named by --allow reach this cluster\'s API server over the mesh')
+    .option('--entangle', 'run the Entanglement and Manifests controllers (needs --kubeconfig and the CRDs of deploy/crds/)')
+    .option('--entangle-webhook <ip:port>', 'serve the sidecar injection webhook here (TLS, the agent\'s own CA; needs --entangle)')
+    .option('--sidecar-image <image>', 'image of injected weft sidecars (default: WEFT_IMAGE)')
     .option('--allow <peer-id|hostname>', 'a member allowed to use the shared API, repeatable', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
@@ -133,6 +139,9 @@ export async function runUp (o: UpOpts, bridge = false, prepare?: (config: impor
     serviceAddress: o.serviceAddress,
     kubeconfig: o.kubeconfig,
     shareKubeApi: o.shareKubeApi === true ? true : undefined,
+    entangle: o.entangle === true ? true : undefined,
+    entangleWebhook: o.entangleWebhook,
+    sidecarImage: o.sidecarImage,
     allow: o.allow,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { OwnerReference } from '../../adapters/kube/client.js'
-import { LABEL_APP_MANAGED_BY, LABEL_K8S_SERVICE_NAME, LABEL_MANAGED_BY, WEFT_ENDPOINTSLICE_MANAGER, WEFT_MANAGER, type EndpointSlice, type Service } from '../../adapters/kube/types.js'
+import { LABEL_APP_MANAGED_BY, LABEL_K8S_SERVICE_NAME, LABEL_MANAGED_BY, WEFT_MANAGER, type EndpointSlice, type Service } from '../../adapters/kube/types.js'
 import { parseTarget, type HostPort } from '../service-registry.js'
 import { LABEL_ENTANGLEMENT, type Entanglement } from './resources.js'
 
@@ -57,6 +57,12 @@ export function planEntanglement (e: Entanglement): { want: EntanglementWant, to
   return { want: { kind: 'consume', namespace, name: s.service, port: s.port, serviceName: c.serviceName ?? (e.metadata.name as string), servicePort: c.servicePort ?? s.port }, tokenRef }
 }
 
+/**
+ * The `endpointslice.kubernetes.io/managed-by` of a consume's slice: not the MCS agent's
+ * `weft.io`, whose garbage collection deletes every slice of its own it did not plan.
+ */
+export const ENTANGLE_ENDPOINTSLICE_MANAGER = 'entangle.weft.io'
+
 /** The owner reference that makes the created objects go with the Entanglement (garbage collector). */
 export function ownerOf (e: Entanglement): OwnerReference {
   return { apiVersion: 'weft.io/v1alpha1', kind: 'Entanglement', name: e.metadata.name as string, uid: e.metadata.uid as string, controller: true, blockOwnerDeletion: true }
@@ -84,7 +90,7 @@ export function consumeSlice (e: Entanglement, want: Extract<EntanglementWant, {
     metadata: {
       name: `${want.serviceName}-weft`,
       namespace: e.metadata.namespace,
-      labels: { ...labels(e), [LABEL_K8S_SERVICE_NAME]: want.serviceName, [LABEL_MANAGED_BY]: WEFT_ENDPOINTSLICE_MANAGER },
+      labels: { ...labels(e), [LABEL_K8S_SERVICE_NAME]: want.serviceName, [LABEL_MANAGED_BY]: ENTANGLE_ENDPOINTSLICE_MANAGER },
       ownerReferences: [ownerOf(e)]
     },
     addressType: at.host.includes(':') ? 'IPv6' : 'IPv4',
