@@ -102,9 +102,9 @@ export class EntangleFeature {
     await this.#manifests.start()
   }
 
+  /** The log changed: Entanglements depend on it (exports, members); Manifests do not (their resync covers a target that comes back). */
   onState (): void {
     this.#entanglements?.update()
-    this.#manifests?.update()
   }
 
   status (): Record<string, unknown> {

@@ -64,6 +64,11 @@ export class EntanglementController {
   /** `service/port` listeners this controller opened. */
   readonly #listeners = new Map<string, HostPort>()
   readonly #ready = new Map<string, string>()
+  /**
+   * Good token checks by `namespace/secret/key`, kept 30 s: passes run on every change of the log,
+   * and the Secret is read with `get` (no watch: the agent may not list Secrets). At most 1024.
+   */
+  readonly #tokenChecks = new Map<string, { at: number, problem: { reason: string, message: string } | undefined }>()
 
   constructor (opts: EntanglementControllerOptions) {
     this.#o = opts
@@ -210,6 +215,19 @@ export class EntanglementController {
   }
 
   async #checkToken (namespace: string, ref: { name: string, key: string }): Promise<{ reason: string, message: string } | undefined> {
+    const k = `${namespace}/${ref.name}/${ref.key}`
+    const now = this.#o.now()
+    const hit = this.#tokenChecks.get(k)
+    if (hit !== undefined && now - hit.at < 30_000) return hit.problem
+    const problem = await this.#readToken(namespace, ref)
+    this.#tokenChecks.delete(k)
+    // Only a good token is remembered: a missing or wrong Secret is read again at once when fixed.
+    if (problem === undefined) this.#tokenChecks.set(k, { at: now, problem })
+    while (this.#tokenChecks.size > 1024) this.#tokenChecks.delete(this.#tokenChecks.keys().next().value as string)
+    return problem
+  }
+
+  async #readToken (namespace: string, ref: { name: string, key: string }): Promise<{ reason: string, message: string } | undefined> {
     const secret = await this.#o.kube.get<Secret>(ENTANGLE_RESOURCES.secrets, namespace, ref.name)
     if (secret === undefined) return { reason: 'SecretNotFound', message: `Secret ${namespace}/${ref.name} does not exist` }
     const text = secretValue(secret, ref.key)

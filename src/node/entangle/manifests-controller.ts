@@ -50,6 +50,8 @@ export class ManifestsController {
   #informer: Informer<Manifests> | undefined
   #synced = false
   readonly #ready = new Map<string, string>()
+  /** `ns/name` → the generation last applied in full and when: not re-applied before the resync. */
+  readonly #applied = new Map<string, { generation: number, at: number }>()
 
   constructor (opts: ManifestsControllerOptions) {
     this.#o = opts
@@ -94,6 +96,7 @@ export class ManifestsController {
       await this.#loop.each(`manifests:${key}`, m, async () => { await this.#reconcile(m, key) })
     }
     for (const k of this.#ready.keys()) if (!seen.has(k)) this.#ready.delete(k)
+    for (const k of this.#applied.keys()) if (!seen.has(k)) this.#applied.delete(k)
   }
 
   async #reconcile (m: Manifests, key: string): Promise<void> {
@@ -109,6 +112,10 @@ export class ManifestsController {
       await this.#o.kube.replace(ENTANGLE_RESOURCES.manifests, m.metadata.namespace, { ...m, metadata: { ...m.metadata, finalizers: [...finalizers, MANIFESTS_FINALIZER] } })
       return // the watch brings the new version
     }
+    // Applied in full at this generation recently (its own status write, another object's
+    // change): nothing to do until the resync, which re-applies to repair drift.
+    const last = this.#applied.get(key)
+    if (!deleting && last !== undefined && last.generation === m.metadata.generation && this.#o.now() - last.at < (this.#o.resyncMs ?? 60_000) - 1000) return
     const target = await this.#target(m, report)
     if (target === undefined) return
     const previous = (m.status?.objects ?? []).filter((o) => o.result === 'Applied')
@@ -132,7 +139,8 @@ export class ManifestsController {
     const kept = [...results, ...gone.filter((g) => left.some((l) => l.includes(`${g.kind} ${g.namespace ?? ''}/${g.name}`)))]
     const failed = results.filter((r) => r.result === 'Failed')
     if (failed.length > 0) return await report('False', 'ApplyFailed', `${failed.length} of ${results.length} objects failed: ${failed.map((f) => `${f.kind} ${f.name}: ${f.message ?? ''}`).join('; ')}`.slice(0, 4096), kept)
-    return await report('True', 'Applied', `${results.length} objects applied to cluster ${m.spec.cluster}`, kept)
+    await report('True', 'Applied', `${results.length} objects applied to cluster ${m.spec.cluster}`, kept)
+    if (m.metadata.generation !== undefined) this.#applied.set(key, { generation: m.metadata.generation, at: this.#o.now() })
   }
 
   /** A client for the target through the tunnel, with the Secret's credentials. */
