@@ -7,7 +7,7 @@ import type { NetworkState } from '../../projections/network.js'
 import { deleteOwnedExcept, ensureOwned } from '../mcs/apply.js'
 import { formatHostPort, importOf, serviceKey, type HostPort } from '../service-registry.js'
 import { consumeService, consumeSlice, planEntanglement, type EntanglementWant } from './entanglement-plan.js'
-import { ReconcileLoop } from './reconcile-loop.js'
+import { ReconcileLoop, syncedOrAborted } from './reconcile-loop.js'
 import { ENTANGLE_RESOURCES, LABEL_ENTANGLEMENT, secretValue, type Entanglement, type Secret } from './resources.js'
 import { writeStatus, type WantedCondition } from './status.js'
 
@@ -58,7 +58,6 @@ export class EntanglementController {
   readonly #loop: ReconcileLoop
   #entanglements: Informer<Entanglement> | undefined
   #services: Informer<Service> | undefined
-  #synced = false
   /** network `namespace/name` → the Entanglement (`ns/name`) exposing it through this agent. */
   readonly #exposed = new Map<string, string>()
   /** `service/port` listeners this controller opened. */
@@ -85,25 +84,20 @@ export class EntanglementController {
     }
     this.#entanglements = startInformer<Entanglement>({ ...common, resource: ENTANGLE_RESOURCES.entanglements })
     this.#services = startInformer<Service>({ ...common, resource: RESOURCES.services })
-    await Promise.race([
-      Promise.all([this.#entanglements.synced, this.#services.synced]),
-      new Promise<void>((resolve) => { this.#abort.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
-    ])
-    if (this.#abort.signal.aborted) return
-    this.#synced = true
-    this.update()
+    await syncedOrAborted([this.#entanglements.synced, this.#services.synced], this.#abort.signal)
+    if (!this.#abort.signal.aborted) this.#loop.ready()
   }
 
   /** Something changed (the log, a watched object): run a pass soon. */
   update (): void {
-    if (this.#synced) this.#loop.update()
+    this.#loop.update()
   }
 
   async idle (): Promise<void> { await this.#loop.idle() }
 
   status (): EntanglementControllerStatus {
     return {
-      synced: this.#synced,
+      synced: this.#loop.synced,
       passes: this.#loop.passes,
       ...(this.#loop.lastError !== undefined ? { lastError: this.#loop.lastError } : {}),
       objects: Object.fromEntries(this.#ready),

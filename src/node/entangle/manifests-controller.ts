@@ -5,7 +5,7 @@ import { startInformer, type Informer } from '../../adapters/kube/informer.js'
 import type { MeshLogger } from '../../net/mesh-logger.js'
 import { formatHostPort, type HostPort } from '../service-registry.js'
 import { manifestResource } from './manifest-kinds.js'
-import { ReconcileLoop } from './reconcile-loop.js'
+import { ReconcileLoop, syncedOrAborted } from './reconcile-loop.js'
 import { ENTANGLE_RESOURCES, MANIFESTS_FINALIZER, secretValue, type ManifestObject, type ManifestResult, type Manifests, type Secret } from './resources.js'
 import { writeStatus } from './status.js'
 
@@ -48,7 +48,6 @@ export class ManifestsController {
   readonly #abort = new AbortController()
   readonly #loop: ReconcileLoop
   #informer: Informer<Manifests> | undefined
-  #synced = false
   readonly #ready = new Map<string, string>()
   /** `ns/name` → the generation last applied in full and when: not re-applied before the resync. */
   readonly #applied = new Map<string, { generation: number, at: number }>()
@@ -67,20 +66,18 @@ export class ManifestsController {
       onChange: () => { this.update() },
       onError: (err, phase) => { this.#o.log.warn({ phase, err: (err as Error).message }, 'manifests informer error') }
     })
-    await Promise.race([this.#informer.synced, new Promise<void>((resolve) => { this.#abort.signal.addEventListener('abort', () => { resolve() }, { once: true }) })])
-    if (this.#abort.signal.aborted) return
-    this.#synced = true
-    this.update()
+    await syncedOrAborted([this.#informer.synced], this.#abort.signal)
+    if (!this.#abort.signal.aborted) this.#loop.ready()
   }
 
   update (): void {
-    if (this.#synced) this.#loop.update()
+    this.#loop.update()
   }
 
   async idle (): Promise<void> { await this.#loop.idle() }
 
   status (): { synced: boolean, passes: number, objects: Record<string, string>, failures: Array<{ key: string, message: string }> } {
-    return { synced: this.#synced, passes: this.#loop.passes, objects: Object.fromEntries(this.#ready), failures: this.#loop.failures.list().map((f) => ({ key: f.key, message: f.message })) }
+    return { synced: this.#loop.synced, passes: this.#loop.passes, objects: Object.fromEntries(this.#ready), failures: this.#loop.failures.list().map((f) => ({ key: f.key, message: f.message })) }
   }
 
   async stop (): Promise<void> {

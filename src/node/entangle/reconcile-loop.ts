@@ -1,7 +1,7 @@
 import { RESOURCES, type KubeClient, type KubeObject } from '../../adapters/kube/client.js'
 import type { KubeEvent } from '../../adapters/kube/types.js'
 import type { MeshLogger } from '../../net/mesh-logger.js'
-import { rfc3339 } from '../mcs/conditions.js'
+import { warningEvent } from '../../adapters/kube/events.js'
 import { ObjectFailures } from '../mcs/failures.js'
 
 /**
@@ -26,6 +26,7 @@ export class ReconcileLoop {
   #running: Promise<void> | undefined
   #dirty = false
   #stopped = false
+  #ready = false
   #timer: NodeJS.Timeout | undefined
   passes = 0
   lastError: string | undefined
@@ -34,8 +35,16 @@ export class ReconcileLoop {
     this.failures = new ObjectFailures({ firstMs: o.retryMs ?? 1000, maxMs: 30_000 })
   }
 
+  /** The informers have listed: passes may run (updates before this are dropped). */
+  ready (): void {
+    this.#ready = true
+    this.update()
+  }
+
+  get synced (): boolean { return this.#ready }
+
   update (): void {
-    if (this.#stopped) return
+    if (this.#stopped || !this.#ready) return
     this.#dirty = true
     this.#running ??= this.#loop()
   }
@@ -102,28 +111,19 @@ export class ReconcileLoop {
   }
 }
 
-/** A Kubernetes Event on `obj` (best effort: one that cannot be written is dropped). */
-export async function recordEvent (kube: KubeClient, obj: KubeObject, reason: string, message: string, component: string, now: number, type: 'Normal' | 'Warning' = 'Warning'): Promise<void> {
-  const at = rfc3339(new Date(now))
-  const ev: KubeEvent = {
-    apiVersion: 'v1',
-    kind: 'Event',
-    metadata: { generateName: `${obj.metadata.name ?? 'weft'}.`, namespace: obj.metadata.namespace },
-    involvedObject: {
-      ...(obj.apiVersion !== undefined ? { apiVersion: obj.apiVersion } : {}),
-      kind: obj.kind ?? '',
-      ...(obj.metadata.namespace !== undefined ? { namespace: obj.metadata.namespace } : {}),
-      name: obj.metadata.name ?? '',
-      ...(obj.metadata.uid !== undefined ? { uid: obj.metadata.uid } : {})
-    },
-    reason,
-    message: message.slice(0, 1024),
-    type,
-    source: { component },
-    reportingComponent: `weft.io/${component}`,
-    firstTimestamp: at,
-    lastTimestamp: at,
-    count: 1
-  }
+/** A Warning Event on `obj` (best effort: one that cannot be written is dropped). */
+export async function recordEvent (kube: KubeClient, obj: KubeObject, reason: string, message: string, component: string, now: number): Promise<void> {
+  const ev = warningEvent(obj, reason, message, { component, reportingComponent: `weft.io/${component}` }, new Date(now))
   await kube.create<KubeEvent>(RESOURCES.events, obj.metadata.namespace, ev).catch(() => undefined)
+}
+
+/** Resolves when every informer has listed, or at once when `signal` aborts (stop during start). */
+export async function syncedOrAborted (synced: ReadonlyArray<Promise<void>>, signal: AbortSignal): Promise<void> {
+  await Promise.race([
+    Promise.all(synced),
+    new Promise<void>((resolve) => {
+      if (signal.aborted) resolve()
+      signal.addEventListener('abort', () => { resolve() }, { once: true })
+    })
+  ])
 }

@@ -43,21 +43,29 @@ function keyPair (): { privateKey: forge.pki.rsa.PrivateKey, publicKey: forge.pk
   return { privateKey: priv, publicKey: forge.pki.setRsaPublicKey(priv.n, priv.e), pem }
 }
 
+type Name = forge.pki.CertificateField[]
+
+/** An unsigned certificate with a fresh serial. */
+function certificate (publicKey: forge.pki.rsa.PublicKey, subject: Name, issuer: Name, notBefore: Date, notAfter: Date, extensions: object[]): forge.pki.Certificate {
+  const c = forge.pki.createCertificate()
+  c.serialNumber = serial()
+  c.publicKey = publicKey
+  c.validity.notBefore = notBefore
+  c.validity.notAfter = notAfter
+  c.setSubject(subject)
+  c.setIssuer(issuer)
+  c.setExtensions(extensions)
+  return c
+}
+
 export function makeCertificates (opts: MakeCertificatesOptions): WebhookCertificates {
   if (opts.dnsNames.length === 0 && (opts.ips ?? []).length === 0) throw new Error('a serving certificate needs at least one DNS name or IP')
   // Backdated a minute: API servers whose clock is slightly behind accept it at once.
   const notBefore = new Date(opts.now.getTime() - 60_000)
   const notAfter = new Date(opts.now.getTime() + opts.validityMs)
   const ca = keyPair()
-  const caCert = forge.pki.createCertificate()
-  caCert.serialNumber = serial()
-  caCert.publicKey = ca.publicKey
-  caCert.validity.notBefore = notBefore
-  caCert.validity.notAfter = notAfter
   const caName = [{ name: 'commonName', value: `weft-webhook-ca-${randomBytes(4).toString('hex')}` }, { name: 'organizationName', value: 'weft' }]
-  caCert.setSubject(caName)
-  caCert.setIssuer(caName)
-  caCert.setExtensions([
+  const caCert = certificate(ca.publicKey, caName, caName, notBefore, notAfter, [
     { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' }
@@ -65,14 +73,7 @@ export function makeCertificates (opts: MakeCertificatesOptions): WebhookCertifi
   caCert.sign(ca.privateKey, forge.md.sha256.create())
 
   const leaf = keyPair()
-  const cert = forge.pki.createCertificate()
-  cert.serialNumber = serial()
-  cert.publicKey = leaf.publicKey
-  cert.validity.notBefore = notBefore
-  cert.validity.notAfter = notAfter
-  cert.setSubject([{ name: 'commonName', value: opts.dnsNames[0] ?? (opts.ips ?? [])[0] ?? 'weft-webhook' }])
-  cert.setIssuer(caName)
-  cert.setExtensions([
+  const cert = certificate(leaf.publicKey, [{ name: 'commonName', value: opts.dnsNames[0] ?? (opts.ips ?? [])[0] ?? 'weft-webhook' }], caName, notBefore, notAfter, [
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
     { name: 'extKeyUsage', serverAuth: true },
