@@ -105,13 +105,14 @@ export class EntanglementController {
     }
   }
 
-  /** Stop watching; withdraw this agent's exposes and listeners (the objects stay). */
+  /**
+   * Stop watching. Objects, exposes and listeners are left as they are (the daemon stops its
+   * services next; a restart without --entangle withdraws the exposes, which are not saved).
+   */
   async stop (): Promise<void> {
     if (this.#loop.stopped) return
     this.#abort.abort()
     await this.#loop.stop()
-    for (const [svc] of this.#exposed) await this.#unexpose(svc)
-    for (const key of [...this.#listeners.keys()]) await this.#close(key)
   }
 
   async #pass (): Promise<void> {
@@ -170,7 +171,7 @@ export class EntanglementController {
       }
       const r = await this.#o.tunnels.expose(want.namespace, want.name, target, want.port)
       this.#exposed.set(network, key)
-      if (r.note !== undefined) return await report('False', 'Contested', r.note, { service: network, address: formatHostPort(target) })
+      if (r.note !== undefined) return await report('False', /not a member/.test(r.note) ? 'NotMember' : 'Contested', r.note, { service: network, address: formatHostPort(target) })
       return await report('True', 'Exposed', `${network} port ${want.port} is served on the network, connecting to ${formatHostPort(target)}`, { service: network, address: formatHostPort(target) })
     }
     return await this.#consume(e, want, network, report)
