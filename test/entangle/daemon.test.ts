@@ -12,7 +12,9 @@ import { ENTANGLE_RESOURCES, type Manifests } from '../../src/node/entangle/reso
 import { CLI } from '../cli/helpers.js'
 import { startDaemon, tempDir, waitFor, type DaemonProc } from '../mesh/daemons.js'
 import { MANIFEST_RESOURCES, startFakeKube, type FakeKube } from '../support/fake-kube.js'
-import { installCrds, putTokenSecret, readyOf, type Ent } from './support.js'
+import { readFileSync } from 'node:fs'
+import YAML from 'yaml'
+import { DEPLOY, installCrds, putTokenSecret, readyOf, type Ent } from './support.js'
 
 /** A non-loopback address of this machine: what pods reach the agent at (--service-address). */
 const hostIp = Object.values(networkInterfaces()).flat().find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address
@@ -72,6 +74,9 @@ describe.skipIf(hostIp === undefined)('entangle end to end: Entanglement, sideca
     const [fa, fb, fc] = [await startFakeKube({ namespaces: ['default', 'kube-system', 'shop', 'ops'] }), await startFakeKube({ namespaces: ['default', 'kube-system', 'shop', 'apps', 'weft-system'] }), await startFakeKube({ namespaces: ['default', 'kube-system', 'ops'] })]
     fakes.push(fa, fb, fc)
     for (const f of [fa, fb, fc]) installCrds(f)
+    // b runs the injection webhook: its configuration (deploy/webhook.yaml) gets b's caBundle.
+    const hookCfg = YAML.parseAllDocuments(readFileSync(join(DEPLOY, 'webhook.yaml'), 'utf8')).map((x) => x.toJS() as KubeObject).find((x) => x.kind === 'MutatingWebhookConfiguration') as KubeObject
+    fb.put(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, hookCfg)
     for (const f of [fa, fb]) putTokenSecret(f, 'shop', 'weft-token', token)
     await fa.writeKubeconfig(join(d, 'a.kubeconfig'))
     await fb.writeKubeconfig(join(d, 'b.kubeconfig'))
@@ -99,14 +104,17 @@ describe.skipIf(hostIp === undefined)('entangle end to end: Entanglement, sideca
 
     // 2. A pod of b labelled to consume echo: the webhook's patch, the pod accepted by b's API
     // server, and its sidecar run as a process (the pod's localhost is this host's).
-    const status = await b.get('/api/v1/status') as { entangle: { webhook: { listen: string } } }
+    const status = await b.get('/api/v1/status') as { entangle: { webhook: { listen: string, caBundleSynced: boolean } } }
     const hook = status.entangle.webhook.listen
+    expect(status.entangle.webhook.caBundleSynced).toBe(true)
+    // The API server's view: trust only the caBundle b wrote, check the Service's DNS name.
+    const caBundle = Buffer.from((fb.get(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, undefined, 'weft-sidecar-injector') as unknown as { webhooks: Array<{ clientConfig: { caBundle: string } }> }).webhooks[0]?.clientConfig.caBundle ?? '', 'base64').toString()
     const review = async (labels: Record<string, string>, name: string): Promise<KubeObject & { spec: { containers: Array<{ name: string, args: string[] }> } }> => {
       const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels }, spec: { containers: [{ name: 'app', image: 'busybox:1.36', command: ['sleep', '3600'] }] } }
       const body = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: `uid-${name}`, kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'shop', operation: 'CREATE', object: pod } })
       const answer = await new Promise<{ response: { patch?: string } }>((resolve, reject) => {
         const [host, p] = [hook.slice(0, hook.lastIndexOf(':')), Number(hook.slice(hook.lastIndexOf(':') + 1))]
-        const req = https.request({ host, port: p, path: '/mutate', method: 'POST', rejectUnauthorized: false, agent: false, headers: { 'content-type': 'application/json' } }, (resp) => {
+        const req = https.request({ host, port: p, path: '/mutate', method: 'POST', ca: caBundle, servername: 'weft-webhook.weft-system.svc', agent: false, headers: { 'content-type': 'application/json' } }, (resp) => {
           let got = ''
           resp.setEncoding('utf8').on('data', (x: string) => { got += x }).on('end', () => { resolve(JSON.parse(got) as never) })
         })
