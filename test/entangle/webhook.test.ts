@@ -139,6 +139,26 @@ describe('sidecar injection', () => {
     expect(hook.status().reviewed).toBeGreaterThanOrEqual(3)
   }, 30_000)
 
+  it('without its MutatingWebhookConfiguration it still serves, says why the caBundle is not synced, and syncs once the configuration exists', async () => {
+    fake = await startFakeKube({ namespaces: ['default', 'weft-system'] })
+    hook = new InjectionWebhook({ listen: { host: '127.0.0.1', port: 0 }, dnsNames: ['weft-webhook.weft-system.svc'], sidecar: () => settings, kube: fake.client(), log: silentLogger, now: Date.now })
+    await hook.start()
+    expect(hook.status().caBundleSynced).toBe(false)
+    expect(hook.status().lastError).toContain('MutatingWebhookConfiguration weft-sidecar-injector does not exist')
+    const docs = YAML.parseAllDocuments(readFileSync(join(DEPLOY, 'webhook.yaml'), 'utf8')).map((d) => d.toJS() as KubeObject)
+    fake.put(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, docs.find((d) => d.kind === 'MutatingWebhookConfiguration') as KubeObject)
+    await hook.check()
+    expect(hook.status()).toMatchObject({ caBundleSynced: true })
+    expect(hook.status().lastError).toBeUndefined()
+    const bundle = (): string => Buffer.from((fake?.get(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, undefined, WEBHOOK_CONFIGURATION) as unknown as { webhooks: Array<{ clientConfig: { caBundle?: string } }> }).webhooks[0]?.clientConfig.caBundle ?? '', 'base64').toString()
+    expect(bundle()).toBe(hook.caBundle())
+    // `kubectl apply -f deploy/webhook.yaml` again empties the caBundle: the next check restores it.
+    fake.put(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, docs.find((d) => d.kind === 'MutatingWebhookConfiguration') as KubeObject)
+    expect(bundle()).toBe('')
+    await hook.check()
+    expect(bundle()).toBe(hook.caBundle())
+  }, 30_000)
+
   it('certificates: CA and serving certificate verify with node:crypto; rotation is due with a third left', () => {
     const now = new Date()
     const c = makeCertificates({ dnsNames: ['weft-webhook.weft-system.svc', 'weft-webhook.weft-system.svc.cluster.local'], now, validityMs: 90 * 86_400_000 })

@@ -9,8 +9,9 @@ import { makeCertificates, needsRotation, type WebhookCertificates } from './web
 /**
  * The sidecar injection webhook, served by the agent over TLS with its own CA
  * (webhook-certs.ts). It rotates CA and certificate when a third of their validity is left, and
- * keeps the caBundle of its MutatingWebhookConfiguration current: the new CA first, the previous
- * one kept until it expires (the API server may still hold connections or a cached bundle).
+ * keeps the caBundle of its MutatingWebhookConfiguration current (checked every minute): the new
+ * CA first, the previous one kept until it expires (the API server may still hold connections or
+ * a cached bundle).
  * Requests: POST /mutate with an AdmissionReview v1 (at most 1 MiB, as the API server sends),
  * answered by sidecar.ts's `review` (always allowed). See docs/entangle.md.
  */
@@ -35,7 +36,7 @@ export interface InjectionWebhookOptions {
   now: () => number
   /** Validity of CA and certificate. Default 90 days. */
   validityMs?: number
-  /** How often rotation and the caBundle are checked. Default 10 min. */
+  /** How often rotation and the caBundle are checked. Default 60 s. */
   checkMs?: number
 }
 
@@ -85,11 +86,14 @@ export class InjectionWebhook {
     return { host: a.address, port: a.port }
   }
 
-  /** Rotate now if due (the timer calls this); then make sure the caBundle says so. */
+  /**
+   * Rotate now if due (the timer calls this); else make sure the caBundle says so: a get, and an
+   * update only when it differs (re-applying deploy/webhook.yaml empties it, for one).
+   */
   async check (): Promise<void> {
     const certs = this.#certs
     if (certs !== undefined && needsRotation(certs, new Date(this.#o.now()))) await this.rotate()
-    else if (!this.#synced) await this.#syncCaBundle()
+    else await this.#syncCaBundle()
   }
 
   /** New CA and certificate: the caBundle first (both CAs), then the server's certificate. */
@@ -133,7 +137,7 @@ export class InjectionWebhook {
   #schedule (): void {
     this.#timer = setTimeout(() => {
       void this.check().catch((err: unknown) => { this.#lastError = (err as Error).message }).finally(() => { if (this.#server !== undefined) this.#schedule() })
-    }, this.#o.checkMs ?? 600_000)
+    }, this.#o.checkMs ?? 60_000)
     this.#timer.unref()
   }
 
