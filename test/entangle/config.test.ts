@@ -31,3 +31,21 @@ describe('weft up --entangle settings', () => {
     expect(off.entangleWebhook).toBeUndefined()
   })
 })
+
+describe('weft sidecar: bad flags are usage errors (exit 2) naming the fix', () => {
+  it('refuses a service without a namespace, a bad port, a bad direction and a bad address', async () => {
+    const { weft, assertBuilt } = await import('../cli/helpers.js')
+    assertBuilt()
+    const token = formatToken(newToken())
+    for (const [args, says] of [
+      [['--direction', 'expose', '--service', 'web', '--port', '80'], 'expected <namespace>/<name>'],
+      [['--direction', 'expose', '--service', 'shop/web', '--port', '70000'], '--port 70000'],
+      [['--direction', 'both', '--service', 'shop/web', '--port', '80'], 'both'],
+      [['--direction', 'consume', '--service', 'shop/web', '--port', '80', '--address', 'db.lan:80'], 'listen address']
+    ] as const) {
+      const r = await weft(['sidecar', '--token', token, '--data-dir', '/tmp/weft-sidecar-never', ...args])
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2)
+      expect(r.stderr).toContain(says)
+    }
+  }, 60_000)
+})
