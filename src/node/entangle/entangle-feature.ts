@@ -12,7 +12,8 @@ import { ManifestsController } from './manifests-controller.js'
  * The entangle features of one agent, as one lifecycle unit for the daemon (docs/entangle.md):
  * the Entanglement controller, the Manifests controller, and (when configured) the sidecar
  * injection webhook. `start(ctx)` once the daemon's services and kube proxies exist;
- * `onState()` after every change of the log; `status()` for GET /api/v1/status; `stop()`.
+ * `onState(state)` after every change of the log (the controllers read the state through
+ * ctx.state when they run); `status()` for GET /api/v1/status; `stop()`. No routes of its own.
  */
 
 export interface EntangleSettings {
@@ -103,7 +104,7 @@ export class EntangleFeature {
   }
 
   /** The log changed: Entanglements depend on it (exports, members); Manifests do not (their resync covers a target that comes back). */
-  onState (): void {
+  onState (_state?: NetworkState): void {
     this.#entanglements?.update()
   }
 
