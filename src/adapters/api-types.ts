@@ -189,6 +189,7 @@ export const NodeStatusSchema = z.object({
   k3s: z.record(z.string(), z.unknown()).optional(),
   /** The multi-cluster services agent (absent without --kubeconfig): see docs/mcs.md. */
   mcs: z.record(z.string(), z.unknown()).optional(),
+  entangle: z.record(z.string(), z.unknown()).optional(),
   /** The shared Kubernetes API (absent without --share-kube-api): accepted and refused tunnels. */
   kubeShare: z.record(z.string(), z.unknown()).optional(),
   /** The DNS server (absent without --dns): its sockets and upstream resolvers. */

@@ -16,6 +16,7 @@ import { registerService } from './service.js'
 import { registerKubeProxy } from './kube-proxy.js'
 import { registerKube } from './kube.js'
 import { registerDashboard } from './dashboard.js'
+import { registerSidecar } from './sidecar.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -52,6 +53,7 @@ export function buildProgram (): Command {
   registerKubeProxy(program)
   registerKube(program)
   registerDashboard(program)
+  registerSidecar(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)

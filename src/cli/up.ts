@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander'
 import { run } from './errors.js'
 
-interface UpOpts {
+export interface UpOpts {
   token?: string
   tokenFile?: string
   dataDir?: string
@@ -31,6 +31,9 @@ interface UpOpts {
   serviceAddress?: string
   kubeconfig?: string
   shareKubeApi?: boolean
+  entangle?: boolean
+  entangleWebhook?: string
+  sidecarImage?: string
   allow: string[]
   k3s?: boolean
   k3sBin?: string
@@ -74,6 +77,9 @@ export function registerUp (program: Command): void {
     .option('--service-address <ip>', 'address pods reach this node at, for imported services\' EndpointSlices (default: overlay address, else POD_IP)')
     .option('--kubeconfig <path|in-cluster>', 'run the multi-cluster services (MCS) agent against this Kubernetes cluster')
     .option('--share-kube-api', 'let the members named by --allow reach this cluster\'s API server over the mesh')
+    .option('--entangle', 'run the Entanglement and Manifests controllers (needs --kubeconfig and the CRDs of deploy/crds/)')
+    .option('--entangle-webhook <ip:port>', 'serve the sidecar injection webhook here (TLS, the agent\'s own CA; needs --entangle)')
+    .option('--sidecar-image <image>', 'image of injected weft sidecars (default: WEFT_IMAGE)')
     .option('--allow <peer-id|hostname>', 'a member allowed to use the shared API, repeatable', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
@@ -114,7 +120,8 @@ export function registerUp (program: Command): void {
     })
 }
 
-async function runUp (o: UpOpts, bridge = false): Promise<number> {
+/** `prepare` adjusts the resolved config before the daemon starts (`weft sidecar`). */
+export async function runUp (o: UpOpts, bridge = false, prepare?: (config: import('../node/config.js').UpConfig) => Promise<void>): Promise<number> {
   const { resolveUpConfig } = await import('../node/config.js')
   const config = await resolveUpConfig({
     token: o.token,
@@ -147,6 +154,9 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     serviceAddress: o.serviceAddress,
     kubeconfig: o.kubeconfig,
     shareKubeApi: o.shareKubeApi === true ? true : undefined,
+    entangle: o.entangle === true ? true : undefined,
+    entangleWebhook: o.entangleWebhook,
+    sidecarImage: o.sidecarImage,
     allow: o.allow,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,
@@ -161,6 +171,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config.tun = true
     config.k3s = false
   }
+  await prepare?.(config)
   const { pino } = await import('pino')
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }))
   const { Daemon } = await import('../node/daemon.js')

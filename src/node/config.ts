@@ -8,6 +8,7 @@ import { WeftError, isWeftError } from '../log/errors.js'
 import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
 import { parseCidr } from '../projections/ip.js'
 import { parsePathRules } from '../net/address-filter.js'
+import { parseListen } from './service-registry.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
   describeValue, parseApiAddress, parseCluster, parseDuration, parseJoinWait, parseHostname, parseListenAddress,
@@ -68,6 +69,10 @@ export interface UpFlags {
   kubeconfig?: string
   /** true when --share-kube-api was given. */
   shareKubeApi?: boolean
+  /** true when --entangle was given. */
+  entangle?: boolean
+  entangleWebhook?: string
+  sidecarImage?: string
   allow?: string[]
   /** true when --k3s was given. */
   k3s?: boolean
@@ -124,6 +129,12 @@ export interface UpConfig {
   /** The MCS agent's cluster: an absolute kubeconfig path, 'in-cluster', or undefined (no agent). */
   kubeconfig?: string
   shareKubeApi: boolean
+  /** The Entanglement and Manifests controllers (docs/entangle.md); needs kubeconfig. */
+  entangle: boolean
+  /** Where the sidecar injection webhook listens (ip:port), when it runs. */
+  entangleWebhook?: { host: string, port: number }
+  /** The image of injected sidecars. */
+  sidecarImage?: string
   /** PeerIds or member hostnames allowed to use the shared API. */
   allow: string[]
   k3s: boolean
@@ -454,6 +465,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--service-address', () => parseServiceAddress(flags.serviceAddress as string))
     : w['service-address'] != null && w['service-address'] !== '' ? at(fw('service-address'), () => parseServiceAddress(w['service-address'] as string)) : undefined
 
+  const webhookText = nonEmpty(flags.entangleWebhook) ? flags.entangleWebhook : w['entangle-webhook'] ?? undefined
+  const entangleWebhook = webhookText !== undefined && webhookText !== '' ? at(nonEmpty(flags.entangleWebhook) ? '--entangle-webhook' : fw('entangle-webhook'), () => parseListen(webhookText)) : undefined
+  const sidecarImage = nonEmpty(flags.sidecarImage) ? flags.sidecarImage : nonEmpty(w['sidecar-image'] ?? undefined) ? w['sidecar-image'] as string : nonEmpty(env.WEFT_IMAGE) ? env.WEFT_IMAGE : undefined
   const config: UpConfig = {
     token,
     tokenText: formatToken(token),
@@ -483,6 +497,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     dnsAllow: [...new Set(dnsAllow)],
     ...(serviceAddress !== undefined ? { serviceAddress } : {}),
     shareKubeApi: flags.shareKubeApi ?? w['share-kube-api'] ?? false,
+    entangle: flags.entangle ?? w.entangle ?? false,
+    ...(entangleWebhook !== undefined ? { entangleWebhook } : {}),
+    ...(sidecarImage !== undefined ? { sidecarImage } : {}),
     allow: flags.allow !== undefined && flags.allow.length > 0 ? flags.allow : w.allow != null ? asList(w.allow) : [],
     ...(kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) !== undefined ? { kubeconfig: kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) } : {}),
     k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
@@ -495,6 +512,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   }
   if (config.shareKubeApi && config.allow.length === 0) throw bad('share-kube-api needs at least one --allow <peer-id|hostname>: nobody would be let in')
   if (config.shareKubeApi && config.kubeconfig === undefined && !config.k3s) throw bad('share-kube-api needs the cluster\'s kubeconfig: give --kubeconfig, or run k3s here with --k3s')
+  if (config.entangle && config.kubeconfig === undefined) throw bad('entangle needs the cluster\'s kubeconfig: give --kubeconfig (in-cluster in a pod)')
+  if (config.entangleWebhook !== undefined && !config.entangle) throw bad('entangle-webhook needs --entangle')
+  if (config.entangleWebhook !== undefined && config.sidecarImage === undefined) throw bad('entangle-webhook needs the sidecar image: give --sidecar-image <image> or set WEFT_IMAGE')
   if (config.k3sBin === '') throw bad('k3s-bin is empty; give the k3s binary, or leave it out to use k3s on PATH')
   if (file !== undefined) config.configFile = file.path
   return config

@@ -36,6 +36,7 @@ import { LocalServices, servicesFileStore } from './local-services.js'
 import { serviceRoutes } from './service-api.js'
 import { KUBE_API_CAP, KubeApiShare, KubeProxies, kubeApiTargetFromKubeconfig, kubeProxyRoutes } from './kube-share.js'
 import type { McsAgent } from './mcs/agent.js'
+import type { EntangleFeature } from './entangle/entangle-feature.js'
 import type { KubeClient } from '../adapters/kube/client.js'
 import { ClusterName } from '../log/bodies.js'
 import type { K3sProcess } from '../adapters/k3s-process.js'
@@ -91,6 +92,7 @@ export class Daemon {
   private kubeShare: KubeApiShare | undefined
   private kubeProxies: KubeProxies | undefined
   private mcs: McsAgent | undefined
+  private entangle: EntangleFeature | undefined
   private k3s: K3sProcess | undefined
   private k3sConfigPath = ''
   private kubeconfig: { stop: () => Promise<void> | void } | undefined
@@ -285,6 +287,11 @@ export class Daemon {
           now
         })
       }
+      if (kube !== undefined && config.entangle) {
+        // docs/entangle.md: one lifecycle unit (start after the services, onState, status, stop).
+        const { EntangleFeature } = await import('./entangle/entangle-feature.js')
+        d.entangle = new EntangleFeature({ ...(config.entangleWebhook !== undefined ? { webhook: config.entangleWebhook } : {}), ...(config.sidecarImage !== undefined ? { sidecarImage: config.sidecarImage } : {}) })
+      }
       if (config.k3s) {
         const { K3sProcess, k3sPaths } = await import('../adapters/k3s-process.js')
         d.k3sConfigPath = k3sPaths(config.dataDir).config
@@ -309,12 +316,27 @@ export class Daemon {
       d.applyK3s(state, applied)
       void d.services?.update()
       d.mcs?.update()
+      d.entangle?.onState()
       void d.admission?.update().catch((err: unknown) => { log.error({ err: (err as Error).message }, 'admission update failed') })
     })
     try {
       // After onChange: events it appends (withdrawn exposes) are pushed like any other.
       await d.services?.start()
       await d.mcs?.start()
+      if (d.entangle !== undefined && kube !== undefined && d.services !== undefined && d.kubeProxies !== undefined) {
+        await d.entangle.start({
+          kube,
+          cluster: config.cluster,
+          networkId: identifiers(config.token).networkId,
+          state: () => replica.states().network,
+          services: d.services,
+          serviceHost: () => serviceHost(config, d.vpn !== undefined ? leaseOf(replica.states().network.ipam, identity.authorHex, 4)?.addr : undefined),
+          kubeProxies: d.kubeProxies,
+          peers: () => advertisedAddrs(mesh.listenAddrs()),
+          log,
+          now
+        })
+      }
     } catch (err) {
       await d.stop()
       throw err
@@ -470,6 +492,7 @@ export class Daemon {
       ...(this.vpn !== undefined ? { vpn: this.vpn.status() } : {}),
       ...(this.k3s !== undefined ? { k3s: { ...this.k3s.status() } } : {}),
       ...(this.mcs !== undefined ? { mcs: { ...this.mcs.status() } } : {}),
+      ...(this.entangle !== undefined ? { entangle: this.entangle.status() } : {}),
       ...(this.kubeShare !== undefined ? { kubeShare: { ...this.kubeShare.stats() } } : {}),
       ...(this.dns !== undefined ? { dns: { listen: this.dns.addresses().map((a) => `${a.proto}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`), upstreams: this.config.dnsUpstreams } } : {}),
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt }
@@ -546,6 +569,7 @@ export class Daemon {
       await removeApiEndpoint(this.config.dataDir, process.pid).catch(() => {})
     }
     await this.mcs?.stop().catch(() => {})
+    await this.entangle?.stop().catch(() => {})
     await this.kubeProxies?.stop().catch(() => {})
     await this.services?.stop().catch(() => {})
     await this.dns?.stop().catch(() => {})
