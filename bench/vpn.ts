@@ -33,6 +33,7 @@ import { progress, round } from './_lib.js'
 import { compare } from './_vpn-compare.js'
 import { soak } from '../test/system/netns-vpn-soak.js'
 import { startVpnPair } from '../test/system/netns-vpn-pair.js'
+import { weftVersion } from '../src/node/version.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 const PEER = fileURLToPath(new URL('./_vpn-peer.ts', import.meta.url))
@@ -253,10 +254,3 @@ function cores (): number {
   }
 }
 
-function weftVersion (): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
-  } catch {
-    return 'unknown'
-  }
-}

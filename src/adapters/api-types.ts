@@ -137,12 +137,15 @@ export const VpnStatusSchema = z.object({
     txPackets: Count,
     txBytes: Count,
     txDropped: Count,
-    /** Failures of the device I/O recovered from (the poll thread restarted or the device reopened); absent from older daemons. */
+    /** Failures of the device I/O recovered from (the readiness watch restarted or the device reopened); absent from older daemons. */
     faults: Count.optional(),
     reopens: Count.optional(),
     lastFault: z.string().nullable().optional()
   }),
-  peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), ...Traffic })),
+  /** The direct path's TCP port (docs/vpn.md, "Direct path"), when it listens. */
+  directPort: Count.optional(),
+  /** path: what carries packets to the peer now (direct path, libp2p stream, nothing yet); absent from older daemons. */
+  peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), path: z.enum(['direct', 'mesh', 'none']).optional(), ...Traffic })),
   /** Packets dropped, by reason: see docs/vpn.md. */
   drops: z.object({ no_route: Count, queue_full: Count, no_connection: Count, spoofed: Count, malformed: Count, device_full: Count })
 })
@@ -202,6 +205,7 @@ export const NodeStatusSchema = z.object({
   k3s: z.record(z.string(), z.unknown()).optional(),
   /** The multi-cluster services agent (absent without --kubeconfig): see docs/mcs.md. */
   mcs: z.record(z.string(), z.unknown()).optional(),
+  entangle: z.record(z.string(), z.unknown()).optional(),
   /** The shared Kubernetes API (absent without --share-kube-api): accepted and refused tunnels. */
   kubeShare: z.record(z.string(), z.unknown()).optional(),
   /** The DNS server (absent without --dns): its sockets and upstream resolvers. */
@@ -265,6 +269,8 @@ export const EventEntrySchema = z.object({
   author: z.string(),
   seq: z.int().min(1),
   type: z.string(),
+  /** The author's clock when it signed the event (epoch ms; claimed, not checked); absent from older daemons. */
+  time: Millis.optional(),
   /** base64 of the signed wire form: the only authoritative field. */
   envelope: z.string()
 })

@@ -17,6 +17,9 @@ import { networkView, type NetworkView } from '../projections/view.js'
 import type { ReplicaReducers } from '../projections/reducers.js'
 import type { Replica } from './replica.js'
 import { BodyBudget, capConnections, serverLimits } from './http-limits.js'
+import { DashboardWeb } from './dashboard-web.js'
+import { renderMetrics, type MetricsSources } from './metrics.js'
+import { serveWebRoute } from './web-routes.js'
 import {
   API_PREFIX, DEFAULT_EVENTS_LIMIT, EventsQuerySchema, ImportRequestSchema, MAX_BODY_BYTES, SetSettingRequestSchema,
   type ApiErrorCode, type EventsPage, type ImportReport, type LeaseMark, type NodeLiveStatus, type NodeStatus,
@@ -50,6 +53,8 @@ export interface ApiNode {
    * `code` becomes that HTTP answer.
    */
   routes?: ReadonlyArray<readonly [string, Partial<Record<string, (body: unknown) => Promise<unknown>>>]>
+  /** Counters beyond GET /status for GET /metrics (./metrics.ts), read at every scrape. */
+  metrics? (): MetricsSources
 }
 
 export type ApiListen = { kind: 'tcp', host: string, port: number } | { kind: 'unix', path: string }
@@ -122,6 +127,7 @@ export async function startApiServer (opts: ApiServerOptions): Promise<ApiServer
   const close = async (): Promise<void> => {
     closing ??= (async () => {
       await new Promise<void>((resolve) => {
+        api.web.close()
         server.close(() => { resolve() })
         server.closeIdleConnections()
         // Requests in flight get a moment to finish; then every socket goes.
@@ -183,6 +189,8 @@ interface Cache {
 class Api {
   url = ''
   private readonly tokenDigest: Buffer
+  /** The dashboard's login, page and live stream (docs/dashboard.md). */
+  readonly web: DashboardWeb
   private readonly verifier = new Ed25519Verifier()
   private readonly bodies = new BodyBudget()
   get bodyBytes (): number { return this.bodies.bytes }
@@ -194,13 +202,21 @@ class Api {
 
   constructor (private readonly opts: ApiServerOptions) {
     this.tokenDigest = digest(opts.token)
+    this.web = new DashboardWeb({
+      url: () => this.url,
+      onChange: (fn) => opts.node.replica.onChange(() => { fn() }),
+      position: () => ({ events: opts.node.replica.log.size }),
+      now: () => opts.node.now()
+    })
     this.routes = new Map<string, Partial<Record<string, Handler>>>([
       [`${API_PREFIX}/status`, { GET: async () => this.getStatus() }],
       [`${API_PREFIX}/peers`, { GET: async () => this.getPeers() }],
       [`${API_PREFIX}/events`, { GET: async (r) => this.getEvents(r), POST: async (r) => await this.postEvents(r) }],
       [`${API_PREFIX}/state`, { GET: async () => this.getState() }],
       [`${API_PREFIX}/settings`, { GET: async () => this.getSettings() }],
-      [`${API_PREFIX}/kubeconfig`, { GET: async (r) => await this.getKubeconfig(r) }]
+      [`${API_PREFIX}/kubeconfig`, { GET: async (r) => await this.getKubeconfig(r) }],
+      // POST: a session cookie never authorises it, so only the token holder gets a login code.
+      [`${API_PREFIX}/dashboard/login`, { POST: async () => this.web.issueLogin() }]
     ])
     this.prefixRoutes = [[`${API_PREFIX}/settings/`, { PUT: async (r) => await this.putSetting(r) }]]
     for (const [path, methods] of opts.node.routes ?? []) {
@@ -237,6 +253,8 @@ class Api {
     let held = 0
     try {
       url = new URL(req.url ?? '/', 'http://weft.invalid')
+      const ctx = { web: this.web, authorize: (r: IncomingMessage) => { this.authorize(r) }, metrics: async () => await this.getMetrics() }
+      if (await serveWebRoute(ctx, req, res, url)) return
       this.authorize(req)
       const method = req.method ?? 'GET'
       const { handlers, param } = this.route(url.pathname)
@@ -261,6 +279,8 @@ class Api {
 
   private authorize (req: IncomingMessage): void {
     const header = req.headers.authorization
+    // The dashboard's session cookie reads what the page shows, never writes (./dashboard-web.ts).
+    if (header === undefined && this.web.sessionReads(req, new URL(req.url ?? '/', 'http://weft.invalid').pathname)) return
     const m = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)
     if (m === null) {
       throw new HttpError(401, 'unauthorized', 'this API needs "Authorization: Bearer <token>" (the token is in api.token in the data dir)', { 'WWW-Authenticate': 'Bearer realm="weft"' })
@@ -351,6 +371,10 @@ class Api {
     }
   }
 
+  private async getMetrics (): Promise<{ contentType: string, text: string }> {
+    return await renderMetrics({ status: this.getStatus(), peers: this.node.peers(), view: this.view(), sources: this.node.metrics?.() ?? {} })
+  }
+
   private getPeers (): PeersResponse {
     return { peers: this.node.peers() }
   }
@@ -377,6 +401,7 @@ class Api {
       author: authorName(e.fields.author),
       seq: e.fields.seq,
       type: e.fields.type,
+      time: e.fields.time,
       envelope: Buffer.from(e.envelope).toString('base64')
     }))
     return { events, next: end < all.length ? (all[end] as SignedEvent).fields.lamport : null }

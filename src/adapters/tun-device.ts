@@ -6,13 +6,14 @@
  * - `/dev/net/tun` is opened non-blocking and attached with the `TUNSETIFF` ioctl (`tun-libc.ts`).
  *   Addresses, link state and routes are `ip-command.ts`.
  * - Reads are done on the main thread with non-blocking `readSync` calls, in batches of at most
- *   `READ_BATCH` packets per turn of the event loop, until the kernel says EAGAIN. Waiting for the
- *   next packet is done by a small worker thread blocked in `poll(2)` (`tun-poll.ts`).
+ *   `READ_BATCH` packets per turn of the event loop, until the kernel says EAGAIN. The event loop
+ *   itself says when the device is readable (`fd-watch.ts`: libuv's uv_poll on the fd, the same
+ *   epoll as the sockets), so no thread and no hand-over sits between a packet and its reader.
  * - Writes are non-blocking `writeSync` calls: a TUN write never waits (the kernel takes the packet
  *   or refuses it), so nothing is ever buffered in user space. A refused write (queue full, link
  *   down, not an IP packet, device closed) returns false and is counted in `txDropped`.
- * - Never dead for long: when the poll thread stops by itself, it is restarted; when the device
- *   itself fails (a read or write says the fd is broken, poll reports an error or hang-up, e.g.
+ * - Never dead for long: when the watch on the fd fails, it is restarted; when the device
+ *   itself fails (a read or write says the fd is broken, the watch reports an error or hang-up, e.g.
  *   the interface was deleted under us), the device is reopened under the same name and
  *   `onReopen` tells the owner to put its addresses and routes back. Either way within a second
  *   (a failed attempt is retried after 100, 200, 400 ms, then every second), each fault counted
@@ -22,7 +23,7 @@
 import { closeSync, readSync, writeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
 import { attachTun, checkInterfaceName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
-import { PollThread } from './tun-poll.js'
+import { FdWatch } from './fd-watch.js'
 
 export interface TunStats {
   rxPackets: number
@@ -31,7 +32,7 @@ export interface TunStats {
   txBytes: number
   /** Writes the kernel refused (or writes after close): counted and dropped, as a NIC does. */
   txDropped: number
-  /** Failures of the device I/O (poll thread, read, write) that were recovered from (or are being). */
+  /** Failures of the device I/O (readiness watch, read, write) that were recovered from (or are being). */
   faults: number
   /** Of those, the ones that needed the device reopened (its addresses and routes put back). */
   reopens: number
@@ -110,11 +111,11 @@ export async function openTun (opts: OpenTunOptions = {}): Promise<TunDevice> {
   checkInterfaceName(requested)
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > MAX_PACKET) throw new WeftError('ERR_BAD_INPUT', `MTU ${mtu} is not an integer in 68..65535`)
   const c = await loadLibc()
+  FdWatch.check(requested)
   const offload = opts.offload === true
   const { fd, name } = attachTun(c, devicePath, requested, mtu, offload)
   const dev = new Tun(c, fd, { name, mtu, devicePath, offload, onError: opts.onError, onReopen: opts.onReopen })
   try {
-    await dev.startPoll()
     signal?.throwIfAborted()
   } catch (err) {
     await dev.close()
@@ -128,8 +129,8 @@ export async function openTun (opts: OpenTunOptions = {}): Promise<TunDevice> {
   return dev
 }
 
-/** Tests only: make the device's poll thread exit by itself, or its next read fail with EIO. */
-export function injectTunFault (dev: TunDevice, kind: 'poll-exit' | 'read'): void {
+/** Tests only: make the device's readiness watch fail by itself, or its next read fail with EIO. */
+export function injectTunFault (dev: TunDevice, kind: 'watch' | 'read'): void {
   if (!(dev instanceof Tun)) throw new Error('not a TUN device from openTun()')
   dev.injectFault(kind)
 }
@@ -154,9 +155,9 @@ class Tun implements TunDevice {
   readonly #cfg: TunConfig
   readonly #onError: (err: WeftError) => void
   #fd: number
-  #poll: PollThread | undefined
+  #poll: FdWatch | undefined
   /** A recovery is under way; 'device' once any fault in it needs the device reopened. */
-  #recovering: 'poll' | 'device' | undefined
+  #recovering: 'watch' | 'device' | undefined
   #injectedReadFault = false
   #handler: ((pkt: Uint8Array) => void) | undefined
   #closed = false
@@ -175,22 +176,26 @@ class Tun implements TunDevice {
     this.#onError = cfg.onError ?? ((err) => { process.emitWarning(err.message, { code: err.code }) })
   }
 
-  /** (Re)starts the poll thread on the current fd. */
-  async startPoll (): Promise<void> {
-    const thread: PollThread = await PollThread.start(this.#libc, this.#fd, this.name, {
-      readable: () => { if (this.#poll === thread && !this.#drainScheduled) this.#drain() },
-      failed: (message, device) => { if (this.#poll === thread) this.#fault(`the poll thread of ${this.name} stopped: ${message}`, device) }
+  /**
+   * (Re)starts the readiness watch on the current fd, once there is a reader: until then packets
+   * wait in the kernel's queue (a level-triggered watch with no reader would spin).
+   */
+  startPoll (): void {
+    if (this.#closed || this.#handler === undefined || this.#poll !== undefined) return
+    const watch: FdWatch = FdWatch.start(this.#fd, this.name, {
+      readable: () => { if (this.#poll === watch && !this.#drainScheduled) this.#drain() },
+      // libuv reports an error on the fd itself (EBADF and the like): the device is what failed.
+      failed: (message) => { if (this.#poll === watch) this.#fault(`watching ${this.name} failed (${message})`, true) }
     })
-    if (this.#closed) { await thread.stop(); return }
-    this.#poll = thread
-    if (this.#handler !== undefined) thread.ref()
+    this.#poll = watch
+    watch.ref()
   }
 
   onPacket (fn: (pkt: Uint8Array) => void): void {
     const first = this.#handler === undefined
     this.#handler = fn
     if (!first || this.#closed) return
-    this.#poll?.ref()
+    if (this.#recovering === undefined) this.startPoll()
     this.#scheduleDrain()
   }
 
@@ -201,7 +206,7 @@ class Tun implements TunDevice {
       this.stats.txPackets++
       this.stats.txBytes += n
       // The kernel often answers inside the write itself (a ping reply, a TCP ACK): read it in
-      // this turn of the event loop instead of waiting for the poll thread to wake up and post.
+      // this turn of the event loop instead of waiting for the next poll phase.
       if (this.#handler !== undefined) this.#scheduleDrain()
       return true
     } catch (err) {
@@ -223,13 +228,13 @@ class Tun implements TunDevice {
     this.#closed = true
     const poll = this.#poll
     this.#poll = undefined
-    if (poll !== undefined) await poll.stop()
+    poll?.stop()
     try { closeSync(this.#fd) } catch {} // the last reference: the kernel deletes a non-persistent device here
     this.onClosed?.()
   }
 
-  injectFault (kind: 'poll-exit' | 'read'): void {
-    if (kind === 'poll-exit') this.#poll?.exitForTest()
+  injectFault (kind: 'watch' | 'read'): void {
+    if (kind === 'watch') this.#poll?.failForTest()
     else { this.#injectedReadFault = true; this.#scheduleDrain() }
   }
 
@@ -254,8 +259,7 @@ class Tun implements TunDevice {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          this.#poll?.handBack() // drained: the poll thread waits for the next packet
-          return
+          return // drained: the watch says when the next packet is there
         }
         if (code === 'EINTR') continue
         this.#fault(`reading ${this.name} failed (${code ?? String(err)})`, true)
@@ -283,10 +287,10 @@ class Tun implements TunDevice {
       if (device) this.#recovering = 'device'
       return
     }
-    this.#recovering = device ? 'device' : 'poll'
+    this.#recovering = device ? 'device' : 'watch'
     this.stats.faults++
     this.stats.lastFault = cause
-    this.#onError(new WeftError('ERR_TUN', `${cause}; ${device ? 'reopening the device' : 'restarting the poll thread'}`))
+    this.#onError(new WeftError('ERR_TUN', `${cause}; ${device ? 'reopening the device' : 'restarting the watch'}`))
     void this.#recover()
   }
 
@@ -296,7 +300,7 @@ class Tun implements TunDevice {
       try {
         const old = this.#poll
         this.#poll = undefined
-        if (old !== undefined) await old.stop()
+        old?.stop()
         if (this.#closed) return
         if (reopen) {
           try { closeSync(this.#fd) } catch {}
@@ -305,7 +309,7 @@ class Tun implements TunDevice {
           this.#fd = attachTun(this.#libc, this.#cfg.devicePath, this.name, this.mtu, this.#cfg.offload).fd
           this.stats.reopens++
         }
-        await this.startPoll()
+        this.startPoll()
         if (this.#closed) return
         this.#recovering = undefined
         if (reopen) this.#cfg.onReopen?.()

@@ -1,8 +1,7 @@
 /**
  * The system calls behind the TUN device (`tun-device.ts`), made through koffi (an FFI that ships
  * prebuilt binaries: no compiler at install time): attaching /dev/net/tun to an interface with
- * `TUNSETIFF`, offload with `TUNSETOFFLOAD`, the MTU with `SIOCSIFMTU`, and the eventfd that
- * wakes the poll thread. Every failure is a `WeftError('ERR_TUN')` saying what to do about it.
+ * `TUNSETIFF`, offload with `TUNSETOFFLOAD` and the MTU with `SIOCSIFMTU`. Every failure is a `WeftError('ERR_TUN')` saying what to do about it.
  */
 import { closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -14,7 +13,6 @@ export interface Libc {
   ioctlInt: (fd: number, req: number, arg: number) => number
   socket: (domain: number, type: number, proto: number) => number
   close: (fd: number) => number
-  eventfd: (initval: number, flags: number) => number
   errno: () => number
 }
 
@@ -30,8 +28,6 @@ const SIOCSIFMTU = 0x8922
 const AF_INET = 2
 const SOCK_DGRAM = 2
 const SOCK_CLOEXEC = 0o2000000
-const EFD_CLOEXEC = 0o2000000
-const EFD_NONBLOCK = 0o4000
 export const MAX_PACKET = 65535
 
 const ODD_IOCTL_ARCH = ['mips', 'mipsel', 'ppc', 'ppc64', 'sparc', 'sparc64'].includes(process.arch)
@@ -64,7 +60,6 @@ export async function loadLibc (): Promise<Libc> {
     ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as Libc['ioctlInt'],
     socket: lib.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
     close: lib.func('int close(int fd)') as Libc['close'],
-    eventfd: lib.func('int eventfd(unsigned int initval, int flags)') as Libc['eventfd'],
     errno: () => koffi.errno()
   }
   return libc
@@ -108,12 +103,6 @@ export function attachTun (c: Libc, devicePath: string, requested: string, mtu: 
   }
 }
 
-/** A non-blocking, close-on-exec eventfd (the poll thread's wake-up). */
-export function newEventFd (c: Libc): number {
-  const fd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
-  if (fd < 0) throw new WeftError('ERR_TUN', `eventfd failed (${errnoName(c.errno())})`)
-  return fd
-}
 
 function setMtu (c: Libc, name: string, mtu: number): void {
   const sock = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)

@@ -18,6 +18,8 @@ import { registerKube } from './kube.js'
 import { registerNode } from './node.js'
 import { registerPing } from './ping.js'
 import { registerCompletion } from './completion.js'
+import { registerDashboard } from './dashboard.js'
+import { registerSidecar } from './sidecar.js'
 
 /**
  * `weft <noun> <verb>`. One file per noun registers its verbs; output and exit-code rules live
@@ -56,6 +58,8 @@ export function buildProgram (): Command {
   registerNode(program)
   registerPing(program)
   registerCompletion(program)
+  registerDashboard(program)
+  registerSidecar(program)
 
   jsonOption(program.command('demo').description('start real "weft up" processes on loopback with a new token, print the state they agree on, run until Ctrl-C')
     .option('--nodes <n>', 'number of nodes (2-9)', intParser(2), 3)

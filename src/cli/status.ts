@@ -81,6 +81,11 @@ export function renderStatus (s: NodeStatus): string {
     if (v.routes.length > 0) rows.push(['vpn routes', v.routes.join(', ')])
     rows.push(['vpn traffic', `in ${plural(v.tun.txPackets, 'packet')} (${v.tun.txBytes} B), out ${plural(v.tun.rxPackets, 'packet')} (${v.tun.rxBytes} B)`])
     rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
+    const paths = v.peers.filter((p) => p.path !== undefined && p.path !== 'none')
+    if (paths.length > 0) {
+      const direct = paths.filter((p) => p.path === 'direct').length
+      rows.push(['vpn paths', `${direct} of ${plural(paths.length, 'peer')} on the direct path${v.directPort !== undefined ? ` (port ${v.directPort})` : ' (off)'}, ${paths.length - direct} over the mesh`])
+    }
     // Older daemons have no fault counters.
     const faults = v.tun.faults ?? 0
     if (faults > 0) rows.push(['vpn faults', `${plural(faults, 'fault')} recovered (${plural(v.tun.reopens ?? 0, 'reopen')}), last: ${v.tun.lastFault ?? '-'}`])

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander'
 import { run } from './errors.js'
 
-interface UpOpts {
+export interface UpOpts {
   token?: string
   tokenFile?: string
   dataDir?: string
@@ -11,6 +11,9 @@ interface UpOpts {
   listen: string[]
   peer: string[]
   mdns: boolean
+  bootstrap: string[]
+  publicDiscovery: boolean
+  publicRanges: string[]
   api?: string
   syncInterval?: string
   joinWait?: string
@@ -19,6 +22,7 @@ interface UpOpts {
   config?: string
   tun: boolean
   tunName?: string
+  directPort?: string
   advertise: string[]
   pathInclude?: string[]
   pathExclude?: string[]
@@ -28,6 +32,9 @@ interface UpOpts {
   serviceAddress?: string
   kubeconfig?: string
   shareKubeApi?: boolean
+  entangle?: boolean
+  entangleWebhook?: string
+  sidecarImage?: string
   allow: string[]
   k3s?: boolean
   k3sBin?: string
@@ -53,6 +60,9 @@ export function registerUp (program: Command): void {
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/4001)', collect, [])
     .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--bootstrap <multiaddr,...>', 'public libp2p nodes to find members through (or WEFT_BOOTSTRAP; default: the public libp2p bootstrap list), comma-separated or repeatable', collect, [])
+    .option('--no-public-discovery', 'do not use the public DHT and relays: only mDNS, --peer and the peer book (air-gapped networks)')
+    .option('--public-ranges <cidr,...>', 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10), comma-separated or repeatable', collect, [])
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--sync-interval <duration>', 'anti-entropy period, e.g. 10s or 500ms (default: 10s)')
     .option('--join-wait <duration>', 'first start: wait this long for a first sync with a peer before joining alone, e.g. 5s or 0 (default: 5s)')
@@ -60,6 +70,7 @@ export function registerUp (program: Command): void {
     .addOption(new Option('--log-format <format>', 'log lines: json, or pretty for people (default: pretty on a terminal, else json)').choices(['json', 'pretty']).env('WEFT_LOG_FORMAT'))
     .option('--no-tun', 'no VPN data plane: stay in the log without a TUN device (no root needed)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
+    .option('--direct-port <port|off>', 'TCP port of the VPN direct path between peers (default: 0, any free port; off: mesh streams only)')
     .option('--advertise <cidr>', 'a network reachable through this node (a LAN, a pod or service CIDR), repeatable', collect, [])
     .option('--path-include <iface|cidr>', 'use this interface (glob such as wg*) or CIDR for the mesh even if it looks like a tunnel, repeatable', collect, [])
     .option('--path-exclude <iface|cidr>', 'never listen on, announce or dial this interface (glob) or CIDR, repeatable', collect, [])
@@ -69,6 +80,9 @@ export function registerUp (program: Command): void {
     .option('--service-address <ip>', 'address pods reach this node at, for imported services\' EndpointSlices (default: overlay address, else POD_IP)')
     .option('--kubeconfig <path|in-cluster>', 'run the multi-cluster services (MCS) agent against this Kubernetes cluster')
     .option('--share-kube-api', 'let the members named by --allow reach this cluster\'s API server over the mesh')
+    .option('--entangle', 'run the Entanglement and Manifests controllers (needs --kubeconfig and the CRDs of deploy/crds/)')
+    .option('--entangle-webhook <ip:port>', 'serve the sidecar injection webhook here (TLS, the agent\'s own CA; needs --entangle)')
+    .option('--sidecar-image <image>', 'image of injected weft sidecars (default: WEFT_IMAGE)')
     .option('--allow <peer-id|hostname>', 'a member allowed to use the shared API, repeatable', collect, [])
     .option('--k3s', 'run k3s as the roles projection decides, once the decision is stable')
     .option('--k3s-bin <path>', 'the k3s binary (default: k3s on PATH)')
@@ -87,6 +101,9 @@ export function registerUp (program: Command): void {
     .option('--listen <multiaddr>', 'libp2p listen address, repeatable (default: /ip4/0.0.0.0/tcp/0, a random port)', collect, [])
     .option('--peer <multiaddr>', 'bootstrap peer address with /p2p/<peer id>, repeatable', collect, [])
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
+    .option('--bootstrap <multiaddr,...>', 'public libp2p nodes to find members through (or WEFT_BOOTSTRAP; default: the public libp2p bootstrap list), comma-separated or repeatable', collect, [])
+    .option('--no-public-discovery', 'do not use the public DHT and relays: only mDNS, --peer and the peer book (air-gapped networks)')
+    .option('--public-ranges <cidr,...>', 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10), comma-separated or repeatable', collect, [])
     .option('--api <host:port|path|off>', 'HTTP API address, or a unix socket path (default: 127.0.0.1:8080)')
     .option('--tun-name <name>', 'name of the TUN device (default: weft0)')
     .option('--dns <addr>', 'serve the network\'s DNS on ip:port or overlay:port for this workstation, repeatable', collect, [])
@@ -106,7 +123,8 @@ export function registerUp (program: Command): void {
     })
 }
 
-async function runUp (o: UpOpts, bridge = false): Promise<number> {
+/** `prepare` adjusts the resolved config before the daemon starts (`weft sidecar`). */
+export async function runUp (o: UpOpts, bridge = false, prepare?: (config: import('../node/config.js').UpConfig) => Promise<void>): Promise<number> {
   const { resolveUpConfig } = await import('../node/config.js')
   const config = await resolveUpConfig({
     token: o.token,
@@ -119,6 +137,9 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     peer: o.peer,
     // Commander sets mdns: true unless --no-mdns is given; only an explicit false overrides the file.
     mdns: o.mdns === false ? false : undefined,
+    bootstrap: o.bootstrap,
+    publicDiscovery: o.publicDiscovery === false ? false : undefined,
+    publicRanges: o.publicRanges,
     api: o.api,
     syncInterval: o.syncInterval,
     joinWait: o.joinWait,
@@ -126,6 +147,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config: o.config,
     tun: o.tun === false ? false : undefined,
     tunName: o.tunName,
+    directPort: o.directPort,
     advertise: o.advertise,
     pathInclude: o.pathInclude,
     pathExclude: o.pathExclude,
@@ -135,6 +157,9 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     serviceAddress: o.serviceAddress,
     kubeconfig: o.kubeconfig,
     shareKubeApi: o.shareKubeApi === true ? true : undefined,
+    entangle: o.entangle === true ? true : undefined,
+    entangleWebhook: o.entangleWebhook,
+    sidecarImage: o.sidecarImage,
     allow: o.allow,
     k3s: o.k3s === true ? true : undefined,
     k3sBin: o.k3sBin,
@@ -149,6 +174,7 @@ async function runUp (o: UpOpts, bridge = false): Promise<number> {
     config.tun = true
     config.k3s = false
   }
+  await prepare?.(config)
   // Before anything is opened or joined: an address in use is one clean line, not a stack trace
   // after the node has synced.
   const { bindConflicts } = await import('../adapters/bind-probe.js')

@@ -74,7 +74,25 @@ export function signingInput (net: Uint8Array, bytes: Uint8Array): Uint8Array {
 }
 
 export function eventId (net: Uint8Array, bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(signingInput(net, bytes)).digest())
+  const d = createHash('sha256').update(signingInput(net, bytes)).digest()
+  // A plain Uint8Array view of the digest's own memory (tests and callers compare with Uint8Arrays).
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength)
+}
+
+/**
+ * `bytes` and `sig` as views into ONE private copy of the envelope, instead of the separate
+ * copies the CBOR decoder made: an event held in memory costs one buffer, not three. The
+ * envelope is canonical CBOR [bytes, sig] (checked before this is called), so sig is its last
+ * 64 bytes and bytes ends right before sig's 2-byte header.
+ */
+function sharedViews (envelope: Uint8Array, bytes: Uint8Array, sig: Uint8Array): { envelope: Uint8Array, bytes: Uint8Array, sig: Uint8Array } {
+  // A copy, also when the store hands us a Buffer (whose slice() is a view into its pool).
+  const own = Uint8Array.prototype.slice.call(envelope)
+  const sigStart = own.byteLength - 64
+  const bytesStart = sigStart - 2 - bytes.byteLength
+  // Not the canonical layout (a damaged store read by openTrusted): keep the decoder's copies.
+  if (sig.byteLength !== 64 || bytesStart < 1 || own[sigStart - 2] !== 0x58 || own[sigStart - 1] !== 0x40) return { envelope: own, bytes, sig }
+  return { envelope: own, bytes: own.subarray(bytesStart, sigStart - 2), sig: own.subarray(sigStart) }
 }
 
 const cosignatureVerifier = new Ed25519Verifier(64)
@@ -173,7 +191,7 @@ export function openEnvelope (envelope: Uint8Array, net: Uint8Array, verifier: V
   }
   checkCosignature(fields, verifier)
   const id = eventId(net, bytes)
-  return { fields, bytes, sig, id, idHex: toHex(id), authorHex: toHex(fields.author), envelope }
+  return { fields, ...sharedViews(envelope, bytes, sig), id, idHex: toHex(id), authorHex: toHex(fields.author) }
 }
 
 /** The total order of the log: (lamport, author, seq), then id so forked twins still order. */
@@ -200,5 +218,5 @@ export function openTrusted (envelope: Uint8Array, net: Uint8Array): SignedEvent
     throw new WeftError('ERR_STORE', `a stored event does not decode (${(err as Error).message}); the store is damaged: run "weft log verify"`)
   }
   const id = eventId(net, bytes)
-  return { fields, bytes, sig, id, idHex: toHex(id), authorHex: toHex(fields.author), envelope }
+  return { fields, ...sharedViews(envelope, bytes, sig), id, idHex: toHex(id), authorHex: toHex(fields.author) }
 }

@@ -117,6 +117,7 @@ export interface NetworkIdentifiers {
   mdnsServiceName: string
   syncProtocol: string
   packetProtocol: string
+  directProtocol: string
   kubeconfigProtocol: string
   tcpProtocol: string
 }
@@ -135,6 +136,7 @@ export function identifiers (token: NetworkToken): NetworkIdentifiers {
     mdnsServiceName: `weft-${toHex(derive(token, 'mdns-service', 5))}`,
     syncProtocol: `/weft/${networkId}/sync/1.0.0`,
     packetProtocol: `/weft/${networkId}/packets/1.0.0`,
+    directProtocol: `/weft/${networkId}/direct/1.0.0`,
     kubeconfigProtocol: `/weft/${networkId}/kubeconfig/1.0.0`,
     tcpProtocol: `/weft/${networkId}/tcp/1.0.0`
   }

@@ -6,7 +6,8 @@ import { authorName } from '../log/author.js'
 import { fromHex, toHex } from '../log/bytes.js'
 import type { RouteIndex } from '../projections/route-index.js'
 import { FrameDecoder, VNET_HDR_BYTES } from './packet-frames.js'
-import { PeerLink, type DropReason, type LinkCounters } from './peer-link.js'
+import { PeerLink, streamChannel, type DropReason, type LinkCounters, type PacketChannel, type PathKind } from './peer-link.js'
+import { DirectListener, OFFER_BYTES, decodeOffer, dialDirect, encodeOffer } from './direct-path.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { bestConnection } from './address-filter.js'
 
@@ -38,9 +39,20 @@ export interface DataPlaneOptions {
   self: string
   log: MeshLogger
   now: () => number
+  /**
+   * The direct path (direct-path.ts): the libp2p protocol its offers go over, and where its
+   * listener listens (the mesh's listen hosts; port 0 = any). Absent: packets use the mesh only.
+   */
+  direct?: { protocol: string, hosts: string[], port: number }
 }
 
-export interface PeerTraffic extends LinkCounters { author: string, peerId: string, connected: boolean }
+export interface PeerTraffic extends LinkCounters {
+  author: string
+  peerId: string
+  connected: boolean
+  /** What carries packets to this peer now: the direct path, the libp2p stream, or nothing yet. */
+  path: PathKind
+}
 
 export interface DataPlaneStats {
   peers: PeerTraffic[]
@@ -61,14 +73,37 @@ export class DataPlane {
   private readonly counters = new Map<string, LinkCounters>()
   private readonly peerIds = new Map<string, PeerId>()
   private readonly drops = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>
+  private listener: DirectListener | undefined
   private stopped = false
 
   constructor (private readonly opts: DataPlaneOptions) {}
 
   async start (): Promise<void> {
+    const { direct } = this.opts
+    if (direct !== undefined && direct.hosts.length > 0) {
+      try {
+        this.listener = await DirectListener.listen({
+          hosts: direct.hosts,
+          port: direct.port,
+          log: this.opts.log,
+          now: this.opts.now,
+          deliver: (author, frames) => { this.deliver(author, frames) },
+          malformed: () => { this.drop('malformed') }
+        })
+        await this.opts.host.handle(direct.protocol, (stream, conn) => { this.offer(stream, conn) }, { maxInboundStreams: 8, maxOutboundStreams: 8 })
+      } catch (err) {
+        // The mesh still carries every packet; say why the faster path is missing.
+        this.opts.log.warn({ err: (err as Error).message, hosts: direct.hosts, port: direct.port }, 'the VPN direct path cannot listen; packets go over the mesh streams only')
+        await this.listener?.close()
+        this.listener = undefined
+      }
+    }
     await this.opts.host.handle(this.opts.protocol, (stream, conn) => { this.inbound(stream, conn) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
     this.opts.device.onPacket((pkt) => { this.outbound(pkt) })
   }
+
+  /** The direct path's port (undefined when it is off or could not listen). */
+  get directPort (): number | undefined { return this.listener?.port }
 
   /** New routes from the log; links to peers that no longer own a route are closed. */
   setRoutes (index: RouteIndex): void {
@@ -111,7 +146,8 @@ export class DataPlane {
     let link = this.links.get(peer)
     if (link === undefined) {
       link = new PeerLink({
-        dial: async (id, signal) => await this.openStream(id, signal),
+        dial: async (id, signal) => streamChannel(await this.openStream(id, signal)),
+        ...(this.opts.direct !== undefined ? { direct: async (id: PeerId, signal: AbortSignal) => await this.openDirect(id, signal) } : {}),
         peer: this.peerIdOf(peer),
         counters: this.countersOf(peer),
         drop: (r, n) => { this.drop(r, n) },
@@ -147,6 +183,35 @@ export class DataPlane {
     return await conn.newStream(protocol, { signal })
   }
 
+  /**
+   * The direct path to a peer: an offer asked over the best direct (not relayed) connection
+   * outside the VPN, then a TCP connection to that connection's remote address.
+   */
+  private async openDirect (peer: PeerId, signal: AbortSignal): Promise<PacketChannel> {
+    const direct = this.opts.direct
+    if (direct === undefined) throw new Error('the direct path is off')
+    const conn = bestConnection(this.opts.host.getConnections(peer), (c) => !this.throughVpn(c.remoteAddr) && tcpHost(c.remoteAddr) !== undefined)
+    if (conn === undefined) throw new Error('no direct TCP connection to the peer (relayed or not connected)')
+    const host = tcpHost(conn.remoteAddr) as string
+    const stream = await conn.newStream(direct.protocol, { signal })
+    let offer
+    try {
+      offer = decodeOffer(await readExactly(stream, OFFER_BYTES, signal))
+    } finally {
+      void stream.close().catch(() => { stream.abort(new Error('done')) })
+    }
+    return await dialDirect(host, offer, signal)
+  }
+
+  /** Answers a peer's request for a direct-path offer (made for that peer alone). */
+  private offer (stream: Stream, conn: Connection): void {
+    const key = conn.remotePeer.publicKey?.raw
+    const listener = this.listener
+    if (listener === undefined || key === undefined || key.byteLength !== 32) { stream.abort(new Error('no direct path here')); return }
+    stream.send(encodeOffer(listener.offer(toHex(key))))
+    void stream.close().catch(() => { stream.abort(new Error('offer not delivered')) })
+  }
+
   /** Whether the kernel routes this address (its first IP component) into the VPN device. */
   private throughVpn (ma: Multiaddr): boolean {
     const routes = this.routes
@@ -167,7 +232,6 @@ export class DataPlane {
     const key = conn.remotePeer.publicKey?.raw
     if (key === undefined || key.byteLength !== 32) { stream.abort(new Error('packet streams need an Ed25519 peer')); return }
     const author = toHex(key)
-    const counters = this.countersOf(author)
     const decoder = new FrameDecoder()
     stream.addEventListener('message', (evt) => {
       const chunk = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
@@ -179,24 +243,31 @@ export class DataPlane {
         stream.abort(err as Error)
         return
       }
-      const routes = this.routes
-      const withHeader = this.opts.device.vnetHeader === VNET_HDR_BYTES
-      for (const frame of packets) {
-        const ip = frame.subarray(VNET_HDR_BYTES)
-        if (routes === undefined || !sourceOwnedBy(routes, ip, author)) { this.drop(isIp(ip) ? 'spoofed' : 'malformed'); continue }
-        counters.rxPackets++
-        counters.rxBytes += ip.byteLength
-        // A device without offload takes plain packets only: a segment (gso_type != 0) cannot go in.
-        if (!withHeader && frame[1] !== 0) { this.drop('malformed'); continue }
-        if (!this.opts.device.write(withHeader ? frame : ip)) this.drop('device_full')
-      }
+      this.deliver(author, packets)
     })
+  }
+
+  /** Frames from a peer (over either path) into the device: only packets from addresses it owns. */
+  private deliver (author: string, packets: Uint8Array[]): void {
+    const counters = this.countersOf(author)
+    const routes = this.routes
+    const withHeader = this.opts.device.vnetHeader === VNET_HDR_BYTES
+    for (const frame of packets) {
+      const ip = frame.subarray(VNET_HDR_BYTES)
+      if (routes === undefined || !sourceOwnedBy(routes, ip, author)) { this.drop(isIp(ip) ? 'spoofed' : 'malformed'); continue }
+      counters.rxPackets++
+      counters.rxBytes += ip.byteLength
+      // A device without offload takes plain packets only: a segment (gso_type != 0) cannot go in.
+      if (!withHeader && frame[1] !== 0) { this.drop('malformed'); continue }
+      if (!this.opts.device.write(withHeader ? frame : ip)) this.drop('device_full')
+    }
   }
 
   stats (): DataPlaneStats {
     const peers: PeerTraffic[] = []
     for (const [author, c] of this.counters) {
-      peers.push({ author, peerId: this.peerIdOf(author).toString(), connected: this.links.get(author)?.connected ?? false, ...c })
+      const link = this.links.get(author)
+      peers.push({ author, peerId: this.peerIdOf(author).toString(), connected: link?.connected ?? false, path: link?.path ?? 'none', ...c })
     }
     peers.sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
     return { peers, drops: { ...this.drops } }
@@ -208,6 +279,8 @@ export class DataPlane {
     for (const l of this.links.values()) l.close()
     this.links.clear()
     await this.opts.host.unhandle(this.opts.protocol).catch(() => {})
+    if (this.opts.direct !== undefined) await this.opts.host.unhandle(this.opts.direct.protocol).catch(() => {})
+    await this.listener?.close()
   }
 }
 
@@ -240,4 +313,37 @@ function destinationPeer (routes: RouteIndex, pkt: Uint8Array): string | undefin
 function sourceOwnedBy (routes: RouteIndex, pkt: Uint8Array, author: string): boolean {
   if (!isIp(pkt)) return false
   return (pkt[0] as number) >> 4 === 4 ? routes.owns4(author, u32(pkt, 12)) : routes.owns6(author, u128(pkt, 8))
+}
+
+/** The IP of a direct TCP multiaddr (/ip4|ip6/…/tcp/…, not relayed), else undefined. */
+function tcpHost (ma: Multiaddr): string | undefined {
+  const text = ma.toString()
+  if (text.includes('/p2p-circuit')) return undefined
+  return /^\/ip[46]\/([^/]+)\/tcp\/\d+/.exec(text)?.[1]
+}
+
+/** The first `n` bytes a stream delivers (rejects if it ends or the signal fires first). */
+async function readExactly (stream: Stream, n: number, signal: AbortSignal): Promise<Uint8Array> {
+  return await new Promise((resolve, reject) => {
+    const out = new Uint8Array(n)
+    let got = 0
+    const done = (err?: Error): void => {
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('close', onClose)
+      signal.removeEventListener('abort', onAbort)
+      if (err !== undefined) reject(err); else resolve(out)
+    }
+    const onMessage = (evt: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
+      const chunk = evt.data instanceof Uint8Array ? evt.data : evt.data.subarray()
+      const take = Math.min(chunk.byteLength, n - got)
+      out.set(chunk.subarray(0, take), got)
+      got += take
+      if (got === n) done()
+    }
+    const onClose = (): void => { done(new Error(`the stream ended after ${got} of ${n} bytes`)) }
+    const onAbort = (): void => { done(new Error('timed out waiting for the direct-path offer')) }
+    stream.addEventListener('message', onMessage)
+    stream.addEventListener('close', onClose)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
 }

@@ -16,6 +16,13 @@ export interface EventGossipStats {
   rateLimited: number
 }
 
+/**
+ * Why a gossiped message was accepted, ignored or rejected (for metrics). The keys are
+ * `accepted`, `ignored/<reason>` and `rejected/<reason>`, where a reason is one of a fixed set
+ * or a WeftError code: a bounded set whatever peers send.
+ */
+export type GossipOutcomes = Map<string, number>
+
 /** Gossiped events accepted for validation per peer: a sustained rate and a burst. */
 export const GOSSIP_RATE = { perSecond: 2_000, burst: 4_000 } as const
 
@@ -41,6 +48,7 @@ export interface EventGossipOptions {
  */
 export class EventGossip {
   readonly stats: EventGossipStats = { published: 0, accepted: 0, ignored: 0, rejected: 0, rateLimited: 0 }
+  readonly outcomes: GossipOutcomes = new Map()
   private readonly buckets = new Map<string, { tokens: number, at: number }>()
 
   constructor (private readonly opts: EventGossipOptions) {}
@@ -85,14 +93,20 @@ export class EventGossip {
     return true
   }
 
+  private count (outcome: string): void {
+    this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1)
+  }
+
   private async validate (peer: PeerId, data: Uint8Array): Promise<TopicValidatorResult> {
     const { replica, log } = this.opts
     if (!this.admit(peer.toString())) {
       this.stats.rateLimited++
+      this.count('ignored/rate_limited')
       return TopicValidatorResult.Ignore
     }
     if (data.byteLength > LIMITS.maxEventBytes) {
       this.stats.rejected++
+      this.count('rejected/too_large')
       log.warn({ peer: peer.toString(), bytes: data.byteLength, limit: LIMITS.maxEventBytes }, 'rejected gossip message: larger than an event may be')
       return TopicValidatorResult.Reject
     }
@@ -101,31 +115,37 @@ export class EventGossip {
       event = openEnvelope(data, replica.net, this.opts.verifier)
     } catch (err) {
       this.stats.rejected++
+      this.count(`rejected/${isWeftError(err) ? err.code : 'ERR_BAD_ENVELOPE'}`)
       log.warn({ peer: peer.toString(), code: isWeftError(err) ? err.code : 'ERR_BAD_ENVELOPE', reason: (err as Error).message }, 'rejected gossip message')
       return TopicValidatorResult.Reject
     }
     if (replica.has(event.idHex)) {
       this.stats.ignored++
+      this.count('ignored/duplicate')
       return TopicValidatorResult.Ignore
     }
     try {
       const res = await replica.ingest([event])
       if (res.added.some((e) => e.idHex === event.idHex)) {
         this.stats.accepted++
+        this.count('accepted')
         this.opts.onAccepted?.(event, peer)
         return TopicValidatorResult.Accept
       }
       if (res.rejected.length > 0) {
         this.stats.rejected++
         const r = res.rejected[0]
+        this.count(`rejected/${r?.code ?? 'ERR_REJECTED'}`)
         log.warn({ peer: peer.toString(), event: event.idHex, code: r?.code, reason: r?.message }, 'rejected gossip event')
         return TopicValidatorResult.Reject
       }
       this.stats.ignored++
+      this.count(res.parked > 0 ? 'ignored/parked' : 'ignored/duplicate')
       if (res.parked > 0) this.opts.onMissingParents(peer)
       return TopicValidatorResult.Ignore
     } catch (err) {
       // Our own storage failed: not the sender's fault, so no penalty.
+      this.count('ignored/store_failed')
       log.error({ err: (err as Error).message }, 'could not store a gossiped event')
       return TopicValidatorResult.Ignore
     }

@@ -5,14 +5,15 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { mdns } from '@libp2p/mdns'
 import { bootstrap } from '@libp2p/bootstrap'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { isPrivateIp } from '@libp2p/utils'
+import { networkInterfaces } from 'node:os'
 import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import { seedOf, type NodeIdentity } from '../log/identity.js'
@@ -22,12 +23,31 @@ import type { MeshLogger } from './mesh-logger.js'
 import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
 import { transportProtector } from './transport-protector.js'
 import type { AddressFilter } from './address-filter.js'
+import { hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
+import { guardRegistrar } from './public-protocols.js'
+
+/** The public DHT's protocol (the IPFS "Amino" DHT every public libp2p node speaks). */
+export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
+/** Relay slots a node behind a NAT keeps (one `/p2p-circuit` listen address each). */
+export const RELAY_RESERVATIONS = 2
+/** Members a member with a public address relays for at once (no time or byte limit: they hold the token). */
+export const MEMBER_RELAY_RESERVATIONS = 64
 
 export interface HostServices extends Record<string, unknown> {
   identify: Identify
   ping: Ping
   dht: KadDHT
+  /** The public DHT client, with public discovery only. */
+  publicDht?: KadDHT
   pubsub: GossipSub
+}
+
+/** Public discovery: the public DHT, public relays, plain connections to public nodes (docs/mesh.md). */
+export interface PublicDiscovery {
+  /** Public libp2p nodes to start from (multiaddrs with /p2p/<id>). */
+  bootstrap: readonly string[]
+  /** Whether a peer is (or may be) a member: outbound connections to it are protected, to others plain. */
+  isMember: (peerId: string) => boolean
 }
 
 export type WeftHost = Libp2p<HostServices>
@@ -58,6 +78,10 @@ export interface HostOptions {
   log?: MeshLogger
   /** Which addresses may be listened on, announced and dialled (address-filter.ts); default: all. */
   addressFilter?: AddressFilter
+  /** Public discovery; absent: every connection is protected and only the private DHT runs (air-gapped). */
+  public?: PublicDiscovery
+  /** Told of every peer mDNS finds (a member: the service name comes from the token). */
+  onLanPeer?: (peerId: string) => void
 }
 
 /** The address filter as libp2p options: listen expansion, announce filter, dial/inbound gater. */
@@ -85,17 +109,35 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   const privateKey = await generateKeyPairFromSeed('Ed25519', seedOf(opts.identity))
   const discovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
   if (opts.mdns !== false) {
-    discovery.push(mdns({ serviceTag: ids.mdnsServiceName, interval: opts.mdnsIntervalMs ?? 5_000 }))
+    const f = opts.addressFilter
+    // Without a route for multicast the kernel cannot pick an interface: name one (lan-discovery.ts).
+    const pick = (): ReturnType<typeof multicastInterface> => hasMulticastRoute() ? undefined : multicastInterface(f !== undefined ? { allowsInterface: (n) => f.allowsInterface(n) } : {})
+    discovery.push(interfaceMdns({ serviceTag: ids.mdnsServiceName, interval: opts.mdnsIntervalMs ?? 5_000 }, pick, opts.onLanPeer))
   }
-  if (opts.peers !== undefined && opts.peers.length > 0) {
-    discovery.push(bootstrap({ list: [...opts.peers], timeout: 0 }))
+  const pub = opts.public
+  const bootList = [...(opts.peers ?? []), ...(pub?.bootstrap ?? [])]
+  if (bootList.length > 0) {
+    discovery.push(bootstrap({ list: bootList, timeout: 0 }))
   }
   const path = pathOptions(opts.addressFilter, opts.listen)
-  return await createLibp2p<HostServices>({
+  if (pub !== undefined && path.addresses !== undefined) {
+    // Relay slots: a node behind a NAT is reachable at <relay>/p2p-circuit/p2p/<us>.
+    path.addresses.listen = [...(path.addresses.listen ?? []), ...Array.from({ length: RELAY_RESERVATIONS }, () => '/p2p-circuit')]
+    // A public address of our own is announced as it is: libp2p would wait for AutoNAT to confirm
+    // it, and AutoNAT is not run here (see below).
+    path.addresses.appendAnnounce = publicListenAddrs(opts.listen, opts.addressFilter)
+  }
+  let identifyService: unknown
+  const host = await createLibp2p<HostServices>({
     privateKey,
+    start: false,
     addresses: path.addresses,
-    transports: [tcp(), circuitRelayTransport()],
-    connectionProtector: transportProtector({ keys: opts.transportKeys ?? tokenTransportKeys(opts.token), ...(opts.log !== undefined ? { log: opts.log } : {}) }),
+    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+    connectionProtector: transportProtector({
+      keys: opts.transportKeys ?? tokenTransportKeys(opts.token),
+      ...(opts.log !== undefined ? { log: opts.log } : {}),
+      ...(pub !== undefined ? { plain: { plainDial: (id) => id !== undefined && !pub.isMember(id) } } : {})
+    }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery: discovery,
@@ -112,6 +154,8 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     },
     ...(opts.logger !== undefined ? { logger: opts.logger } : {}),
     services: {
+      // First: guards every handler and topology registered after it (public-protocols.ts).
+      guard: (components: { registrar: Parameters<typeof guardRegistrar>[0] }) => { guardRegistrar(components.registrar, () => identifyService); return {} },
       identify: identify(),
       ping: ping(),
       dht: kadDHT({
@@ -133,11 +177,52 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
         // the default same-IP penalty would make peers ignore each other past 10 per IP.
         scoreParams: { IPColocationFactorWeight: 0 }
       }),
-      ...(opts.relay !== false ? { relay: circuitRelayServer() } : {}),
+      ...(pub !== undefined
+        ? {
+            publicDht: kadDHT({
+              protocol: PUBLIC_DHT_PROTOCOL,
+              // A client: it asks and announces, and answers no stranger's queries.
+              clientMode: true,
+              peerInfoMapper: removePrivateAddressesMapper,
+              logPrefix: 'libp2p:dht-public',
+              datastorePrefix: '/dht-public',
+              metricsPrefix: 'libp2p_dht_public'
+            })
+          }
+        : {}),
+      // With public discovery the relay serves members only (hop is refused on plain
+      // connections), so it needs none of the limits that protect a public relay.
+      ...(opts.relay !== false ? { relay: pub !== undefined ? circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: MEMBER_RELAY_RESERVATIONS } }) : circuitRelayServer() } : {}),
       dcutr: dcutr(),
-      autonat: autoNAT()
+      // AutoNAT v1 closes the connection it verified a dial-back on, even when the dial reused an
+      // existing one: with public addresses in play it cut every link to a relay and to members
+      // right after they opened (seen in the simulated internet). Off with public discovery;
+      // kept as before without it (private addresses never trigger it).
+      ...(pub === undefined ? { autonat: autoNAT() } : {})
     }
   })
+  identifyService = host.services.identify
+  await host.start()
+  return host
+}
+
+/**
+ * The addresses of ours that libp2p calls public (after --public-ranges), with each listen port:
+ * a member with a public address announces them to members and to the public DHT.
+ */
+export function publicListenAddrs (listen: readonly string[], filter?: AddressFilter): string[] {
+  const out: string[] = []
+  const locals = Object.values(networkInterfaces()).flatMap((infos) => infos ?? []).filter((i) => i.family === 'IPv4' && !i.internal)
+  for (const l of listen) {
+    const m = /^\/ip4\/([^/]+)\/tcp\/(\d+)$/.exec(l)
+    if (m === null || m[2] === '0') continue
+    const ips = m[1] === '0.0.0.0' ? locals.map((i) => i.address) : [m[1] as string]
+    for (const ip of ips) {
+      if (isPrivateIp(ip) === true || (filter !== undefined && !filter.allowsIp(ip))) continue
+      out.push(`/ip4/${ip}/tcp/${m[2] as string}`)
+    }
+  }
+  return [...new Set(out)]
 }
 
 /** Refuse a denied peer as soon as its identity is known (after the handshake), both ways. */

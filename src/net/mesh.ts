@@ -1,11 +1,14 @@
 import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
-import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
 import { WeftError } from '../log/errors.js'
 import { createHost, type WeftHost } from './host.js'
+import { lanDiscoveryProblem } from './lan-discovery.js'
+import { isPlainConnection, isProtectedConnection } from './transport-protector.js'
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
@@ -13,6 +16,7 @@ import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { TransportKeys } from './transport-keys.js'
+import type { PeerBook } from './peer-book.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -38,6 +42,15 @@ export interface MeshOptions {
   onGossipAccepted?: (event: SignedEvent, from: PeerId) => void
   /** Peers whose connections are refused (revoked or forked members), by PeerId string. */
   denyPeer?: (peerId: string, epoch?: number) => boolean
+  /** Members' addresses kept across restarts (peer-book.ts): redialled first, fed by identify and dials. */
+  peerBook?: PeerBook
+  /**
+   * Public discovery (docs/mesh.md, "Beyond the LAN"): the public DHT from these bootstrap nodes,
+   * relay slots, plain connections to public nodes. Absent: today's private-only behaviour.
+   */
+  public?: { bootstrap: readonly string[] }
+  /** Whether a PeerId is a member in the log (its connections are protected); default: none known. */
+  isLogMember?: (peerId: string) => boolean
 }
 
 export interface MeshPeer {
@@ -68,8 +81,18 @@ const DIAL_DISCOVERED_BELOW = 32
  * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
  */
 const QUIET_SKIPS = 5
+const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
+/** With public discovery, rendezvous rounds run at the fast pace for this long after start. */
+const FAST_RENDEZVOUS_AFTER_START_MS = 120_000
+/** Member relays a node keeps a slot on, besides its slots on public relays. */
+const MEMBER_RELAY_SLOTS = 2
+/** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
+const MAX_CANDIDATES = 4_096
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
+/** Peers of the peer book dialled at start, most recently seen first, this many at a time. */
+const BOOK_DIALS_AT_START = 16
+const BOOK_DIAL_CONCURRENCY = 4
 
 /**
  * One node's place in the mesh: the libp2p host, push (gossip), pull (anti-entropy) and
@@ -79,6 +102,8 @@ const REDIAL_KNOWN_PER_ROUND = 4
  */
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
+  private readonly memberRelays = new Set<string>()
+  private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
   private readonly lastDialError = new Map<string, string>()
@@ -93,8 +118,29 @@ export class Mesh {
     readonly gossip: EventGossip,
     readonly sync: AntiEntropy,
     readonly presence: Presence,
-    private readonly opts: MeshOptions
+    private readonly opts: MeshOptions,
+    private readonly candidates: Set<string>
   ) {}
+
+  /** What keeps this node from finding peers, each with its fix (for `weft status`). */
+  problems (): string[] {
+    return this.lanProblem !== undefined ? [this.lanProblem] : []
+  }
+
+  /**
+   * A peer found where only members are (the rendezvous keys): protect connections to it from
+   * now on; a plain connection made before we knew (it was met as a relay or DHT node) cannot
+   * carry the network's protocols, so it is closed and the peer dialled again, protected.
+   */
+  private async noteMember (peer: PeerId): Promise<void> {
+    const id = peer.toString()
+    if (!this.candidates.has(id) && this.candidates.size >= MAX_CANDIDATES) return
+    this.candidates.add(id)
+    const conns = this.host.getConnections(peer)
+    if (conns.length > 0 && conns.every((c) => isPlainConnection(c))) {
+      await Promise.all(conns.map(async (c) => { await c.close().catch(() => {}) }))
+    }
+  }
 
   static async start (opts: MeshOptions): Promise<Mesh> {
     const ids = identifiers(opts.token)
@@ -103,7 +149,17 @@ export class Mesh {
         throw new WeftError('ERR_BAD_INPUT', `peer address ${p} has no /p2p/<peer id> part; copy the full address from the other node's "weft status"`)
       }
     }
+    // Peers we protect connections to: configured, in the peer book, found by mDNS or under the
+    // rendezvous keys, or members in the log. Every other peer is a public node (plain).
+    const candidates = new Set<string>()
+    for (const p of opts.peers ?? []) {
+      const id = multiaddr(p).getComponents().findLast((c) => c.name === 'p2p')?.value
+      if (id !== undefined) candidates.add(id)
+    }
+    for (const e of opts.peerBook?.entries() ?? []) candidates.add(e.id)
     const host = await createHost({
+      ...(opts.public !== undefined ? { public: { bootstrap: opts.public.bootstrap, isMember: (id) => candidates.has(id) || (opts.isLogMember?.(id) ?? false) } } : {}),
+      onLanPeer: (id) => { candidates.add(id) },
       token: opts.token,
       net: opts.replica.net,
       identity: opts.identity,
@@ -136,7 +192,7 @@ export class Mesh {
       now: opts.now,
       log: opts.log
     })
-    mesh = new Mesh(host, gossip, sync, presence, opts)
+    mesh = new Mesh(host, gossip, sync, presence, opts, candidates)
     try {
       await host.start()
       await sync.start()
@@ -157,6 +213,11 @@ export class Mesh {
       if (evt.detail.protocols.includes(syncProtocol)) {
         void this.syncPeer(evt.detail.peerId)
         void this.presence.connected(evt.detail.peerId)
+        // A member: remember where it listens and where we reached it (a dial that worked).
+        const c = evt.detail.connection
+        const reached = c.direction === 'outbound' ? [c.remoteAddr.toString()] : []
+        opts.peerBook?.add(evt.detail.peerId.toString(), [...reached, ...evt.detail.listenAddrs.map((a) => a.toString())])
+        if (opts.public !== undefined) void this.useMemberRelay(evt.detail.peerId, c, evt.detail.protocols)
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -180,9 +241,28 @@ export class Mesh {
       this.timers.push(t)
     }
     this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
-    every(syncIntervalMs, () => { void this.syncRound(); void this.redialKnown(syncProtocol) })
-    this.rendezvous = new Rendezvous({ host, token: opts.token, now: opts.now, log: opts.log, intervalMs: opts.rendezvousIntervalMs })
+    every(syncIntervalMs, () => {
+      void this.syncRound()
+      void this.redialKnown(syncProtocol)
+    })
+    const startedAt = opts.now()
+    this.rendezvous = new Rendezvous({
+      host,
+      token: opts.token,
+      now: opts.now,
+      log: opts.log,
+      intervalMs: opts.rendezvousIntervalMs,
+      onProvider: async (p) => { await this.noteMember(p) },
+      // Look every few seconds while no member is connected (a new node, or one cut off) and in
+      // the first minutes, while members that started with us are still announcing themselves.
+      ...(opts.public !== undefined ? { alone: () => opts.now() - startedAt < FAST_RENDEZVOUS_AFTER_START_MS || !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined) } : {})
+    })
     this.rendezvous.start()
+    // New addresses (a relay slot, an observed public address): announce them under the keys now.
+    if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { this.rendezvous?.kick() })
+    this.lanProblem = lanDiscoveryProblem(opts.mdns !== false, opts.addressFilter !== undefined ? { allowsInterface: (n) => opts.addressFilter?.allowsInterface(n) ?? true } : {})
+    if (this.lanProblem !== undefined) opts.log.warn({ fix: 'give --peer, or use public discovery' }, this.lanProblem)
+    if (opts.peerBook !== undefined) void this.dialBook(opts.peerBook)
     if ((opts.peers ?? []).length > 0) {
       every(REDIAL_MS, () => { void this.dialConfigured() })
       void this.dialConfigured()
@@ -211,6 +291,44 @@ export class Mesh {
   }
 
   /**
+   * A member we reached directly that relays (it has a public address): a slot on its relay makes
+   * us reachable to members without the limits of public relays (docs/mesh.md, "Beyond the LAN").
+   */
+  private async useMemberRelay (peer: PeerId, c: Connection, protocols: readonly string[]): Promise<void> {
+    const id = peer.toString()
+    if (!protocols.includes(HOP_PROTOCOL) || c.direction !== 'outbound' || !isDirect(c) || isPlainConnection(c)) return
+    if (this.memberRelays.has(id) || this.memberRelays.size >= MEMBER_RELAY_SLOTS) return
+    this.memberRelays.add(id)
+    const transports = (this.host as unknown as { components: { transportManager: { listen: (a: Multiaddr[]) => Promise<void> } } }).components.transportManager
+    try {
+      await transports.listen([multiaddr(`${c.remoteAddr.toString()}/p2p-circuit`)])
+      this.opts.log.info({ relay: id }, 'reserved a relay slot on a member with a public address')
+    } catch (err) {
+      this.memberRelays.delete(id)
+      this.opts.log.debug({ relay: id, err: (err as Error).message }, 'cannot reserve a relay slot on a member')
+    }
+  }
+
+  /** At start: the members the peer book knows, most recently seen first, before any discovery. */
+  private async dialBook (book: PeerBook): Promise<void> {
+    const queue = book.entries().filter((e) => e.id !== this.host.peerId.toString()).slice(0, BOOK_DIALS_AT_START)
+    const worker = async (): Promise<void> => {
+      for (let e = queue.shift(); e !== undefined && !this.stopped; e = queue.shift()) {
+        const id = peerIdFromString(e.id)
+        if (this.host.getConnections(id).length > 0) continue
+        try {
+          await this.host.peerStore.merge(id, { multiaddrs: e.addrs.map((a) => multiaddr(a)) })
+          await this.host.dial(id, { signal: AbortSignal.timeout(10_000) })
+          this.opts.log.debug({ peer: e.id }, 'reconnected to a peer from the peer book')
+        } catch (err) {
+          this.opts.log.debug({ peer: e.id, err: (err as Error).message }, 'cannot reach a peer of the peer book')
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: BOOK_DIAL_CONCURRENCY }, worker))
+  }
+
+  /**
    * After a partition heals, discovery does not announce peers it already knows, so nothing would
    * dial them again. Peers that spoke our sync protocol before and are not connected now are
    * dialled a few at a time while we have few connections.
@@ -234,8 +352,13 @@ export class Mesh {
   }
 
   /** The periodic round: every peer, except quiet ones while nothing changed here. */
+  /** Connected peers that may be members: public nodes (plain connections only) are never synced with. */
+  private memberPeers (): PeerId[] {
+    return this.host.getPeers().filter((p) => this.host.getConnections(p).some((c) => !isPlainConnection(c)))
+  }
+
   private async syncRound (): Promise<void> {
-    const peers = this.host.getPeers()
+    const peers = this.memberPeers()
     const connected = new Set(peers.map((p) => p.toString()))
     for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
     await Promise.all(peers.map(async (p) => {
@@ -250,7 +373,7 @@ export class Mesh {
   }
 
   async syncAll (): Promise<void> {
-    await Promise.all(this.host.getPeers().map(async (p) => { await this.syncPeer(p) }))
+    await Promise.all(this.memberPeers().map(async (p) => { await this.syncPeer(p) }))
   }
 
   async publish (events: readonly SignedEvent[]): Promise<void> {
@@ -299,5 +422,6 @@ export class Mesh {
     this.gossip.stop()
     await this.sync.stop().catch(() => {})
     await this.host.stop()
+    await this.opts.peerBook?.flush()
   }
 }

@@ -17,8 +17,27 @@ export const LINK_LIMITS = {
   retryMs: 1_000
 } as const
 
+/**
+ * One way to carry packet frames to a peer: the libp2p packet stream ('mesh', always possible,
+ * relayed or not) or the direct path ('direct', direct-path.ts).
+ */
+export interface PacketChannel {
+  readonly kind: 'direct' | 'mesh'
+  /** Writes encoded frames; false = back-pressure, wait for onDrain. Throws when closed. */
+  send: (bytes: Uint8Array) => boolean
+  onDrain: (fn: () => void) => void
+  /** Called once when the channel is gone (closed by either side or failed). */
+  onClose: (fn: () => void) => void
+  close: () => void
+}
+
+export type PathKind = 'direct' | 'mesh' | 'none'
+
 export interface PeerLinkOptions {
-  dial: (peer: PeerId, signal: AbortSignal) => Promise<Stream>
+  /** Opens the libp2p packet stream. */
+  dial: (peer: PeerId, signal: AbortSignal) => Promise<PacketChannel>
+  /** Opens the direct path, when there may be one (docs/vpn.md "Direct path"). */
+  direct?: (peer: PeerId, signal: AbortSignal) => Promise<PacketChannel>
   peer: PeerId
   counters: LinkCounters
   drop: (reason: DropReason, n?: number) => void
@@ -26,30 +45,43 @@ export interface PeerLinkOptions {
   log: MeshLogger
 }
 
+/** A direct path that failed or closed is tried again after this; the mesh carries meanwhile. */
+export const DIRECT_RETRY_MS = 30_000
+
 /**
- * Packets to one peer over ONE long-lived stream: packets queue while the stream opens, and
- * every packet queued in one turn of the event loop leaves in one write. The queue is bounded;
- * when the stream reports back-pressure we wait for its 'drain' event (the `onDrain()` promise
- * does not re-arm in libp2p v3) and drop what overflows meanwhile. A closed stream is reopened
- * on the next packet; a failed dial makes packets fail fast for `retryMs`.
+ * Packets to one peer over ONE long-lived channel: the direct path when it is up, else the
+ * libp2p stream. Packets queue while a channel opens, and every packet queued while the TUN is
+ * being drained leaves in one write (a microtask after the drain: batching without waiting for
+ * another turn of the event loop). The queue is bounded; when the channel reports back-pressure
+ * we wait for its drain and drop what overflows meanwhile. A closed stream is reopened on the
+ * next packet; a failed dial makes packets fail fast for `retryMs`. The direct path is tried once
+ * the stream is up, and again DIRECT_RETRY_MS after it fails or closes.
  */
 export class PeerLink {
   private queue: Uint8Array[] = []
   private queuedBytes = 0
-  private stream: Stream | undefined
+  private mesh: PacketChannel | undefined
+  private direct: PacketChannel | undefined
   private opening = false
+  private directOpening = false
   private failedAt = Number.NEGATIVE_INFINITY
-  private waitingDrain = false
+  private directFailedAt = Number.NEGATIVE_INFINITY
+  /** The channel whose drain we wait for, if any. */
+  private draining: PacketChannel | undefined
   private scheduled = false
   private closed = false
 
   constructor (private readonly opts: PeerLinkOptions) {}
 
-  get connected (): boolean { return this.stream !== undefined }
+  get connected (): boolean { return this.channel() !== undefined }
+
+  get path (): PathKind { return this.direct !== undefined ? 'direct' : this.mesh !== undefined ? 'mesh' : 'none' }
+
+  private channel (): PacketChannel | undefined { return this.direct ?? this.mesh }
 
   send (pkt: Uint8Array): void {
     if (this.closed) return
-    if (this.stream === undefined && !this.opening && this.opts.now() - this.failedAt < LINK_LIMITS.retryMs) {
+    if (this.channel() === undefined && !this.opening && this.opts.now() - this.failedAt < LINK_LIMITS.retryMs) {
       this.opts.drop('no_connection')
       return
     }
@@ -59,19 +91,22 @@ export class PeerLink {
     }
     this.queue.push(pkt)
     this.queuedBytes += pkt.byteLength
-    if (this.stream === undefined) void this.open()
-    else this.schedule()
+    if (this.channel() === undefined) void this.open()
+    else {
+      this.schedule()
+      if (this.direct === undefined) this.tryDirect()
+    }
   }
 
   private schedule (): void {
-    if (this.scheduled || this.waitingDrain || this.stream === undefined) return
+    if (this.scheduled || this.draining !== undefined || this.channel() === undefined) return
     this.scheduled = true
-    setImmediate(() => { this.scheduled = false; this.flush() })
+    queueMicrotask(() => { this.scheduled = false; this.flush() })
   }
 
   private flush (): void {
-    const stream = this.stream
-    while (stream !== undefined && this.queue.length > 0 && !this.waitingDrain) {
+    let ch = this.channel()
+    while (ch !== undefined && this.queue.length > 0 && this.draining === undefined) {
       let bytes = 0
       let n = 0
       while (n < this.queue.length && (n === 0 || bytes + 4 + (this.queue[n] as Uint8Array).byteLength <= LINK_LIMITS.batchBytes)) {
@@ -84,21 +119,24 @@ export class PeerLink {
       this.queuedBytes -= payload
       let ok: boolean
       try {
-        ok = stream.send(encodeFrames(batch))
+        ok = ch.send(encodeFrames(batch))
       } catch (err) {
         this.opts.drop('no_connection', batch.length)
-        this.lost(stream, err)
-        return
+        this.lost(ch, err)
+        ch = this.channel()
+        continue
       }
       this.opts.counters.txPackets += batch.length
       // Count IP bytes, as the receiver does (each frame also carries a 10-byte virtio header).
       this.opts.counters.txBytes += payload - 10 * batch.length
       if (!ok) {
-        this.waitingDrain = true
-        stream.addEventListener('drain', () => {
-          this.waitingDrain = false
+        const waitingOn = ch
+        this.draining = ch
+        ch.onDrain(() => {
+          if (this.draining !== waitingOn) return
+          this.draining = undefined
           this.flush()
-        }, { once: true })
+        })
       }
     }
   }
@@ -107,37 +145,81 @@ export class PeerLink {
     if (this.opening || this.closed) return
     this.opening = true
     try {
-      const stream = await this.opts.dial(this.opts.peer, AbortSignal.timeout(5_000))
-      if (this.closed) { stream.abort(new Error('link closed')); return }
-      this.stream = stream
-      stream.addEventListener('close', () => { this.lost(stream) }, { once: true })
+      const ch = await this.opts.dial(this.opts.peer, AbortSignal.timeout(5_000))
+      if (this.closed) { ch.close(); return }
+      this.mesh = ch
+      ch.onClose(() => { this.lost(ch) })
       this.flush()
+      this.tryDirect()
     } catch (err) {
       this.failedAt = this.opts.now()
       this.opts.log.debug({ peer: this.opts.peer.toString(), err: (err as Error).message }, 'cannot open a packet stream')
-      this.opts.drop('no_connection', this.queue.length)
-      this.queue = []
-      this.queuedBytes = 0
+      if (this.direct === undefined) {
+        this.opts.drop('no_connection', this.queue.length)
+        this.queue = []
+        this.queuedBytes = 0
+      }
     } finally {
       this.opening = false
     }
   }
 
-  private lost (stream: Stream, err?: unknown): void {
-    if (this.stream !== stream) return
-    this.stream = undefined
-    this.waitingDrain = false
-    if (err !== undefined) this.opts.log.debug({ peer: this.opts.peer.toString(), err: (err as Error).message }, 'packet stream lost')
-    // Queued packets wait for the next one to reopen the stream.
-    if (this.queue.length > 0 && !this.closed) void this.open()
+  private tryDirect (): void {
+    const open = this.opts.direct
+    if (open === undefined || this.direct !== undefined || this.directOpening || this.closed) return
+    if (this.opts.now() - this.directFailedAt < DIRECT_RETRY_MS) return
+    this.directOpening = true
+    open(this.opts.peer, AbortSignal.timeout(5_000)).then((ch) => {
+      if (this.closed) { ch.close(); return }
+      this.direct = ch
+      this.draining = undefined // the mesh's back-pressure is not the direct path's
+      ch.onClose(() => { this.lost(ch) })
+      this.flush()
+    }, (err: Error) => {
+      this.directFailedAt = this.opts.now()
+      this.opts.log.debug({ peer: this.opts.peer.toString(), err: err.message }, 'no direct path; packets stay on the mesh')
+    }).finally(() => { this.directOpening = false })
+  }
+
+  private lost (ch: PacketChannel, err?: unknown): void {
+    if (this.draining === ch) this.draining = undefined
+    if (this.direct === ch) {
+      this.direct = undefined
+      this.directFailedAt = this.opts.now()
+      if (err !== undefined) this.opts.log.debug({ peer: this.opts.peer.toString(), err: (err as Error).message }, 'direct path lost; back to the mesh')
+    } else if (this.mesh === ch) {
+      this.mesh = undefined
+      if (err !== undefined) this.opts.log.debug({ peer: this.opts.peer.toString(), err: (err as Error).message }, 'packet stream lost')
+    } else {
+      return
+    }
+    if (this.closed || this.queue.length === 0) return
+    // Queued packets go on over what is left, or wait for the stream to reopen.
+    if (this.channel() !== undefined) this.schedule()
+    else void this.open()
   }
 
   close (): void {
     this.closed = true
     this.queue = []
     this.queuedBytes = 0
-    const s = this.stream
-    this.stream = undefined
-    if (s !== undefined) void s.close().catch(() => { s.abort(new Error('link closed')) })
+    const chans = [this.direct, this.mesh]
+    this.direct = undefined
+    this.mesh = undefined
+    for (const c of chans) c?.close()
+  }
+}
+
+/** The libp2p packet stream as a channel. */
+export function streamChannel (stream: Stream): PacketChannel {
+  return {
+    kind: 'mesh',
+    send: (bytes) => stream.send(bytes),
+    onDrain: (fn) => { stream.addEventListener('drain', fn, { once: true }) },
+    onClose: (fn) => {
+      if (stream.status === 'closed' || stream.status === 'aborted' || stream.status === 'reset') { queueMicrotask(fn); return }
+      stream.addEventListener('close', fn, { once: true })
+    },
+    close: () => { void stream.close().catch(() => { stream.abort(new Error('link closed')) }) }
   }
 }

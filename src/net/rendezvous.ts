@@ -1,32 +1,55 @@
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
+import type { PeerId } from '@libp2p/interface'
 import { rendezvousKeys, type NetworkToken } from '../log/token.js'
 import type { WeftHost } from './host.js'
 import type { MeshLogger } from './mesh-logger.js'
 
 /** How often a node announces itself and looks for others under the rendezvous keys. */
 export const RENDEZVOUS_INTERVAL_MS = 60_000
+/** The period while no member is connected (a new node, or one cut off): finding one is all that matters. */
+export const RENDEZVOUS_ALONE_INTERVAL_MS = 5_000
 
 export async function rendezvousCid (key: string): Promise<CID> {
   return CID.create(1, raw.code, await sha256.digest(new TextEncoder().encode(`weft/rendezvous/${key}`)))
 }
 
+export interface RendezvousOptions {
+  host: WeftHost
+  token: NetworkToken
+  now: () => number
+  log: MeshLogger
+  intervalMs?: number
+  /** Told of every provider found under the keys before it is dialled (a member candidate). */
+  onProvider?: (peer: PeerId) => Promise<void>
+  /** Whether no member is connected: then rounds run every RENDEZVOUS_ALONE_INTERVAL_MS. */
+  alone?: () => boolean
+}
+
 /**
- * Discovery through the network's private DHT: every node provides the current rendezvous key
- * (derived from the token, rotating hourly) and looks up the previous, current and next ones,
- * dialling the providers it is not connected to. A node that knows one bootstrap peer thus
- * finds the rest, and keeps them when that peer goes away. Keys rotate so a DHT observer cannot
- * link a network's announcements across hours; the grace window covers clock skew.
+ * Discovery through the DHTs (the network's private one and, with public discovery, the public
+ * one): every node provides the current rendezvous key (derived from the token, rotating hourly)
+ * and looks up the previous, current and next ones, dialling the providers it is not connected
+ * to. A node that knows one bootstrap peer thus finds the rest, and keeps them when that peer goes
+ * away. Keys rotate so a DHT observer cannot link a network's announcements across hours by the
+ * key (the providers' PeerIds stay the same, see docs/mesh.md); the grace window covers clock skew.
  */
 export class Rendezvous {
   private timer: NodeJS.Timeout | undefined
   private running = false
+  private again = false
+  private last = Number.NEGATIVE_INFINITY
 
-  constructor (private readonly opts: { host: WeftHost, token: NetworkToken, now: () => number, log: MeshLogger, intervalMs?: number }) {}
+  constructor (private readonly opts: RendezvousOptions) {}
 
   start (): void {
-    this.timer = setInterval(() => { void this.round() }, this.opts.intervalMs ?? RENDEZVOUS_INTERVAL_MS)
+    const interval = this.opts.intervalMs ?? RENDEZVOUS_INTERVAL_MS
+    const tick = Math.min(interval, RENDEZVOUS_ALONE_INTERVAL_MS)
+    this.timer = setInterval(() => {
+      const now = this.opts.now()
+      if (now - this.last >= interval || (this.opts.alone?.() === true && now - this.last >= RENDEZVOUS_ALONE_INTERVAL_MS)) void this.round()
+    }, tick)
     this.timer.unref()
   }
 
@@ -34,29 +57,43 @@ export class Rendezvous {
     if (this.timer !== undefined) clearInterval(this.timer)
   }
 
+  /** A round now (our addresses changed); one more after the running one, if any. */
+  kick (): void {
+    if (this.running) { this.again = true; return }
+    void this.round()
+  }
+
   /** One announce-and-look-up pass; skipped while the previous one runs or with no peer. */
   async round (): Promise<void> {
     const { host, log } = this.opts
     if (this.running || host.getPeers().length === 0) return
     this.running = true
+    this.last = this.opts.now()
     try {
       const keys = rendezvousKeys(this.opts.token, this.opts.now())
       const signal = AbortSignal.timeout(20_000)
-      await host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).catch((err: unknown) => {
+      const announced = host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).catch((err: unknown) => {
         log.debug({ err: (err as Error).message }, 'rendezvous announce failed')
       })
-      for (const key of [keys.previous, keys.current, keys.next]) {
+      await Promise.all([keys.previous, keys.current, keys.next].map(async (key) => {
         try {
           for await (const p of host.contentRouting.findProviders(await rendezvousCid(key), { signal })) {
-            if (p.id.equals(host.peerId) || host.getConnections(p.id).length > 0) continue
-            await host.dial(p.id, { signal: AbortSignal.timeout(10_000) }).catch(() => {})
+            if (p.id.equals(host.peerId)) continue
+            await this.opts.onProvider?.(p.id)
+            if (host.getConnections(p.id).length > 0) continue
+            const target = p.multiaddrs.length > 0 ? p.multiaddrs.map((a) => a.getComponents().at(-1)?.name === 'p2p' ? a : a.encapsulate(`/p2p/${p.id.toString()}`)) : p.id
+            void host.dial(target, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+              log.debug({ peer: p.id.toString(), err: (err as Error).message }, 'cannot dial a rendezvous provider')
+            })
           }
         } catch (err) {
           log.debug({ err: (err as Error).message }, 'rendezvous lookup failed')
         }
-      }
+      }))
+      await announced
     } finally {
       this.running = false
+      if (this.again) { this.again = false; void this.round() }
     }
   }
 }

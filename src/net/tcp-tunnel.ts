@@ -745,6 +745,9 @@ export class ServiceListener {
         log.warn({ service, err: errorMessage(err) }, 'cannot pick a peer for a service connection')
       }
       if (peers.length === 0) t.lastError = `no member serves ${service} port ${port} now`
+      // Every peer's answer is kept (the first 4): a refusal from the right peer must not be
+      // hidden by the "does not serve" of the peers tried after it.
+      const errors: string[] = []
       for (const peer of peers) {
         if (socket.destroyed || this.server === undefined) break
         try {
@@ -755,8 +758,9 @@ export class ServiceListener {
         } catch (err) {
           const code = err instanceof TunnelError ? err.code : 'unreachable'
           if (code === 'unreachable' || code === 'protocol') failed = true
-          t.lastError = errorMessage(err)
-          log.debug({ service, peer: peer.toString(), err: t.lastError }, 'tunnel not opened; trying the next peer')
+          if (errors.length < 4) errors.push(errorMessage(err))
+          t.lastError = errors.join('; ')
+          log.debug({ service, peer: peer.toString(), err: errorMessage(err) }, 'tunnel not opened; trying the next peer')
         }
       }
     }

@@ -26,6 +26,14 @@ import {
  */
 export interface TransportProtectorInit {
   keys: TransportKeys
+  /**
+   * Public discovery (docs/mesh.md, "Beyond the LAN"): connections to and from public libp2p
+   * nodes go unprotected (plain noise), and then reach only public protocols (public-protocols.ts).
+   * `plainDial(peerId)` says whether an outbound connection to that peer skips the protection
+   * (not a member); an inbound connection whose first byte is multistream-select's (0x13) is
+   * taken as a plain libp2p dialler. Absent: every connection is protected (no plain peeking).
+   */
+  plain?: { plainDial: (peerId: string | undefined) => boolean }
   /** Where refused handshakes are reported (info, rate-limited). */
   log?: MeshLogger
   /** The whole handshake must finish within this (default 5 s). */
@@ -39,6 +47,24 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000
 const HANDSHAKE_BUFFER_BYTES = 4_096
 
 const epochs = new WeakMap<object, number>()
+/** Raw connections left unprotected on purpose (public peers); they have no epoch. */
+const plainConnections = new WeakSet<object>()
+
+/** Whether a connection (raw, or a libp2p Connection) was left plain for a public peer. */
+export function isPlainConnection (conn: object): boolean {
+  return plainConnections.has((conn as { maConn?: object }).maConn ?? conn)
+}
+/** The first byte a plain libp2p dialler sends: the length (19) of "/multistream/1.0.0\n". */
+const MULTISTREAM_FIRST_BYTE = 0x13
+
+/**
+ * Whether a libp2p Connection went through the network's protection. A Connection keeps the raw
+ * connection it was upgraded from (`maConn`), which is what the protector saw.
+ */
+export function isProtectedConnection (conn: object): boolean {
+  const raw = (conn as { maConn?: object }).maConn ?? conn
+  return epochs.has(raw)
+}
 
 /**
  * The secret epoch a protected connection's handshake used, for the raw connection (what a libp2p
@@ -62,6 +88,11 @@ function remoteHost (maConn: MultiaddrConnection): string {
   return host?.value ?? maConn.remoteAddr.toString()
 }
 
+/** The peer an outbound connection was dialled for (the last /p2p/ of its address), if named. */
+function remotePeerOf (maConn: MultiaddrConnection): string | undefined {
+  return maConn.remoteAddr.getComponents().findLast((c) => c.name === 'p2p')?.value
+}
+
 /** The distinct keys a responder tries, current first. */
 function candidates (keys: TransportKeys): TransportKey[] {
   const out: TransportKey[] = []
@@ -77,9 +108,11 @@ export class TransportProtector implements ConnectionProtector {
   private readonly keys: TransportKeys
   private readonly timeoutMs: number
   private readonly refusals: RefusalLog
+  private readonly plain: TransportProtectorInit['plain']
 
   constructor (init: TransportProtectorInit) {
     this.keys = init.keys
+    this.plain = init.plain
     this.timeoutMs = init.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
     this.refusals = new RefusalLog({ ...init.refusals, log: init.log ?? silentLogger })
   }
@@ -93,9 +126,18 @@ export class TransportProtector implements ConnectionProtector {
     const timeout = AbortSignal.timeout(this.timeoutMs)
     const signal = options?.signal !== undefined ? AbortSignal.any([timeout, options.signal]) : timeout
     const bytes = byteStream(maConn, { maxBufferSize: HANDSHAKE_BUFFER_BYTES })
+    // Roles follow the TCP connection (docs/transport.md), also for DCUtR's reversed dials.
+    const initiator = maConn.direction === 'outbound'
+    if (initiator && this.plain?.plainDial(remotePeerOf(maConn)) === true) return this.leavePlain(maConn, bytes, log)
     let session: Session
     try {
-      session = maConn.direction === 'outbound' ? await this.initiate(bytes, signal) : await this.respond(bytes, signal)
+      if (initiator) {
+        session = await this.initiate(bytes, signal)
+      } else {
+        const first = (await bytes.read({ bytes: 1, signal })).subarray()
+        if (this.plain !== undefined && first[0] === MULTISTREAM_FIRST_BYTE) return this.leavePlain(maConn, bytes, log, first)
+        session = await this.respond(bytes, signal, first)
+      }
     } catch (err) {
       const e = this.classify(err, signal)
       // A dial we give up on ourselves (timeout, a faster address won) is no refusal.
@@ -119,10 +161,21 @@ export class TransportProtector implements ConnectionProtector {
     return sealed
   }
 
+  /** A public peer: no protection; the bytes already read go back in front of the stream. */
+  private leavePlain (maConn: MultiaddrConnection, bytes: Handshake, log: { (f: string, ...a: unknown[]): void }, read?: Uint8Array): MultiaddrConnection {
+    const raw = bytes.unwrap()
+    if (read !== undefined) raw.unshift(read)
+    plainConnections.add(maConn)
+    log('left unprotected: a public libp2p peer (only public protocols)')
+    return raw
+  }
+
   private async initiate (bytes: Handshake, signal: AbortSignal): Promise<Session> {
     const key = this.keys.current()
     checkTransportKey(key)
     const nI = randomBytes(HANDSHAKE_NONCE_BYTES)
+    // A responder that accepts plain libp2p diallers tells them apart by this first byte.
+    if (nI[0] === MULTISTREAM_FIRST_BYTE) nI[0] ^= 0x80
     await bytes.write(nI, { signal })
     const nR = (await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES, signal })).subarray()
     const s = sessionSecrets(key.key, nI, nR)
@@ -141,8 +194,10 @@ export class TransportProtector implements ConnectionProtector {
     return { epoch: key.epoch, send: s.initiatorToResponder, receive: s.responderToInitiator }
   }
 
-  private async respond (bytes: Handshake, signal: AbortSignal): Promise<Session> {
-    const nI = (await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES, signal })).subarray()
+  private async respond (bytes: Handshake, signal: AbortSignal, first: Uint8Array): Promise<Session> {
+    const nI = new Uint8Array(HANDSHAKE_NONCE_BYTES)
+    nI.set(first, 0)
+    nI.set((await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES - first.byteLength, signal })).subarray(), first.byteLength)
     const nR = randomBytes(HANDSHAKE_NONCE_BYTES)
     // Random bytes only: nothing key-dependent goes out before the initiator's proof checks.
     await bytes.write(nR, { signal })

@@ -120,7 +120,7 @@ export class NodeAgent {
 }
 
 /** Loopback addresses are useless to other machines; keep them only when there is nothing else (tests). */
-function advertisedAddrs (addrs: string[]): string[] {
+export function advertisedAddrs (addrs: string[]): string[] {
   const outside = addrs.filter((a) => !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/'))
   return outside.length > 0 ? outside : addrs
 }

@@ -31,12 +31,14 @@ export const DEFAULTS = {
   role: 'auto' as UpRole,
   listen: ['/ip4/0.0.0.0/tcp/4001'],
   mdns: true,
+  publicDiscovery: true,
   api: '127.0.0.1:8080',
   syncInterval: '10s',
   joinWait: '5s',
   logLevel: 'info' as LogLevel,
   tun: true,
   tunName: 'weft0',
+  directPort: '0',
   k3s: false,
   k3sBin: 'k3s',
   k3sKubeconfig: '/etc/rancher/k3s/k3s.yaml'
@@ -68,6 +70,9 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'hostname', flag: '--hostname <name>', default: 'the system hostname', description: 'node name announced to the network (DNS name under the cluster)' },
   { key: 'listen', flag: '--listen <multiaddr>', default: DEFAULTS.listen.join(', '), description: 'libp2p TCP listen address; repeat the flag (or use a YAML list) for several' },
   { key: 'peers', flag: '--peer <multiaddr>', description: 'bootstrap peer ending in /p2p/<peer id>; repeat the flag (or use a YAML list) for several' },
+  { key: 'bootstrap', flag: '--bootstrap <multiaddr,...>', env: 'WEFT_BOOTSTRAP', default: 'the public libp2p bootstrap nodes', description: 'public libp2p nodes (DHT servers, relays) used to find members across the internet; comma-separated or repeated, each ending in /p2p/<peer id> (docs/mesh.md, "Beyond the LAN")' },
+  { key: 'public-discovery', flag: '--no-public-discovery', default: 'true', description: 'find members through the public libp2p DHT and relays (--no-public-discovery or "public-discovery: false": only mDNS, --peer and the peer book, as an air-gapped network needs)' },
+  { key: 'public-ranges', flag: '--public-ranges <cidr,...>', description: 'address ranges to treat as public although libp2p calls them private (e.g. 100.64.0.0/10 on a carrier WAN, 198.18.0.0/15 in a lab); comma-separated or repeated' },
   { key: 'mdns', flag: '--no-mdns', default: 'true', description: 'discover peers on the local network with mDNS (--no-mdns or "mdns: false" turns it off)' },
   { key: 'api', flag: '--api <host:port|path|off>', default: DEFAULTS.api, description: 'HTTP API address: host:port, [ipv6]:port, a unix socket path (/... or ./...), or off' },
   { key: 'sync-interval', flag: '--sync-interval <duration>', default: DEFAULTS.syncInterval, description: 'anti-entropy round period: 500ms, 10s, 1m or seconds (100ms to 1h)' },
@@ -75,12 +80,16 @@ export const UP_CONFIG_KEYS: readonly UpConfigKey[] = [
   { key: 'log-level', flag: '--log-level <level>', default: DEFAULTS.logLevel, description: `log level: ${LOG_LEVELS.join(', ')}` },
   { key: 'tun', flag: '--no-tun', default: 'true', description: 'run the VPN data plane on a TUN device (--no-tun or "tun: false": stay in the log without one; needs no root)' },
   { key: 'tun-name', flag: '--tun-name <name>', default: DEFAULTS.tunName, description: 'name of the TUN device (at most 15 characters)' },
+  { key: 'direct-port', flag: '--direct-port <port|off>', default: '0 (a free port)', description: 'TCP port of the VPN\'s direct path between peers (docs/vpn.md, "Direct path"); off = packets over the mesh streams only' },
   { key: 'dns', flag: '--dns <addr>', description: 'serve the network\'s DNS (node names, clusterset.local) on ip:port or overlay:port (the node\'s overlay address, once leased); repeatable; default 53' },
   { key: 'dns-upstreams', flag: '--dns-upstream <ip[:port]>', description: 'resolver for names outside Weft\'s zones, repeatable; without one such queries are REFUSED' },
   { key: 'dns-allow', flag: '--dns-allow <cidr|any>', description: 'also answer DNS clients from this network (default: loopback, the overlay and the networks members advertise only); repeatable; "any" answers everyone' },
   { key: 'service-address', flag: '--service-address <ip>', description: 'the address pods reach this node at, for the EndpointSlices of imported services (default: the overlay address, else POD_IP)' },
   { key: 'kubeconfig', flag: '--kubeconfig <path|in-cluster>', description: 'run the multi-cluster services agent (MCS) against this Kubernetes cluster: a kubeconfig file, or in-cluster for the pod\'s service account' },
   { key: 'share-kube-api', flag: '--share-kube-api', default: 'false', description: 'let the members named by allow reach this cluster\'s Kubernetes API server over the mesh (weft kube-proxy on their side)' },
+  { key: 'entangle', flag: '--entangle', default: 'false', description: 'run the Entanglement and Manifests controllers against the cluster of kubeconfig (docs/entangle.md; the CRDs of deploy/crds/ must be installed)' },
+  { key: 'entangle-webhook', flag: '--entangle-webhook <ip:port>', description: 'serve the sidecar injection webhook on this address over TLS with the agent\'s own CA (with entangle; deploy/webhook.yaml)' },
+  { key: 'sidecar-image', flag: '--sidecar-image <image>', description: 'the image of injected weft sidecars (the agent\'s own; default: the WEFT_IMAGE environment variable)' },
   { key: 'allow', flag: '--allow <peer-id|hostname>', description: 'a member allowed to use the shared Kubernetes API; repeatable, or a YAML list' },
   { key: 'k3s', flag: '--k3s', default: 'false', description: 'run k3s as the roles projection decides (init server, extra server or agent) once the decision is stable; needs the TUN device' },
   { key: 'k3s-bin', flag: '--k3s-bin <path>', default: DEFAULTS.k3sBin, description: 'the k3s binary (looked up on PATH)' },
@@ -222,6 +231,31 @@ export function parsePeerAddress (text: string): string {
   return multiaddr(t).toString()
 }
 
+/**
+ * The public libp2p bootstrap nodes (the list js-libp2p and kubo ship): DHT servers that answer
+ * the public `/ipfs/kad/1.0.0` protocol, the default of `--bootstrap`.
+ */
+export const PUBLIC_BOOTSTRAP: readonly string[] = [
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb',
+  '/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzJ3eU3TmsaTSZ4vQj',
+  '/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ'
+]
+
+/** `--bootstrap`, `WEFT_BOOTSTRAP`: one value may hold several addresses separated by commas. */
+export function splitList (values: readonly string[]): string[] {
+  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '')
+}
+
+/** A range that counts as public (`--public-ranges`): an IPv4 or IPv6 CIDR, returned canonical. */
+export function parsePublicRange (text: string): string {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim())
+  const ok = m !== null && ((isIPv4(m[1] as string) && Number(m[2]) <= 32) || (isIPv6(m[1] as string) && Number(m[2]) <= 128))
+  if (!ok) throw bad(`${quote(text)} is not a CIDR; write it like 198.18.0.0/15 or 100.64.0.0/10`)
+  return text.trim()
+}
+
 export function parseCluster (text: string): string {
   if (!ClusterName.safeParse(text).success) {
     throw bad(`${quote(text)} is not a valid cluster name: use a DNS label of 1 to 63 lowercase letters, digits and "-", starting and ending with a letter or digit`)
@@ -269,12 +303,16 @@ export const WeftBlock = z.strictObject({
   listen: addressList,
   peers: addressList,
   mdns: z.boolean().nullish(),
+  bootstrap: addressList,
+  'public-discovery': z.boolean().nullish(),
+  'public-ranges': addressList,
   api: z.union([z.string(), z.literal(false)]).nullish(),
   'sync-interval': z.union([z.string(), z.number()]).nullish(),
   'join-wait': z.union([z.string(), z.number()]).nullish(),
   'log-level': text,
   tun: z.boolean().nullish(),
   'tun-name': text,
+  'direct-port': z.union([z.string(), z.number()]).nullish(),
   advertise: addressList,
   'path-include': addressList,
   'path-exclude': addressList,
@@ -284,6 +322,9 @@ export const WeftBlock = z.strictObject({
   'service-address': text,
   kubeconfig: text,
   'share-kube-api': z.boolean().nullish(),
+  entangle: z.boolean().nullish(),
+  'entangle-webhook': text,
+  'sidecar-image': text,
   allow: addressList,
   k3s: z.boolean().nullish(),
   'k3s-bin': text,
@@ -303,18 +344,25 @@ export const WEFT_KEY_EXPECTS: Readonly<Record<keyof WeftBlock, string>> = {
   listen: 'a multiaddr or a list of multiaddrs',
   peers: 'a multiaddr or a list of multiaddrs',
   mdns: 'true or false',
+  bootstrap: 'a multiaddr ending in /p2p/<peer id>, or a list of them',
+  'public-discovery': 'true or false',
+  'public-ranges': 'a CIDR such as 198.18.0.0/15, or a list of them',
   api: 'host:port, a unix socket path, or off',
   'sync-interval': 'a duration such as 10s, or a number of seconds',
   'join-wait': 'a duration such as 5s, or 0',
   'log-level': `one of ${LOG_LEVELS.join(', ')}`,
   tun: 'true or false',
   'tun-name': 'an interface name of 1 to 15 letters, digits, - or _',
+  'direct-port': 'a TCP port (0 = any free port) or off',
   advertise: 'a CIDR or a list of CIDRs such as 192.168.1.0/24',
   'path-include': 'an interface name (glob) or CIDR, or a list of them',
   'path-exclude': 'an interface name (glob) or CIDR, or a list of them',
   dns: 'ip:port, overlay:port, or a list of them',
   kubeconfig: 'a kubeconfig file path, or in-cluster',
   'share-kube-api': 'true or false',
+  entangle: 'true or false',
+  'entangle-webhook': 'ip:port',
+  'sidecar-image': 'an image reference',
   allow: 'a peer id or member hostname, or a list of them',
   'dns-upstreams': 'ip[:port] or a list of them',
   'dns-allow': 'a CIDR, "any", or a list of them',

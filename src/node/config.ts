@@ -8,10 +8,11 @@ import { WeftError, isWeftError } from '../log/errors.js'
 import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
 import { parseCidr } from '../projections/ip.js'
 import { parsePathRules } from '../net/address-filter.js'
+import { parseListen } from './service-registry.js'
 import {
   DEFAULTS, KAIROS_KEY_EXPECTS, KAIROS_ROLES, KairosBlock, UP_CONFIG_KEYS, WEFT_KEY_EXPECTS, WeftBlock,
   describeValue, parseApiAddress, parseCluster, parseDuration, parseJoinWait, parseHostname, parseListenAddress,
-  parseLogLevel, parsePeerAddress, parseRole, quote, suggestKey,
+  parseLogLevel, parsePeerAddress, parsePublicRange, parseRole, quote, splitList, suggestKey, PUBLIC_BOOTSTRAP,
   type ApiAddress, type LogLevel, type UpRole
 } from './config-schema.js'
 import { defaultDataDir } from './data-dir.js'
@@ -45,6 +46,11 @@ export interface UpFlags {
   listen?: string[]
   peer?: string[]
   mdns?: boolean
+  /** --bootstrap values (each may hold several comma-separated addresses). */
+  bootstrap?: string[]
+  /** false when --no-public-discovery was given (undefined otherwise, like mdns). */
+  publicDiscovery?: boolean
+  publicRanges?: string[]
   api?: string
   syncInterval?: string
   joinWait?: string
@@ -53,6 +59,7 @@ export interface UpFlags {
   /** false when --no-tun was given (undefined otherwise, like mdns). */
   tun?: boolean
   tunName?: string
+  directPort?: string
   advertise?: string[]
   pathInclude?: string[]
   pathExclude?: string[]
@@ -63,6 +70,10 @@ export interface UpFlags {
   kubeconfig?: string
   /** true when --share-kube-api was given. */
   shareKubeApi?: boolean
+  /** true when --entangle was given. */
+  entangle?: boolean
+  entangleWebhook?: string
+  sidecarImage?: string
   allow?: string[]
   /** true when --k3s was given. */
   k3s?: boolean
@@ -87,6 +98,12 @@ export interface UpConfig {
   /** Canonical multiaddr text, each ending in /p2p/<peer id>; duplicates removed. */
   peers: string[]
   mdns: boolean
+  /** Public libp2p nodes (DHT servers, relays) to start from; unused without public discovery. */
+  bootstrap: string[]
+  /** Find members through the public DHT and relays (docs/mesh.md, "Beyond the LAN"). */
+  publicDiscovery: boolean
+  /** CIDRs treated as public although libp2p calls them private. */
+  publicRanges: string[]
   /** A relative unix socket path is made absolute. */
   api: ApiAddress
   syncIntervalMs: number
@@ -95,6 +112,8 @@ export interface UpConfig {
   logLevel: LogLevel
   tun: boolean
   tunName: string
+  /** The VPN direct path's TCP port (0 = any), or 'off'. */
+  directPort: number | 'off'
   /** Canonical CIDR text; duplicates removed. */
   advertise: string[]
   /** Interface globs or CIDRs for the mesh's address filter (net/address-filter.ts). */
@@ -111,6 +130,12 @@ export interface UpConfig {
   /** The MCS agent's cluster: an absolute kubeconfig path, 'in-cluster', or undefined (no agent). */
   kubeconfig?: string
   shareKubeApi: boolean
+  /** The Entanglement and Manifests controllers (docs/entangle.md); needs kubeconfig. */
+  entangle: boolean
+  /** Where the sidecar injection webhook listens (ip:port), when it runs. */
+  entangleWebhook?: { host: string, port: number }
+  /** The image of injected sidecars. */
+  sidecarImage?: string
   /** PeerIds or member hostnames allowed to use the shared API. */
   allow: string[]
   k3s: boolean
@@ -331,6 +356,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   const fileApi = w.api != null ? at(fw('api'), () => w.api === false ? { kind: 'off' as const } : parseApiAddress(w.api as string)) : undefined
   const fileSync = w['sync-interval'] != null ? at(fw('sync-interval'), () => parseDuration(String(w['sync-interval']))) : undefined
   const fileLogLevel = w['log-level'] != null ? at(fw('log-level'), () => parseLogLevel(w['log-level'] as string)) : undefined
+  const fileDirectPort = w['direct-port'] != null ? at(fw('direct-port'), () => parseDirectPort(String(w['direct-port']))) : undefined
   const fileTunName = w['tun-name'] != null ? at(fw('tun-name'), () => parseTunName(w['tun-name'] as string)) : undefined
   const fileAdvertise = w.advertise != null ? asList(w.advertise).map((c, i) => at(`${fw('advertise')}[${i}]`, () => parseAdvertisedCidr(c))) : undefined
   if (w['data-dir'] === '') throw bad(`${fw('data-dir')}: empty; remove it or give a directory`)
@@ -391,6 +417,17 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? flags.peer.map((a) => at('--peer', () => parsePeerAddress(a)))
     : filePeers ?? []
 
+  const fileBootstrap = w.bootstrap != null ? splitList(asList(w.bootstrap)).map((a, i) => at(`${fw('bootstrap')}[${i}]`, () => parsePeerAddress(a))) : undefined
+  const bootstrap = flags.bootstrap !== undefined && splitList(flags.bootstrap).length > 0
+    ? splitList(flags.bootstrap).map((a) => at('--bootstrap', () => parsePeerAddress(a)))
+    : nonEmpty(env.WEFT_BOOTSTRAP)
+      ? splitList([env.WEFT_BOOTSTRAP]).map((a) => at('WEFT_BOOTSTRAP', () => parsePeerAddress(a)))
+      : fileBootstrap ?? [...PUBLIC_BOOTSTRAP]
+  const filePublicRanges = w['public-ranges'] != null ? splitList(asList(w['public-ranges'])).map((c, i) => at(`${fw('public-ranges')}[${i}]`, () => parsePublicRange(c))) : undefined
+  const publicRanges = flags.publicRanges !== undefined && splitList(flags.publicRanges).length > 0
+    ? splitList(flags.publicRanges).map((c) => at('--public-ranges', () => parsePublicRange(c)))
+    : filePublicRanges ?? []
+
   let api: ApiAddress
   let apiBase = process.cwd()
   if (flags.api !== undefined) api = at('--api', () => parseApiAddress(flags.api as string))
@@ -409,6 +446,7 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--log-level', () => parseLogLevel(flags.logLevel as string))
     : fileLogLevel ?? DEFAULTS.logLevel
 
+  const directPort = flags.directPort !== undefined ? at('--direct-port', () => parseDirectPort(flags.directPort as string)) : fileDirectPort ?? parseDirectPort(DEFAULTS.directPort)
   const tunName = flags.tunName !== undefined ? at('--tun-name', () => parseTunName(flags.tunName as string)) : fileTunName ?? DEFAULTS.tunName
   const advertise = flags.advertise !== undefined && flags.advertise.length > 0
     ? flags.advertise.map((c) => at('--advertise', () => parseAdvertisedCidr(c)))
@@ -428,6 +466,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     ? at('--service-address', () => parseServiceAddress(flags.serviceAddress as string))
     : w['service-address'] != null && w['service-address'] !== '' ? at(fw('service-address'), () => parseServiceAddress(w['service-address'] as string)) : undefined
 
+  const webhookText = nonEmpty(flags.entangleWebhook) ? flags.entangleWebhook : w['entangle-webhook'] ?? undefined
+  const entangleWebhook = webhookText !== undefined && webhookText !== '' ? at(nonEmpty(flags.entangleWebhook) ? '--entangle-webhook' : fw('entangle-webhook'), () => parseListen(webhookText)) : undefined
+  const sidecarImage = nonEmpty(flags.sidecarImage) ? flags.sidecarImage : nonEmpty(w['sidecar-image'] ?? undefined) ? w['sidecar-image'] as string : nonEmpty(env.WEFT_IMAGE) ? env.WEFT_IMAGE : undefined
   const config: UpConfig = {
     token,
     tokenText: formatToken(token),
@@ -439,12 +480,16 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     listen: [...new Set(listen)],
     peers: [...new Set(peers)],
     mdns: flags.mdns ?? w.mdns ?? DEFAULTS.mdns,
+    bootstrap: [...new Set(bootstrap)],
+    publicDiscovery: flags.publicDiscovery ?? w['public-discovery'] ?? DEFAULTS.publicDiscovery,
+    publicRanges: [...new Set(publicRanges)],
     api,
     syncIntervalMs,
     joinWaitMs,
     logLevel,
     tun: flags.tun ?? w.tun ?? DEFAULTS.tun,
     tunName,
+    directPort,
     advertise: [...new Set(advertise)],
     pathInclude: pathRules(flags.pathInclude, w['path-include'], '--path-include', fw('path-include')),
     pathExclude: pathRules(flags.pathExclude, w['path-exclude'], '--path-exclude', fw('path-exclude')),
@@ -453,6 +498,9 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
     dnsAllow: [...new Set(dnsAllow)],
     ...(serviceAddress !== undefined ? { serviceAddress } : {}),
     shareKubeApi: flags.shareKubeApi ?? w['share-kube-api'] ?? false,
+    entangle: flags.entangle ?? w.entangle ?? false,
+    ...(entangleWebhook !== undefined ? { entangleWebhook } : {}),
+    ...(sidecarImage !== undefined ? { sidecarImage } : {}),
     allow: flags.allow !== undefined && flags.allow.length > 0 ? flags.allow : w.allow != null ? asList(w.allow) : [],
     ...(kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) !== undefined ? { kubeconfig: kubeconfigOf(flags.kubeconfig, w.kubeconfig, fileDir) } : {}),
     k3s: flags.k3s ?? w.k3s ?? DEFAULTS.k3s,
@@ -465,9 +513,20 @@ export async function resolveUpConfig (flags: UpFlags, env: Record<string, strin
   }
   if (config.shareKubeApi && config.allow.length === 0) throw bad('share-kube-api needs at least one --allow <peer-id|hostname>: nobody would be let in')
   if (config.shareKubeApi && config.kubeconfig === undefined && !config.k3s) throw bad('share-kube-api needs the cluster\'s kubeconfig: give --kubeconfig, or run k3s here with --k3s')
+  if (config.entangle && config.kubeconfig === undefined) throw bad('entangle needs the cluster\'s kubeconfig: give --kubeconfig (in-cluster in a pod)')
+  if (config.entangleWebhook !== undefined && !config.entangle) throw bad('entangle-webhook needs --entangle')
+  if (config.entangleWebhook !== undefined && config.sidecarImage === undefined) throw bad('entangle-webhook needs the sidecar image: give --sidecar-image <image> or set WEFT_IMAGE')
   if (config.k3sBin === '') throw bad('k3s-bin is empty; give the k3s binary, or leave it out to use k3s on PATH')
   if (file !== undefined) config.configFile = file.path
   return config
+}
+
+/** `--direct-port`: a TCP port, 0 for any free one, or off. */
+export function parseDirectPort (text: string): number | 'off' {
+  const t = text.trim()
+  if (t === 'off' || t === 'false') return 'off'
+  if (!/^\d{1,5}$/.test(t) || Number(t) > 65535) throw bad(`${quote(text)} is not a direct-path port: give a TCP port (1-65535), 0 for any free port, or off`)
+  return Number(t)
 }
 
 /** Linux interface names: 1-15 characters (IFNAMSIZ - 1), no slash, space or colon. */

@@ -17,12 +17,15 @@ import { TransportKeyring } from './transport-keyring.js'
 import { identifiers, networkIdBytes } from '../log/token.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
 import { Mesh, type MeshPeer } from '../net/mesh.js'
+import { PeerBook } from '../net/peer-book.js'
+import { treatAsPublic } from '../net/public-ranges.js'
 import { replicaPort } from '../net/replica-port.js'
+import { metricsSources } from './metrics-sources.js'
 import type { DesiredNode } from '../projections/agent-plan.js'
 import { deriveRoles } from '../projections/roles.js'
 import type { UpConfig } from './config.js'
 import { weftVersion } from './version.js'
-import { NodeAgent } from './agent.js'
+import { advertisedAddrs, NodeAgent } from './agent.js'
 import type { ApiRoute, Feature, FeatureContext } from './feature.js'
 // Each feature loads its heavy modules (VPN, DNS, MCS, k3s, Kubernetes client) only when it is
 // configured (issue 16: a node pays for what it runs).
@@ -33,7 +36,7 @@ import { KubeconfigFeature } from './features/kubeconfig.js'
 import { DnsFeature } from './features/dns.js'
 import { KubeShareFeature } from './features/kube-share.js'
 import { ServicesFeature } from './features/services.js'
-import { connectKube, McsFeature } from './features/mcs.js'
+import { connectKube, McsFeature, serviceHost } from './features/mcs.js'
 import { NodeChecks } from './features/checks.js'
 import { PingFeature } from './features/ping.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -111,9 +114,20 @@ export class Daemon {
       await db.close()
       throw err
     }
+    // Members' addresses from the log, identify and dials, redialled first after a restart.
+    const peerBook = await PeerBook.open(join(config.dataDir, 'peers.json'), { now, log })
+    const bookMembers = (): void => {
+      for (const m of replica.states().network.members.active.values()) if (m.author !== identity.authorHex) peerBook.add(m.peerId, m.addrs, 0)
+    }
+    bookMembers()
+    // Before the host exists: libp2p reads its list of private ranges for every address.
+    if (config.publicRanges.length > 0) treatAsPublic(config.publicRanges)
     let mesh: Mesh
     try {
       mesh = await Mesh.start({
+        peerBook,
+        ...(config.publicDiscovery ? { public: { bootstrap: config.bootstrap } } : {}),
+        isLogMember: (p) => { for (const m of replica.states().network.members.active.values()) if (m.peerId === p) return true; return false },
         token: config.token,
         identity,
         verifier,
@@ -182,6 +196,31 @@ export class Daemon {
         resolveExport: (svc, port) => mcs?.agent.resolveExport(svc, port)
       }))
       if (kube !== undefined) mcs = add(await McsFeature.start(ctx, kube, services.services, vpn !== undefined))
+      if (kube !== undefined && config.entangle) {
+        // docs/entangle.md: one lifecycle unit (start after the services, onState, status, stop).
+        const { EntangleFeature } = await import('./entangle/entangle-feature.js')
+        const entangle = new EntangleFeature({ ...(config.entangleWebhook !== undefined ? { webhook: config.entangleWebhook } : {}), ...(config.sidecarImage !== undefined ? { sidecarImage: config.sidecarImage } : {}) })
+        add({
+          name: 'entangle',
+          started: async () => {
+            await entangle.start({
+              kube,
+              cluster: config.cluster,
+              networkId: identifiers(config.token).networkId,
+              state: ctx.state,
+              services: services.services,
+              serviceHost: () => serviceHost(config, vpn !== undefined ? leaseOf(ctx.state().ipam, identity.authorHex, 4)?.addr : undefined),
+              kubeProxies: services.kubeProxies,
+              peers: () => advertisedAddrs(mesh.listenAddrs()),
+              log,
+              now
+            })
+          },
+          onState: (state) => { entangle.onState(state) },
+          status: () => ({ entangle: entangle.status() }),
+          stop: async () => { await entangle.stop() }
+        })
+      }
       if (config.k3s) k3s = add(await K3sFeature.start(ctx))
       await d.startApi()
     } catch (err) {
@@ -193,6 +232,7 @@ export class Daemon {
       const own = added.filter((e) => e.authorHex === identity.authorHex)
       if (own.length > 0) void mesh.publish(own)
       d.agent?.schedule()
+      if (added.some((e) => e.fields.type === 'node.join')) bookMembers()
       const state = replica.states().network
       for (const f of d.features) f.onState?.(state)
     })
@@ -246,6 +286,11 @@ export class Daemon {
         kubeconfig: async (cluster) => {
           if (this.kubeconfig === undefined) throw new Error('the kubeconfig protocol is not running')
           return await this.kubeconfig.kubeconfigOf(cluster)
+        },
+        metrics: () => {
+          const dns = this.features.find((f): f is DnsFeature => f instanceof DnsFeature)?.dns
+          const services = this.features.find((f): f is ServicesFeature => f instanceof ServicesFeature)?.services
+          return metricsSources({ mesh: this.mesh, ...(dns !== undefined ? { dns } : {}), ...(services !== undefined ? { services } : {}) })
         },
         routes: this.features.flatMap((f): ApiRoute[] => f.routes?.() ?? [])
       },

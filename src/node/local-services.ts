@@ -109,6 +109,8 @@ export class LocalServices {
   /** The listeners on the service addresses (docs/services.md, "Service addresses"). */
   readonly addresses: ServiceAddresses | undefined
   private readonly exposes = new Map<string, ExposeSpec>()
+  /** Exposes a controller keeps (the Entanglement controller): not saved, it recreates them. */
+  private readonly transient = new Set<string>()
   private readonly connects = new Map<string, ConnectEntry>()
   private running: Promise<Map<string, string>> | undefined
   private again = false
@@ -224,7 +226,7 @@ export class LocalServices {
 
   // ---- expose ------------------------------------------------------------------------------
 
-  async expose (req: ExposeRequest): Promise<ExposeResponse> {
+  async expose (req: ExposeRequest, opts: { persist?: boolean } = {}): Promise<ExposeResponse> {
     const namespace = checkLabel('namespace', req.namespace ?? DEFAULT_NAMESPACE)
     const name = checkLabel('name', req.name)
     const target = parseTarget(req.target)
@@ -232,6 +234,8 @@ export class LocalServices {
     const key = serviceKey(namespace, name)
     const before = this.exposes.get(key)
     this.exposes.set(key, spec)
+    if (opts.persist === false) this.transient.add(key)
+    else this.transient.delete(key)
     if (before === undefined || formatHostPort(before.target) !== formatHostPort(target) || before.port !== spec.port) await this.save()
     const appended = await this.update()
     const state = this.opts.state()
@@ -253,6 +257,7 @@ export class LocalServices {
     const name = checkLabel('name', req.name)
     const key = serviceKey(namespace, name)
     const had = this.exposes.delete(key)
+    this.transient.delete(key)
     const state = this.opts.state()
     const cluster = state.members.active.get(this.opts.self)?.cluster
     const rec = cluster === undefined ? undefined : state.services.exports.get(exportKey(namespace, name, cluster))
@@ -405,7 +410,7 @@ export class LocalServices {
     if (store === undefined) return
     const saved: SavedServices = {
       v: 1,
-      exposes: [...this.exposes.values()].map((e) => ({ namespace: e.namespace, name: e.name, target: formatHostPort(e.target), port: e.port })),
+      exposes: [...this.exposes.values()].filter((e) => !this.transient.has(serviceKey(e.namespace, e.name))).map((e) => ({ namespace: e.namespace, name: e.name, target: formatHostPort(e.target), port: e.port })),
       connects: [...this.connects.values()].map((c) => ({ namespace: c.namespace, name: c.name, listen: formatHostPort(c.requested.port === 0 ? c.bound : c.requested), port: c.port }))
     }
     await store.save(saved).catch((err: unknown) => { this.opts.log.error({ err: (err as Error).message }, 'cannot save the services file') })

@@ -16,6 +16,8 @@ export interface VpnOptions {
   self: string
   log: MeshLogger
   now: () => number
+  /** The direct path (data-plane.ts); absent = packets over the mesh streams only. */
+  direct?: { protocol: string, hosts: string[], port: number }
 }
 
 export interface VpnStatus extends DataPlaneStats {
@@ -24,6 +26,8 @@ export interface VpnStatus extends DataPlaneStats {
   mtu: number
   /** Networks routed into the device besides the overlay (other members' advertisements). */
   routes: string[]
+  /** The direct path's TCP port, when it listens. */
+  directPort?: number
   tun: TunStats
 }
 
@@ -52,7 +56,7 @@ export class Vpn {
       onError: (err) => { opts.log.error({ code: err.code, err: err.message }, 'TUN device fault') },
       onReopen: () => { vpn?.reconfigure() }
     })
-    const plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now })
+    const plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now, ...(opts.direct !== undefined ? { direct: opts.direct } : {}) })
     try {
       await linkUp(tun.name)
       await plane.start()
@@ -132,7 +136,7 @@ export class Vpn {
   }
 
   status (): VpnStatus {
-    return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], tun: { ...this.tun.stats }, ...this.plane.stats() }
+    return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun: { ...this.tun.stats }, ...this.plane.stats() }
   }
 
   async stop (): Promise<void> {

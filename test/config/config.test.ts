@@ -492,3 +492,37 @@ describe('the default data dir (issue 17: one for up and bridge, never relative)
     expect(defaultDataDir({ XDG_STATE_HOME: 'rel', HOME: '/home/ann' }, 1000)).toBe('/home/ann/.local/state/weft')
   })
 })
+
+describe('discovery beyond the LAN: bootstrap, public-discovery, public-ranges', () => {
+  const T = formatToken(newToken())
+  const A = `/ip4/198.18.0.2/tcp/4001/p2p/${PEER_ID}`
+  const B = `/dns4/relay.example/tcp/4001/p2p/${PEER_ID}`
+
+  it('defaults: the public libp2p bootstrap list, public discovery on, no extra public ranges', async () => {
+    const c = await up({ token: T })
+    expect(c.bootstrap.length).toBeGreaterThanOrEqual(4)
+    expect(c.bootstrap.every((a) => a.includes('/p2p/'))).toBe(true)
+    expect(c.publicDiscovery).toBe(true)
+    expect(c.publicRanges).toEqual([])
+  })
+
+  it('--bootstrap (comma-separated or repeated) beats WEFT_BOOTSTRAP, which beats the file', async () => {
+    const file = await yamlFile(`weft:\n  token: ${T}\n  bootstrap: [${A}]\n  public-discovery: false\n  public-ranges: 100.64.0.0/10\n`)
+    const f = await up({ config: file })
+    expect(f.bootstrap).toEqual([A])
+    expect(f.publicDiscovery).toBe(false)
+    expect(f.publicRanges).toEqual(['100.64.0.0/10'])
+    expect((await up({ config: file }, { WEFT_BOOTSTRAP: `${B}, ${A}` })).bootstrap).toEqual([B, A])
+    expect((await up({ config: file, bootstrap: [`${A},${B}`, A] }, { WEFT_BOOTSTRAP: B })).bootstrap).toEqual([A, B])
+    expect((await up({ token: T, publicDiscovery: false })).publicDiscovery).toBe(false)
+    expect((await up({ token: T, publicRanges: ['198.18.0.0/15,100.64.0.0/10'] })).publicRanges).toEqual(['198.18.0.0/15', '100.64.0.0/10'])
+  })
+
+  it('bad values name the flag, variable or key and show the right form', async () => {
+    await configError(up({ token: T, bootstrap: ['/ip4/198.18.0.2/tcp/4001'] }), '--bootstrap', '/p2p/<peer id>')
+    await configError(up({ token: T }, { WEFT_BOOTSTRAP: 'nonsense' }), 'WEFT_BOOTSTRAP', 'not a multiaddr')
+    await configError(up({ token: T, publicRanges: ['198.18.0.0'] }), '--public-ranges', 'not a CIDR', '198.18.0.0/15')
+    const file = await yamlFile(`weft:\n  token: ${T}\n  public-discovery: "off"\n`)
+    await configError(up({ config: file }), 'weft.public-discovery', 'true or false')
+  })
+})

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import YAML from 'yaml'
+import { ENTANGLE_RESOURCES } from '../../src/node/entangle/resources.js'
 import { isKubeError, RESOURCES, type KubeClient, type KubeObject, type ResourceRef } from '../../src/adapters/kube/client.js'
 import { FAKE_RESOURCES, MANIFEST_RESOURCES, startFakeKube, type FakeKube } from '../support/fake-kube.js'
 
@@ -113,9 +114,26 @@ describe('fake API server: what a real one refuses (issue 14 regressions)', () =
     // Applying again changes nothing and fails nothing.
     for (const file of files) for (const doc of docs(file)) await apply(client, doc)
     expect(fake.objects(MANIFEST_RESOURCES.customResourceDefinitions).map((c) => c.metadata.name).sort()).toEqual([
-      'clusterproperties.about.k8s.io', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io'
+      'clusterproperties.about.k8s.io', 'entanglements.weft.io', 'manifests.weft.io', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io'
     ])
     expect(fake.get(MANIFEST_RESOURCES.deployments, 'weft-system', 'weft-agent')).toBeDefined()
+    // The entangle pieces (docs/entangle.md): webhook configuration, its Service, the target Role.
+    expect(fake.get(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, undefined, 'weft-sidecar-injector')).toBeDefined()
+    expect(fake.get(RESOURCES.services, 'weft-system', 'weft-webhook')).toBeDefined()
+    expect(fake.get(MANIFEST_RESOURCES.roles, 'weft-managed', 'weft-manifests')).toBeDefined()
+  })
+
+  it('4. what the entangle objects need refused: a webhook that could block pods, a pod mounting a missing volume, apply without a field manager', async () => {
+    const hook = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', metadata: { name: 'bad' }, webhooks: [{ name: 'x.weft.io', admissionReviewVersions: [], failurePolicy: 'Maybe', clientConfig: { url: 'https://x', service: { namespace: 'a', name: 'b' } }, timeoutSeconds: 60, rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }] }] } as KubeObject
+    const msg = await refusal(client.create(ENTANGLE_RESOURCES.mutatingWebhookConfigurations, undefined, hook))
+    for (const part of ['webhooks[0].admissionReviewVersions: Required value', 'webhooks[0].sideEffects: Required value', 'webhooks[0].failurePolicy: Unsupported value: "Maybe"', 'webhooks[0].clientConfig: Required value: exactly one of url or service', 'webhooks[0].timeoutSeconds']) expect(msg).toContain(part)
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'default' }, spec: { containers: [{ name: 'a', image: 'x', volumeMounts: [{ name: 'nope', mountPath: '/d' }], securityContext: { runAsNonRoot: true, runAsUser: 0 } }] } } as KubeObject
+    const pmsg = await refusal(client.create(MANIFEST_RESOURCES.pods, 'default', pod))
+    expect(pmsg).toContain('spec.containers[0].volumeMounts[0].name: Not found: "nope"')
+    expect(pmsg).toContain('runAsNonRoot')
+    const r = await fetch(`${fake.url}/api/v1/namespaces/default/configmaps/c`, { method: 'PATCH', headers: { authorization: `Bearer ${fake.token}`, 'content-type': 'application/apply-patch+yaml' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } }) })
+    expect(r.status).toBe(400)
+    expect(JSON.stringify(await r.json())).toContain('fieldManager: Required value: is required for apply patch')
   })
 })
 

@@ -30,7 +30,7 @@ describe('fake API server, raw HTTP', () => {
   })
 
   test('unknown paths and resources: 404 with the real Status', async () => {
-    for (const path of ['/apis/example.com/v1/widgets', '/api/v1/pods', '/apis/multicluster.x-k8s.io/v1alpha1/namespaces/default/serviceexports', '/healthz']) {
+    for (const path of ['/apis/example.com/v1/widgets', '/api/v1/leases', '/apis/multicluster.x-k8s.io/v1alpha1/namespaces/default/serviceexports', '/healthz']) {
       const r = await req('GET', path)
       expect(r.status, path).toBe(404)
       expect(r.json).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'the server could not find the requested resource' })

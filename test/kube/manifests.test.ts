@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import YAML from 'yaml'
 import { RESOURCES, type ResourceRef } from '../../src/adapters/kube/client.js'
 import { FAKE_RESOURCES } from '../support/fake-kube.js'
+import { ENTANGLE_RESOURCES } from '../../src/node/entangle/resources.js'
 
 const DEPLOY = fileURLToPath(new URL('../../deploy', import.meta.url))
 
@@ -37,8 +38,10 @@ function crdFor(res: ResourceRef): Crd {
 
 describe('deploy/crds', () => {
   test('one CRD per custom resource the client uses, agreeing on group, version, kind and scope', () => {
-    const custom = [RESOURCES.serviceExports, RESOURCES.serviceImports, RESOURCES.clusterProperties]
-    expect(crds.map((c) => c.metadata.name).sort()).toEqual(custom.map((r) => `${r.plural}.${r.group}`).sort())
+    const custom: ResourceRef[] = [RESOURCES.serviceExports, RESOURCES.serviceImports, RESOURCES.clusterProperties]
+    const weft = [ENTANGLE_RESOURCES.entanglements, ENTANGLE_RESOURCES.manifests]
+    expect(crds.map((c) => c.metadata.name).sort()).toEqual([...custom, ...weft].map((r) => `${r.plural}.${r.group}`).sort())
+    custom.push(...weft)
     for (const res of custom) {
       const crd = crdFor(res)
       expect(crd.kind).toBe('CustomResourceDefinition')

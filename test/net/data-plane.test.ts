@@ -28,6 +28,7 @@ function ipv4 (src: string, dst: string, payload = 16): Uint8Array {
 }
 
 const PROTOCOL = '/weft/test/packets/1.0.0'
+const DIRECT = '/weft/test/direct/1.0.0'
 
 describe('data plane over real libp2p streams', () => {
   let nodes: TestNode[] = []
@@ -39,7 +40,7 @@ describe('data plane over real libp2p streams', () => {
     nodes = []
   })
 
-  async function setup (): Promise<{ a: MemoryDevice, b: MemoryDevice, pa: DataPlane, pb: DataPlane }> {
+  async function setup (opts: { direct?: boolean, directB?: boolean } = {}): Promise<{ a: MemoryDevice, b: MemoryDevice, pa: DataPlane, pb: DataPlane }> {
     const na = await startNode(0, [], { syncIntervalMs: 60_000 })
     const nb = await startNode(1, [na.addr], { syncIntervalMs: 60_000 })
     nodes.push(na, nb)
@@ -54,8 +55,9 @@ describe('data plane over real libp2p streams', () => {
     }
     const a = new MemoryDevice()
     const b = new MemoryDevice()
-    const pa = new DataPlane({ host: na.mesh.host, protocol: PROTOCOL, device: a, self: identity(0).authorHex, log: silent, now: Date.now })
-    const pb = new DataPlane({ host: nb.mesh.host, protocol: PROTOCOL, device: b, self: identity(1).authorHex, log: silent, now: Date.now })
+    const direct = (on: boolean | undefined): object => on === true ? { direct: { protocol: DIRECT, hosts: ['127.0.0.1'], port: 0 } } : {}
+    const pa = new DataPlane({ host: na.mesh.host, protocol: PROTOCOL, device: a, self: identity(0).authorHex, log: silent, now: Date.now, ...direct(opts.direct) })
+    const pb = new DataPlane({ host: nb.mesh.host, protocol: PROTOCOL, device: b, self: identity(1).authorHex, log: silent, now: Date.now, ...direct(opts.directB ?? opts.direct) })
     planes.push(pa, pb)
     await pa.start()
     await pb.start()
@@ -98,6 +100,37 @@ describe('data plane over real libp2p streams', () => {
     const dropped = pa.stats().drops.queue_full
     expect(dropped).toBeGreaterThanOrEqual(500)
     await waitFor(() => b.received.length === n - dropped, 'every queued packet delivered')
+  })
+
+  it('moves a link to the direct path once it is up, carries packets over it both ways, and falls back to the mesh when it goes', async () => {
+    const { a, b, pa, pb } = await setup({ direct: true })
+    expect(pa.directPort).toBeGreaterThan(0)
+    const peerB = (): { path: string } | undefined => pa.stats().peers.find((p) => p.author === identity(1).authorHex)
+    a.emit(ipv4('10.1.0.1', '10.1.0.2', 100))
+    await waitFor(() => b.received.length === 1, 'the first packet (over the mesh stream while the direct path opens)')
+    await waitFor(() => peerB()?.path === 'direct', 'the link to B on the direct path')
+    const big = ipv4('10.1.0.1', '10.1.0.2', 60_000)
+    for (let i = 0; i < 20; i++) a.emit(big)
+    await waitFor(() => b.received.length === 21, '20 large packets at b')
+    expect(b.received.slice(1).every((p) => p.byteLength === big.byteLength && p[100] === big[100])).toBe(true)
+    b.emit(ipv4('10.1.0.2', '10.1.0.1'))
+    await waitFor(() => a.received.length === 1, 'the reply at a')
+    await waitFor(() => pb.stats().peers.find((p) => p.author === identity(0).authorHex)?.path === 'direct', 'B\'s link to A on the direct path')
+    // B's direct listener goes away: A's link falls back to the mesh stream, nothing is lost for good.
+    await pb.stop()
+    planes.splice(planes.indexOf(pb), 1)
+    await waitFor(() => peerB()?.path !== 'direct', 'A to notice the direct path is gone')
+    expect(['mesh', 'none']).toContain(peerB()?.path)
+  })
+
+  it('a plane without the direct path still talks to one that has it (over the mesh)', async () => {
+    const { a, b, pa } = await setup({ direct: true, directB: false })
+    for (let i = 0; i < 5; i++) a.emit(ipv4('10.1.0.1', '10.1.0.2', 100))
+    await waitFor(() => b.received.length === 5, 'five packets at b')
+    // The offer was refused (B has no direct protocol): A stays on the mesh, and keeps sending.
+    await waitFor(() => pa.stats().peers.find((p) => p.author === identity(1).authorHex)?.path === 'mesh', 'A on the mesh path')
+    a.emit(ipv4('10.1.0.1', '10.1.0.2', 100))
+    await waitFor(() => b.received.length === 6, 'a sixth packet at b')
   })
 })
 

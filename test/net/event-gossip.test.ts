@@ -35,15 +35,20 @@ describe('gossip validator verdicts', () => {
     expect(await validate(new Uint8Array([0xff, 0x00]))).toBe(TopicValidatorResult.Reject)
     expect(await validate(new Uint8Array(70 * 1024))).toBe(TopicValidatorResult.Reject)
     expect(gossip.stats).toMatchObject({ accepted: 1, ignored: 1, rejected: 3 })
+    // The reasons, for GET /metrics: a forged signature, bytes that are no envelope, an oversized message.
+    const outcomes = Object.fromEntries(gossip.outcomes)
+    expect(outcomes).toMatchObject({ accepted: 1, 'ignored/duplicate': 1, 'rejected/too_large': 1 })
+    expect(Object.keys(outcomes).filter((k) => k.startsWith('rejected/ERR_'))).toHaveLength(2)
   })
 
   it('ignores an event whose parent is missing and asks the sender for it', async () => {
-    const { validate, parked } = await setup()
+    const { validate, parked, gossip } = await setup()
     const src = await memoryReplica(1)
     await src.append('node.join', joinBody('a'), 1)
     const child = await src.append('ip.claim', { addr: '10.1.0.5' }, 2)
     expect(await validate(child.envelope)).toBe(TopicValidatorResult.Ignore)
     expect(parked).toHaveLength(1)
+    expect(Object.fromEntries(gossip.outcomes)).toEqual({ 'ignored/parked': 1 })
   })
 
   it('limits how many messages one peer gets validated, without penalty', async () => {
@@ -53,6 +58,7 @@ describe('gossip validator verdicts', () => {
     for (let i = 0; i < GOSSIP_RATE.burst; i++) await validate(junk)
     expect(await validate(junk)).toBe(TopicValidatorResult.Ignore)
     expect(gossip.stats.rateLimited).toBe(1)
+    expect(gossip.outcomes.get('ignored/rate_limited')).toBe(1)
     clock.t += 1000
     expect(await validate(junk)).toBe(TopicValidatorResult.Reject)
   })

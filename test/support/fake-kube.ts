@@ -32,6 +32,10 @@ import {
   validateService, validateServiceExport, validateServiceImport, type Violation
 } from './fake-kube/validate.js'
 import { cidrContains, parseCidr, parseIp, formatIp } from '../../src/projections/ip.js'
+import { validateMutatingWebhookConfiguration, validatePod } from './fake-kube/validate-workloads.js'
+import { crdSchema, validateSchema } from './fake-kube/schema.js'
+import { applyPatch } from './fake-kube/apply.js'
+import { ENTANGLE_RESOURCES } from '../../src/node/entangle/resources.js'
 
 /**
  * An in-process fake Kubernetes API server speaking real HTTP on 127.0.0.1, so that tests run
@@ -64,7 +68,10 @@ export const MANIFEST_RESOURCES = {
   serviceAccounts: { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
   clusterRoles: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', kind: 'ClusterRole', namespaced: false },
   clusterRoleBindings: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
-  deployments: { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true }
+  deployments: { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true },
+  roles: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'roles', kind: 'Role', namespaced: true },
+  roleBindings: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'rolebindings', kind: 'RoleBinding', namespaced: true },
+  pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true }
 } as const satisfies Record<string, ResourceRef>
 
 export const FAKE_RESOURCES: readonly FakeResource[] = [
@@ -80,7 +87,14 @@ export const FAKE_RESOURCES: readonly FakeResource[] = [
   { ref: MANIFEST_RESOURCES.serviceAccounts, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
   { ref: MANIFEST_RESOURCES.clusterRoles, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
   { ref: MANIFEST_RESOURCES.clusterRoleBindings, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
-  { ref: MANIFEST_RESOURCES.deployments, statusSubresource: true, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' }
+  { ref: MANIFEST_RESOURCES.deployments, statusSubresource: true, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.roles, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.roleBindings, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: MANIFEST_RESOURCES.pods, statusSubresource: true, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: ENTANGLE_RESOURCES.secrets, statusSubresource: false, unconditionalUpdate: true, generation: false, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: ENTANGLE_RESOURCES.mutatingWebhookConfigurations, statusSubresource: false, unconditionalUpdate: true, generation: true, builtin: true, nameRule: 'dns1123-subdomain' },
+  { ref: ENTANGLE_RESOURCES.entanglements, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' },
+  { ref: ENTANGLE_RESOURCES.manifests, statusSubresource: true, unconditionalUpdate: false, generation: true, builtin: false, nameRule: 'dns1123-subdomain' }
 ]
 
 export interface FakeKubeOptions {
@@ -108,7 +122,7 @@ export interface FakeKubeOptions {
   serviceCidr?: string
 }
 
-export type FakeVerb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'update-status' | 'delete' | 'other'
+export type FakeVerb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'update-status' | 'delete' | 'apply' | 'other'
 
 export interface FakeRequest {
   method: string
@@ -197,6 +211,8 @@ export class FakeKube {
   #floor = 0
   readonly #watchers = new Set<Watcher>()
   #failures: Failure[] = []
+  /** Server-side apply: the last object each field manager applied, by `uid/manager`. */
+  readonly #applied = new Map<string, Obj>()
   readonly #server: http.Server
   readonly #serviceCidr: ReturnType<typeof parseCidr>
   #nextServiceIp = 10n
@@ -402,7 +418,7 @@ export class FakeKube {
       record.resource = res.ref.plural
       if (namespace !== undefined) record.namespace = namespace
       if (name !== undefined) record.name = name
-      record.verb = verbOf(method, name, sub, query)
+      record.verb = verbOf(method, name, sub, query, (req.headers['content-type'] ?? '').split(';')[0]?.trim())
       this.#injectFailure(record)
       if (query.dryRun !== undefined) throw new ApiError(400, 'BadRequest', 'fake-kube: dryRun is not modelled')
       let body: unknown
@@ -441,6 +457,25 @@ export class FakeKube {
           if (res.ref.namespaced && namespace === undefined) throw NOT_SERVED()
           const pre = (body as { preconditions?: { uid?: string; resourceVersion?: string } } | undefined)?.preconditions
           this.#send(resp, 200, this.#delete(res, namespace, name as string, pre))
+          return
+        }
+        case 'apply': {
+          if (res.ref.namespaced && namespace === undefined) throw NOT_SERVED()
+          if ((query.fieldManager ?? '') === '') throw new ApiError(400, 'BadRequest', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
+          const applied = requireObject(body)
+          const key = keyOf(res, namespace, name as string)
+          const cur = this.#table(res).get(key)
+          if (cur === undefined) {
+            const created = this.#create(res, namespace, { ...applied, metadata: { ...applied.metadata, name: name as string } }, 'api')
+            this.#applied.set(`${created.metadata.uid ?? ''}/${query.fieldManager}`, clone(applied))
+            this.#send(resp, 201, created)
+          } else {
+            const akey = `${cur.metadata.uid ?? ''}/${query.fieldManager}`
+            const next = applyPatch(cur, this.#applied.get(akey), applied)
+            const out = this.#update(res, namespace, name as string, next, undefined, 'api')
+            this.#applied.set(akey, clone(applied))
+            this.#send(resp, 200, out)
+          }
           return
         }
         default:
@@ -621,6 +656,12 @@ export class FakeKube {
       if (old.metadata.generateName !== undefined) m.generateName = old.metadata.generateName
       if (res.generation) m.generation = old.metadata.generation
       else delete m.generation
+      if (old.metadata.deletionTimestamp !== undefined) {
+        m.deletionTimestamp = old.metadata.deletionTimestamp
+        m.deletionGracePeriodSeconds = 0
+        const added = ((m.finalizers as string[] | undefined) ?? []).filter((f) => !(old.metadata.finalizers ?? []).includes(f))
+        if (added.length > 0) throw invalid(res, name, 'metadata.finalizers', `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`)
+      }
       next.metadata = m
       if (res.statusSubresource && mode === 'api') {
         if ('status' in old) next.status = clone(old.status)
@@ -635,6 +676,11 @@ export class FakeKube {
       }
     }
     next.metadata.resourceVersion = old.metadata.resourceVersion
+    if (next.metadata.deletionTimestamp !== undefined && (next.metadata.finalizers ?? []).length === 0) {
+      // The last finalizer went: the object is deleted now.
+      this.#delete(res, namespace, name, undefined, true)
+      return next
+    }
     // A write that changes nothing is a no-op: same resourceVersion, no watch event.
     if (canon(next) === canon(old)) return old
     this.#commit(res, 'MODIFIED', namespace, key, next, old)
@@ -651,9 +697,35 @@ export class FakeKube {
             : ref === RESOURCES.events ? validateEvent(o)
               : ref === MANIFEST_RESOURCES.customResourceDefinitions ? validateCrd(o)
                 : ref === MANIFEST_RESOURCES.deployments ? validateDeployment(o)
-                  : ref === MANIFEST_RESOURCES.clusterRoles || ref === MANIFEST_RESOURCES.clusterRoleBindings ? validateRbac(ref.kind, o)
-                    : []
+                  : ref === MANIFEST_RESOURCES.clusterRoles || ref === MANIFEST_RESOURCES.clusterRoleBindings || ref === MANIFEST_RESOURCES.roles || ref === MANIFEST_RESOURCES.roleBindings ? validateRbac(ref.kind, o)
+                    : ref === MANIFEST_RESOURCES.pods ? validatePod(o)
+                      : ref === ENTANGLE_RESOURCES.mutatingWebhookConfigurations ? validateMutatingWebhookConfiguration(o)
+                        : !res.builtin ? this.#validateCustom(res, o)
+                          : []
     if (found.length > 0) throw invalidAll(res, o.metadata.name ?? '', found)
+  }
+
+  /**
+   * A custom resource against the schema of its CRD, when the CRD is stored here (tests apply
+   * deploy/crds/ first); unknown fields are pruned as the apiextensions server does.
+   */
+  #validateCustom(res: FakeResource, o: Obj): Violation[] {
+    const crd = this.#table(this.#find(MANIFEST_RESOURCES.customResourceDefinitions)).get(`${res.ref.plural}.${res.ref.group}`)
+    const schema = crd === undefined ? undefined : crdSchema(crd, res.ref.version)
+    if (schema === undefined) return []
+    const out: Violation[] = []
+    const rec = o as Record<string, unknown>
+    for (const k of Object.keys(rec)) {
+      if (k === 'apiVersion' || k === 'kind' || k === 'metadata') continue
+      const sub = schema.properties?.[k]
+      if (sub === undefined) {
+        if (schema['x-kubernetes-preserve-unknown-fields'] !== true) delete rec[k]
+        continue
+      }
+      validateSchema(rec[k], sub, k, out)
+    }
+    for (const r of schema.required ?? []) if (rec[r] === undefined) out.push({ field: r, message: 'Required value' })
+    return out
   }
 
   /** The next free cluster IP of the Service CIDR (the real allocator picks at random; this one counts up). */
@@ -669,7 +741,7 @@ export class FakeKube {
     throw new ApiError(500, 'InternalError', `failed to allocate a serviceIP: range is full`)
   }
 
-  #delete(res: FakeResource, namespace: string | undefined, name: string, pre: { uid?: string; resourceVersion?: string } | undefined): KubeStatus {
+  #delete(res: FakeResource, namespace: string | undefined, name: string, pre: { uid?: string; resourceVersion?: string } | undefined, force = false): KubeStatus | Obj {
     const key = keyOf(res, namespace, name)
     const old = this.#table(res).get(key)
     if (old === undefined) throw notFound(res, name)
@@ -681,12 +753,24 @@ export class FakeKube {
         `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.metadata.resourceVersion ?? ''}`,
         detailsOf(res, name))
     }
+    if (!force && !isNamespaces(res) && (old.metadata.finalizers ?? []).length > 0) {
+      // Graceful deletion: the object stays, marked, until its finalizers are removed (an
+      // update that empties them deletes it). The answer is the object, as the real server's.
+      if (old.metadata.deletionTimestamp !== undefined) return old
+      const marked = clone(old)
+      marked.metadata.deletionTimestamp = timestamp()
+      marked.metadata.deletionGracePeriodSeconds = 0
+      if (res.generation) marked.metadata.generation = (old.metadata.generation ?? 0) + 1
+      this.#commit(res, 'MODIFIED', namespace, key, marked, old)
+      return marked
+    }
+    for (const k of this.#applied.keys()) if (k.startsWith(`${old.metadata.uid ?? ''}/`)) this.#applied.delete(k)
     if (isNamespaces(res)) {
       // No Terminating phase: the namespace's objects go at once, then the namespace.
       for (const r of this.#resources) {
         if (!r.ref.namespaced) continue
         for (const o of [...this.#table(r).values()]) {
-          if (o.metadata.namespace === name) this.#delete(r, name, o.metadata.name as string, undefined)
+          if (o.metadata.namespace === name) this.#delete(r, name, o.metadata.name as string, undefined, true)
         }
       }
     }
@@ -799,7 +883,7 @@ function write(resp: http.ServerResponse, type: string, object: unknown): void {
   if (!resp.writableEnded && !resp.destroyed) resp.write(JSON.stringify({ type, object }) + '\n')
 }
 
-function verbOf(method: string, name: string | undefined, sub: string | undefined, query: Record<string, string>): FakeVerb {
+function verbOf(method: string, name: string | undefined, sub: string | undefined, query: Record<string, string>, contentType = ''): FakeVerb {
   switch (method) {
     case 'GET':
       if (name !== undefined) return sub === undefined ? 'get' : 'other'
@@ -807,6 +891,7 @@ function verbOf(method: string, name: string | undefined, sub: string | undefine
     case 'POST': return name === undefined ? 'create' : 'other'
     case 'PUT': return name === undefined ? 'other' : sub === 'status' ? 'update-status' : 'update'
     case 'DELETE': return name !== undefined && sub === undefined ? 'delete' : 'other'
+    case 'PATCH': return name !== undefined && sub === undefined && contentType === 'application/apply-patch+yaml' ? 'apply' : 'other'
     default: return 'other'
   }
 }

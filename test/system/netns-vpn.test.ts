@@ -40,6 +40,7 @@ interface VpnStatus {
   addresses: string[]
   mtu: number
   routes: string[]
+  directPort?: number
   tun: { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number, faults: number, reopens: number, lastFault: string | null }
   peers: PeerTraffic[]
   drops: Record<'no_route' | 'queue_full' | 'no_connection' | 'spoofed' | 'malformed' | 'device_full', number>
@@ -206,6 +207,9 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
       for (let i = 0; i < 3; i++) {
         const v = await vpnOf(i)
         expect(v.peers.filter((p) => p.connected).length, `${name(i)}'s connected packet links`).toBe(2)
+        // The direct path (docs/vpn.md) listens, and carries the packets to both peers once it is up.
+        expect(v.directPort, `${name(i)}'s direct-path port`).toBeGreaterThan(0)
+        await waitFor(async () => (await vpnOf(i)).peers.filter((p) => (p as { path?: string }).path === 'direct').length === 2, `${name(i)}'s links on the direct path`, 10_000, 100)
         expect(v.drops.spoofed + v.drops.malformed + v.drops.queue_full + v.drops.device_full).toBe(0)
       }
     })

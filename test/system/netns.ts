@@ -411,6 +411,17 @@ export async function tail (file: string | undefined, lines = 20): Promise<strin
 
 // ---- weft nodes in a lab --------------------------------------------------------------------
 
+/** Runs `fn`; when it throws, the error carries the end of every node's log. */
+export async function withNodeLogs<T> (nodes: readonly WeftNode[], fn: () => Promise<T>, lines = 20): Promise<T> {
+  try {
+    return await fn()
+  } catch (err) {
+    const logs = await Promise.all(nodes.map(async (n) => `--- ${n.host.hostname} (${n.host.ns}) ---\n${await tail(n.proc.logFile, lines)}`))
+    ;(err as Error).message += `\n${logs.join('\n')}`
+    throw err
+  }
+}
+
 /** The default `weft up` API address, inside each namespace. */
 export const WEFT_API_PORT = 8080
 

@@ -101,28 +101,28 @@ describe.skipIf(!sup.ok)('TUN device in a network namespace', () => {
     expect(r.error).toBeUndefined()
     expect(r.afterThrow.received).toBeGreaterThanOrEqual(3)
     expect(r.afterThrow.errors).toEqual(['ERR_TUN: the packet handler of weft0 threw: handler bug'])
-    // The poll thread usually sees the hang-up first; a drain running at that moment sees the
+    // The watch usually sees the hang-up first; a drain running at that moment sees the
     // failed read instead. Either way exactly one error, naming the device and what is done.
     expect(r.errorsAfterDelete).toHaveLength(1)
-    expect(r.errorsAfterDelete[0]).toMatch(/^ERR_TUN: (the poll thread of weft0 stopped: the device reported an error or hang-up \(was the interface deleted\?\)|reading weft0 failed \(E[A-Z]+\)); reopening the device$/)
+    expect(r.errorsAfterDelete[0]).toMatch(/^ERR_TUN: (watching weft0 failed \(E[A-Z]+\)|reading weft0 failed \(E[A-Z]+\)); reopening the device$/)
     expect(r.reopened).toBe(1)
     expect(r.relinked).toBe(true)
     expect(r.stats).toMatchObject({ faults: 1, reopens: 1 })
     expect(r.abortRemoved).toBe(true)
   })
 
-  it('never dead for long: after the poll thread exits, a read fails, or the interface is deleted, traffic resumes', async () => {
+  it('never dead for long: after the readiness watch fails, a read fails, or the interface is deleted, traffic resumes', async () => {
     const r = await probe(['faults', 'weft0'])
     expect(r.error).toBeUndefined()
-    console.log(`[tun faults] traffic back after: poll thread exit ${r.pollExit.ms} ms, read failure ${r.readFail.ms} ms, interface deleted ${r.deleted.ms} ms`)
+    console.log(`[tun faults] traffic back after: watch failure ${r.watchFail.ms} ms, read failure ${r.readFail.ms} ms, interface deleted ${r.deleted.ms} ms`)
     // Each recovery must happen (null = no answer within 5 s). The 1 s target is for a quiet
     // machine; the time is printed, and the deadline here allows for a loaded CI host.
-    for (const k of ['pollExit', 'readFail', 'deleted']) expect(r[k].ms, k).not.toBeNull()
-    expect(r.stats).toMatchObject({ faults: 3, reopens: 2 })
+    for (const k of ['watchFail', 'readFail', 'deleted']) expect(r[k].ms, k).not.toBeNull()
+    expect(r.stats).toMatchObject({ faults: 3, reopens: 3 })
     expect(r.errors).toEqual([
-      'the poll thread of weft0 stopped: the poll thread exited; restarting the poll thread',
+      'watching weft0 failed (EBADF); reopening the device',
       'reading weft0 failed (EIO); reopening the device',
-      expect.stringMatching(/^(the poll thread of weft0 stopped: the device reported an error or hang-up \(was the interface deleted\?\)|reading weft0 failed \(E[A-Z]+\)); reopening the device$/)
+      expect.stringMatching(/^(watching weft0 failed \(E[A-Z]+\)|reading weft0 failed \(E[A-Z]+\)); reopening the device$/)
     ])
   })
 

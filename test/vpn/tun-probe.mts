@@ -14,7 +14,7 @@
  *   open     just try to open the device (for the non-root and missing-device checks)
  *   busy     open the device twice: the second open must fail (EBUSY)
  *   deleted  the interface is deleted under a reading device (it is reopened); a handler that throws
- *   faults   the poll thread exits, a read fails, the interface is deleted: each time traffic resumes
+ *   faults   the readiness watch fails, a read fails, the interface is deleted: each time traffic resumes
  */
 import { spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
@@ -186,7 +186,7 @@ async function until (cond: () => boolean, ms: number): Promise<boolean> {
 }
 
 /**
- * Faults of the device I/O, one after the other, with a UDP echo running: the poll thread exits
+ * Faults of the device I/O, one after the other, with a UDP echo running: the readiness watch fails
  * by itself, a read fails, the interface is deleted. After each, a round trip through the device
  * must work again; the time from the fault to the first answered datagram is reported.
  */
@@ -219,14 +219,14 @@ async function faults (): Promise<unknown> {
     const ok = await until(() => answered > base, 5000)
     return { ms: ok ? Math.round(performance.now() - t) : null }
   }
-  const pollExit = await recovery(() => { injectTunFault(dev, 'poll-exit') })
+  const watchFail = await recovery(() => { injectTunFault(dev, 'watch') })
   const readFail = await recovery(() => { injectTunFault(dev, 'read') })
   const deletedIf = await recovery(async () => { await linkDelete(name) })
   clearInterval(pinger)
   sock.close()
   const stats = { ...dev.stats }
   await dev.close()
-  return { pollExit, readFail, deleted: deletedIf, errors, stats }
+  return { watchFail, readFail, deleted: deletedIf, errors, stats }
 }
 
 async function rate (tun: TunDevice, seconds: number): Promise<unknown> {

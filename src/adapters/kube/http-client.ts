@@ -196,6 +196,20 @@ export class HttpKubeClient implements KubeClient {
     return this.#put(res, namespace, obj, 'status')
   }
 
+  /**
+   * Server-side apply (PATCH application/apply-patch+yaml; JSON is YAML): the object as this
+   * field manager wants it; `force` takes over fields another manager owns.
+   */
+  async apply<T extends KubeObject = KubeObject>(res: ResourceRef, namespace: string | undefined, obj: T, opts: { fieldManager: string; force?: boolean }): Promise<T> {
+    requireNamespace(res, namespace)
+    const name = obj.metadata?.name
+    if (name === undefined || name === '') throw new TypeError('apply needs metadata.name')
+    const query: Record<string, string> = { fieldManager: opts.fieldManager }
+    if (opts.force === true) query.force = 'true'
+    const r = await this.#request('PATCH', resourcePath(res, namespace, name), query, withTypeMeta(res, obj), 'application/apply-patch+yaml')
+    return withTypeMeta(res, this.#expectObject<T>(r, `apply ${qualifiedResource(res)} ${JSON.stringify(name)}`))
+  }
+
   async delete(res: ResourceRef, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<boolean> {
     requireNamespace(res, namespace)
     const body = opts.preconditions === undefined
@@ -224,7 +238,7 @@ export class HttpKubeClient implements KubeClient {
     return r.body as T
   }
 
-  async #request(method: string, path: string, query?: Record<string, string>, body?: unknown): Promise<Reply> {
+  async #request(method: string, path: string, query?: Record<string, string>, body?: unknown, contentType = 'application/json'): Promise<Reply> {
     const cluster = this.#kc.getCurrentCluster()
     if (cluster === null) throw new Error('the kubeconfig has no current cluster')
     // The server URL may carry a path (API proxies such as Rancher's do).
@@ -236,7 +250,7 @@ export class HttpKubeClient implements KubeClient {
       headers: {
         Accept: 'application/json',
         'User-Agent': this.#userAgent,
-        ...(payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': String(payload.length) })
+        ...(payload === undefined ? {} : { 'Content-Type': contentType, 'Content-Length': String(payload.length) })
       }
     }
     // Sets the agent (CA, client certificate) and the credentials (headers, or auth for basic).

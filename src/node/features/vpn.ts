@@ -3,6 +3,16 @@ import type { NetworkState } from '../../projections/network.js'
 import type { Vpn } from '../vpn.js'
 import type { Feature, FeatureContext } from '../feature.js'
 
+/** The IP hosts of the mesh's TCP listen addresses: where the VPN's direct path listens too. */
+function listenHosts (listen: readonly string[]): string[] {
+  const hosts = new Set<string>()
+  for (const ma of listen) {
+    const m = /^\/ip[46]\/([^/]+)\/tcp\//.exec(ma)
+    if (m !== null) hosts.add(m[1] as string)
+  }
+  return [...hosts]
+}
+
 /** The VPN data plane (TUN device and packet protocol) as a feature of the daemon. */
 export class VpnFeature implements Feature {
   readonly name = 'vpn'
@@ -15,7 +25,9 @@ export class VpnFeature implements Feature {
   /** Loaded only with a TUN device (issue 16: a node pays for what it runs). */
   static async start (ctx: FeatureContext): Promise<VpnFeature> {
     const { Vpn } = await import('../vpn.js')
-    const vpn = await Vpn.start({ host: ctx.mesh.host, protocol: identifiers(ctx.config.token).packetProtocol, tunName: ctx.config.tunName, self: ctx.identity.authorHex, log: ctx.log, now: ctx.now })
+    const { config } = ctx
+    const direct = config.directPort === 'off' ? undefined : { protocol: identifiers(config.token).directProtocol, hosts: listenHosts(config.listen), port: config.directPort }
+    const vpn = await Vpn.start({ host: ctx.mesh.host, protocol: identifiers(config.token).packetProtocol, tunName: config.tunName, self: ctx.identity.authorHex, log: ctx.log, now: ctx.now, ...(direct !== undefined ? { direct } : {}) })
     return new VpnFeature(vpn, ctx.state())
   }
 

@@ -1,12 +1,13 @@
 import { isKubeError, RESOURCES, type KubeClient } from '../../adapters/kube/client.js'
 import { startInformer, type Informer } from '../../adapters/kube/informer.js'
+import { warningEvent } from '../../adapters/kube/events.js'
 import type { KubeObject } from '../../adapters/kube/client.js'
 import type { Namespace, Service, ServiceExport, ServiceImport, EndpointSlice, KubeEvent } from '../../adapters/kube/types.js'
 import type { MeshLogger } from '../../net/mesh-logger.js'
 import type { NetworkState } from '../../projections/network.js'
 import { serviceKey, type ExposeStep, type HostPort } from '../service-registry.js'
 import { deleteOwnedExcept, ensureOwned } from './apply.js'
-import { mergeConditions, rfc3339, type WantedCondition } from './conditions.js'
+import { mergeConditions, type WantedCondition } from './conditions.js'
 import { ObjectFailures } from './failures.js'
 import { planExports } from './export-plan.js'
 import { desiredObjects, importsFor, listenerKey, tunnelledPorts } from './import-plan.js'
@@ -288,27 +289,7 @@ export class McsAgent {
 
   /** A Warning Event on `obj` (best effort: an Event that cannot be written is only logged). */
   async #event (obj: KubeObject, reason: string, message: string): Promise<void> {
-    const now = rfc3339(new Date(this.#o.now()))
-    const ev: KubeEvent = {
-      apiVersion: 'v1',
-      kind: 'Event',
-      metadata: { generateName: `${obj.metadata.name ?? 'weft'}.`, namespace: obj.metadata.namespace },
-      involvedObject: {
-        ...(obj.apiVersion !== undefined ? { apiVersion: obj.apiVersion } : {}),
-        kind: obj.kind ?? '',
-        ...(obj.metadata.namespace !== undefined ? { namespace: obj.metadata.namespace } : {}),
-        name: obj.metadata.name ?? '',
-        ...(obj.metadata.uid !== undefined ? { uid: obj.metadata.uid } : {})
-      },
-      reason,
-      message: message.slice(0, 1024),
-      type: 'Warning',
-      source: { component: 'weft-mcs' },
-      reportingComponent: 'weft.io/mcs',
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1
-    }
+    const ev = warningEvent(obj, reason, message, { component: 'weft-mcs', reportingComponent: 'weft.io/mcs' }, new Date(this.#o.now()))
     try {
       await this.#o.kube.create<KubeEvent>(RESOURCES.events, obj.metadata.namespace, ev)
     } catch (err) {

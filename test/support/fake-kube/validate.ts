@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { isDns1123Label, isDns1123Subdomain, isDns1035Label, isQualifiedName } from './labels.js'
+import { validatePodSpec } from './validate-workloads.js'
 
 /**
  * The validation and defaulting a real API server applies to the objects Weft writes (and to
@@ -14,14 +15,14 @@ export interface Violation {
   message: string
 }
 
-type O = Record<string, unknown>
-const obj = (v: unknown): O => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as O : {})
-const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+export type O = Record<string, unknown>
+export const obj = (v: unknown): O => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as O : {})
+export const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
+export const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
 
-const bad = (field: string, value: unknown, why: string): Violation => ({ field, message: `Invalid value: ${JSON.stringify(value)}: ${why}` })
-const required = (field: string): Violation => ({ field, message: 'Required value' })
-const unsupported = (field: string, value: unknown, allowed: readonly string[]): Violation =>
+export const bad = (field: string, value: unknown, why: string): Violation => ({ field, message: `Invalid value: ${JSON.stringify(value)}: ${why}` })
+export const required = (field: string): Violation => ({ field, message: 'Required value' })
+export const unsupported = (field: string, value: unknown, allowed: readonly string[]): Violation =>
   ({ field, message: `Unsupported value: ${JSON.stringify(value)}: supported values: ${allowed.map((a) => `"${a}"`).join(', ')}` })
 
 // ---- IP addresses (k8s.io/kubernetes pkg/apis/core/validation ValidateEndpointIP) ----
@@ -282,19 +283,7 @@ export function validateDeployment (o: O): Violation[] {
   const labels = obj(obj(obj(spec.template).metadata).labels)
   if (Object.keys(selector).length === 0) out.push(required('spec.selector'))
   for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) out.push(bad('spec.template.metadata.labels', labels, '`selector` does not match template `labels`'))
-  const podSpec = obj(obj(spec.template).spec)
-  const containers = arr(podSpec.containers)
-  if (containers.length === 0) out.push(required('spec.template.spec.containers'))
-  containers.forEach((c, i) => {
-    const ctr = obj(c)
-    if (!isDns1123Label(str(ctr.name) ?? '')) out.push(bad(`spec.template.spec.containers[${i}].name`, ctr.name, 'a lowercase RFC 1123 label'))
-    if (str(ctr.image) === undefined || ctr.image === '') out.push(required(`spec.template.spec.containers[${i}].image`))
-    arr(ctr.env).forEach((e, j) => {
-      const path = str(obj(obj(obj(e).valueFrom).fieldRef).fieldPath)
-      const allowed = ['metadata.name', 'metadata.namespace', 'metadata.uid', 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.hostIPs', 'status.podIP', 'status.podIPs']
-      if (path !== undefined && !allowed.includes(path) && !/^metadata\.(labels|annotations)\[/.test(path)) out.push(unsupported(`spec.template.spec.containers[${i}].env[${j}].valueFrom.fieldRef.fieldPath`, path, allowed))
-    })
-  })
+  out.push(...validatePodSpec(obj(obj(spec.template).spec), 'spec.template.spec'))
   return out
 }
 

@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs'
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
+import multicastDNS from 'multicast-dns'
+import { mdns, type MulticastDNSInit } from '@libp2p/mdns'
+import type { ComponentLogger, PeerDiscovery } from '@libp2p/interface'
+
+/**
+ * mDNS that works without a default route, or says why it cannot.
+ *
+ * @libp2p/mdns sends its queries through the socket's default multicast interface, which the
+ * kernel picks by routing 224.0.0.251: on a host with no default route and no multicast route
+ * (a lab namespace, an isolated LAN) every query fails with ENETUNREACH, silently. Here the
+ * interface is chosen explicitly (setMulticastInterface), so no route is needed; when there is
+ * no interface that can carry multicast at all, `lanDiscoveryProblem` says so, with the fix.
+ */
+
+const IFF_UP = 0x1
+const IFF_LOOPBACK = 0x8
+const IFF_MULTICAST = 0x1000
+
+export interface MulticastChoice { name: string, address: string }
+
+export interface LanInterfaces {
+  /** os.networkInterfaces (tests pass a table). */
+  interfaces?: () => NodeJS.Dict<NetworkInterfaceInfo[]>
+  /** Kernel interface flags (Linux /sys/class/net/<name>/flags); undefined when unknown. */
+  flags?: (name: string) => number | undefined
+  /** Whether the mesh may use this interface (the address filter: no tunnels, no TUN). */
+  allowsInterface?: (name: string) => boolean
+}
+
+function sysFlags (name: string): number | undefined {
+  try {
+    return Number.parseInt(readFileSync(`/sys/class/net/${name}/flags`, 'utf8').trim(), 16)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether the kernel has a route for 224.0.0.251 (a default route or a multicast one), read from
+ * /proc/net/route; true when that cannot be read (then the library's default is kept).
+ */
+export function hasMulticastRoute (routes: () => string = () => readFileSync('/proc/net/route', 'utf8')): boolean {
+  let text: string
+  try { text = routes() } catch { return true }
+  for (const line of text.split('\n').slice(1)) {
+    const [, dest, , , , , , mask] = line.trim().split(/\s+/)
+    if (dest === undefined || mask === undefined) continue
+    // Little-endian hex: 0.0.0.0/0 is 00000000/00000000; 224.0.0.0/4 is 000000E0/000000F0.
+    const d = Number.parseInt(dest, 16)
+    const m = Number.parseInt(mask, 16)
+    if ((0xFB0000E0 & m) === (d & m)) return true
+  }
+  return false
+}
+
+/** The IPv4 interface mDNS should use: up, multicast-capable, not loopback, allowed for the mesh. */
+export function multicastInterface (opts: LanInterfaces = {}): MulticastChoice | undefined {
+  const flagsOf = opts.flags ?? sysFlags
+  for (const [name, infos] of Object.entries((opts.interfaces ?? networkInterfaces)())) {
+    if (opts.allowsInterface !== undefined && !opts.allowsInterface(name)) continue
+    const f = flagsOf(name)
+    if (f !== undefined && ((f & IFF_UP) === 0 || (f & IFF_MULTICAST) === 0 || (f & IFF_LOOPBACK) !== 0)) continue
+    const v4 = (infos ?? []).find((i) => i.family === 'IPv4' && !i.internal)
+    if (v4 !== undefined) return { name, address: v4.address }
+  }
+  return undefined
+}
+
+/** Why LAN discovery cannot work here, with the fix; undefined when it can (or mDNS is off). */
+export function lanDiscoveryProblem (mdnsOn: boolean, opts: LanInterfaces = {}): string | undefined {
+  if (!mdnsOn || multicastInterface(opts) !== undefined) return undefined
+  return 'mDNS cannot find peers on the LAN: no network interface is up with an IPv4 address and multicast ' +
+    '(only loopback, tunnels or interfaces without MULTICAST). Connect this machine to a LAN, give members ' +
+    'with --peer, or rely on the peer book and public discovery; --no-mdns silences this'
+}
+
+type MdnsService = PeerDiscovery & {
+  mdns?: ReturnType<typeof multicastDNS>
+  port: number
+  ip: string
+  serviceTag: string
+  interval: number
+  _queryInterval: unknown
+  _onMdnsQuery: (...a: unknown[]) => void
+  _onMdnsResponse: (...a: unknown[]) => void
+  _onMdnsWarning: (...a: unknown[]) => void
+  _onMdnsError: (...a: unknown[]) => void
+  start: () => Promise<void>
+}
+
+/**
+ * @libp2p/mdns bound to one interface (`pick()` at start; none: the library's default). The
+ * start below is the library's own (v3.x), with `interface` passed to multicast-dns, which
+ * joins the group on that interface and sends through it.
+ */
+export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoice | undefined, onPeer?: (peerId: string) => void): (components: { logger: ComponentLogger } & Record<string, unknown>) => PeerDiscovery {
+  const factory = mdns(init) as unknown as (c: unknown) => MdnsService
+  return (components) => {
+    const service = factory(components)
+    if (onPeer !== undefined) service.addEventListener('peer', (evt) => { onPeer(evt.detail.id.toString()) })
+    const libraryStart = service.start.bind(service)
+    service.start = async () => {
+      const choice = pick()
+      if (choice === undefined || service.mdns != null) { await libraryStart(); return }
+      // bind to the wildcard: a socket bound to the interface's unicast address gets no multicast.
+      service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address, bind: '0.0.0.0' })
+      service.mdns.on('query', service._onMdnsQuery)
+      service.mdns.on('response', service._onMdnsResponse)
+      service.mdns.on('warning', service._onMdnsWarning)
+      service.mdns.on('error', service._onMdnsError)
+      // queryLAN is not exported: the library's start would make a second socket, so the
+      // periodic query is sent here the way query.js does it.
+      const ask = (): void => {
+        service.mdns?.query({ questions: [{ name: service.serviceTag, type: 'PTR' }] })
+      }
+      ask()
+      service._queryInterval = setInterval(ask, service.interval)
+    }
+    return service
+  }
+}

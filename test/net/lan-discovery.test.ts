@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest'
+import { isPrivate } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import { hasMulticastRoute, lanDiscoveryProblem, multicastInterface } from '../../src/net/lan-discovery.js'
+import { treatAsPublic } from '../../src/net/public-ranges.js'
+
+const v4 = (address: string, internal = false) => ({ address, family: 'IPv4' as const, internal, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` })
+const UP_MULTICAST = 0x1003
+const LOOPBACK = 0x9
+
+describe('the interface mDNS uses', () => {
+  it('is the first up, multicast-capable, non-loopback IPv4 interface the mesh may use', () => {
+    const interfaces = () => ({ lo: [v4('127.0.0.1', true)], wg0: [v4('10.9.0.1')], eth1: [v4('192.168.5.2')] })
+    const flags = (n: string) => (n === 'lo' ? LOOPBACK : UP_MULTICAST)
+    expect(multicastInterface({ interfaces, flags, allowsInterface: (n) => n !== 'wg0' })).toEqual({ name: 'eth1', address: '192.168.5.2' })
+    // An interface that is down or has no MULTICAST flag does not count.
+    expect(multicastInterface({ interfaces, flags: (n) => (n === 'eth1' ? 0x1002 : UP_MULTICAST), allowsInterface: (n) => n !== 'wg0' })).toBeUndefined()
+  })
+
+  it('says why LAN discovery cannot work, with the fix, only when mDNS is on and nothing can carry it', () => {
+    const onlyLo = { interfaces: () => ({ lo: [v4('127.0.0.1', true)] }), flags: () => LOOPBACK }
+    expect(lanDiscoveryProblem(true, onlyLo)).toMatch(/mDNS cannot find peers.*--peer.*--no-mdns/)
+    expect(lanDiscoveryProblem(false, onlyLo)).toBeUndefined()
+    expect(lanDiscoveryProblem(true, { interfaces: () => ({ eth0: [v4('10.0.0.2')] }), flags: () => UP_MULTICAST })).toBeUndefined()
+  })
+
+  it('reads a default or multicast route from /proc/net/route, and none from a LAN-only table', () => {
+    const head = 'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n'
+    expect(hasMulticastRoute(() => head + 'eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n')).toBe(true)
+    expect(hasMulticastRoute(() => head + 'eth0\t000000E0\t00000000\t0001\t0\t0\t0\t000000F0\t0\t0\t0\n')).toBe(true)
+    expect(hasMulticastRoute(() => head + 'eth0\t00004D0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n')).toBe(false)
+  })
+})
+
+describe('--public-ranges', () => {
+  it('makes libp2p call addresses in the given ranges public, and leaves every other range alone', () => {
+    expect(isPrivate(multiaddr('/ip4/198.18.0.5/tcp/1'))).toBe(true)
+    treatAsPublic(['198.18.0.0/15'])
+    expect(isPrivate(multiaddr('/ip4/198.18.0.5/tcp/1'))).toBe(false)
+    expect(isPrivate(multiaddr('/ip4/198.19.255.1/tcp/1'))).toBe(false)
+    expect(isPrivate(multiaddr('/ip4/10.0.0.1/tcp/1'))).toBe(true)
+    expect(isPrivate(multiaddr('/ip4/192.168.1.1/tcp/1'))).toBe(true)
+    treatAsPublic([])
+    expect(isPrivate(multiaddr('/ip4/198.18.0.5/tcp/1'))).toBe(true)
+  })
+})

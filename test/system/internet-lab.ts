@@ -1,0 +1,148 @@
+/**
+ * A simulated internet in network namespaces (root), for netns-reach.test.ts and bench/reach.ts:
+ *
+ *   public segment 198.18.0.0/24 (a bridge): stand-in public libp2p nodes (public-node.ts),
+ *     optionally Weft members with a public address, and each NAT router's WAN side (eth0)
+ *   LAN i 192.168.<i>.0/24: one machine behind router i (veth lan0 ↔ lan0), default route via .1
+ *
+ * NAT kinds (nftables, as iptables MASQUERADE would):
+ * - port-preserving: `masquerade` (Linux keeps the source port when it is free);
+ * - port-restricted: the same mapping, and the router's forward chain drops every new connection
+ *   from the WAN (only replies to what the LAN opened pass: endpoint-dependent filtering);
+ * - symmetric: `masquerade fully-random` (a random public port per connection).
+ * No delay or loss: this kernel has no netem qdisc (the issue asks for netem where present,
+ * else a userspace forwarder; not built yet, see docs/mesh.md).
+ */
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { NetnsLab, startWeft, waitFor, weftApi, tail, type LabHost, type LabProc, type WeftNode } from './netns.js'
+import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
+import { publicSeed } from './public-node.js'
+
+export type NatKind = 'port-preserving' | 'port-restricted' | 'symmetric'
+export const NAT_KINDS: readonly NatKind[] = ['port-preserving', 'port-restricted', 'symmetric']
+export const PUBLIC_RANGE = '198.18.0.0/15'
+const REPO = fileURLToPath(new URL('../..', import.meta.url))
+const PUBLIC_NODE = join(REPO, 'test/system/public-node.ts')
+
+export interface Internet {
+  lab: NetnsLab
+  /** Stand-in public libp2p nodes, running. */
+  publicNodes: Array<{ host: LabHost, proc: LabProc, addr: string }>
+  /** Hosts on the public segment for Weft members with a public address. */
+  publicMembers: LabHost[]
+  /** One machine behind each NAT, in the order of `nats`. */
+  natted: Array<{ host: LabHost, router: LabHost, nat: NatKind }>
+  /** The stand-ins' addresses, as --bootstrap takes them. */
+  bootstrap: string
+}
+
+async function run (lab: NetnsLab, host: LabHost, argv: string[]): Promise<void> {
+  const r = await lab.exec(host, argv)
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} in ${host.ns} failed: ${r.stderr.trim()}`)
+}
+
+async function nft (lab: NetnsLab, host: LabHost, rule: string): Promise<void> {
+  await run(lab, host, ['nft', rule])
+}
+
+export async function publicPeerId (n: number): Promise<string> {
+  return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', publicSeed(n))).toString()
+}
+
+export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number }): Promise<Internet> {
+  const nPublic = opts.publicNodes + opts.nats.length + opts.publicMembers
+  const lab = await NetnsLab.create(nPublic, { subnet: '198.18.0', hostnamePrefix: 'wan' })
+  try {
+    const pubHosts = lab.hosts.slice(0, opts.publicNodes)
+    const routers = lab.hosts.slice(opts.publicNodes, opts.publicNodes + opts.nats.length)
+    const publicMembers = lab.hosts.slice(opts.publicNodes + opts.nats.length)
+    const natted: Internet['natted'] = []
+    for (const [i, nat] of opts.nats.entries()) {
+      const router = routers[i] as LabHost
+      const host = await lab.addStandaloneHost(`lan${i + 1}-node`)
+      const [a, b] = [`wr${lab.id}${i}`, `wm${lab.id}${i}`]
+      await runIp(['link', 'add', a, 'netns', router.ns, 'type', 'veth', 'peer', 'name', b, 'netns', host.ns])
+      await run(lab, router, ['ip', 'link', 'set', a, 'name', 'lan0'])
+      await run(lab, host, ['ip', 'link', 'set', b, 'name', 'lan0'])
+      await run(lab, router, ['ip', 'addr', 'add', `192.168.${i + 1}.1/24`, 'dev', 'lan0'])
+      await run(lab, router, ['ip', 'link', 'set', 'lan0', 'up'])
+      await run(lab, host, ['ip', 'addr', 'add', `192.168.${i + 1}.2/24`, 'dev', 'lan0'])
+      await run(lab, host, ['ip', 'link', 'set', 'lan0', 'up'])
+      await run(lab, host, ['ip', 'route', 'add', 'default', 'via', `192.168.${i + 1}.1`])
+      host.ip = `192.168.${i + 1}.2`
+      await run(lab, router, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+      await nft(lab, router, 'add table ip nat')
+      await nft(lab, router, 'add chain ip nat post { type nat hook postrouting priority 100 ; }')
+      await nft(lab, router, `add rule ip nat post oifname eth0 masquerade${nat === 'symmetric' ? ' fully-random' : ''}`)
+      if (nat === 'port-restricted') {
+        await nft(lab, router, 'add table ip filter')
+        await nft(lab, router, 'add chain ip filter forwarding { type filter hook forward priority 0 ; policy drop ; }')
+        await nft(lab, router, 'add rule ip filter forwarding ct state established,related accept')
+        await nft(lab, router, 'add rule ip filter forwarding iifname lan0 accept')
+      }
+      natted.push({ host, router, nat })
+    }
+    const addrs = await Promise.all(pubHosts.map(async (h, i) => `/ip4/${h.ip}/tcp/4001/p2p/${await publicPeerId(i)}`))
+    const publicNodes: Internet['publicNodes'] = []
+    for (const [i, h] of pubHosts.entries()) {
+      const logFile = join(lab.dir, `public-${i + 1}.log`)
+      const proc = lab.spawn(h, [process.execPath, '--import', 'tsx', PUBLIC_NODE, String(i), '/ip4/0.0.0.0/tcp/4001', `/ip4/${h.ip}/tcp/4001`, ...addrs.filter((_, j) => j !== i)], { logFile, cwd: REPO })
+      publicNodes.push({ host: h, proc, addr: addrs[i] as string })
+    }
+    for (const p of publicNodes) {
+      await waitFor(async () => {
+        if (p.proc.exitCode !== undefined) throw new Error(`public node ${p.host.ns} exited: ${await tail(p.proc.logFile)}`)
+        return (await tail(p.proc.logFile)).includes('ready ')
+      }, `public node ${p.host.hostname}`, 30_000, 100)
+    }
+    return { lab, publicNodes, publicMembers, natted, bootstrap: addrs.join(',') }
+  } catch (err) {
+    await lab.destroy()
+    throw err
+  }
+}
+
+async function runIp (args: string[]): Promise<void> {
+  const { execFile } = await import('node:child_process')
+  await new Promise<void>((resolve, reject) => {
+    execFile('ip', args, (err, _o, stderr) => { err === null ? resolve() : reject(new Error(`ip ${args.join(' ')}: ${stderr}`)) })
+  })
+}
+
+/** `weft up` flags of a token-only node of the simulated internet. */
+export function reachFlags (net: Internet): string[] {
+  return ['--no-tun', '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
+}
+
+/** Starts Weft on every public-member host, then behind every NAT (in that order in the result). */
+export function startReachNodes (net: Internet, cli: string, token: string, extra: readonly string[] = []): WeftNode[] {
+  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, [...reachFlags(net), ...extra]))
+}
+
+export interface PairResult { pair: string, ms: number, path: 'direct' | 'relayed' }
+
+/**
+ * Polls the NATted nodes' APIs until every pair of them is connected (either side may report it);
+ * the time of each pair is from `started` (performance.now()). Throws after `timeoutMs` naming the
+ * pairs still missing.
+ */
+export async function connectTimes (net: Internet, natted: readonly WeftNode[], started: number, timeoutMs: number): Promise<PairResult[]> {
+  const pairs: Array<[number, number]> = []
+  for (let i = 0; i < natted.length; i++) for (let j = i + 1; j < natted.length; j++) pairs.push([i, j])
+  const done = new Map<string, PairResult>()
+  const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  await waitFor(async () => {
+    const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    for (const [i, j] of pairs) {
+      const pair = `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`
+      if (done.has(pair)) continue
+      const p = peers[i]?.find((q) => q.peerId === ids[j] && q.connected) ?? peers[j]?.find((q) => q.peerId === ids[i] && q.connected)
+      if (p !== undefined) done.set(pair, { pair, ms: performance.now() - started, path: p.path?.direct === true ? 'direct' : 'relayed' })
+    }
+    return done.size === pairs.length
+  }, () => `every NATted pair connected (so far: ${JSON.stringify([...done.keys()])})`, timeoutMs, 250)
+  return [...done.values()]
+}

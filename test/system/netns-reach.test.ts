@@ -1,0 +1,91 @@
+/**
+ * System test: reach beyond the LAN (issue 15, docs/mesh.md "Beyond the LAN"). A simulated
+ * internet (internet-lab.ts): two stand-in public libp2p nodes (DHT server on /ipfs/kad/1.0.0,
+ * circuit relay with default limits), one Weft member with a public address, and three machines
+ * each behind its own NAT (port-preserving, port-restricted, symmetric). Every Weft node gets ONLY
+ * the token, `--bootstrap` (the stand-ins) and `--public-ranges` (the lab's public segment is
+ * 198.18.0.0/15): no --peer, no mDNS. They must find each other through the public DHT under the
+ * token's rendezvous keys, reserve relay slots, connect (each NATted pair within 30 s) and agree
+ * on the log. A restarted NATted node then reconnects from its peer book alone.
+ *
+ * Needs root, `ip netns` and nft (CI runs as root); skipped with the reason printed otherwise.
+ * Needs dist/ (`npm run build`).
+ */
+import { existsSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { formatToken, newToken } from '../../src/log/token.js'
+import type { NodeStatus } from '../../src/adapters/api-types.js'
+import { netnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
+import { buildInternet, connectTimes, NAT_KINDS, startReachNodes, type Internet } from './internet-lab.js'
+
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
+/** The issue's goal: every NATted pair connected within this long of the nodes' start. */
+const CONNECT_WITHIN_MS = 30_000
+
+function nftSupport (): { ok: boolean, reason: string } {
+  const s = netnsSupport()
+  if (!s.ok) return s
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'pipe' })
+    return { ok: true, reason: '' }
+  } catch {
+    return { ok: false, reason: 'nft (nftables) is missing: the NAT routers need it' }
+  }
+}
+const support = nftSupport()
+if (!support.ok) console.warn(`skipping test/system/netns-reach.test.ts: ${support.reason}`)
+
+describe.skipIf(!support.ok)('token-only members across three NATs and a public segment', () => {
+  let net: Internet | undefined
+  const nodes: WeftNode[] = []
+  const token = formatToken(newToken())
+
+  beforeAll(async () => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`)
+    net = await buildInternet({ nats: NAT_KINDS, publicNodes: 2, publicMembers: 1 })
+  }, 60_000)
+
+  afterAll(async () => {
+    await net?.lab.destroy()
+  }, 30_000)
+
+  const withLogs = async <T>(fn: () => Promise<T>): Promise<T> => await withNodeLogs(nodes, fn, 25)
+
+
+  it('find each other through the public DHT, connect within 30 s and agree on the log', async () => {
+    const n = net as Internet
+    const started = performance.now()
+    nodes.push(...startReachNodes(n, CLI, token))
+    await withLogs(async () => {
+      for (const node of nodes) await waitApi(node, 30_000)
+      const natted = nodes.slice(n.publicMembers.length)
+      const times = await connectTimes(n, natted, started, CONNECT_WITHIN_MS + 30_000)
+      console.log(`netns-reach: ${JSON.stringify(times.map((t) => ({ ...t, ms: Math.round(t.ms) })))}`)
+      for (const t of times) expect(t.ms, `${t.pair} connected after ${Math.round(t.ms)} ms`).toBeLessThan(CONNECT_WITHIN_MS)
+      // Every NATted member advertises a relay slot.
+      for (const x of natted) {
+        const s = await weftApi<NodeStatus>(n.lab, x, 'GET', '/status')
+        expect(s.listen.some((a) => a.includes('/p2p-circuit')), `${x.host.hostname} listens on a relay: ${s.listen.join(' ')}`).toBe(true)
+      }
+      await waitFor(async () => {
+        const states = await Promise.all(nodes.map(async (x) => await stateOf(n.lab, x)))
+        return disagreement(states, nodes.length) === undefined
+      }, 'all members agree on the log', 60_000, 500)
+    })
+  }, 180_000)
+
+  it('a restarted NATted node reconnects from its peer book, without the public nodes', async () => {
+    const n = net as Internet
+    const x = nodes[n.publicMembers.length] as WeftNode
+    await n.lab.stop(x.proc)
+    // No bootstrap and no public discovery: only the peer book can bring it back.
+    const again = startWeft(n.lab, x.host, CLI, token, ['--no-tun', '--no-mdns', '--no-public-discovery', '--sync-interval', '2s'])
+    nodes[n.publicMembers.length] = again
+    await withLogs(async () => {
+      await waitApi(again, 30_000)
+      await waitFor(async () => (await weftApi<NodeStatus>(n.lab, again, 'GET', '/status')).peers.connected >= 1, 'the restarted node connected to a member', 30_000, 500)
+    })
+  }, 90_000)
+})
