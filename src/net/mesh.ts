@@ -261,7 +261,7 @@ export class Mesh {
     // New addresses (a relay slot, an observed public address): announce them under the keys now.
     if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { this.rendezvous?.kick() })
     this.lanProblem = lanDiscoveryProblem(opts.mdns !== false, opts.addressFilter !== undefined ? { allowsInterface: (n) => opts.addressFilter?.allowsInterface(n) ?? true } : {})
-    if (this.lanProblem !== undefined) opts.log.warn({ fix: 'give --peer, or use public discovery' }, this.lanProblem)
+    // Said once, with its fix, by the node's problem list (node/problems.ts), not here as well.
     if (opts.peerBook !== undefined) void this.dialBook(opts.peerBook)
     if ((opts.peers ?? []).length > 0) {
       every(REDIAL_MS, () => { void this.dialConfigured() })

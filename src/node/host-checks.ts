@@ -2,57 +2,9 @@ import type { ProblemReport } from './feature.js'
 
 /**
  * Checks of this host that explain silent failures (issue 17), as pure functions of what the
- * kernel says (adapters/host-network.ts reads it): mDNS with no multicast route, --advertise with
- * forwarding off.
+ * kernel says (adapters/host-network.ts reads it): --advertise with forwarding off. (mDNS that
+ * cannot work is the mesh's own finding: net/lan-discovery.ts.)
  */
-
-const IFF_UP = 0x1
-const IFF_LOOPBACK = 0x8
-const IFF_MULTICAST = 0x1000
-/** The mDNS group, 224.0.0.251. */
-const MDNS_GROUP = (224 << 24 | 251) >>> 0
-
-interface Ipv4Route { iface: string, dest: number, mask: number, flags: number }
-
-/** /proc/net/route: addresses are 32-bit hex in host (little-endian) byte order. */
-export function parseIpv4Routes (text: string): Ipv4Route[] {
-  const le = (hex: string): number => {
-    const n = Number.parseInt(hex, 16)
-    return (((n & 0xff) << 24) | ((n >>> 8 & 0xff) << 16) | ((n >>> 16 & 0xff) << 8) | (n >>> 24 & 0xff)) >>> 0
-  }
-  return text.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 8)
-    .map((f) => ({ iface: f[0] as string, dest: le(f[1] as string), flags: Number.parseInt(f[3] as string, 16), mask: le(f[7] as string) }))
-    .filter((r) => Number.isFinite(r.dest) && Number.isFinite(r.mask) && Number.isFinite(r.flags))
-}
-
-/**
- * The interface multicast to 224.0.0.251 leaves by (the longest matching route that is up), or
- * undefined when there is no such route.
- */
-export function multicastInterface (routes: readonly Ipv4Route[]): string | undefined {
-  let best: Ipv4Route | undefined
-  for (const r of routes) {
-    if ((r.flags & 0x1) === 0 || ((MDNS_GROUP & r.mask) >>> 0) !== r.dest) continue
-    if (best === undefined || (r.mask >>> 0) > (best.mask >>> 0)) best = r
-  }
-  return best?.iface
-}
-
-/**
- * mDNS finds nobody when its queries cannot leave the host: no route for the multicast group, or
- * one through loopback or an interface that is down or has multicast off. Undefined (no problem)
- * when mDNS is off or the routing table is unknown (not Linux).
- */
-export function mdnsProblem (opts: { mdns: boolean, routes: string | undefined, flags: ReadonlyMap<string, number> }): ProblemReport | undefined {
-  if (!opts.mdns || opts.routes === undefined) return undefined
-  const iface = multicastInterface(parseIpv4Routes(opts.routes))
-  const fix = 'add a route for multicast (e.g. `ip route add 224.0.0.0/4 dev eth0`, or a default route), enable multicast on the LAN interface (`ip link set eth0 multicast on`), or give --peer <multiaddr> of a running node (or --no-mdns to silence this)'
-  if (iface === undefined) return { code: 'mdns-unusable', severity: 'warning', message: 'mDNS cannot find peers: this host has no route for multicast (224.0.0.251), so its queries never leave it', fix }
-  const f = opts.flags.get(iface)
-  if (f === undefined) return undefined
-  const why = (f & IFF_LOOPBACK) !== 0 ? 'is the loopback interface' : (f & IFF_UP) === 0 ? 'is down' : (f & IFF_MULTICAST) === 0 ? 'has multicast off' : undefined
-  return why === undefined ? undefined : { code: 'mdns-unusable', severity: 'warning', message: `mDNS cannot find peers: multicast (224.0.0.251) leaves by ${iface}, which ${why}`, fix }
-}
 
 /**
  * A node that advertises a network (--advertise) routes packets from the overlay into it; with

@@ -2,44 +2,15 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { forwardingProblem, mdnsProblem, multicastInterface, parseIpv4Routes } from '../../src/node/host-checks.js'
+import { forwardingProblem } from '../../src/node/host-checks.js'
 import { hostnameProblem, noPeersProblem, noTunProblem } from '../../src/node/mesh-checks.js'
 import { binaryFound, k3sProblems } from '../../src/node/features/k3s.js'
 import { ProblemBook } from '../../src/node/problems.js'
 import { chooseAddress } from '../../src/projections/ipam.js'
 import { LogBuilder, foldNetwork, join } from '../projections/support.js'
 
-// /proc/net/route as the kernel writes it (addresses little-endian hex).
-const HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT'
-const DEFAULT_VIA_ETH0 = `${HEADER}\neth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\neth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n`
-const LAN_ONLY = `${HEADER}\neth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n`
-const MULTICAST_VIA_LO = `${HEADER}\neth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\nlo\t000000E0\t00000000\t0001\t0\t0\t0\t000000F0\t0\t0\t0\n`
-const UP_MULTICAST = 0x1003
-const flags = new Map([['eth0', 0x1003], ['lo', 0x9]])
-
-describe('mDNS: usable only with a multicast route out of the host', () => {
-  it('parses /proc/net/route and finds the interface 224.0.0.251 leaves by', () => {
-    expect(parseIpv4Routes(LAN_ONLY)).toEqual([{ iface: 'eth0', dest: 0xc0a80100, mask: 0xffffff00, flags: 1 }])
-    expect(multicastInterface(parseIpv4Routes(DEFAULT_VIA_ETH0))).toBe('eth0')
-    expect(multicastInterface(parseIpv4Routes(LAN_ONLY))).toBeUndefined()
-    expect(multicastInterface(parseIpv4Routes(MULTICAST_VIA_LO))).toBe('lo')
-  })
-
-  it('no route for multicast, or one through loopback, a down interface or one without multicast: a problem with its fix', () => {
-    expect(mdnsProblem({ mdns: true, routes: DEFAULT_VIA_ETH0, flags: new Map([['eth0', UP_MULTICAST]]) })).toBeUndefined()
-    const none = mdnsProblem({ mdns: true, routes: LAN_ONLY, flags })
-    expect(none).toMatchObject({ code: 'mdns-unusable', severity: 'warning', message: expect.stringMatching(/no route for multicast/) })
-    expect(none?.fix).toMatch(/--peer/)
-    expect(mdnsProblem({ mdns: true, routes: MULTICAST_VIA_LO, flags })?.message).toMatch(/leaves by lo, which is the loopback interface/)
-    expect(mdnsProblem({ mdns: true, routes: DEFAULT_VIA_ETH0, flags: new Map([['eth0', 0x1002]]) })?.message).toMatch(/eth0, which is down/)
-    expect(mdnsProblem({ mdns: true, routes: DEFAULT_VIA_ETH0, flags: new Map([['eth0', 0x3]]) })?.message).toMatch(/eth0, which has multicast off/)
-  })
-
-  it('says nothing with --no-mdns or when the routing table is unknown', () => {
-    expect(mdnsProblem({ mdns: false, routes: LAN_ONLY, flags })).toBeUndefined()
-    expect(mdnsProblem({ mdns: true, routes: undefined, flags })).toBeUndefined()
-  })
-})
+// mDNS that cannot work is the mesh's own finding: test/net/lan-discovery.test.ts and
+// test/system/netns-lan-discovery.test.ts.
 
 describe('--advertise with forwarding off', () => {
   it('IPv4 network with ip_forward=0: an error naming the network and the sysctl to set', () => {

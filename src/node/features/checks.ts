@@ -1,5 +1,5 @@
-import { readForwarding, readInterfaceFlags, readIpv4Routes } from '../../adapters/host-network.js'
-import { forwardingProblem, mdnsProblem } from '../host-checks.js'
+import { readForwarding } from '../../adapters/host-network.js'
+import { forwardingProblem } from '../host-checks.js'
 import { hostnameProblem, noPeersProblem, noTunProblem } from '../mesh-checks.js'
 import type { Feature, FeatureContext, ProblemReport } from '../feature.js'
 
@@ -22,10 +22,9 @@ export class NodeChecks implements Feature {
     const now = ctx.now()
     const state = ctx.state()
     if (ctx.mesh.peers().some((p) => p.connected)) this.lastConnected = now
-    // The mesh's own finding (no interface mDNS may use, net/mesh.ts) comes first; the routing
-    // check covers an interface that is there but cannot send multicast.
-    const lan = ctx.mesh.problems().map((message) => ({ code: 'mdns-unusable', severity: 'warning' as const, message, fix: 'give --peer <multiaddr> of a running node, or use public discovery (--bootstrap)' }))
-    const mdns = lan[0] ?? mdnsProblem({ mdns: config.mdns, routes: readIpv4Routes(), flags: readInterfaceFlags() })
+    // The mesh's own finding (net/lan-discovery.ts): it sends mDNS on an interface it picks when
+    // no route carries multicast, so only "no interface can carry it at all" is a problem.
+    const mdns = ctx.mesh.problems().map((message) => ({ code: 'mdns-unusable', severity: 'warning' as const, message, fix: 'connect this machine to a LAN with multicast, give --peer <multiaddr> of a running node, or use public discovery (--bootstrap); --no-mdns silences this' }))[0]
     const out = [
       this.tunError !== undefined
         ? { code: 'tun-unavailable', severity: 'error' as const, message: `no VPN: the TUN device could not be opened (${this.tunError}); this node runs without one`, fix: 'run weft as root or with CAP_NET_ADMIN (deploy/weft.service), load the tun module (modprobe tun) if /dev/net/tun is missing, or (weft up only) give --no-tun to run without a VPN on purpose' }
