@@ -22,7 +22,7 @@
  */
 import { closeSync, readSync, writeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
-import { attachTun, checkInterfaceName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
+import { attachTun, checkInterfaceName, errnoName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
 import { FdWatch } from './fd-watch.js'
 
 export interface TunStats {
@@ -213,7 +213,7 @@ class Tun implements TunDevice {
       // EAGAIN/ENOBUFS (queue full), EIO (link down), EINVAL (not an IP packet), EMSGSIZE: a drop.
       // A broken fd is a fault of the device.
       this.stats.txDropped++
-      const code = (err as NodeJS.ErrnoException).code ?? ''
+      const code = errorName(err as NodeJS.ErrnoException)
       if (BROKEN_FD.has(code)) this.#fault(`writing to ${this.name} failed (${code})`, true)
       return false
     }
@@ -262,7 +262,7 @@ class Tun implements TunDevice {
           return // drained: the watch says when the next packet is there
         }
         if (code === 'EINTR') continue
-        this.#fault(`reading ${this.name} failed (${code ?? String(err)})`, true)
+        this.#fault(`reading ${this.name} failed (${errorName(err as NodeJS.ErrnoException)})`, true)
         return
       }
       const pkt = this.#slab.subarray(this.#slabOffset, this.#slabOffset + n)
@@ -323,4 +323,14 @@ class Tun implements TunDevice {
       }
     }
   }
+}
+
+/**
+ * The errno name of a failed fs call. libuv has no name for some errnos a TUN device gives (EBADFD,
+ * 77, once its interface is deleted): Node then says "Unknown system error -77".
+ */
+function errorName (err: NodeJS.ErrnoException): string {
+  if (typeof err.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) return err.code
+  if (typeof err.errno === 'number') return errnoName(Math.abs(err.errno))
+  return String(err)
 }
