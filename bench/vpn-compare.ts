@@ -4,9 +4,9 @@
  * 9000 run or the soak: the quick loop while working on the data plane. Same lab as bench/vpn.ts.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { NetnsLab, netnsSupport } from '../test/system/netns.js'
+import { NetnsLab } from '../test/system/netns.js'
+import { unsupported } from './vpn.js'
 import { progress } from './_lib.js'
 import { compare } from './_vpn-compare.js'
 import { startVpnPair } from '../test/system/netns-vpn-pair.js'
@@ -15,8 +15,7 @@ import { weftVersion } from '../src/node/version.js'
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 
 export async function run (): Promise<void> {
-  const s = netnsSupport()
-  const why = !s.ok ? s.reason : !existsSync('/dev/net/tun') ? '/dev/net/tun does not exist' : !existsSync(CLI) ? `${CLI} is missing: run "npm run build" first` : undefined
+  const why = unsupported()
   if (why !== undefined) {
     progress(`vpn-compare: skipped: ${why}`)
     process.stdout.write(JSON.stringify({ bench: 'vpn', metric: 'compare', value: null, unit: null, target: null, skipped: why }) + '\n')

@@ -62,7 +62,8 @@ function has (cmd: string, args: string[]): boolean {
   try { execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 }); return true } catch { return false }
 }
 
-function unsupported (): string | undefined {
+/** Why the VPN benches cannot run here (no root, namespaces, TUN, ping or dist/), or undefined. */
+export function unsupported (): string | undefined {
   const s = netnsSupport()
   if (!s.ok) return s.reason
   if (!existsSync('/dev/net/tun')) return '/dev/net/tun does not exist (modprobe tun)'
