@@ -5,11 +5,12 @@
  * How it works (see docs/vpn.md, "The TUN device"):
  * - `/dev/net/tun` is opened non-blocking and attached with the `TUNSETIFF` ioctl (`tun-libc.ts`).
  *   Addresses, link state and routes are `ip-command.ts`.
- * - Reads are done on the main thread with non-blocking `readSync` calls, in batches of at most
+ * - Reads are done on the main thread with non-blocking read(2) calls (through koffi, which
+ *   returns -1 and errno rather than throwing: every drain ends in EAGAIN), in batches of at most
  *   `READ_BATCH` packets per turn of the event loop, until the kernel says EAGAIN. The event loop
  *   itself says when the device is readable (`fd-watch.ts`: libuv's uv_poll on the fd, the same
  *   epoll as the sockets), so no thread and no hand-over sits between a packet and its reader.
- * - Writes are non-blocking `writeSync` calls: a TUN write never waits (the kernel takes the packet
+ * - Writes are non-blocking write(2) calls, the same way: a TUN write never waits (the kernel takes the packet
  *   or refuses it), so nothing is ever buffered in user space. A refused write (queue full, link
  *   down, not an IP packet, device closed) returns false and is counted in `txDropped`.
  * - Never dead for long: when the watch on the fd fails, it is restarted; when the device
@@ -20,7 +21,7 @@
  *   in `stats.faults` / `stats.reopens`, its cause kept in `stats.lastFault` and reported once
  *   through `onError`.
  */
-import { closeSync, readSync, writeSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
 import { attachTun, checkInterfaceName, errnoName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
 import { FdWatch } from './fd-watch.js'
@@ -201,22 +202,21 @@ class Tun implements TunDevice {
 
   write (pkt: Uint8Array): boolean {
     if (this.#closed) { this.stats.txDropped++; return false }
-    try {
-      const n = writeSync(this.#fd, pkt)
-      this.stats.txPackets++
-      this.stats.txBytes += n
-      // The kernel often answers inside the write itself (a ping reply, a TCP ACK): read it in
-      // this turn of the event loop instead of waiting for the next poll phase.
-      if (this.#handler !== undefined) this.#scheduleDrain()
-      return true
-    } catch (err) {
+    const n = this.#fd < 0 ? -1 : this.#libc.write(this.#fd, pkt, pkt.byteLength)
+    if (n < 0) {
       // EAGAIN/ENOBUFS (queue full), EIO (link down), EINVAL (not an IP packet), EMSGSIZE: a drop.
       // A broken fd is a fault of the device.
       this.stats.txDropped++
-      const code = errorName(err as NodeJS.ErrnoException)
+      const code = this.#fd < 0 ? 'EBADF' : errnoName(this.#libc.errno())
       if (BROKEN_FD.has(code)) this.#fault(`writing to ${this.name} failed (${code})`, true)
       return false
     }
+    this.stats.txPackets++
+    this.stats.txBytes += n
+    // The kernel often answers inside the write itself (a ping reply, a TCP ACK): read it in
+    // this turn of the event loop instead of waiting for the next poll phase.
+    if (this.#handler !== undefined) this.#scheduleDrain()
+    return true
   }
 
   async close (): Promise<void> {
@@ -252,17 +252,14 @@ class Tun implements TunDevice {
         this.#slab = new Uint8Array(SLAB_SIZE)
         this.#slabOffset = 0
       }
-      let n: number
-      try {
-        if (this.#injectedReadFault) { this.#injectedReadFault = false; throw Object.assign(new Error('injected'), { code: 'EIO' }) }
-        n = readSync(this.#fd, this.#slab, this.#slabOffset, MAX_READ, null)
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          return // drained: the watch says when the next packet is there
-        }
+      const injected = this.#injectedReadFault
+      this.#injectedReadFault = false
+      const n = injected ? -1 : this.#libc.read(this.#fd, this.#slab.subarray(this.#slabOffset), MAX_READ)
+      if (n < 0) {
+        const code = injected ? 'EIO' : errnoName(this.#libc.errno())
+        if (code === 'EAGAIN') return // drained: the watch says when the next packet is there
         if (code === 'EINTR') continue
-        this.#fault(`reading ${this.name} failed (${errorName(err as NodeJS.ErrnoException)})`, true)
+        this.#fault(`reading ${this.name} failed (${code})`, true)
         return
       }
       const pkt = this.#slab.subarray(this.#slabOffset, this.#slabOffset + n)
@@ -323,14 +320,4 @@ class Tun implements TunDevice {
       }
     }
   }
-}
-
-/**
- * The errno name of a failed fs call. libuv has no name for some errnos a TUN device gives (EBADFD,
- * 77, once its interface is deleted): Node then says "Unknown system error -77".
- */
-function errorName (err: NodeJS.ErrnoException): string {
-  if (typeof err.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) return err.code
-  if (typeof err.errno === 'number') return errnoName(Math.abs(err.errno))
-  return String(err)
 }

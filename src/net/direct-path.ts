@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto'
 import { createServer, connect, type NetConnectOpts, type Server, type Socket } from 'node:net'
 import { FrameOpener, FrameSealer } from './transport-frames.js'
 import { FrameDecoder } from './packet-frames.js'
+import { writeToSocket } from './socket-fd-write.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { PacketChannel } from './peer-link.js'
 import { toHex } from '../log/bytes.js'
@@ -215,7 +216,7 @@ class DirectChannel implements PacketChannel {
   send (bytes: Uint8Array): boolean {
     if (this.socket.destroyed) throw new Error('the direct connection is closed')
     let ok = true
-    for (const frame of this.sealer.seal(bytes)) ok = this.socket.write(frame)
+    for (const frame of this.sealer.seal(bytes)) ok = writeToSocket(this.socket, frame)
     return ok
   }
 
