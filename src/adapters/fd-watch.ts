@@ -9,10 +9,10 @@
  * and the hand-over between the two threads was where the device once died for good. Here the
  * kernel wakes the event loop directly and there is nothing to hand over.
  *
- * The callback only schedules the reader with `setImmediate` (the check phase of the same loop
- * turn), so the reading itself runs inside Node's normal callback scope: promise jobs and
- * nextTicks it queues run right after it, as for any I/O callback. The watch is level-triggered:
- * while the fd stays readable and the reader has not drained it, the callback fires again.
+ * The reader runs inside libuv's callback, which koffi enters with a callback scope: promise jobs
+ * and nextTicks it queues run right after it, as for any I/O callback. The watch is
+ * level-triggered: while the fd stays readable and the reader has not drained it, the callback
+ * fires again (once per poll phase).
  *
  * Main thread only: `uv_default_loop()` is the main thread's loop.
  */
@@ -65,7 +65,7 @@ function loadUv (): Uv {
 }
 
 export interface FdWatchEvents {
-  /** The fd is readable (called from a setImmediate, at most once per loop turn). */
+  /** The fd is readable (called from libuv's poll phase, at most once per loop turn). */
   readable: () => void
   /** The watch failed (libuv reported an error on the fd); no more events. */
   failed: (message: string) => void
@@ -75,7 +75,6 @@ export interface FdWatchEvents {
 export class FdWatch {
   #handle: unknown
   #cb: bigint | undefined
-  #scheduled = false
   #stopped = false
 
   private constructor (private readonly u: Uv, private readonly events: FdWatchEvents) {}
@@ -109,8 +108,6 @@ export class FdWatch {
   }
 
   #fire (status: number): void {
-    // Runs from libuv, outside any JS callback scope: do nothing here that can throw or that
-    // needs promise jobs to run; hand over to setImmediate.
     if (this.#stopped) return
     if (status < 0) {
       const message = this.u.errName(status)
@@ -118,14 +115,16 @@ export class FdWatch {
       setImmediate(() => { this.events.failed(message) })
       return
     }
-    if (this.#scheduled) return
-    this.#scheduled = true
-    setImmediate(this.#run)
-  }
-
-  readonly #run = (): void => {
-    this.#scheduled = false
-    if (!this.#stopped) this.events.readable()
+    // The reader runs right here, in the poll phase, not in a setImmediate: koffi calls back inside
+    // a callback scope, so the nextTicks and promise jobs it queues run as soon as it returns (as
+    // after any I/O callback; test/vpn/fd-watch.test.ts), and the hop through the check phase cost
+    // a ping ~50–190 µs per wake-up on a busy machine (docs/vpn.md "Where a ping's time goes").
+    try {
+      this.events.readable()
+    } catch (err) {
+      // As a throwing I/O callback would: an uncaught exception, not one swallowed inside libuv.
+      setImmediate(() => { throw err })
+    }
   }
 
   /** A device that is being read keeps the process alive, like a listening socket. */

@@ -57,6 +57,11 @@ export interface TunDevice {
   onPacket: (fn: (pkt: Uint8Array) => void) => void
   /** Writes one IP packet. false = dropped (the kernel refused it, or the device is closed). */
   write: (pkt: Uint8Array) => boolean
+  /**
+   * Reads now what the writes since the last read made the kernel answer (a ping reply, a TCP
+   * ACK), instead of in the check phase of this loop turn: call it after a burst of writes.
+   */
+  readNow: () => void
   readonly stats: Readonly<TunStats>
   /** Stops reading and closes the device; a non-persistent device disappears from `ip link`. */
   close: () => Promise<void>
@@ -164,6 +169,9 @@ class Tun implements TunDevice {
   #closed = false
   #closing: Promise<void> | undefined
   #drainScheduled = false
+  #drainImmediate: NodeJS.Immediate | undefined
+  /** Inside #drain (a handler that writes to the device must not start a nested drain). */
+  #draining = false
   #slab = new Uint8Array(SLAB_SIZE)
   #slabOffset = 0
 
@@ -241,12 +249,27 @@ class Tun implements TunDevice {
   #scheduleDrain (): void {
     if (this.#drainScheduled || this.#closed) return
     this.#drainScheduled = true
-    setImmediate(this.#drain)
+    this.#drainImmediate = setImmediate(this.#drain)
+  }
+
+  readNow (): void {
+    if (!this.#drainScheduled || this.#draining || this.#closed) return
+    clearImmediate(this.#drainImmediate)
+    this.#drain()
   }
 
   readonly #drain = (): void => {
     this.#drainScheduled = false
-    if (this.#closed || this.#recovering === 'device') return
+    if (this.#closed || this.#recovering === 'device' || this.#draining) return
+    this.#draining = true
+    try {
+      this.#drainBatch()
+    } finally {
+      this.#draining = false
+    }
+  }
+
+  #drainBatch (): void {
     for (let i = 0; i < READ_BATCH; i++) {
       if (this.#slab.length - this.#slabOffset < MAX_READ) {
         this.#slab = new Uint8Array(SLAB_SIZE)
@@ -273,8 +296,7 @@ class Tun implements TunDevice {
       }
       if (this.#closed) return
     }
-    this.#drainScheduled = true
-    setImmediate(this.#drain)
+    this.#scheduleDrain()
   }
 
   /** A fault of the device I/O: counted, reported once, and recovered from (see the module comment). */

@@ -16,6 +16,8 @@ export interface PacketDevice {
   onPacket: (fn: (pkt: Uint8Array) => void) => void
   /** False when the device dropped the packet (its write queue is full). */
   write: (pkt: Uint8Array) => boolean
+  /** After a burst of writes: read what the kernel answered to them at once (TunDevice.readNow). */
+  readNow?: () => void
   /**
    * 10 when the device's packets start with a virtio_net_hdr (TUN offload), 0 or absent for
    * plain IP packets. Frames on the wire always carry the header.
@@ -261,6 +263,9 @@ export class DataPlane {
       if (!withHeader && frame[1] !== 0) { this.drop('malformed'); continue }
       if (!this.opts.device.write(withHeader ? frame : ip)) this.drop('device_full')
     }
+    // The replies the kernel made to these (a ping's echo reply, ACKs) leave in this same
+    // callback, without another turn of the event loop.
+    this.opts.device.readNow?.()
   }
 
   stats (): DataPlaneStats {

@@ -25,7 +25,6 @@ describe('writeToSocket (the direct path\'s short way to the kernel)', () => {
   it('keeps every byte in order through back-pressure: a reader that pauses, many writes, some partial', async () => {
     const { client, server, close } = await pair()
     try {
-      client.setSendBuffer?.(4096)
       const sent = createHash('sha256')
       let sentBytes = 0
       const received = createHash('sha256')

@@ -76,6 +76,15 @@ describe.skipIf(!sup.ok)('TUN device in a network namespace', () => {
     expect(r.stats.rxPackets).toBeGreaterThanOrEqual(havePing ? 2 : 1)
   })
 
+  it('readNow() reads what the kernel answered to a write before it returns; the readiness callback runs the handler and its promise jobs at once', async () => {
+    const r = await probe(['readnow', 'weft0'])
+    expect(r.error).toBeUndefined()
+    // The ICMP port-unreachable the kernel made inside the write, read in the same call.
+    expect(r.sync).toContainEqual({ src: '10.99.0.1', dst: '10.99.0.2', protocol: 1 })
+    // Promise jobs queued by the handler ran before the check phase (they are not left waiting).
+    expect(r.order.slice(0, 3)).toEqual(['handler', 'microtask', 'immediate'])
+  })
+
   it('counts and drops the writes the kernel refuses (not IP, link down) and writes after close', async () => {
     const r = await probe(['drops', 'weft0'])
     expect(r.error).toBeUndefined()

@@ -15,6 +15,9 @@
  *   busy     open the device twice: the second open must fail (EBUSY)
  *   deleted  the interface is deleted under a reading device (it is reopened); a handler that throws
  *   faults   the readiness watch fails, a read fails, the interface is deleted: each time traffic resumes
+ *   readnow  a UDP datagram to a closed port of 10.99.0.1 is written to the device; readNow()
+ *            hands the kernel's ICMP port-unreachable to the handler before it returns; and the
+ *            handler runs inside the readiness callback, with its promise jobs run right after it
  */
 import { spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
@@ -274,8 +277,38 @@ async function openOnly (): Promise<unknown> {
   }
 }
 
+async function readNow (tun: TunDevice): Promise<unknown> {
+  const seen: Array<{ src: string, dst: string, protocol: number }> = []
+  const order: string[] = []
+  tun.onPacket((pkt) => {
+    const h = parseIpHeader(pkt)
+    if (h === undefined) return
+    seen.push({ src: sourceText(h), dst: destinationText(h), protocol: h.protocol })
+    if (h.protocol === 17) {
+      // From a `ping`-less source: a datagram this process sends through the device.
+      order.push('handler')
+      queueMicrotask(() => { order.push('microtask') })
+      setImmediate(() => { order.push('immediate') })
+    }
+  })
+  // Wait until the device is being read (its first packets are the kernel's own, if any).
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  tun.write(udp4('10.99.0.2', '10.99.0.1', 40000, 9, new TextEncoder().encode('x')))
+  const before = seen.length
+  tun.readNow()
+  const sync = seen.slice(before)
+  // A datagram out through the device: the readiness callback runs the handler.
+  const sock = createSocket('udp4')
+  sock.send('y', 7777, '10.99.0.2')
+  const deadline = Date.now() + 2000
+  while (!order.includes('immediate') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+  sock.close()
+  return { sync, order }
+}
+
 try {
   switch (mode) {
+    case 'readnow': out(await withTun(readNow)); break
     case 'echo': out(await withTun(echo)); break
     case 'drops': {
       const tun = await openTun({ name })
