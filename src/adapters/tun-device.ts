@@ -24,7 +24,7 @@
 import { closeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
 import { attachTun, checkInterfaceName, errnoName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
-import { FdWatch } from './fd-watch.js'
+import { FdWatch } from '../net/fd-watch.js'
 
 export interface TunStats {
   rxPackets: number

@@ -23,6 +23,7 @@ import { createServer, connect, type NetConnectOpts, type Server, type Socket } 
 import { FrameOpener, FrameSealer } from './transport-frames.js'
 import { FrameDecoder } from './packet-frames.js'
 import { writeToSocket } from './socket-fd-write.js'
+import { adoptForReading, type SocketReader } from './socket-fd-read.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { PacketChannel } from './peer-link.js'
 import { toHex } from '../log/bytes.js'
@@ -82,6 +83,7 @@ interface Session { author: string, key: Uint8Array, expires: number }
 export class DirectListener {
   private readonly sessions = new Map<string, Session>()
   private readonly sockets = new Set<Socket>()
+  private readonly readers = new Set<SocketReader>()
   private unauthenticated = 0
   private authenticated = 0
   private refusedLogged = false
@@ -123,13 +125,17 @@ export class DirectListener {
     return { port: this.port, session, key }
   }
 
-  get stats (): { sessions: number, connections: number } { return { sessions: this.sessions.size, connections: this.authenticated } }
+  /** `readByDescriptor`: connections read without Node's streams (socket-fd-read.ts). */
+  get stats (): { sessions: number, connections: number, readByDescriptor: number } {
+    return { sessions: this.sessions.size, connections: this.authenticated, readByDescriptor: this.readers.size }
+  }
 
   private accept (s: Socket): void {
     if (this.unauthenticated >= DIRECT_LIMITS.unauthenticated || this.authenticated >= DIRECT_LIMITS.connections) { s.destroy(); return }
     this.unauthenticated++
     this.sockets.add(s)
     let authed = false
+    let adopted = false
     let head = new Uint8Array(0)
     let opener: FrameOpener | undefined
     let author = ''
@@ -139,10 +145,23 @@ export class DirectListener {
       if (!this.refusedLogged) { this.refusedLogged = true; this.opts.log.info({ from: s.remoteAddress, why }, 'refused a direct-path connection (logged once)') }
       s.destroy()
     }
+    /** Frames in; false when the connection must go (a bad frame). */
+    const take = (data: Uint8Array): boolean => {
+      try {
+        const frames: Uint8Array[] = []
+        for (const plain of (opener as FrameOpener).push(data)) for (const f of decoder.push(plain)) frames.push(f)
+        if (frames.length > 0) this.opts.deliver(author, frames)
+        return true
+      } catch {
+        this.opts.malformed()
+        return false
+      }
+    }
     s.on('error', () => {})
     s.on('close', () => {
       clearTimeout(timer)
       this.sockets.delete(s)
+      if (adopted) return // the connection lives on in the reader, which does its own accounting
       if (authed) this.authenticated--; else this.unauthenticated--
     })
     s.on('data', (chunk: Buffer) => {
@@ -163,21 +182,45 @@ export class DirectListener {
         author = session.author
         opener = new FrameOpener(session.key)
         data = joined.subarray(SESSION_BYTES)
-        if (data.byteLength === 0) return
+        if (data.byteLength > 0 && !take(data)) { s.destroy(); return }
+        this.adopt(s, take, () => { adopted = true })
+        return
       }
-      try {
-        const frames: Uint8Array[] = []
-        for (const plain of opener.push(data)) for (const f of decoder.push(plain)) frames.push(f)
-        if (frames.length > 0) this.opts.deliver(author, frames)
-      } catch {
-        this.opts.malformed()
-        s.destroy()
-      }
+      if (!take(data)) s.destroy()
     })
+  }
+
+  /**
+   * From its first frame on, an authenticated connection is read without Node's stream machinery
+   * (socket-fd-read.ts) where that is possible; otherwise it stays on the Node socket.
+   */
+  private adopt (s: Socket, take: (data: Uint8Array) => boolean, adopted: () => void): void {
+    let reader: SocketReader | undefined
+    const end = (): void => {
+      if (reader === undefined) return
+      this.readers.delete(reader)
+      this.authenticated--
+      reader = undefined
+    }
+    // Marked before the hand-over: destroying the Node socket emits its 'close'.
+    adopted()
+    reader = adoptForReading(s, {
+      data: (chunk) => { if (!take(chunk)) { const r = reader; end(); r?.close() } },
+      end
+    })
+    if (reader === undefined) {
+      // Not adopted: undo the mark, the Node socket keeps the connection and its accounting.
+      s.removeAllListeners('close')
+      s.on('close', () => { this.sockets.delete(s); this.authenticated-- })
+      return
+    }
+    this.readers.add(reader)
   }
 
   async close (): Promise<void> {
     for (const s of this.sockets) s.destroy()
+    for (const r of this.readers) r.close()
+    this.readers.clear()
     await Promise.all(this.servers.map(async (server) => { await new Promise<void>((resolve) => { server.close(() => { resolve() }) }) }))
   }
 }

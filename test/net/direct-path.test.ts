@@ -75,6 +75,41 @@ describe('direct path', () => {
     ch.close()
   })
 
+  it('after its first frame a connection is read by descriptor (Linux): later frames, a tampered frame and the peer closing all still do what they should', async () => {
+    const { l, got, malformed } = await listen()
+    const offer = l.offer('ee'.repeat(32))
+    const sealer = new FrameSealer(offer.key)
+    const s = connect({ host: '127.0.0.1', port: l.port })
+    sockets.push(s)
+    s.on('error', () => {})
+    await new Promise((resolve) => s.once('connect', resolve))
+    s.write(offer.session)
+    for (const f of sealer.seal(encodeFrames([frame(10)]))) s.write(f)
+    await waitFor(() => got.length === 1, 'the first delivery')
+    if (process.platform === 'linux' && process.env.WEFT_SOCKET_READ !== 'node') expect(l.stats.readByDescriptor).toBe(1)
+    // Frames split across writes (a read may end anywhere in a frame) and a large one.
+    const [big] = sealer.seal(encodeFrames([frame(60_000)]))
+    s.write((big as Uint8Array).subarray(0, 7))
+    s.write((big as Uint8Array).subarray(7))
+    await waitFor(() => got.length === 2, 'the large frame')
+    expect(got[1]?.frames[0]?.byteLength).toBe(60_030)
+    const [f3] = sealer.seal(encodeFrames([frame(10)]))
+    const bad = (f3 as Uint8Array).slice()
+    bad[9] = (bad[9] as number) ^ 1
+    s.write(bad)
+    await new Promise((resolve) => s.once('close', resolve))
+    expect(malformed.n).toBe(1)
+    expect(got).toHaveLength(2)
+    await waitFor(() => l.stats.connections === 0 && l.stats.readByDescriptor === 0, 'the connection accounted as gone')
+    // A peer that just closes is accounted as gone too.
+    const ch = await dialDirect('127.0.0.1', l.offer('ee'.repeat(32)), AbortSignal.timeout(5_000))
+    ch.send(encodeFrames([frame(5)]))
+    await waitFor(() => got.length === 3, 'a frame on the second connection')
+    expect(l.stats.connections).toBe(1)
+    ch.close()
+    await waitFor(() => l.stats.connections === 0 && l.stats.readByDescriptor === 0, 'the closed connection accounted as gone')
+  })
+
   it.skipIf(!ipv6)('listens on IPv4 and IPv6 wildcards together, on one port', async () => {
     const l = await DirectListener.listen({ hosts: ['0.0.0.0', '::'], port: 0, log: silent, now: () => 0, deliver: () => {}, malformed: () => {} })
     listeners.push(l)
