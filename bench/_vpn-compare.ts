@@ -7,6 +7,7 @@
  * each peer, and a table on stderr.
  */
 import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import type { LabHost, NetnsLab } from '../test/system/netns.js'
 import { progress, round } from './_lib.js'
 import { startUserspaceVpns } from './_vpn-userspace.js'
@@ -50,6 +51,27 @@ async function pingP50 (lab: NetnsLab, a: LabHost, addr: string): Promise<number
   return t.length < PINGS / 2 ? NaN : t[Math.floor(t.length / 2)] as number
 }
 
+const ECHO = fileURLToPath(new URL('./_node-echo.ts', import.meta.url))
+
+/**
+ * The bare Node TCP echo between A and B (_node-echo.ts): p50 in ms of one round, which is two
+ * wake-ups of a Node process; NaN when it could not run.
+ */
+async function nodeEchoP50 (lab: NetnsLab, a: LabHost, b: LabHost, port: number): Promise<number> {
+  const server = lab.spawn(b, [process.execPath, '--import', 'tsx', ECHO, 'server', String(port)], { cwd: fileURLToPath(new URL('..', import.meta.url)) })
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = await lab.exec(a, [process.execPath, '--import', 'tsx', ECHO, 'client', b.ip, String(port), String(PINGS)], 60_000)
+      if (r.code === 0) return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { p50Us: number }).p50Us / 1000
+      if (!/ECONNREFUSED/.test(r.stderr)) { progress(`vpn: node echo: ${r.stderr.slice(-300)}`); return NaN }
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    return NaN
+  } finally {
+    await lab.stop(server)
+  }
+}
+
 export async function compare (lab: NetnsLab, a: LabHost, b: LabHost, weftAddrB: string, weftVersion: string): Promise<void> {
   await compareSystems(lab, a, b, [{ name: 'weft', version: weftVersion, addrB: weftAddrB }])
 }
@@ -70,7 +92,10 @@ export async function compareSystems (lab: NetnsLab, a: LabHost, b: LabHost, wef
     ...wefts.map((w) => ({ system: w, tcp: [], p50: [] })),
     ...peers.up.map((p) => ({ system: p, tcp: [], p50: [] }))
   ]
+  const echo: number[] = []
   for (let r = 0; r < ROUNDS; r++) {
+    progress(`vpn: compare round ${r + 1}/${ROUNDS}: a bare Node TCP echo (the floor of a Node data plane)`)
+    echo.push(await nodeEchoP50(lab, a, b, 5399))
     for (const [i, row] of rows.entries()) {
       progress(`vpn: compare round ${r + 1}/${ROUNDS}: ${row.system.name}`)
       try {
@@ -100,7 +125,10 @@ export async function compareSystems (lab: NetnsLab, a: LabHost, b: LabHost, wef
   const tinc = rows.find((r) => r.system.name === 'tinc')
   if (fastest !== undefined) line('weft_vs_fastest_userspace_tcp', mean(weft.tcp) / mean(fastest.tcp), 'ratio', { fastest: fastest.system.name, target: '>= 1' })
   if (tinc !== undefined) line('weft_vs_tinc_ping_p50', mean(weft.p50) / mean(tinc.p50), 'ratio', { target: '<= 1' })
+  // A ping through Weft wakes a Node process four times, a bare Node echo twice.
+  line('node_echo_p50', mean(echo), 'ms', { rounds: echo.map((x) => round(x)), setup: `a bare Node TCP echo A → B, ${PINGS} messages of 118 bytes 10 ms apart: two wake-ups of a Node process per round` })
+  line('weft_ping_p50_vs_two_node_echoes', mean(weft.p50) / (2 * mean(echo)), 'ratio', { note: 'the floor of a data plane in Node: 1.0 = no cost beyond the four wake-ups themselves' })
   const table = ['| system | TCP MB/s | ping p50 ms |', '|---|---|---|',
     ...rows.map((r) => `| ${r.system.name} ${r.system.version} | ${r.tcp.map((x) => Math.round(x)).join(' / ')} | ${r.p50.map((x) => x.toFixed(2)).join(' / ')} |`)]
-  progress(table.join('\n'))
+  progress(table.join('\n') + `\n(a bare Node TCP echo between the same namespaces, same cadence: p50 ${echo.map((x) => x.toFixed(2)).join(' / ')} ms)`)
 }
