@@ -8,7 +8,7 @@ import type { StateResponse } from '../../src/adapters/api-types.js'
 
 const member = (hostname: string, n: number, extra: Partial<MemberView> = {}): MemberView => ({
   author: String(n).repeat(64).slice(0, 64), peerId: `12D3KooW${hostname}`, hostname, cluster: 'default', requestedRole: 'auto', role: 'agent', roleStable: true,
-  address: `10.1.0.${n}`, dnsName: `${hostname}.default.weft.internal`, addrs: [], caps: ['vpn'], ...extra
+  address: `10.1.0.${n}`, dnsName: `${hostname}.default.weft.internal`, vpn: true, addrs: [], caps: ['vpn'], ...extra
 })
 
 describe('weft ping: which member a name means', () => {
