@@ -59,9 +59,9 @@ export interface DnsTable {
   /** Member (author hex) → its DNS label (unique in the network). */
   hostNames: ReadonlyMap<string, string>
   /**
-   * Names that exist without records (sorted): the names of members whose join announces no
-   * VPN device. They are answered NODATA, not NXDOMAIN: the name stays the member's (nobody
-   * else gets it) and answers again once the member joins with a VPN device.
+   * Names that exist without records (sorted): the names of members that hold an address but
+   * whose join announces no VPN device. They are answered NODATA, not NXDOMAIN: the name stays
+   * the member's (nobody else gets it) and answers once the member joins with a VPN device.
    */
   reserved: readonly string[]
 }
@@ -223,18 +223,16 @@ export function deriveDns (input: DnsInput): DnsTable {
   }
   // A member without a VPN device (--no-tun) holds an overlay address that reaches nothing:
   // its names exist (reserved, NODATA) but answer no A/AAAA, so nobody connects into the void.
+  // Like any member's, they exist only once it holds an address.
   const reserved: string[] = []
   if (zoneOk) {
     for (const m of byOrder) {
       const label = hostNames.get(m.author)
       if (label === undefined) continue
       const owners = [`${label}.${m.cluster}.${zone}`, `${label}.${zone}`]
-      if (!m.caps.includes(VPN_CAP)) {
-        reserved.push(...owners)
-        continue
-      }
       const a = addrs.get(m.author) as Addresses
-      for (const owner of owners) addAddresses(owner, a)
+      if (m.caps.includes(VPN_CAP)) for (const owner of owners) addAddresses(owner, a)
+      else if (a.v4.length + a.v6.length > 0) reserved.push(...owners)
     }
   }
 

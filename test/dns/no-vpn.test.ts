@@ -61,6 +61,16 @@ describe('dns: a member without a VPN device', () => {
     expect(await errorCode(r.resolve4('nobody.east.weft.internal'))).toBe('ENOTFOUND')
   })
 
+  it('like any member, it has no name before it holds an address (NXDOMAIN, no dnsName)', () => {
+    const b = new LogBuilder(2)
+    b.append(0, 'node.join', join('cache1', 'east'))
+    const view = networkView(foldNetwork(b.events))
+    expect(view.dns.reserved).toEqual([])
+    expect(view.members[0]).toMatchObject({ vpn: false })
+    expect(view.members[0]?.dnsName).toBeUndefined()
+    expect(lookupDns(dnsTableFromView(view.dns), 'cache1.east.weft.internal', 'A')).toMatchObject({ nxdomain: true })
+  })
+
   it('the name stays reserved: a later member with the same host name gets a distinct one', async () => {
     const b = network()
     b.append(2, 'node.join', vpnJoin('cache1', 'east'), { seesAll: true })

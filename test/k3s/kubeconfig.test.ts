@@ -155,7 +155,7 @@ describe('kubeconfig over the mesh', () => {
     it('from a bridge (the client laptop): says it is one, and puts the master\'s refusal in the master\'s mouth (issue 17)', async () => {
       kubeconfig = undefined
       try {
-        const err = await getKubeconfig({ ...base, dataDir: dataDirOf(root, b, 2), peer: [peer.addr] }).catch((e: unknown) => e as Error)
+        const err = await getKubeconfig({ ...base, dataDir: dataDirOf(root, b, 2), peer: [peer.addr] }).then(() => new Error('it fetched a kubeconfig'), (e: unknown) => e as Error)
         expect(err.message).toMatch(/^this node is a bridge \(a client-only member\): it runs no k3s and holds no kubeconfig, and fetches it from cluster default's init master; the init master m0 of cluster default answered: no kubeconfig here yet/)
         expect(err.message).not.toMatch(/on this node/)
       } finally {
