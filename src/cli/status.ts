@@ -102,6 +102,11 @@ export function renderStatus (s: NodeStatus): string {
   return table(['FIELD', 'VALUE'], rows)
 }
 
+/** This node runs without a VPN device (older daemons send no `self.vpn`: no VPN status either). */
+function noVpn (s: NodeStatus): boolean {
+  return s.self.vpn === false || (s.self.vpn === undefined && s.vpn === undefined)
+}
+
 /** The k3s supervisor in one line: its state, role, pid and restarts (docs/k3s.md). */
 function k3sLine (k: Record<string, unknown> | undefined, now: number): string {
   if (k === undefined) return 'off (no --k3s)'
@@ -123,11 +128,6 @@ function k3sLine (k: Record<string, unknown> | undefined, now: number): string {
  * majority a k3s decision needs (only an eviction by the owner removes it), so a cluster that
  * stays tentative is explained here.
  */
-/** This node runs without a VPN device (older daemons send no `self.vpn`: no VPN status either). */
-function noVpn (s: NodeStatus): boolean {
-  return s.self.vpn === false || (s.self.vpn === undefined && s.vpn === undefined)
-}
-
 function memberRows (s: NodeStatus): string[][] {
   const m = s.members
   if (m === undefined) return []
