@@ -118,7 +118,10 @@ export const SelfStatusSchema = z.object({
   address: z.string().optional(),
   role: z.string().optional(),
   roleStable: z.boolean().optional(),
-  dnsName: z.string().optional()
+  /** Without a VPN device (--no-tun) the name is reserved: it answers no A/AAAA (docs/dns.md). */
+  dnsName: z.string().optional(),
+  /** Whether this node's join announces a VPN device (false: `address` reaches nothing). */
+  vpn: z.boolean().optional()
 })
 
 const Traffic = { txPackets: Count, txBytes: Count, rxPackets: Count, rxBytes: Count }
@@ -344,6 +347,8 @@ const MemberViewSchema = z.looseObject({
   address: z.string().optional(),
   address6: z.string().optional(),
   dnsName: z.string().optional(),
+  /** Its join announces a VPN device (older daemons: absent; read `caps`). */
+  vpn: z.boolean().optional(),
   addrs: z.array(z.string()),
   caps: z.array(z.string())
 })

@@ -1,5 +1,4 @@
-import { CLUSTERSET_ZONE, lookupDns, zoneProblem, type DnsRecord, type DnsTable } from '../projections/dns.js'
-import { isInZone } from '../projections/dns-name.js'
+import { CLUSTERSET_ZONE, existingNames, lookupDns, zoneProblem, type DnsRecord, type DnsTable } from '../projections/dns.js'
 import { networkView, type NetworkView } from '../projections/view.js'
 import type { NetworkState } from '../projections/network.js'
 
@@ -26,27 +25,20 @@ export interface DnsAnswerSource {
 /**
  * Rebuild the lookup table from the flat `dns` section of a NetworkView (the one `weft log
  * state` and the API show), with the same `zones` and `names` rules as `deriveDns`: the network
- * zone when valid and clusterset.local; every record owner and its ancestors up to its apex.
+ * zone when valid and clusterset.local; every record owner and reserved name (a member without
+ * a VPN device: NODATA) and their ancestors up to its apex.
  */
 export function dnsTableFromView (dns: NetworkView['dns']): DnsTable {
   const zone = dns.zone
   const zones = zoneProblem(zone) === undefined ? [zone, CLUSTERSET_ZONE] : [CLUSTERSET_ZONE]
   const records = new Map<string, DnsRecord[]>()
-  const names = new Set<string>(zones)
   for (const r of dns.records) {
     const list = records.get(r.name)
     if (list === undefined) records.set(r.name, [r])
     else list.push(r)
   }
-  for (const name of records.keys()) {
-    const apex = zones.find((z) => isInZone(name, z))
-    let n = name
-    while (apex !== undefined && n !== apex && !names.has(n)) {
-      names.add(n)
-      n = n.slice(n.indexOf('.') + 1)
-    }
-  }
-  return { zone, records, invalid: dns.invalid, zones, names, hostNames: new Map() }
+  const names = existingNames(zones, [...records.keys(), ...dns.reserved])
+  return { zone, records, invalid: dns.invalid, zones, names, hostNames: new Map(), reserved: dns.reserved }
 }
 
 /**

@@ -367,7 +367,7 @@ class Api {
       events: log.size,
       authors: log.authors().length,
       pending: log.pendingCount,
-      self: me === undefined ? {} : { address: me.address, role: me.role, roleStable: me.roleStable, dnsName: me.dnsName }
+      self: me === undefined ? {} : { address: me.address, role: me.role, roleStable: me.roleStable, dnsName: me.dnsName, vpn: me.vpn }
     }
   }
 

@@ -40,16 +40,17 @@ export function completionScript (program: Command, shell: 'bash' | 'zsh'): stri
   const cases = [...table].map(([path, words]) => `    "${path}") candidates="${words.join(' ')}" ;;`).join('\n')
   const known = [...table.keys()].filter((p) => p !== '').map((p) => `"${p}"`).join('|')
   // The command path is the leading words that name commands; flags and their values are skipped.
-  const body = `  local path="" w next
+  // Not "path": in zsh that is $PATH (as an array), and a local one empties it for the function.
+  const body = `  local cmdpath="" w next
   for w in "\${prior[@]}"; do
     [[ "$w" == -* ]] && continue
-    if [[ -z "$path" ]]; then next="$w"; else next="$path $w"; fi
+    if [[ -z "$cmdpath" ]]; then next="$w"; else next="$cmdpath $w"; fi
     case "$next" in
-      ${known === '' ? '""' : known}) path="$next" ;;
+      ${known === '' ? '""' : known}) cmdpath="$next" ;;
     esac
   done
   local candidates=""
-  case "$path" in
+  case "$cmdpath" in
 ${cases}
   esac`
   if (shell === 'bash') {
@@ -64,8 +65,10 @@ ${body}
 }
 complete -F _weft weft`
   }
+  // Autoloaded from $fpath by compinit, this file is the body of the function _weft: its first
+  // call must complete, not only define _weft (else the first TAB of a shell offers nothing).
   return `#compdef weft
-# zsh completion for weft (weft completion zsh > "\${fpath[1]}/_weft")
+# zsh completion for weft (weft completion zsh > "\${fpath[1]}/_weft", or source <(weft completion zsh) after compinit)
 _weft() {
   local -a prior
   prior=("\${(@)words[2,CURRENT-1]}")
@@ -74,5 +77,9 @@ ${body}
   choices=(\${=candidates})
   compadd -- "\${choices[@]}" || _files
 }
-compdef _weft weft 2>/dev/null || true`
+if [[ "\${zsh_eval_context[-1]}" == loadautofunc ]]; then
+  _weft "$@"
+else
+  compdef _weft weft 2>/dev/null || true
+fi`
 }

@@ -10,6 +10,7 @@ import type { NetworkView } from '../projections/view.js'
 import { ApiClient } from './api-client.js'
 import { CliError } from './errors.js'
 import { flush, out, printJson, table } from './output.js'
+import { overlayAddress } from './status.js'
 
 export interface DemoOptions { nodes: number, json: boolean, exitWhenConverged: boolean, timeout: number }
 
@@ -72,7 +73,8 @@ export async function runDemo (opts: DemoOptions): Promise<number> {
     } else {
       out(`\n${n} nodes agree on members, roles, addresses and DNS names (${ms} ms after the last one started)\n`)
       out(table(['HOST', 'K3S ROLE', 'ADDRESS', 'DNS NAME', 'PEER ID'], view.members.map((m) =>
-        [m.hostname, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, m.address ?? '-', m.dnsName ?? '-', m.peerId])))
+        [m.hostname, `${m.role}${m.roleStable ? '' : ' (tentative)'}`, overlayAddress(m), m.dnsName === undefined ? '-' : `${m.dnsName}${m.vpn ? '' : ' (reserved)'}`, m.peerId])))
+      out('\n(the demo runs without TUN devices: each address is held but reaches nothing, and each name is reserved\n but answers no A record; `sudo weft up` runs a node with its VPN)')
       out(`\ntry, in another terminal:\n  node ${MAIN} status --data-dir ${join(root, 'node-1')}\n  node ${MAIN} settings set mtu 1380 --data-dir ${join(root, 'node-2')} --owner-key ${ownerKey}\n  node ${MAIN} log state --data-dir ${join(root, 'node-3')}`)
     }
     flush()

@@ -16,7 +16,7 @@ import type { EventDb } from '../log/store.js'
 import { toHex } from '../log/bytes.js'
 import { AntiEntropy } from '../net/anti-entropy.js'
 import { createHost, type WeftHost } from '../net/host.js'
-import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer } from '../net/kubeconfig-protocol.js'
+import { bridgeKubeconfigError, fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer } from '../net/kubeconfig-protocol.js'
 import { silentLogger } from '../net/mesh-logger.js'
 import { replicaPort } from '../net/replica-port.js'
 import { CliError, EXIT_OK, run } from './errors.js'
@@ -216,9 +216,11 @@ async function fetchWith (host: WeftHost, replica: Replica<ReplicaReducers>, ide
         return kubeconfig
       } catch (err) {
         if (!(err instanceof KubeconfigError)) throw err
-        if (err.code !== 'unreachable') throw new CliError(err.message)
+        // A bridge's data dir (weft bridge, or --role client): worded for a node without k3s.
+        const said = state.members.active.get(identity.authorHex)?.role === 'client' ? bridgeKubeconfigError(err, state, cluster).message : err.message
+        if (err.code !== 'unreachable') throw new CliError(said)
         // The master may just not be dialled yet (its address comes from the DHT): a few tries.
-        if (++unreachable >= 3 || Date.now() + 1_000 >= deadline) throw new CliError(err.message)
+        if (++unreachable >= 3 || Date.now() + 1_000 >= deadline) throw new CliError(said)
         await sleep(1_000)
         continue
       }

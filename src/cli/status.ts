@@ -66,9 +66,9 @@ export function renderStatus (s: NodeStatus): string {
     ['api', s.api],
     ['peers', `${s.peers.connected} connected, ${s.peers.online} online`],
     ['events', `${plural(s.events, 'event')} from ${plural(s.authors, 'author')}, ${s.pending} waiting for parents`],
-    ['address', s.self.address ?? '-'],
+    ['address', s.self.address === undefined ? '-' : noVpn(s) ? `${s.self.address} (no VPN: reaches nothing)` : s.self.address],
     ['role', s.self.role === undefined ? '-' : `${s.self.role}${s.self.roleStable === true ? ' (stable)' : ' (tentative: may still change)'}`],
-    ['DNS name', s.self.dnsName ?? '-'],
+    ['DNS name', s.self.dnsName === undefined ? '-' : noVpn(s) ? `${s.self.dnsName} (reserved: no address records without a VPN)` : s.self.dnsName],
     ...memberRows(s),
     ['sync', `${plural(s.sync.rounds, 'round')}, ${plural(s.sync.eventsPulled, 'event')} pulled, last ${s.sync.lastRoundAt === undefined ? 'never' : `${duration(Math.max(0, now - s.sync.lastRoundAt))} ago`}`]
   ]
@@ -100,6 +100,11 @@ export function renderStatus (s: NodeStatus): string {
     }
   }
   return table(['FIELD', 'VALUE'], rows)
+}
+
+/** This node runs without a VPN device (older daemons send no `self.vpn`: no VPN status either). */
+function noVpn (s: NodeStatus): boolean {
+  return s.self.vpn === false || (s.self.vpn === undefined && s.vpn === undefined)
 }
 
 /** The k3s supervisor in one line: its state, role, pid and restarts (docs/k3s.md). */

@@ -118,7 +118,8 @@ async function answer (stream: Stream, connection: Connection, opts: KubeconfigS
     }
     const kubeconfig = await opts.read()
     if (kubeconfig === undefined) {
-      await refuse('not-ready', `no kubeconfig on this node yet: k3s is not running as a server of cluster ${opts.cluster} here, or has not written its kubeconfig yet`)
+      // Relayed by the asker's daemon and CLI: "here", never "this node", which would read as theirs.
+      await refuse('not-ready', `no kubeconfig here yet: k3s is not running as a server of cluster ${opts.cluster} on this member (weft up --k3s), or has not written its kubeconfig yet`)
       return
     }
     log.info({ peer, cluster: req.cluster }, 'kubeconfig handed to a member')
@@ -234,6 +235,23 @@ export async function fetchClusterKubeconfig (opts: { host: Pick<ProtocolHost, '
     if (err instanceof KubeconfigError && err.code === 'unreachable') {
       throw new KubeconfigError('unreachable', `the init master ${source.hostname} (${source.peerId}) of cluster ${opts.cluster} is offline or unreachable: ${err.message}`, { cause: err })
     }
+    // The master's own words, said as its: the asker relays them.
+    if (err instanceof KubeconfigError) throw new KubeconfigError(err.code, `the init master ${source.hostname} of cluster ${opts.cluster} answered: ${err.message}`, { cause: err })
     throw err
   }
+}
+
+/**
+ * The error of a fetch asked by a bridge (a client-only member), worded for one: it holds no
+ * kubeconfig and takes no k3s role, so the problem is elsewhere (issue 17: "get-kubeconfig on
+ * a bridge blames this node"). For a cluster with no master, the clusters that have one.
+ */
+export function bridgeKubeconfigError (err: KubeconfigError, s: NetworkState, cluster: string): KubeconfigError {
+  const bridge = `this node is a bridge (a client-only member): it runs no k3s and holds no kubeconfig, and fetches it from cluster ${cluster}'s init master`
+  if (err.code !== 'no-master') return new KubeconfigError(err.code, `${bridge}; ${err.message}`, { cause: err })
+  const ready = deriveRoles(s.roles, s.members, s.settings.values).filter((c) => c.status === 'stable' && c.cluster !== cluster).map((c) => c.cluster)
+  const which = ready.length > 0
+    ? `ask one that has a master with --cluster <name> (${ready.join(', ')})`
+    : 'no cluster has one yet: start nodes with "weft up --k3s" (a bridge takes no k3s role and does not count toward a cluster\'s nodes)'
+  return new KubeconfigError(err.code, `${bridge}, and ${err.message}; ${which}`, { cause: err })
 }

@@ -62,9 +62,9 @@ export function hostnameProblem (state: NetworkState, self: string): ProblemRepo
 }
 
 /**
- * A node without a VPN device (--no-tun, or no TUN available) still holds an overlay address
- * and DNS name; packets to them go nowhere. Other nodes mark such a member "no VPN" (the join
- * has no `vpn` capability).
+ * A node without a VPN device (--no-tun, or no TUN available) still holds an overlay address,
+ * which reaches nothing: other nodes mark it "no VPN" (the join has no `vpn` capability), and
+ * its DNS name is reserved but answers no A/AAAA (NODATA, docs/dns.md).
  */
 export function noTunProblem (state: NetworkState, self: string, vpn: boolean): ProblemReport | undefined {
   const lease = leaseOf(state.ipam, self, 4) ?? leaseOf(state.ipam, self, 6)
@@ -72,7 +72,7 @@ export function noTunProblem (state: NetworkState, self: string, vpn: boolean): 
   return {
     code: 'no-vpn-address',
     severity: 'warning',
-    message: `this node runs without a VPN device, so its overlay address ${lease.addr} reaches nothing (other members see it marked "no VPN")`,
+    message: `this node runs without a VPN device, so its overlay address ${lease.addr} reaches nothing (other members see it marked "no VPN") and its DNS name answers no address`,
     fix: 'run it with the TUN device (as root or with CAP_NET_ADMIN, without --no-tun) if it should be reachable on the overlay'
   }
 }

@@ -13,6 +13,11 @@ export const MCS_DNS_SCHEMA_VERSION = '1.0.0'
 export const DNS_TTL = 5
 export const SRV_PRIORITY = 0
 export const SRV_WEIGHT = 100
+/**
+ * The `caps` entry of a `node.join` whose node runs the VPN data plane (a TUN device). Without
+ * it the member's overlay address reaches nothing, so its name gets no address records.
+ */
+export const VPN_CAP = 'vpn'
 
 export interface DnsMember {
   author: string
@@ -53,6 +58,12 @@ export interface DnsTable {
   names: ReadonlySet<string>
   /** Member (author hex) → its DNS label (unique in the network). */
   hostNames: ReadonlyMap<string, string>
+  /**
+   * Names that exist without records (sorted): the names of members that hold an address but
+   * whose join announces no VPN device. They are answered NODATA, not NXDOMAIN: the name stays
+   * the member's (nobody else gets it) and answers once the member joins with a VPN device.
+   */
+  reserved: readonly string[]
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/
@@ -210,13 +221,18 @@ export function deriveDns (input: DnsInput): DnsTable {
     taken.add(assigned)
     hostNames.set(m.author, assigned)
   }
+  // A member without a VPN device (--no-tun) holds an overlay address that reaches nothing:
+  // its names exist (reserved, NODATA) but answer no A/AAAA, so nobody connects into the void.
+  // Like any member's, they exist only once it holds an address.
+  const reserved: string[] = []
   if (zoneOk) {
     for (const m of byOrder) {
       const label = hostNames.get(m.author)
       if (label === undefined) continue
+      const owners = [`${label}.${m.cluster}.${zone}`, `${label}.${zone}`]
       const a = addrs.get(m.author) as Addresses
-      addAddresses(`${label}.${m.cluster}.${zone}`, a)
-      addAddresses(`${label}.${zone}`, a)
+      if (m.caps.includes(VPN_CAP)) for (const owner of owners) addAddresses(owner, a)
+      else if (a.v4.length + a.v6.length > 0) reserved.push(...owners)
     }
   }
 
@@ -265,11 +281,18 @@ export function deriveDns (input: DnsInput): DnsTable {
 
   // ---- sort, and the tree of names that exist ----
   const zones = zoneOk ? [zone, CLUSTERSET_ZONE] : [CLUSTERSET_ZONE]
-  const names = new Set<string>(zones)
   const sorted = new Map<string, DnsRecord[]>()
-  for (const name of [...records.keys()].sort()) {
-    const list = (records.get(name) as DnsRecord[]).sort(compareRecords)
-    sorted.set(name, list)
+  for (const name of [...records.keys()].sort()) sorted.set(name, (records.get(name) as DnsRecord[]).sort(compareRecords))
+  const reservedList = [...new Set(reserved)].sort()
+  const names = existingNames(zones, [...sorted.keys(), ...reservedList])
+  const invalidList = [...invalid.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0)
+  return { zone, records: sorted, invalid: invalidList, zones, names, hostNames, reserved: reservedList }
+}
+
+/** The names that exist: the zone apexes, the owners given, and their ancestors up to an apex. */
+export function existingNames (zones: readonly string[], owners: Iterable<string>): Set<string> {
+  const names = new Set<string>(zones)
+  for (const name of owners) {
     const apex = zones.find((z) => isInZone(name, z))
     let n = name
     while (apex !== undefined && n !== apex && !names.has(n)) {
@@ -277,8 +300,7 @@ export function deriveDns (input: DnsInput): DnsTable {
       n = n.slice(n.indexOf('.') + 1)
     }
   }
-  const invalidList = [...invalid.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0)
-  return { zone, records: sorted, invalid: invalidList, zones, names, hostNames }
+  return names
 }
 
 /**

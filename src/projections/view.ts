@@ -4,7 +4,7 @@ import { deriveRoles, type ClusterRolesView, type K3sRole } from './roles.js'
 import { leaseOf, type ClaimStatus, type Lease } from './ipam.js'
 import { deriveRoutes, type Route, type RouteConflict, type RouteTable } from './routes.js'
 import { deriveServices, type ServicesView } from './services.js'
-import { deriveDns, type DnsRecord } from './dns.js'
+import { deriveDns, VPN_CAP, type DnsRecord } from './dns.js'
 import type { SettingsState } from './settings.js'
 import { currentDelegates, latestEpoch, type RefusedEvent, type Revocation } from './authority.js'
 import { comparePositions } from './position.js'
@@ -19,7 +19,13 @@ export interface MemberView {
   roleStable: boolean
   address?: string
   address6?: string
+  /**
+   * The member's DNS name. Without a VPN device (`vpn` false) the name is reserved: it exists
+   * but has no A/AAAA records (NODATA), because the overlay address reaches nothing.
+   */
   dnsName?: string
+  /** Its join announces a VPN device (the `vpn` cap); false (--no-tun): its overlay address reaches nothing. */
+  vpn: boolean
   addrs: readonly string[]
   caps: readonly string[]
 }
@@ -32,7 +38,8 @@ export interface NetworkView {
   ipam: { leases: Lease[], claims: Array<ClaimStatus & { author: string, family: 4 | 6 }> }
   routes: { routes: Array<Route & { peerHost: string }>, conflicts: RouteConflict[], invalid: RouteTable['invalid'] }
   services: ServicesView
-  dns: { zone: string, records: DnsRecord[], invalid: Array<{ name: string, reason: string }> }
+  /** `reserved`: names that exist without records (members without a VPN device; answered NODATA). */
+  dns: { zone: string, records: DnsRecord[], reserved: string[], invalid: Array<{ name: string, reason: string }> }
   /** Who governs the network: the owner key, delegates, revoked members, refused events (docs/trust.md). */
   authority: { owner: string | null, delegates: string[], revoked: Revocation[], epoch: number, refused: RefusedEvent[], refusedTotal: number }
 }
@@ -60,10 +67,12 @@ export function networkView (s: NetworkState): NetworkView {
     imports: services.imports
   })
   const records = [...dns.records.values()].flat().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.type < b.type ? -1 : a.type > b.type ? 1 : 0))
+  const reserved = new Set(dns.reserved)
   const nameOf = (author: string, cluster: string): string | undefined => {
-    // A duplicate hostname gets a distinct label; an invalid one, or no address, no name.
+    // A duplicate hostname gets a distinct label; an invalid one, or no address, no name; a
+    // member without a VPN device its reserved name (no records).
     const name = `${dns.hostNames.get(author) ?? ''}.${cluster}.${dns.zone}`
-    return dns.records.has(name) ? name : undefined
+    return dns.records.has(name) || reserved.has(name) ? name : undefined
   }
   const hostOf = new Map(active.map((m) => [m.author, m.hostname]))
   const table = deriveRoutes(s.routes, s.ipam, settings)
@@ -80,6 +89,7 @@ export function networkView (s: NetworkState): NetworkView {
       address: leaseOf(s.ipam, m.author, 4)?.addr,
       address6: leaseOf(s.ipam, m.author, 6)?.addr,
       dnsName: nameOf(m.author, m.cluster),
+      vpn: m.caps.includes(VPN_CAP),
       addrs: m.addrs,
       caps: m.caps
     })),
@@ -92,7 +102,7 @@ export function networkView (s: NetworkState): NetworkView {
     },
     routes: { routes: table.routes.map((r) => ({ ...r, peerHost: hostOf.get(r.peer) ?? r.peer.slice(0, 12) })), conflicts: table.conflicts, invalid: table.invalid },
     services,
-    dns: { zone: dns.zone, records, invalid: dns.invalid },
+    dns: { zone: dns.zone, records, reserved: [...dns.reserved], invalid: dns.invalid },
     authority: {
       owner: s.authority.owner ?? null,
       delegates: currentDelegates(s.authority),

@@ -4,11 +4,12 @@ import { renderPing } from '../../src/cli/ping.js'
 import { prettyLine, defaultLogFormat } from '../../src/cli/log-format.js'
 import { nodeEntries, renderNodes } from '../../src/cli/node.js'
 import type { MemberView } from '../../src/projections/view.js'
-import type { StateResponse } from '../../src/adapters/api-types.js'
+import { NodeStatusSchema, type NodeStatus, type StateResponse } from '../../src/adapters/api-types.js'
+import { renderStatus } from '../../src/cli/status.js'
 
 const member = (hostname: string, n: number, extra: Partial<MemberView> = {}): MemberView => ({
   author: String(n).repeat(64).slice(0, 64), peerId: `12D3KooW${hostname}`, hostname, cluster: 'default', requestedRole: 'auto', role: 'agent', roleStable: true,
-  address: `10.1.0.${n}`, dnsName: `${hostname}.default.weft.internal`, addrs: [], caps: ['vpn'], ...extra
+  address: `10.1.0.${n}`, dnsName: `${hostname}.default.weft.internal`, vpn: true, addrs: [], caps: ['vpn'], ...extra
 })
 
 describe('weft ping: which member a name means', () => {
@@ -61,5 +62,28 @@ describe('--log-format pretty', () => {
     expect(defaultLogFormat(true)).toBe('pretty')
     expect(defaultLogFormat(false)).toBe('json')
     expect(defaultLogFormat(undefined)).toBe('json')
+  })
+})
+
+describe('weft status: a node without a VPN device (issue 17)', () => {
+  const status = (self: Record<string, unknown>, vpn?: unknown): NodeStatus => NodeStatusSchema.parse({
+    peerId: '12D3KooWtest', author: 'a'.repeat(64), networkId: '0123456789abcdef', version: '0.1.0', hostname: 'alpha', cluster: 'default',
+    startedAt: 1_700_000_000_000, uptimeMs: 60_000, listen: [], api: 'http://127.0.0.1:1', events: 1, authors: 1, pending: 0,
+    peers: { connected: 0, online: 0 }, self, sync: { rounds: 0, eventsPulled: 0 }, ...(vpn !== undefined ? { vpn } : {})
+  })
+  const self = { address: '10.1.0.17', dnsName: 'alpha.default.weft.internal' }
+
+  it('marks the address as reaching nothing and the name as reserved; with a VPN, neither', () => {
+    const off = renderStatus(status({ ...self, vpn: false }))
+    expect(off).toMatch(/address\s+10\.1\.0\.17 \(no VPN: reaches nothing\)/)
+    expect(off).toMatch(/DNS name\s+alpha\.default\.weft\.internal \(reserved: no address records without a VPN\)/)
+    const on = renderStatus(status({ ...self, vpn: true }))
+    expect(on).toMatch(/address\s+10\.1\.0\.17\n/)
+    expect(on).toMatch(/DNS name\s+alpha\.default\.weft\.internal\n/)
+    expect(on).not.toMatch(/no VPN|reserved/)
+  })
+
+  it('an older daemon without self.vpn: marked when it reports no VPN data plane', () => {
+    expect(renderStatus(status(self))).toMatch(/\(no VPN: reaches nothing\)/)
   })
 })

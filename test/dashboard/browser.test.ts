@@ -137,6 +137,9 @@ describe.skipIf(skip !== undefined)('the dashboard in Chromium', () => {
       expect(members).toContain(byName.get(n)?.dnsName)
     }
     expect(members).toContain('this node')
+    // The nodes run with --no-tun: each address is marked unreachable, each name reserved (issue 17).
+    expect(members.match(/no VPN: unreachable/g)).toHaveLength(3)
+    expect(members.match(/reserved: no A record/g)).toHaveLength(3)
     expect(members).toMatch(/online/)
     expect(members).toMatch(/direct 127\.0\.0\.1:\d+/)
     expect(members).toMatch(/stable|tentative/)

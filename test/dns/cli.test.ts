@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml'
 import { corednsSnippet } from '../../src/cli/dns.js'
 import { CliError } from '../../src/cli/errors.js'
 import { startDnsServer, tableDnsSource, type DnsServer } from '../../src/adapters/dns-server.js'
-import { deriveDns } from '../../src/projections/dns.js'
+import { deriveDns, VPN_CAP } from '../../src/projections/dns.js'
 import { silentLogger } from '../../src/net/mesh-logger.js'
 import { udpPort } from './support.js'
 
@@ -73,7 +73,7 @@ describe('weft dns coredns-snippet', () => {
 describe('weft dns query', () => {
   let server: DnsServer
   beforeAll(async () => {
-    const table = deriveDns({ zone: 'weft.internal', members: [{ author: 'a', hostname: 'n1', cluster: 'c', joinedOrder: 0, v4: '10.1.0.1', caps: [] }], imports: [] })
+    const table = deriveDns({ zone: 'weft.internal', members: [{ author: 'a', hostname: 'n1', cluster: 'c', joinedOrder: 0, v4: '10.1.0.1', caps: [VPN_CAP] }], imports: [] })
     server = await startDnsServer({ listen: [{ host: '127.0.0.1', port: 0 }], answer: tableDnsSource(() => table), log: silentLogger })
   })
   afterAll(async () => { await server.close() })

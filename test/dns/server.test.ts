@@ -9,25 +9,25 @@ import {
 import { dnsTableFromView } from '../../src/adapters/dns-source.js'
 import { encodeQuery, RCODE, TYPE } from '../../src/adapters/dns-wire.js'
 import { serviceAddressOf } from '../../src/projections/service-addresses.js'
-import { CLUSTERSET_ZONE, deriveDns, DNS_TTL, lookupDns, type DnsMember } from '../../src/projections/dns.js'
+import { CLUSTERSET_ZONE, deriveDns, DNS_TTL, lookupDns, VPN_CAP, type DnsMember } from '../../src/projections/dns.js'
 import { networkView } from '../../src/projections/view.js'
 import { silentLogger } from '../../src/net/mesh-logger.js'
 import type { NetworkState } from '../../src/projections/network.js'
 import { foldNetwork, join, LogBuilder, rng } from '../projections/support.js'
-import { ask, decode, errorCode, exportBody, recordingLogger, resolverFor, udpPort } from './support.js'
+import { ask, decode, errorCode, exportBody, recordingLogger, resolverFor, udpPort, vpnJoin } from './support.js'
 
 /**
- * The network behind most tests:
+ * The network behind most tests, every member with a VPN device (their addresses reach them):
  *   web1 (cluster east, cap services, 10.1.0.5, fd00:1::5), db1 (east, 10.1.0.6),
  *   web1 (cluster west, 10.1.0.7: so the short name web1.weft.internal is ambiguous, not served),
  *   east exports shop/web with a named port http/TCP/80 and an unnamed 9090.
  */
 function network (): LogBuilder {
   const b = new LogBuilder(5)
-  b.append(0, 'node.join', { ...join('web1', 'east'), caps: ['services'] })
+  b.append(0, 'node.join', { ...join('web1', 'east'), caps: [VPN_CAP, 'services'] })
   b.setting(0, 'overlayCidr6', 'fd00:1::/64', { seesAll: true })
-  b.append(1, 'node.join', join('db1', 'east'), { seesAll: true })
-  b.append(2, 'node.join', join('web1', 'west'), { seesAll: true })
+  b.append(1, 'node.join', vpnJoin('db1', 'east'), { seesAll: true })
+  b.append(2, 'node.join', vpnJoin('web1', 'west'), { seesAll: true })
   b.append(0, 'ip.claim', { addr: '10.1.0.5' }, { seesAll: true })
   b.append(0, 'ip.claim', { addr: 'fd00:1::5' }, { seesAll: true })
   b.append(1, 'ip.claim', { addr: '10.1.0.6' }, { seesAll: true })
@@ -155,7 +155,7 @@ describe('dns server: follows the log', () => {
     expect(await errorCode(r.resolve4('cache1.east.weft.internal'))).toBe('ENOTFOUND')
     const serial0 = source.serial?.()
 
-    b.append(3, 'node.join', join('cache1', 'east'), { seesAll: true })
+    b.append(3, 'node.join', vpnJoin('cache1', 'east'), { seesAll: true })
     b.append(3, 'ip.claim', { addr: '10.1.0.9' }, { seesAll: true })
     state = foldNetwork(b.events)
     source.invalidate() // what the daemon does on replica.onChange
@@ -320,7 +320,7 @@ describe('dns server: forwarding', () => {
 describe('dns server: sizes, listening, closing', () => {
   /** 80 members, each exporting a headless service from its own cluster: 80 A records for the service name. */
   function bigTable (): ReturnType<typeof deriveDns> {
-    const members: DnsMember[] = Array.from({ length: 80 }, (_, i) => ({ author: `a${i}`, hostname: `n${i}`, cluster: 'big', joinedOrder: i, v4: `10.1.1.${i + 1}`, caps: [] }))
+    const members: DnsMember[] = Array.from({ length: 80 }, (_, i) => ({ author: `a${i}`, hostname: `n${i}`, cluster: 'big', joinedOrder: i, v4: `10.1.1.${i + 1}`, caps: [VPN_CAP] }))
     const clusters = members.map((_, i) => `c${i}`)
     const imports = [{
       namespace: 'shop', name: 'web', type: 'Headless' as const, ports: [], sessionAffinity: 'None' as const, labels: {}, annotations: {},
@@ -412,7 +412,7 @@ describe('dns server: sizes, listening, closing', () => {
 })
 
 describe('dns server: malformed input never crashes it', () => {
-  const table = (): ReturnType<typeof deriveDns> => deriveDns({ zone: 'weft.internal', members: [{ author: 'a', hostname: 'n1', cluster: 'c', joinedOrder: 0, v4: '10.1.0.1', caps: [] }], imports: [] })
+  const table = (): ReturnType<typeof deriveDns> => deriveDns({ zone: 'weft.internal', members: [{ author: 'a', hostname: 'n1', cluster: 'c', joinedOrder: 0, v4: '10.1.0.1', caps: [VPN_CAP] }], imports: [] })
 
   function rawHeader (id: number, flags: number, qd: number, an: number, ns: number, ar: number): Buffer {
     const b = Buffer.alloc(12)

@@ -6,6 +6,8 @@ import { encodeQuery, TYPE } from '../../src/adapters/dns-wire.js'
 import type { DnsServer } from '../../src/adapters/dns-server.js'
 import type { MeshLogger } from '../../src/net/mesh-logger.js'
 import type { BodyOf } from '../../src/log/bodies.js'
+import { VPN_CAP } from '../../src/projections/dns.js'
+import { join } from '../projections/support.js'
 
 export interface Decoded {
   header: { id: number, qr: number, aa: number, tc: number, rd: number, ra: number, rcode: number }
@@ -59,4 +61,9 @@ export function recordingLogger (): MeshLogger & { lines: Array<{ level: string,
 
 export function exportBody (cluster: string, namespace: string, name: string, ports: BodyOf<'service.export'>['ports']): BodyOf<'service.export'> {
   return { cluster, namespace, name, type: 'ClusterSetIP', ports, sessionAffinity: 'None', labels: {}, annotations: {} }
+}
+
+/** The join of a node with a VPN device (the TUN data plane): only such a member's name has A/AAAA. */
+export function vpnJoin (hostname: string, cluster = 'default'): BodyOf<'node.join'> {
+  return { ...join(hostname, cluster), caps: [VPN_CAP] }
 }

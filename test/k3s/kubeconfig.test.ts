@@ -152,6 +152,19 @@ describe('kubeconfig over the mesh', () => {
       await expect(getKubeconfig({ ...base, dataDir: dataDirOf(root, b, 2), peer: [peer.addr], cluster: 'nosuch' })).rejects.toThrow(/cluster nosuch has no members in the log \(clusters: default, edge\)/)
     })
 
+    it('from a bridge (the client laptop): says it is one, and puts the master\'s refusal in the master\'s mouth (issue 17)', async () => {
+      kubeconfig = undefined
+      try {
+        const err = await getKubeconfig({ ...base, dataDir: dataDirOf(root, b, 2), peer: [peer.addr] }).then(() => new Error('it fetched a kubeconfig'), (e: unknown) => e as Error)
+        expect(err.message).toMatch(/^this node is a bridge \(a client-only member\): it runs no k3s and holds no kubeconfig, and fetches it from cluster default's init master; the init master m0 of cluster default answered: no kubeconfig here yet/)
+        expect(err.message).not.toMatch(/on this node/)
+      } finally {
+        kubeconfig = K3S_YAML
+      }
+      // No master in its cluster: the clusters that have one.
+      await expect(getKubeconfig({ ...base, dataDir: dataDirOf(root, b, 2), peer: [peer.addr], cluster: 'edge' })).rejects.toThrow(/this node is a bridge .*cluster edge has no stable master yet .*ask one that has a master with --cluster <name> \(default\)$/)
+    })
+
     it('says when no peer can be reached', async () => {
       const gone = '/ip4/127.0.0.1/tcp/1/p2p/' + peer.mesh.host.peerId.toString()
       await expect(getKubeconfig({ ...base, timeout: 1_500, dataDir: dataDirOf(root, b, 2), peer: [gone] })).rejects.toThrow(/could not sync the log from the peers given with --peer/)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import {
-  CLUSTERSET_ZONE, deriveDns, distinctLabel, DNS_TTL, hostLabel, isIpv4, isIpv6, lookupDns, zoneProblem,
+  CLUSTERSET_ZONE, deriveDns, distinctLabel, DNS_TTL, hostLabel, isIpv4, isIpv6, lookupDns, VPN_CAP, zoneProblem,
   type DnsInput, type DnsMember, type DnsRecord, type DnsTable
 } from '../../src/projections/dns.js'
 import { isValidLabel, isValidName, nameProblem, normalizeName } from '../../src/projections/dns-name.js'
@@ -12,9 +12,10 @@ import type { ImportPort, ServiceImport } from '../../src/projections/services.j
 const ZONE = 'weft.internal'
 
 let order = 0
+/** A member whose join announces a VPN device (its address reaches it), unless `caps` says otherwise. */
 function member (hostname: string, cluster: string, extra: Partial<DnsMember> = {}): DnsMember {
   order++
-  return { author: `author-${order.toString().padStart(3, '0')}`, hostname, cluster, joinedOrder: order, caps: [], ...extra }
+  return { author: `author-${order.toString().padStart(3, '0')}`, hostname, cluster, joinedOrder: order, caps: [VPN_CAP], ...extra }
 }
 
 function imp (name: string, namespace: string, clusters: string[], ports: ImportPort[] = [], type: ServiceImport['type'] = 'ClusterSetIP'): ServiceImport {
@@ -133,7 +134,7 @@ describe('dns: services (MCS)', () => {
 
   it('ClusterSetIP: the service address at the clusterset and zone names, per-cluster addresses, SRV at the bare name and per named port', () => {
     const members = [
-      member('e1', 'east', { v4: '10.1.0.1', caps: ['services'] }),
+      member('e1', 'east', { v4: '10.1.0.1', caps: [VPN_CAP, 'services'] }),
       member('w1', 'west', { v4: '10.1.0.11' }),
       member('n1', 'north', { v4: '10.1.0.21' })
     ]
@@ -289,7 +290,7 @@ const arbMember = fc.record({
   cluster: fc.constantFrom('east', 'west', 'north'),
   v4: fc.option(fc.oneof(fc.ipV4(), fc.constant('999.1.1.1')), { nil: undefined }),
   v6: fc.option(fc.oneof(fc.ipV6(), fc.constant('zz::1')), { nil: undefined }),
-  caps: fc.subarray(['services', 'relay'])
+  caps: fc.subarray(['services', 'relay', VPN_CAP])
 })
 
 const arbInput = fc.record({
@@ -345,8 +346,17 @@ describe('dns: properties', () => {
       for (const m of valid) {
         const label = t.hostNames.get(m.author) as string
         const a = values(t, `${label}.${m.cluster}.${t.zone}`, 'A')
-        expect(a).toEqual(m.v4 !== undefined && isIpv4(m.v4) ? [m.v4] : [])
+        // Without a VPN device the address reaches nothing: the name is kept, with no A.
+        const vpn = m.caps.includes(VPN_CAP)
+        expect(a).toEqual(vpn && m.v4 !== undefined && isIpv4(m.v4) ? [m.v4] : [])
         expect(values(t, `${label}.${t.zone}`, 'A')).toEqual(a)
+        const addressed = (m.v4 !== undefined && isIpv4(m.v4)) || (m.v6 !== undefined && isIpv6(m.v6))
+        if (!vpn && addressed) {
+          for (const owner of [`${label}.${m.cluster}.${t.zone}`, `${label}.${t.zone}`]) {
+            expect(t.records.get(owner)).toBeUndefined()
+            expect(lookupDns(t, owner, 'A')).toEqual({ records: [], authoritative: true, nxdomain: false })
+          }
+        }
         const first = valid.filter((x) => hostLabel(x.hostname) === hostLabel(m.hostname)).sort((p, q) => p.joinedOrder - q.joinedOrder || (p.author < q.author ? -1 : 1))[0] as DnsMember
         if (first === m && !valid.some((x) => x !== m && t.hostNames.get(x.author) === hostLabel(m.hostname))) expect(label).toBe(hostLabel(m.hostname))
       }

@@ -79,6 +79,9 @@ function hostnames (d) {
   return { author: (a) => byAuthor.get(a) ?? short(a), peer: (p) => byPeer.get(p) ?? (p ?? '').slice(0, 16) }
 }
 
+/** Its join announces no VPN device (older daemons send no `vpn`: read the caps). */
+const noVpn = (m) => m.vpn === false || (m.vpn === undefined && !(m.caps ?? []).includes('vpn'))
+
 function members (d) {
   const peers = new Map(d.peers.map((p) => [p.peerId, p]))
   const rows = d.state.view.members.map((m) => {
@@ -89,7 +92,9 @@ function members (d) {
     return [
       h('td', {}, h('strong', {}, m.hostname)), m.cluster,
       h('td', {}, m.role, ' ', m.roleStable ? badge('stable', 'ok') : badge('tentative', 'warn')),
-      h('td', { class: 'mono' }, m.address ?? '–'), h('td', { class: 'mono' }, m.dnsName ?? '–'),
+      // A member without a VPN device (--no-tun): its address reaches nothing, its name answers no A.
+      h('td', { class: 'mono' }, m.address ?? '–', noVpn(m) && m.address ? [' ', badge('no VPN: unreachable', 'warn')] : []),
+      h('td', { class: 'mono' }, m.dnsName ?? '–', noVpn(m) && m.dnsName ? [' ', badge('reserved: no A record', 'muted')] : []),
       h('td', {}, online), h('td', { class: 'mono' }, path ?? '–'),
       h('td', { class: 'num' }, self ? '' : p?.latencyMs !== undefined ? `${p.latencyMs.toFixed(1)} ms` : '–')
     ]

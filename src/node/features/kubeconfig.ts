@@ -1,5 +1,5 @@
 import { identifiers } from '../../log/token.js'
-import { fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../../net/kubeconfig-protocol.js'
+import { bridgeKubeconfigError, fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer, serveKubeconfig } from '../../net/kubeconfig-protocol.js'
 import type { K3sProcess } from '../../adapters/k3s-process.js'
 import type { Feature, FeatureContext } from '../feature.js'
 
@@ -27,8 +27,18 @@ export class KubeconfigFeature implements Feature {
 
   /** For the API: ask the cluster's init master, or read our own k3s kubeconfig when that is us. */
   async kubeconfigOf (cluster: string): Promise<string> {
+    const state = this.ctx.state()
+    try {
+      return await this.fetch(state, cluster)
+    } catch (err) {
+      // A bridge (weft bridge, or --role client) never holds the kubeconfig: say where it is.
+      if (err instanceof KubeconfigError && this.ctx.config.role === 'client') throw bridgeKubeconfigError(err, state, cluster)
+      throw err
+    }
+  }
+
+  private async fetch (state: ReturnType<FeatureContext['state']>, cluster: string): Promise<string> {
     const { ctx } = this
-    const state = ctx.state()
     const source = locateKubeconfigSource(state, cluster)
     if (source.author === ctx.identity.authorHex) {
       const text = await this.k3s()?.readKubeconfig()

@@ -1,5 +1,6 @@
 import { identifiers } from '../../log/token.js'
 import type { NetworkState } from '../../projections/network.js'
+import { VPN_CAP } from '../../projections/dns.js'
 import type { Vpn } from '../vpn.js'
 import type { Feature, FeatureContext } from '../feature.js'
 
@@ -36,6 +37,6 @@ export class VpnFeature implements Feature {
 
   onState (state: NetworkState): void { this.applied = this.vpn.apply(state) }
   status (): { vpn: ReturnType<Vpn['status']> } { return { vpn: this.vpn.status() } }
-  caps (): string[] { return ['vpn'] }
+  caps (): string[] { return [VPN_CAP] }
   async stop (): Promise<void> { await this.vpn.stop() }
 }
