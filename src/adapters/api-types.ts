@@ -12,6 +12,9 @@ import type { NetworkView } from '../projections/view.js'
  */
 
 export const API_PREFIX = '/api/v1'
+/** The kube-proxy routes (src/node/kube-share.ts), and where `weft kube proxy` listens by default. */
+export const KUBE_PROXY_ROUTE = '/kube-proxy'
+export const DEFAULT_KUBE_PROXY_LISTEN = '127.0.0.1:8001'
 /** Largest request body the server reads. */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024
 /** Events per page of GET /events: default and ceiling of `limit`. */

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto'
 import { Option, type Command } from 'commander'
 import { Packet } from 'dns2'
-import { DEFAULT_SETTINGS } from '../projections/settings.js'
+import { DEFAULT_SETTINGS } from '../projections/settings-defaults.js'
 import { corednsSnippet as snippetOf, type Snippet, type SnippetInput } from '../node/coredns-snippet.js'
 import { isWeftError } from '../log/errors.js'
 import { dnsExchange, formatHostPort, parseHostPort, type HostPort } from '../adapters/dns-client.js'

@@ -1,6 +1,5 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Command } from 'commander'
 import type { PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -19,11 +18,9 @@ import { createHost, type WeftHost } from '../net/host.js'
 import { bridgeKubeconfigError, fetchClusterKubeconfig, KubeconfigError, locateKubeconfigSource, rewriteKubeconfigServer } from '../net/kubeconfig-protocol.js'
 import { silentLogger } from '../net/mesh-logger.js'
 import { replicaPort } from '../net/replica-port.js'
-import { CliError, EXIT_OK, run } from './errors.js'
-import { dataDirOption, intParser } from './options.js'
+import { CliError } from './errors.js'
 import { hasStore, openReplica } from './data-dir.js'
 import { replicaReducers, type ReplicaReducers } from '../projections/reducers.js'
-import { out } from './output.js'
 
 export interface GetKubeconfigOptions {
   token?: string
@@ -39,31 +36,12 @@ export interface GetKubeconfigOptions {
   note?: (line: string) => void
 }
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value]
-
 /**
  * `weft get-kubeconfig`: the admin kubeconfig of a cluster, from its init master over the mesh.
  * A short-lived libp2p host with the data dir's node identity (only members may ask) syncs the
  * log from the peers it finds, locates the cluster's stable init master, asks it, and prints
  * the kubeconfig pointed at the master's overlay address.
  */
-export function registerGetKubeconfig (program: Command): void {
-  dataDirOption(program.command('get-kubeconfig')
-    .description('print the admin kubeconfig of a cluster, fetched from its init master over the mesh (only members may fetch it)')
-    .option('--token <token>', 'network token (or WEFT_TOKEN, or --token-file)')
-    .option('--token-file <path>', 'read the network token from a file')
-    .option('--cluster <name>', 'the cluster (default: the data dir node\'s cluster, else default)')
-    .option('--peer <multiaddr>', 'a peer to sync the log from, with /p2p/<peer id>, repeatable', collect, [])
-    .option('--no-mdns', 'do not look for peers on the LAN with mDNS')
-    .option('--timeout <ms>', 'give up after this long', intParser(100), 30_000))
-    .action(async (o: GetKubeconfigOptions) => {
-      await run(async () => {
-        const text = await getKubeconfig({ ...o, note: (line) => { process.stderr.write(`weft: ${line}\n`) } })
-        out(text.endsWith('\n') ? text.slice(0, -1) : text)
-        return EXIT_OK
-      })
-    })
-}
 
 async function readToken (o: GetKubeconfigOptions): Promise<NetworkToken> {
   if (o.token !== undefined && o.tokenFile !== undefined) throw new CliError('--token and --token-file were both given; pass only one of them')

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { DEFAULT_SETTINGS } from '../projections/settings.js'
+import { DEFAULT_SETTINGS } from '../projections/settings-defaults.js'
 import { CliError, EXIT_OK, run } from './errors.js'
 import { jsonOption } from './options.js'
 import { out, printJson } from './output.js'

@@ -1,6 +1,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import { z } from 'zod'
-import { API_PREFIX } from '../adapters/api-types.js'
+import { API_PREFIX, DEFAULT_KUBE_PROXY_LISTEN, KUBE_PROXY_ROUTE } from '../adapters/api-types.js'
 import { authorName, parseAuthorName } from '../log/author.js'
 import { fromHex } from '../log/bytes.js'
 import type { NetworkIdentifiers } from '../log/token.js'
@@ -219,7 +219,7 @@ export interface KubeProxyResponse { cluster: string, listen: string, created: b
 export interface KubeProxyInfo { cluster: string, listen: string, traffic: ListenerStats }
 export interface KubeProxiesResponse { proxies: KubeProxyInfo[], share: KubeShareStats | null }
 
-export const DEFAULT_KUBE_PROXY_LISTEN = '127.0.0.1:8001'
+export { DEFAULT_KUBE_PROXY_LISTEN, KUBE_PROXY_ROUTE }
 
 export interface KubeProxiesOptions {
   /** This node's author (hex): it is not asked itself (its own share is connected to directly). */
@@ -340,7 +340,6 @@ export async function kubeProxyListRoute (_body: unknown, ctx: KubeApiContext): 
   return ctx.kube.list()
 }
 
-export const KUBE_PROXY_ROUTE = '/kube-proxy'
 
 /** Full paths (/api/v1/kube-proxy), as serviceRoutes: mount them the same way with ctx `{ kube }`. */
 export const kubeProxyRoutes: ReadonlyArray<readonly [string, Partial<Record<KubeMethod, (body: unknown, ctx: KubeApiContext) => Promise<unknown>>>]> = [

@@ -4,6 +4,7 @@ import type { SignedEvent } from '../log/event.js'
 import { formatZodIssues } from '../log/event.js'
 import { WeftError } from '../log/errors.js'
 import { parseCidr } from './ip.js'
+import { DEFAULT_SETTINGS } from './settings-defaults.js'
 
 /**
  * Network settings: one Automerge document, edited by any member. The change bytes travel
@@ -48,15 +49,8 @@ export const settingSchemas = {
 export type SettingKey = keyof typeof settingSchemas
 export type Settings = { [K in SettingKey]: z.infer<(typeof settingSchemas)[K]> }
 
-export const DEFAULT_SETTINGS: Settings = {
-  overlayCidr: '10.1.0.0/16',
-  overlayCidr6: null,
-  zone: 'weft.internal',
-  minNodes: 1,
-  serverCount: 1,
-  dynamicRoles: false,
-  mtu: 1420
-}
+// In their own module so the CLI can show them without loading Automerge.
+export { DEFAULT_SETTINGS }
 
 export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as SettingKey[]
 
