@@ -112,6 +112,24 @@ export class MergedLog {
     return res
   }
 
+  /**
+   * Events read back from this replica's own store, parents first (its order index). They were
+   * validated in full before they were stored, so the causal rules are not checked again; only
+   * what a damaged store would break is: every parent present. Returns the fork proofs found
+   * (twins stored at one seq). Throws ERR_STORE at the first event whose parent is missing.
+   */
+  restore (events: Iterable<SignedEvent>): ForkProof[] {
+    const res: IngestResult = { added: [], duplicates: 0, parked: 0, dropped: 0, rejected: [], forks: [] }
+    for (const ev of events) {
+      if (this.byId.has(ev.idHex)) continue
+      const missing = this.missingParents(ev)
+      if (missing.length > 0) throw new WeftError('ERR_STORE', `stored event ${ev.idHex.slice(0, 12)} names parent ${(missing[0] as string).slice(0, 12)}, which is not stored before it; run "weft log verify"`)
+      this.accept(ev, res)
+      res.added.length = 0
+    }
+    return res.forks
+  }
+
   private missingParents (ev: SignedEvent): string[] {
     const out: string[] = []
     const prev = ev.fields.prev
