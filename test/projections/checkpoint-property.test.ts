@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
+import * as A from '@automerge/automerge'
 import { FoldEngine } from '../../src/crdt/fold.js'
 import type { SignedEvent } from '../../src/log/event.js'
 import { networkReducer, type NetworkState } from '../../src/projections/network.js'
@@ -55,6 +56,9 @@ function build (ops: readonly Op[]): SignedEvent[] {
 
 /** Key order of every Map and object, which stateJson sorts away. */
 function order (v: unknown): unknown {
+  // The settings document's key order is Automerge's own (a loaded one lists keys sorted); the
+  // projection reads it sorted, so only its content must be equal.
+  if (v !== null && typeof v === 'object' && A.isAutomerge(v)) return stateJson(A.toJS(v as A.Doc<unknown>))
   if (v instanceof Map) return [...v].map(([k, x]) => [k, order(x)])
   if (Array.isArray(v)) return v.map(order)
   if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) return Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, order(x)])
@@ -86,12 +90,20 @@ describe('fold checkpoint (property)', () => {
       const b = resumed.states().network
       expect(stateJson(b)).toBe(stateJson(a))
       expect(JSON.stringify(order(b))).toBe(JSON.stringify(order(a)))
+      expect(A.save(b.settings.doc)).toEqual(A.save(a.settings.doc))
       expect(viewJson(b)).toBe(viewJson(a))
       // And it goes on folding alike: the last event again, through a refold from the checkpoint.
       if (k < view.length) {
         resumed.refoldAt((e) => e.idHex === (view[view.length - 1] as SignedEvent).idHex)
         expect(stateJson(resumed.states().network)).toBe(stateJson(a))
       }
-    }), { numRuns: Number(process.env.WEFT_PROP_RUNS ?? 60) })
+    }), {
+      numRuns: Number(process.env.WEFT_PROP_RUNS ?? 60),
+      examples: [
+        // Shrunk failure: two concurrent settings changes; a loaded Automerge document lists its
+        // keys in another order, which decided the order of origin (settings.ts now sorts them).
+        [[{ k: 4, a: 1, sees: 15, x: 0 }, { k: 4, a: 0, sees: 0, x: 1 }, { k: 0, a: 0, sees: 15, x: 0 }], 1342177274]
+      ]
+    })
   })
 })
