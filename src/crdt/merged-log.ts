@@ -56,6 +56,7 @@ export class MergedLog {
   /** missing parent id → ids of pending events waiting for it */
   private readonly waiting = new Map<string, Set<string>>()
   private readonly forkProofs = new Map<string, ForkProof>()
+  private topLamport = 0
 
   constructor (opts: MergedLogOptions) {
     this.net = opts.net
@@ -64,6 +65,8 @@ export class MergedLog {
   }
 
   get size (): number { return this.byId.size }
+  /** The highest lamport of any event held (0 when empty): the last event of the total order. */
+  get maxLamport (): number { return this.topLamport }
   get pendingCount (): number { return this.pending.size }
 
   has (id: string): boolean { return this.byId.has(id) }
@@ -275,6 +278,7 @@ export class MergedLog {
   private accept (input: SignedEvent, res: IngestResult, parents?: Parents): void {
     const ev = this.compact(input, parents)
     this.byId.set(ev.idHex, ev)
+    if (ev.fields.lamport > this.topLamport) this.topLamport = ev.fields.lamport
     let feed = this.feeds.get(ev.authorHex)
     if (feed === undefined) {
       feed = { bySeq: new Map(), maxSeq: 0, tips: new Set() }

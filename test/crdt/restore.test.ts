@@ -26,6 +26,10 @@ describe('MergedLog.restore', () => {
     expect(frontierHex(restored)).toBe(frontierHex(ingested))
     expect(forks.map((f) => f.authorHex)).toEqual([a.authorHex])
     expect(restored.freezeSeq(a.authorHex)).toBe(5)
+    // The last event of the total order's lamport, kept as events arrive (GET /state's "at").
+    expect(restored.maxLamport).toBe(Math.max(...all.map((e) => e.fields.lamport)))
+    expect(ingested.maxLamport).toBe(restored.maxLamport)
+    expect(newLog().maxLamport).toBe(0)
     // Idempotent, like ingest.
     restored.restore(all)
     expect(restored.size).toBe(all.length)
