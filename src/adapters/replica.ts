@@ -119,7 +119,7 @@ export class Replica<R extends ReducerMap> {
     this.log.restore(batch)
     // The store's order index is the total order, so this sort finds it sorted (linear).
     const view = [...this.log.events()].filter((e) => this.log.isVisible(e)).sort(compareEvents)
-    const restored = await this.restore(view)
+    const restored = await this.restoreCheckpoint(view)
     if (restored === undefined) this.fold.insert(view)
     else this.fold.resume(view, restored.count, restored.states)
     this.unCheckpointed = view.length - (restored?.count ?? 0)
@@ -138,7 +138,7 @@ export class Replica<R extends ReducerMap> {
    * The stored checkpoint's state, if it was folded over a prefix of exactly this view by this
    * code (src/crdt/fold-checkpoint.ts says what is checked); otherwise undefined, and why.
    */
-  private async restore (view: readonly SignedEvent[]): Promise<{ count: number, states: StatesOf<R> } | undefined> {
+  private async restoreCheckpoint (view: readonly SignedEvent[]): Promise<{ count: number, states: StatesOf<R> } | undefined> {
     if (this.opts.checkpoint === false) return undefined
     const bytes = await this.store.getCheckpoint()
     if (bytes === undefined) {

@@ -83,16 +83,25 @@ function fromTree (t: Tree): unknown {
 
 /** CBOR of the state; no key sorting (Map and object order are part of what is restored). */
 export function encodeState (state: unknown): Uint8Array {
-  return encode(toTree(state, 'state'), { mapSorter: undefined } as never)
+  try {
+    return encode(toTree(state, 'state'), { mapSorter: undefined } as never)
+  } catch (err) {
+    throw asCheckpointError(err, 'the projection state does not encode')
+  }
+}
+
+/** Any failure here is a checkpoint that cannot be made or used, never a reason to stop a node. */
+function asCheckpointError (err: unknown, what: string): WeftError {
+  if (err instanceof WeftError && err.code === 'ERR_CHECKPOINT') return err
+  return new WeftError('ERR_CHECKPOINT', `${what}: ${(err as Error).message}`, { cause: err })
 }
 
 /** The state `encodeState` was given (ERR_CHECKPOINT when the bytes are not one). */
 export function decodeState (bytes: Uint8Array): unknown {
-  let tree: Tree
   try {
-    tree = decode(bytes, { useMaps: false, allowUndefined: false, strict: false }) as Tree
+    // An Automerge document that does not load, a bad bigint: all refused alike.
+    return fromTree(decode(bytes, { useMaps: false, allowUndefined: false, strict: false }) as Tree)
   } catch (err) {
-    throw new WeftError('ERR_CHECKPOINT', `the fold checkpoint does not decode: ${(err as Error).message}`, { cause: err })
+    throw asCheckpointError(err, 'the fold checkpoint does not decode')
   }
-  return fromTree(tree)
 }
