@@ -6,7 +6,9 @@
  * - idle bytes sent per node per second at 10 nodes (TCP bytes_sent of each process's sockets,
  *   from `ss -tinp`, over a quiet window; /proc/<pid>/io wchar when ss is missing);
  * - start time until the API answers with a log of N events from 100 authors (built through
- *   POST /api/v1/events, then the node restarted), its RSS then, and `GET /api/v1/state` latency.
+ *   POST /api/v1/events, then the node restarted: a clean stop, so its fold checkpoint is
+ *   current), the CPU seconds the start took (steadier than wall time on a shared machine), its
+ *   RSS then, and `GET /api/v1/state` latency.
  *
  * FOOTPRINT_COMPARE=<dir> also runs another build (e.g. a copy of main's dist/, built with its
  * node_modules beside it), phase by phase before this one, its figures suffixed `@before`, for a
@@ -129,6 +131,15 @@ function bytesSent (pids: readonly number[]): Map<number, number> {
   return out
 }
 
+/** CPU seconds (user + system) a process has used: steadier than wall time on a loaded machine. */
+function cpuSeconds (pid: number): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(process.env.FOOTPRINT_CLK_TCK ?? 100)
+  return (Number(f[11]) + Number(f[12])) / ticks
+}
+
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 async function stateLatencyMs (n: NodeProc, runs = 7): Promise<{ ms: number, bytes: number }> {
@@ -200,6 +211,7 @@ async function startWithLog (dist: string, figure: Figure, tokenText: string, ev
   try {
     await until('the API to answer', 120_000, async () => (await api(node, 'GET', '/api/v1/status')).status === 200 ? true : undefined)
     figure(`start_until_api_${count}_events`, (now() - t0) / 1000, 's', '< 2')
+    figure(`start_cpu_${count}_events`, cpuSeconds(node.pid), 's')
     const st = await stateLatencyMs(node)
     figure(`state_latency_${count}_events`, st.ms, 'ms', '< 50')
     figure(`state_bytes_${count}_events`, st.bytes / 1e6, 'MB')

@@ -4,11 +4,14 @@ import { FoldEngine, type ReducerMap, type StatesOf } from '../crdt/fold.js'
 import type { Frontier } from '../crdt/frontier.js'
 import type { ForkProof } from '../crdt/fork-proof.js'
 import { EventStore, type EventDb } from '../log/store.js'
-import { signEvent, type EventFields, type SignedEvent, type Signer, type Verifier } from '../log/event.js'
+import { compareEvents, signEvent, type EventFields, type SignedEvent, type Signer, type Verifier } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
 import { fromHex, toHex } from '../log/bytes.js'
 import { LIMITS, type BodyOf, type EventType } from '../log/bodies.js'
-import { WeftError } from '../log/errors.js'
+import { isWeftError, WeftError } from '../log/errors.js'
+import { checkpointMismatch, decodeCheckpoint, encodeCheckpoint, makeCheckpoint } from '../crdt/fold-checkpoint.js'
+import { decodeState, encodeState } from '../projections/state-codec.js'
+import { projectionCodeId } from './projection-code.js'
 
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
@@ -29,7 +32,26 @@ export interface ReplicaOptions<R extends ReducerMap> {
   maxPending?: number
   /** fsync every batch (default true). */
   sync?: boolean
+  /**
+   * Fold checkpoints in the store (issue 16.2), so a restart folds only what came after one:
+   * a new one once `every` events were folded since the last (default 20,000), and at close()
+   * when at least `min` are not in it (default 1,000; fewer refold in milliseconds).
+   * false: never read or write one (a replica over a throwaway memory store).
+   */
+  checkpoint?: false | { every?: number, min?: number }
 }
+
+/** What the last open did with the stored fold checkpoint, and how the last write went. */
+export interface CheckpointStatus {
+  /** Events of the view restored from the checkpoint (0: folded from the start). */
+  restored: number
+  /** Why the stored checkpoint was not used (none, or a mismatch / damage). */
+  refused?: string
+  /** The last write that failed, and why (the replica works on without one). */
+  writeError?: string
+}
+
+export const CHECKPOINT_DEFAULTS = { every: 20_000, min: 1_000 } as const
 
 export type { ReducerContext }
 
@@ -48,6 +70,9 @@ export class Replica<R extends ReducerMap> {
   private readonly listeners = new Set<ReplicaListener>()
   private queue: Promise<unknown> = Promise.resolve()
   private closed = false
+  /** Events folded (or view changes) since the stored checkpoint. */
+  private unCheckpointed = 0
+  checkpointStatus: CheckpointStatus = { restored: 0 }
 
   private constructor (private readonly opts: ReplicaOptions<R>) {
     this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending })
@@ -83,21 +108,80 @@ export class Replica<R extends ReducerMap> {
   get owner (): Uint8Array | undefined { return this.opts.owner }
 
   private async load (): Promise<void> {
+    // Stored events were validated before they were written (signatures included); reading them
+    // back re-checks only what disk damage breaks: each id is recomputed from the bytes
+    // (eventsInOrder) and every parent must be stored before its child (restore). docs/trust.md.
     const batch: SignedEvent[] = []
-    const flush = (): void => {
-      const res = this.log.ingest(batch)
-      if (res.rejected.length > 0 || res.parked > 0) {
-        // The order index is topological, so a stored event never waits for a parent.
-        throw new WeftError('ERR_STORE', `stored events failed to load (${res.rejected[0]?.message ?? 'missing parents'}); run "weft log verify"`)
-      }
-      batch.length = 0
-    }
     for await (const e of this.store.eventsInOrder(this.opts.net, undefined)) {
       batch.push(e)
-      if (batch.length >= 4096) flush()
+      if (batch.length >= 4096) { this.log.restore(batch); batch.length = 0 }
     }
-    flush()
-    this.fold.insert([...this.log.events()].filter((e) => this.log.isVisible(e)))
+    this.log.restore(batch)
+    // The store's order index is the total order, so this sort finds it sorted (linear).
+    const view = [...this.log.events()].filter((e) => this.log.isVisible(e)).sort(compareEvents)
+    const restored = await this.restoreCheckpoint(view)
+    if (restored === undefined) this.fold.insert(view)
+    else this.fold.resume(view, restored.count, restored.states)
+    this.unCheckpointed = view.length - (restored?.count ?? 0)
+  }
+
+  private get codeId (): string {
+    // The reducer keys too: a replica folding other projections has a state of another shape.
+    return `${projectionCodeId()}:${Object.keys(this.fold.states()).join(',')}`
+  }
+
+  private freezeMap (): Map<string, number> {
+    return new Map([...this.log.forks()].map(([a, p]) => [a, p.seq]))
+  }
+
+  /**
+   * The stored checkpoint's state, if it was folded over a prefix of exactly this view by this
+   * code (src/crdt/fold-checkpoint.ts says what is checked); otherwise undefined, and why.
+   */
+  private async restoreCheckpoint (view: readonly SignedEvent[]): Promise<{ count: number, states: StatesOf<R> } | undefined> {
+    if (this.opts.checkpoint === false) return undefined
+    const bytes = await this.store.getCheckpoint()
+    if (bytes === undefined) {
+      this.checkpointStatus = { restored: 0, refused: 'no checkpoint stored' }
+      return undefined
+    }
+    try {
+      const c = decodeCheckpoint(bytes)
+      const why = checkpointMismatch(c, { code: this.codeId, owner: this.opts.owner, view, freeze: this.freezeMap() })
+      if (why !== undefined) {
+        this.checkpointStatus = { restored: 0, refused: why }
+        return undefined
+      }
+      const states = decodeState(c.states) as StatesOf<R>
+      this.checkpointStatus = { restored: c.count }
+      return { count: c.count, states }
+    } catch (err) {
+      if (!isWeftError(err, 'ERR_CHECKPOINT')) throw err
+      this.checkpointStatus = { restored: 0, refused: err.message }
+      return undefined
+    }
+  }
+
+  /** Write a checkpoint of the fold as it is now (after what is queued). False when it could not. */
+  async checkpoint (): Promise<boolean> {
+    return await this.serial(async () => await this.writeCheckpoint())
+  }
+
+  private async writeCheckpoint (): Promise<boolean> {
+    if (this.opts.checkpoint === false) return false
+    try {
+      const states = encodeState(this.fold.states())
+      const c = makeCheckpoint({ code: this.codeId, owner: this.opts.owner, view: this.fold.events(), freeze: this.freezeMap(), states })
+      await this.store.putCheckpoint(encodeCheckpoint(c))
+      this.unCheckpointed = 0
+      delete this.checkpointStatus.writeError
+      return true
+    } catch (err) {
+      // The events are stored; without a fresh checkpoint the next start folds more, that is all.
+      if (!isWeftError(err, 'ERR_CHECKPOINT') && !isWeftError(err, 'ERR_STORE')) throw err
+      this.checkpointStatus.writeError = err.message
+      return false
+    }
   }
 
   get net (): Uint8Array { return this.opts.net }
@@ -140,6 +224,8 @@ export class Replica<R extends ReducerMap> {
         this.fold.refoldAt((e) => lastVisible.get(e.authorHex) === e.fields.seq)
       }
       for (const fn of this.listeners) fn(res.added, res.forks)
+      this.unCheckpointed += res.added.length
+      if (this.opts.checkpoint !== false && this.unCheckpointed >= (this.opts.checkpoint?.every ?? CHECKPOINT_DEFAULTS.every)) await this.writeCheckpoint()
     }
     return res
   }
@@ -147,7 +233,7 @@ export class Replica<R extends ReducerMap> {
   private async reload (): Promise<void> {
     const fresh = new Replica(this.opts)
     await fresh.load()
-    Object.assign(this, { log: fresh.log, fold: fresh.fold })
+    Object.assign(this, { log: fresh.log, fold: fresh.fold, unCheckpointed: fresh.unCheckpointed, checkpointStatus: fresh.checkpointStatus })
   }
 
   /** Sign a new event of our own feed, on top of everything we have seen. */
@@ -207,7 +293,10 @@ export class Replica<R extends ReducerMap> {
   missingFor (remote: Frontier, limit?: number): SignedEvent[] { return this.log.missingFor(remote, limit) }
 
   async close (): Promise<void> {
-    await this.serial(async () => { this.closed = true })
+    await this.serial(async () => {
+      if (this.opts.checkpoint !== false && this.unCheckpointed >= (this.opts.checkpoint?.min ?? CHECKPOINT_DEFAULTS.min)) await this.writeCheckpoint()
+      this.closed = true
+    })
     await this.opts.db.close()
   }
 }

@@ -26,7 +26,7 @@ export async function snapshotFromDaemon (dataDir: string, client?: ApiClient): 
   const status = await api.status()
   const net = fromHex(status.networkId)
   const db = new MemoryLevel<string, Uint8Array>({ keyEncoding: 'utf8', valueEncoding: 'view' }) as unknown as EventDb
-  const replica: Replica<ReplicaReducers> = await Replica.open({ db, net, reducers: replicaReducers(), sync: false, maxPending: Number.MAX_SAFE_INTEGER })
+  const replica: Replica<ReplicaReducers> = await Replica.open({ db, net, reducers: replicaReducers(), sync: false, maxPending: Number.MAX_SAFE_INTEGER, checkpoint: false })
   try {
     await fill(replica, await api.allEnvelopes(), net, api.url)
     if (replica.log.pendingCount > 0) {

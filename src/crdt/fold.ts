@@ -94,6 +94,20 @@ export class FoldEngine<R extends ReducerMap> {
     this.refoldFrom(firstChanged)
   }
 
+  /**
+   * Start over from `states`, folded elsewhere over the first `count` events of `view` (a
+   * checkpoint the caller has matched against this view), and fold the rest. `view` must be in
+   * the log's total order. The restored states stay as the first checkpoint, so an event that
+   * later sorts after them refolds from there; one that sorts before them refolds from the start.
+   */
+  resume (view: readonly SignedEvent[], count: number, states: StatesOf<R>): void {
+    if (count < 0 || count > view.length) throw new RangeError(`a checkpoint of ${count} events cannot resume a view of ${view.length}`)
+    this.view = [...view]
+    this.checkpoints = count > 0 ? [{ index: count, states: this.cloneStates(states) }] : []
+    this.current = states
+    this.foldFrom(count, this.current)
+  }
+
   /** Drop events from the view (a fork froze their author) and refold from the first one dropped. */
   remove (drop: (e: SignedEvent) => boolean): number {
     const first = this.view.findIndex(drop)

@@ -40,6 +40,7 @@ export type WeftErrorCode =
   // storage and input
   | 'ERR_STORE'
   | 'ERR_STORE_LOCKED'
+  | 'ERR_CHECKPOINT' // a fold checkpoint that cannot be written or read (the replica refolds instead)
   | 'ERR_NOT_FOUND'
   | 'ERR_BAD_INPUT'
   | 'ERR_BAD_CONFIG'

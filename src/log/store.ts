@@ -9,6 +9,7 @@ import { openEnvelope, openTrusted, type SignedEvent, type Verifier } from './ev
  *   s!<author>!<seq:13 hex>!<id>    → ''   (author, seq) index; two ids at one seq = a fork
  *   o!<lamport:13 hex>!<author>!<seq:13 hex>!<id> → ''  total-order index
  *   f!<author>                      → frontier entry (JSON)
+ *   c!fold                          → fold checkpoint (CBOR, src/crdt/fold-checkpoint.ts)
  * Every write is one atomic batch, synced, so an acknowledged event survives kill -9.
  */
 export type EventDb = AbstractLevel<string | Uint8Array, string, Uint8Array>
@@ -123,6 +124,19 @@ export class EventStore {
     let n = 0
     for await (const _ of this.db.keys({ gt: 'e!', lt: 'e"' })) n++
     return n
+  }
+
+  /** The fold checkpoint (src/crdt/fold-checkpoint.ts), one per store, replaced as a whole. */
+  async getCheckpoint (): Promise<Uint8Array | undefined> {
+    return await this.db.get('c!fold')
+  }
+
+  async putCheckpoint (bytes: Uint8Array): Promise<void> {
+    try {
+      await this.db.put('c!fold', bytes, { sync: this.opts.sync ?? true } as never)
+    } catch (err) {
+      throw new WeftError('ERR_STORE', `could not write the fold checkpoint: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** Settings this store belongs to (the network id), so a data dir is never mixed up. */

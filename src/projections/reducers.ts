@@ -5,7 +5,11 @@ import { networkReducer } from './network.js'
  * the token. A structural type, so this layer imports nothing above it.
  */
 export interface ReducerContext {
-  log: { freezeSeq: (authorHex: string) => number | undefined }
+  log: {
+    freezeSeq: (authorHex: string) => number | undefined
+    /** A logged event by id (the merged log's `get`); reducers locate parents through it. */
+    get?: (id: string) => { readonly authorHex: string, readonly fields: { readonly seq: number } } | undefined
+  }
   owner?: Uint8Array
 }
 
@@ -15,7 +19,11 @@ export interface ReducerContext {
  * generic JSON. A function, because the network reducer keeps a per-replica event locator.
  */
 export function replicaReducers (): (ctx: ReducerContext) => { network: ReturnType<typeof networkReducer> } {
-  return ({ log, owner }) => ({ network: networkReducer({ ...(owner !== undefined ? { owner } : {}), frozenAt: (a) => log.freezeSeq(a) }) })
+  return ({ log, owner }) => {
+    const get = log.get?.bind(log)
+    const locate = get === undefined ? undefined : { get: (id: string) => { const e = get(id); return e === undefined ? undefined : { author: e.authorHex, seq: e.fields.seq } } }
+    return { network: networkReducer({ ...(owner !== undefined ? { owner } : {}), ...(locate !== undefined ? { locate } : {}), frozenAt: (a) => log.freezeSeq(a) }) }
+  }
 }
 
 export type ReplicaReducers = ReturnType<ReturnType<typeof replicaReducers>>

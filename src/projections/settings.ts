@@ -112,7 +112,9 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
     problem(`the change waits for Automerge changes that are not in the log (${missing.map((h) => h.slice(0, 12)).join(', ')}); not applied`)
   }
   const after = A.toJS(s.doc)
-  for (const key of Object.keys(after)) {
+  // Sorted: the document's own key order is Automerge's (a loaded document lists its keys in
+  // another order than one built change by change), and origin and problems must not depend on it.
+  for (const key of Object.keys(after).sort()) {
     if (!Object.hasOwn(settingSchemas, key)) {
       if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) problem(`unknown setting "${key}" is ignored`, key)
       continue
