@@ -369,7 +369,7 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
       const pidsBefore = [a.proc.pid, c.proc.pid]
       await l.stop(b.proc)
       expect(b.proc.exitCode).toBe(0)
-      const dropsBefore = (await vpnOf(0)).drops.no_connection
+      const { no_connection: dropsBefore, queue_full: queueFullBefore } = (await vpnOf(0)).drops
       // No hanging: a ping to B's address gets no answer and returns within its own deadline.
       const r = await ping(a.host, addr[1] as string, ['-c', '2', '-i', '0.2', '-W', '1'])
       expect(r.code, r.out).not.toBe(0)
@@ -381,7 +381,8 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
       // a dial waiting for its 5 s timeout: a dial to B's overlay address, which B announces,
       // would loop into the link being opened and hang (what src/net/data-plane.ts avoids).
       await waitFor(async () => (await vpnOf(0)).drops.no_connection > dropsBefore, 'A to count no_connection drops for B', 3_000, 100)
-      expect((await vpnOf(0)).drops.queue_full).toBe(0)
+      // (Counted from here: the bulk transfer earlier in this file may have overflowed a queue, as it may.)
+      expect((await vpnOf(0)).drops.queue_full).toBe(queueFullBefore)
       // A and C are not affected.
       expect((await ping(a.host, addr[2] as string)).code).toBe(0)
       expect((await ping(c.host, addr[0] as string)).code).toBe(0)
