@@ -112,14 +112,39 @@ async function runIp (args: string[]): Promise<void> {
   })
 }
 
-/** `weft up` flags of a token-only node of the simulated internet. */
-export function reachFlags (net: Internet): string[] {
-  return ['--no-tun', '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
+/** `weft up` flags of a token-only node of the simulated internet (with a VPN device when `tun`). */
+export function reachFlags (net: Internet, tun = false): string[] {
+  return [...(tun ? [] : ['--no-tun']), '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
 }
 
-/** Starts Weft on every public-member host, then behind every NAT (in that order in the result). */
-export function startReachNodes (net: Internet, cli: string, token: string, extra: readonly string[] = []): WeftNode[] {
-  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, [...reachFlags(net), ...extra]))
+/**
+ * Starts Weft on every public-member host, then behind every NAT (in that order in the result);
+ * with `tun`, the NATted members run the VPN (the public members never do).
+ */
+export function startReachNodes (net: Internet, cli: string, token: string, opts: { tun?: boolean } = {}): WeftNode[] {
+  return [
+    ...net.publicMembers.map((h) => startWeft(net.lab, h, cli, token, reachFlags(net))),
+    ...net.natted.map((x) => startWeft(net.lab, x.host, cli, token, reachFlags(net, opts.tun === true)))
+  ]
+}
+
+/**
+ * Waits until the NATted members `i` and `j` see each other over a connection that is not
+ * limited (a member relay's, or direct) and each completed an anti-entropy session with the
+ * other; returns the path `i` reports and when that happened (performance.now()).
+ */
+export async function unlimitedLink (net: Internet, a: WeftNode, b: WeftNode, timeoutMs: number): Promise<{ addr: string, direct: boolean, at: number }> {
+  const [ida, idb] = await Promise.all([a, b].map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  let seen = ''
+  return await waitFor(async () => {
+    const [pa, pb] = await Promise.all([a, b].map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    const ab = pa?.find((q) => q.peerId === idb)
+    const ba = pb?.find((q) => q.peerId === ida)
+    seen = JSON.stringify({ ab: ab?.path, abSync: ab?.lastSyncMs, ba: ba?.path, baSync: ba?.lastSyncMs })
+    const ok = (p: PeerStatus | undefined): boolean => p?.connected === true && p.path?.limited === false && p.lastSyncMs !== undefined
+    if (!ok(ab) || !ok(ba)) return undefined
+    return { addr: ab?.path?.addr ?? '', direct: ab?.path?.direct === true, at: performance.now() }
+  }, () => `${a.host.hostname} and ${b.host.hostname} to be linked without limits and to have synced with each other (last seen: ${seen})`, timeoutMs, 250)
 }
 
 export interface PairResult { pair: string, ms: number, path: 'direct' | 'relayed' }
