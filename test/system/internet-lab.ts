@@ -119,11 +119,11 @@ export function reachFlags (net: Internet, tun = false): string[] {
 
 /**
  * Starts Weft on every public-member host, then behind every NAT (in that order in the result);
- * with `tun`, the NATted members run the VPN (the public members never do).
+ * with `tun`, every member runs the VPN.
  */
 export function startReachNodes (net: Internet, cli: string, token: string, opts: { tun?: boolean } = {}): WeftNode[] {
   return [
-    ...net.publicMembers.map((h) => startWeft(net.lab, h, cli, token, reachFlags(net))),
+    ...net.publicMembers.map((h) => startWeft(net.lab, h, cli, token, reachFlags(net, opts.tun === true))),
     ...net.natted.map((x) => startWeft(net.lab, x.host, cli, token, reachFlags(net, opts.tun === true)))
   ]
 }
@@ -170,4 +170,22 @@ export async function connectTimes (net: Internet, natted: readonly WeftNode[], 
     return done.size === pairs.length
   }, () => `every NATted pair connected (so far: ${JSON.stringify([...done.keys()])})`, timeoutMs, 250)
   return [...done.values()]
+}
+
+/** A node's IPv4 overlay (VPN) address, once it holds one and its device carries it. */
+export async function overlayAddr (net: Internet, x: WeftNode, timeoutMs = 30_000): Promise<string> {
+  return await waitFor(async () => {
+    const v = (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).vpn
+    return v?.addresses.find((a) => !a.includes(':'))?.split('/')[0]
+  }, `${x.host.hostname}'s overlay address`, timeoutMs, 250)
+}
+
+/** Pings `to` from `from` until one answer comes back (the first packets of a path may open its stream). */
+export async function untilPingAnswered (net: Internet, from: WeftNode, to: string, timeoutMs: number): Promise<void> {
+  let last = ''
+  await waitFor(async () => {
+    const r = await net.lab.exec(from.host, ['ping', '-n', '-c', '1', '-W', '2', to], 10_000)
+    last = `${r.stdout}${r.stderr}`.trim()
+    return r.code === 0
+  }, () => `a ping over the VPN ${from.host.hostname} → ${to} (last: ${last})`, timeoutMs, 250)
 }

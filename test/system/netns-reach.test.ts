@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
 import type { NodeStatus } from '../../src/adapters/api-types.js'
 import { tunNetnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
-import { buildInternet, connectTimes, NAT_KINDS, startReachNodes, unlimitedLink, type Internet } from './internet-lab.js'
+import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, type Internet } from './internet-lab.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 /** The issue's goal: every NATted pair connected within this long of the nodes' start. */
@@ -93,20 +93,16 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
         }
       }
       // The VPN over that relayed link: an overlay ping between two NATted members.
-      const overlay = async (x: WeftNode): Promise<string> => await waitFor(async () => {
-        const v = (await weftApi<NodeStatus>(n.lab, x, 'GET', '/status')).vpn
-        return v?.addresses.find((a) => !a.includes(':'))?.split('/')[0]
-      }, `${x.host.hostname}'s overlay address`, 30_000, 250)
       const [a, b] = [natted[0] as WeftNode, natted[2] as WeftNode]
-      const to = await overlay(b)
-      let last = ''
-      await waitFor(async () => {
-        const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '1', '-W', '2', to], 10_000)
-        last = `${r.stdout}${r.stderr}`.trim()
-        return r.code === 0
-      }, () => `a ping over the VPN ${a.host.hostname} → ${to} (last: ${last})`, 30_000, 250)
+      const to = await overlayAddr(n, b)
+      await untilPingAnswered(n, a, to, 30_000)
       const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
       expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
+      // Carried by a libp2p stream over the relayed link (no direct TCP path between the NATs).
+      const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
+      const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
+      expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
+      expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
     })
   }, 150_000)
 
