@@ -10,8 +10,11 @@
  * - port-restricted: the same mapping, and the router's forward chain drops every new connection
  *   from the WAN (only replies to what the LAN opened pass: endpoint-dependent filtering);
  * - symmetric: `masquerade fully-random` (a random public port per connection).
- * No delay or loss: this kernel has no netem qdisc (the issue asks for netem where present,
- * else a userspace forwarder; not built yet, see docs/mesh.md).
+ * Loss: each router drops `wanLossPerMille`/1000 of the packets crossing its WAN side, each way
+ * (nftables `numgen random`, with counters), so a packet between two NATted machines, which
+ * crosses two routers, is lost with about twice that. No delay: this kernel has no netem qdisc,
+ * and nftables cannot hold a packet back (a userspace forwarder would have to terminate TCP;
+ * see docs/mesh.md).
  */
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -52,7 +55,11 @@ export async function publicPeerId (n: number): Promise<string> {
   return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', publicSeed(n))).toString()
 }
 
-export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number }): Promise<Internet> {
+/** Default WAN loss per router and direction: ~1% between two NATted machines (two routers). */
+export const WAN_LOSS_PER_MILLE = 5
+
+export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number, wanLossPerMille?: number }): Promise<Internet> {
+  const loss = opts.wanLossPerMille ?? WAN_LOSS_PER_MILLE
   const nPublic = opts.publicNodes + opts.nats.length + opts.publicMembers
   const lab = await NetnsLab.create(nPublic, { subnet: '198.18.0', hostnamePrefix: 'wan' })
   try {
@@ -82,6 +89,15 @@ export async function buildInternet (opts: { nats: readonly NatKind[], publicNod
         await nft(lab, router, 'add chain ip filter forwarding { type filter hook forward priority 0 ; policy drop ; }')
         await nft(lab, router, 'add rule ip filter forwarding ct state established,related accept')
         await nft(lab, router, 'add rule ip filter forwarding iifname lan0 accept')
+      }
+      if (loss > 0) {
+        // Before the NAT's own filter (priority -10 < 0); `counter` before the drop counts what crossed.
+        await nft(lab, router, 'add table ip loss')
+        await nft(lab, router, 'add chain ip loss wan { type filter hook forward priority -10 ; }')
+        await nft(lab, router, 'add rule ip loss wan iifname eth0 counter')
+        await nft(lab, router, 'add rule ip loss wan oifname eth0 counter')
+        await nft(lab, router, `add rule ip loss wan iifname eth0 numgen random mod 1000 < ${loss} counter drop`)
+        await nft(lab, router, `add rule ip loss wan oifname eth0 numgen random mod 1000 < ${loss} counter drop`)
       }
       natted.push({ host, router, nat })
     }
@@ -188,4 +204,18 @@ export async function untilPingAnswered (net: Internet, from: WeftNode, to: stri
     last = `${r.stdout}${r.stderr}`.trim()
     return r.code === 0
   }, () => `a ping over the VPN ${from.host.hostname} → ${to} (last: ${last})`, timeoutMs, 250)
+}
+
+/** Packets the routers forwarded across their WAN side and dropped on purpose (the loss rules' counters). */
+export async function wanLoss (net: Internet): Promise<{ forwarded: number, dropped: number }> {
+  let forwarded = 0
+  let dropped = 0
+  for (const r of net.natted) {
+    const out = await net.lab.exec(r.router, ['nft', 'list', 'chain', 'ip', 'loss', 'wan'])
+    for (const m of out.stdout.matchAll(/counter packets (\d+) bytes \d+( drop)?/g)) {
+      if (m[2] === undefined) forwarded += Number(m[1])
+      else dropped += Number(m[1])
+    }
+  }
+  return { forwarded, dropped }
 }
