@@ -8,7 +8,8 @@
  * symmetric. Then, per pair, the time until it is linked without limits (a member relay) and
  * synced over it; and the VPN over a direct link (a NATted member ↔ the public member) and over
  * a relayed one (port-preserving ↔ symmetric, through the public member's relay): ping p50 and
- * TCP throughput, in the same run, with the relayed/direct ratios. Needs root, nft,
+ * TCP throughput, in the same run, with the relayed/direct ratios (WEFT_BENCH_REACH_DIRECT_PORT=off:
+ * without the VPN's direct path, so both take a libp2p stream). Needs root, nft,
  * /dev/net/tun and ping; without them, prints a line saying it was skipped.
  */
 import { execFileSync } from 'node:child_process'
@@ -48,7 +49,11 @@ export async function run (): Promise<void> {
   const net = await buildInternet({ nats: NAT_KINDS, publicNodes: 2, publicMembers: 1 })
   try {
     const started = now()
-    const nodes = startReachNodes(net, CLI, formatToken(newToken()), { tun: true })
+    // WEFT_BENCH_REACH_DIRECT_PORT=off: no VPN direct path, so the direct link's packets take a
+    // libp2p stream too, and the ratio is the relay hop's own cost.
+    const directPort = process.env.WEFT_BENCH_REACH_DIRECT_PORT
+    const nodes = startReachNodes(net, CLI, formatToken(newToken()), { tun: true, extra: directPort !== undefined ? ['--direct-port', directPort] : [] })
+    if (directPort !== undefined) progress(`reach: every node with --direct-port ${directPort}`)
     for (const n of nodes) await waitApi(n, 30_000)
     const natted = nodes.slice(net.publicMembers.length)
     const times = await connectTimes(net, natted, started, 90_000)
@@ -84,8 +89,8 @@ async function vpnFigures (net: Internet, direct: WeftNode, from: WeftNode, rela
     const p50 = t.length < PINGS / 2 ? NaN : t[Math.floor(t.length / 2)] as number
     const x = await tcpTransfer(net.lab, from.host, p.to.host, addr, { seconds: TCP_SECONDS, port: 5401 + k, timeoutMs: 60_000 })
     out[p.path] = { p50, mbps: x.mbps }
-    line({ metric: 'vpn_ping_p50_ms', path: p.path, value: round(p50), unit: 'ms', target: null, answered: t.length, sent: PINGS })
-    line({ metric: 'vpn_tcp_mbps', path: p.path, value: round(x.mbps), unit: 'MB/s', target: null, seconds: TCP_SECONDS })
+    line({ metric: 'vpn_ping_p50_ms', path: p.path, direct_port: process.env.WEFT_BENCH_REACH_DIRECT_PORT ?? 'default', value: round(p50), unit: 'ms', target: null, answered: t.length, sent: PINGS })
+    line({ metric: 'vpn_tcp_mbps', path: p.path, direct_port: process.env.WEFT_BENCH_REACH_DIRECT_PORT ?? 'default', value: round(x.mbps), unit: 'MB/s', target: null, seconds: TCP_SECONDS })
   }
   const d = out.direct
   const rl = out.relayed

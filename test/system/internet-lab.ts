@@ -137,11 +137,9 @@ export function reachFlags (net: Internet, tun = false): string[] {
  * Starts Weft on every public-member host, then behind every NAT (in that order in the result);
  * with `tun`, every member runs the VPN.
  */
-export function startReachNodes (net: Internet, cli: string, token: string, opts: { tun?: boolean } = {}): WeftNode[] {
-  return [
-    ...net.publicMembers.map((h) => startWeft(net.lab, h, cli, token, reachFlags(net, opts.tun === true))),
-    ...net.natted.map((x) => startWeft(net.lab, x.host, cli, token, reachFlags(net, opts.tun === true)))
-  ]
+export function startReachNodes (net: Internet, cli: string, token: string, opts: { tun?: boolean, extra?: readonly string[] } = {}): WeftNode[] {
+  const flags = [...reachFlags(net, opts.tun === true), ...(opts.extra ?? [])]
+  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, flags))
 }
 
 /**
