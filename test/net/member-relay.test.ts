@@ -7,13 +7,14 @@ import { yamux } from '@libp2p/yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
-import { createHost, type WeftHost } from '../../src/net/host.js'
-import { identifiers, networkIdBytes } from '../../src/log/token.js'
+import type { WeftHost } from '../../src/net/host.js'
+import { identifiers } from '../../src/log/token.js'
 import { isProtectedConnection } from '../../src/net/transport-protector.js'
 import { MemberRelays } from '../../src/net/member-relay.js'
 import { isDirect } from '../../src/net/address-filter.js'
 import { silentLogger } from '../../src/net/mesh-logger.js'
-import { identity, TEST_TOKEN } from '../support/fixtures.js'
+import { TEST_TOKEN } from '../support/fixtures.js'
+import { loopbackHost } from './support.js'
 import '../../src/net/polyfill.js'
 
 /**
@@ -41,16 +42,7 @@ async function publicRelay (): Promise<Awaited<ReturnType<typeof createLibp2p>>>
 }
 
 async function member (n: number, isMember: (id: string) => boolean): Promise<WeftHost> {
-  const h = await createHost({
-    token: TEST_TOKEN,
-    net: networkIdBytes(TEST_TOKEN),
-    identity: identity(n),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    mdns: false,
-    public: { bootstrap: [], isMember }
-  })
-  stoppers.push(async () => { await h.stop() })
-  return h
+  return await loopbackHost(n, stoppers, isMember)
 }
 
 const listenOn = async (h: WeftHost, relayAddr: string): Promise<void> => {
