@@ -6,9 +6,10 @@
  * the token, `--bootstrap` (the stand-ins) and `--public-ranges` (the lab's public segment is
  * 198.18.0.0/15): no --peer, no mDNS. They must find each other through the public DHT under the
  * token's rendezvous keys, reserve relay slots, connect (each NATted pair within 30 s) and agree
- * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). Every NATted pair then moves off the public relays' limited connections onto the
- * public member's relay (unlimited) and syncs over it, and the VPN carries a ping between two
- * NATted members over that relayed link. A restarted NATted node then reconnects from its peer
+ * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). Every
+ * NATted pair then moves off the public relays' limited connections onto the public member's
+ * relay (unlimited) and syncs over it; a VPN ping and a service tunnel between two NATted
+ * members run over that relayed link. A restarted NATted node then reconnects from its peer
  * book alone.
  *
  * Needs root, `ip netns`, nft, /dev/net/tun and ping (CI runs as root); skipped with the reason
@@ -80,7 +81,7 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
     })
   }, 180_000)
 
-  it('NATted pairs move onto the member relay (not limited), sync with each other, and the VPN pings over it', async () => {
+  it('NATted pairs move onto the member relay (not limited), sync with each other, and the VPN and a service tunnel run over it', async () => {
     const n = net as Internet
     const natted = nodes.slice(n.publicMembers.length)
     await withLogs(async () => {
@@ -103,6 +104,17 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
       const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
       expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
       expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+      // A service tunnel over the same link: B exposes an echo server, A connects to it.
+      n.lab.spawn(b.host, [process.execPath, '-e', 'require("node:net").createServer((s) => { s.pipe(s) }).listen(7000, "127.0.0.1")'])
+      await weftApi(n.lab, b, 'POST', '/services/expose', { name: 'echo', target: '127.0.0.1:7000', port: 7000 })
+      await weftApi(n.lab, a, 'POST', '/services/connect', { name: 'echo', listen: '127.0.0.1:9000', port: 7000 })
+      const echo = 'const s = require("node:net").connect(9000, "127.0.0.1", () => s.write("hello over the relay")); s.on("data", (d) => { process.stdout.write(d); s.end() }); s.on("error", (e) => { console.error(e.message); process.exit(1) }); setTimeout(() => process.exit(2), 4000)'
+      let got = ''
+      await waitFor(async () => {
+        const r = await n.lab.exec(a.host, [process.execPath, '-e', echo], 10_000)
+        got = `${r.stdout}${r.stderr}`.trim()
+        return r.stdout === 'hello over the relay'
+      }, () => `an echo through the service tunnel ${a.host.hostname} → ${b.host.hostname} (last: ${got})`, 45_000, 500)
       // All of it across lossy WAN links (internet-lab.ts): the routers did drop packets.
       const loss = await wanLoss(n)
       console.log(`netns-reach: WAN packets ${loss.forwarded}, dropped on purpose ${loss.dropped}`)
