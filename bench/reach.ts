@@ -1,32 +1,40 @@
 /**
  * Reach bench (`npm run bench -- reach`): the simulated internet of test/system/internet-lab.ts
- * (two stand-in public libp2p nodes, one public Weft member, one machine behind each of a
+ * (~1% loss between NATted machines, no delay; two stand-in public libp2p nodes, one public Weft member, one machine behind each of a
  * port-preserving, a port-restricted and a symmetric NAT), every Weft node started with only the
  * token, `--bootstrap` and `--public-ranges`. One JSON line per NAT pair: the time from start to
  * connected and whether the connection is direct (hole punched) or relayed; one line for the time
  * to agreement on the log. Goal (issue 15): every pair < 30 s; direct wherever one side is not
- * symmetric. The VPN's throughput and ping over direct and relayed links are not measured yet
- * (a line says so). Needs root and nft; without them, prints a line saying it was skipped.
+ * symmetric. Then, per pair, the time until it is linked without limits (a member relay) and
+ * synced over it; and the VPN over a direct link (a NATted member ↔ the public member) and over
+ * a relayed one (port-preserving ↔ symmetric, through the public member's relay): ping p50 and
+ * TCP throughput, in the same run, with the relayed/direct ratios (WEFT_BENCH_REACH_DIRECT_PORT=off:
+ * without the VPN's direct path, so both take a libp2p stream). Needs root, nft,
+ * /dev/net/tun and ping; without them, prints a line saying it was skipped.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { disagreement, netnsSupport, stateOf, waitApi, waitFor } from '../test/system/netns.js'
-import { buildInternet, connectTimes, NAT_KINDS, startReachNodes } from '../test/system/internet-lab.js'
+import { disagreement, tcpTransfer, tunNetnsSupport, stateOf, waitApi, waitFor, type WeftNode } from '../test/system/netns.js'
+import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from '../test/system/internet-lab.js'
 import { formatToken, newToken } from '../src/log/token.js'
 import { now, progress, round } from './_lib.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 const TARGET = '< 30000'
+/** Pings per path, 20 ms apart; TCP seconds per path. */
+const PINGS = 100
+const TCP_SECONDS = 5
 
 function line (fields: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ bench: 'reach', ...fields }) + '\n')
 }
 
 function unsupported (): string | undefined {
-  const s = netnsSupport()
+  const s = tunNetnsSupport()
   if (!s.ok) return s.reason
   try { execFileSync('nft', ['--version'], { stdio: 'pipe' }) } catch { return 'nft (nftables) is missing' }
+  try { execFileSync('ping', ['-V'], { stdio: 'pipe' }) } catch { return '"ping" is missing (install iputils-ping)' }
   if (!existsSync(CLI)) return `${CLI} is missing: run "npm run build" first`
   return undefined
 }
@@ -41,7 +49,11 @@ export async function run (): Promise<void> {
   const net = await buildInternet({ nats: NAT_KINDS, publicNodes: 2, publicMembers: 1 })
   try {
     const started = now()
-    const nodes = startReachNodes(net, CLI, formatToken(newToken()))
+    // WEFT_BENCH_REACH_DIRECT_PORT=off: no VPN direct path, so the direct link's packets take a
+    // libp2p stream too, and the ratio is the relay hop's own cost.
+    const directPort = process.env.WEFT_BENCH_REACH_DIRECT_PORT
+    const nodes = startReachNodes(net, CLI, formatToken(newToken()), { tun: true, extra: directPort !== undefined ? ['--direct-port', directPort] : [] })
+    if (directPort !== undefined) progress(`reach: every node with --direct-port ${directPort}`)
     for (const n of nodes) await waitApi(n, 30_000)
     const natted = nodes.slice(net.publicMembers.length)
     const times = await connectTimes(net, natted, started, 90_000)
@@ -50,8 +62,39 @@ export async function run (): Promise<void> {
     }
     await waitFor(async () => disagreement(await Promise.all(nodes.map(async (n) => await stateOf(net.lab, n))), nodes.length) === undefined, 'agreement', 90_000, 250)
     line({ metric: 'agreement_ms', value: round(now() - started), unit: 'ms', target: null, nodes: nodes.length })
-    line({ metric: 'vpn_over_relay', value: null, unit: 'Mbit/s', target: null, skipped: 'not measured yet: the NATted pairs connect through public relays (limited), which carry no VPN traffic' })
+    for (let i = 0; i < natted.length; i++) {
+      for (let j = i + 1; j < natted.length; j++) {
+        const link = await unlimitedLink(net, natted[i] as WeftNode, natted[j] as WeftNode, 90_000)
+        line({ metric: 'unlimited_ms', pair: `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`, value: round(link.at - started), unit: 'ms', target: null, path: link.direct ? 'direct' : 'relayed' })
+      }
+    }
+    await vpnFigures(net, nodes[0] as WeftNode, natted[0] as WeftNode, natted[2] as WeftNode)
+    const loss = await wanLoss(net)
+    line({ metric: 'wan_loss', value: round(loss.dropped / Math.max(1, loss.forwarded) * 100), unit: '%', target: null, per_router_and_direction: true, forwarded: loss.forwarded, dropped: loss.dropped, delay: 'none (no netem in this kernel)' })
   } finally {
     await net.lab.destroy()
+  }
+}
+
+/** The VPN from `from` to `direct` (a direct link) and to `relayed` (through a member relay). */
+async function vpnFigures (net: Internet, direct: WeftNode, from: WeftNode, relayed: WeftNode): Promise<void> {
+  const paths = [{ path: 'direct', to: direct }, { path: 'relayed', to: relayed }] as const
+  const out: Record<string, { p50: number, mbps: number }> = {}
+  for (const [k, p] of paths.entries()) {
+    progress(`reach: VPN ${from.host.hostname} → ${p.to.host.hostname} (${p.path}): ${PINGS} pings, ${TCP_SECONDS} s of TCP`)
+    const addr = await overlayAddr(net, p.to)
+    await untilPingAnswered(net, from, addr, 30_000)
+    const r = await net.lab.exec(from.host, ['ping', '-n', '-i', '0.02', '-c', String(PINGS), '-W', '2', addr], 60_000)
+    const t = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((x, y) => x - y)
+    const p50 = t.length < PINGS / 2 ? NaN : t[Math.floor(t.length / 2)] as number
+    const x = await tcpTransfer(net.lab, from.host, p.to.host, addr, { seconds: TCP_SECONDS, port: 5401 + k, timeoutMs: 60_000 })
+    out[p.path] = { p50, mbps: x.mbps }
+    line({ metric: 'vpn_ping_p50_ms', path: p.path, direct_port: process.env.WEFT_BENCH_REACH_DIRECT_PORT ?? 'default', value: round(p50), unit: 'ms', target: null, answered: t.length, sent: PINGS })
+    line({ metric: 'vpn_tcp_mbps', path: p.path, direct_port: process.env.WEFT_BENCH_REACH_DIRECT_PORT ?? 'default', value: round(x.mbps), unit: 'MB/s', target: null, seconds: TCP_SECONDS })
+  }
+  const d = out.direct
+  const rl = out.relayed
+  if (d !== undefined && rl !== undefined) {
+    line({ metric: 'vpn_relayed_to_direct', value: null, unit: 'ratio', target: null, ping_p50: round(rl.p50 / d.p50), tcp: round(rl.mbps / d.mbps) })
   }
 }

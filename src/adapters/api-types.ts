@@ -105,8 +105,13 @@ export const PeerStatusSchema = z.object({
   addrs: z.array(z.string()),
   /** Round-trip time of the connection traffic takes (libp2p's connection monitor, every 10 s). */
   latencyMs: z.number().nonnegative().optional(),
-  /** The connection traffic takes: its remote address, and whether it is direct (not relayed). */
-  path: z.object({ addr: z.string(), direct: z.boolean() }).optional(),
+  /**
+   * The connection traffic takes: its remote address, whether it is direct (not relayed), and
+   * whether it is limited (a public relay's: it carries no sync, gossip or VPN; absent from older daemons).
+   */
+  path: z.object({ addr: z.string(), direct: z.boolean(), limited: z.boolean().optional() }).optional(),
+  /** Milliseconds since the last anti-entropy session this node started with the peer completed. */
+  lastSyncMs: Millis.optional(),
   /** The peer's overlay (VPN) address, once it holds one. */
   address: z.string().optional(),
   /** Whether its join announces a VPN device (false: --no-tun, its address reaches nothing). */

@@ -151,7 +151,7 @@ export function renderPeers (peers: readonly PeerStatus[]): string {
     p.lastSeenMs === undefined ? '-' : `${duration(p.lastSeenMs)} ago`,
     p.latencyMs === undefined ? '-' : rtt(p.latencyMs),
     // The peer id is the row's first column: the path shows the address only.
-    p.path === undefined ? '-' : `${p.path.addr.replace(/\/p2p\/[^/]+$/, '')} (${p.path.direct ? 'direct' : 'relayed'})`,
+    p.path === undefined ? '-' : `${p.path.addr.replace(/\/p2p\/[^/]+$/, '')} (${p.path.direct ? 'direct' : p.path.limited === true ? 'relayed, limited' : 'relayed'})`,
     p.addrs.length === 0 ? '-' : `${p.addrs[0] as string}${p.addrs.length > 1 ? ` (+${p.addrs.length - 1})` : ''}`
   ]))
 }

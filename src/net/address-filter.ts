@@ -191,12 +191,14 @@ export function isDirect (c: PathCandidate): boolean {
 
 /**
  * The connection a peer's traffic should take among `conns` (open ones that `usable` accepts):
- * a direct one before a relayed one, then the lowest round-trip time measured by libp2p's
- * connection monitor (`rtt`, every 10 s; an unmeasured connection counts as slowest).
+ * a direct one before a relayed one, an unlimited relayed one (a member relay) before a limited
+ * one (a public relay's, which refuses the network's streams), then the lowest round-trip time
+ * measured by libp2p's connection monitor (`rtt`, every 10 s; an unmeasured connection counts
+ * as slowest).
  */
 export function bestConnection<C extends PathCandidate> (conns: readonly C[], usable: (c: C) => boolean = () => true): C | undefined {
   let best: C | undefined
-  const key = (c: C): [number, number] => [isDirect(c) ? 0 : 1, c.rtt !== undefined && c.rtt >= 0 ? c.rtt : Number.POSITIVE_INFINITY]
+  const key = (c: C): [number, number] => [isDirect(c) ? 0 : c.limits === undefined ? 1 : 2, c.rtt !== undefined && c.rtt >= 0 ? c.rtt : Number.POSITIVE_INFINITY]
   for (const c of conns) {
     if (c.status !== 'open' || !usable(c)) continue
     if (best === undefined) { best = c; continue }

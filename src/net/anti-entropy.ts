@@ -26,6 +26,9 @@ export interface SyncReport {
   pushed: number
 }
 
+/** Peers whose last completed session is remembered (for `weft peers`). */
+const MAX_LAST_SESSIONS = 4_096
+
 export interface AntiEntropyStats { sessions: number, served: number, failures: number, eventsPulled: number, lastRoundAt?: number }
 
 export interface AntiEntropyOptions {
@@ -48,6 +51,8 @@ export interface AntiEntropyOptions {
 export class AntiEntropy {
   readonly stats: AntiEntropyStats = { sessions: 0, served: 0, failures: 0, eventsPulled: 0 }
   private readonly active = new Map<string, Promise<SyncReport | undefined>>()
+  /** When the last session we started with each peer completed (at most MAX_LAST_SESSIONS peers, oldest dropped). */
+  private readonly lastSession = new Map<string, number>()
 
   constructor (private readonly opts: AntiEntropyOptions) {}
 
@@ -67,13 +72,23 @@ export class AntiEntropy {
     const key = peer.toString()
     const running = this.active.get(key)
     if (running !== undefined) return await running
-    const p = this.session(peer, signal).catch((err: unknown) => {
+    const p = this.session(peer, signal).then((r) => {
+      this.lastSession.delete(key)
+      this.lastSession.set(key, this.opts.now())
+      if (this.lastSession.size > MAX_LAST_SESSIONS) this.lastSession.delete(this.lastSession.keys().next().value as string)
+      return r
+    }, (err: unknown) => {
       this.stats.failures++
       this.opts.log.debug({ peer: key, err: (err as Error).message }, 'sync session failed')
       return undefined
     }).finally(() => this.active.delete(key))
     this.active.set(key, p)
     return await p
+  }
+
+  /** When a session we started with this peer last completed (opts.now() time), if one did. */
+  lastSessionAt (peerId: string): number | undefined {
+    return this.lastSession.get(peerId)
   }
 
   private deadline (signal?: AbortSignal): AbortSignal {

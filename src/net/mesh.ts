@@ -1,5 +1,5 @@
 import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { identifiers, type NetworkToken } from '../log/token.js'
@@ -17,6 +17,7 @@ import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { TransportKeys } from './transport-keys.js'
 import type { PeerBook } from './peer-book.js'
+import { MemberRelays } from './member-relay.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -61,8 +62,13 @@ export interface MeshPeer {
   lastSeenMs?: number
   addrs: string[]
   latencyMs?: number
-  /** The connection traffic takes (address-filter.ts bestConnection): its remote address, and whether it is direct. */
-  path?: { addr: string, direct: boolean }
+  /**
+   * The connection traffic takes (address-filter.ts bestConnection): its remote address, whether
+   * it is direct, and whether it is limited (a public relay's: no sync, gossip or VPN over it).
+   */
+  path?: { addr: string, direct: boolean, limited: boolean }
+  /** Milliseconds since the last anti-entropy session we started with this peer completed. */
+  lastSyncMs?: number
 }
 
 /** The presence protocol of a network (presence.ts); version 2 replaced the gossiped beacons. */
@@ -81,11 +87,14 @@ const DIAL_DISCOVERED_BELOW = 32
  * session at least every (1 + QUIET_SKIPS) intervals as a safety net.
  */
 const QUIET_SKIPS = 5
-const HOP_PROTOCOL = '/libp2p/circuit/relay/0.2.0/hop'
 /** With public discovery, rendezvous rounds run at the fast pace for this long after start. */
 const FAST_RENDEZVOUS_AFTER_START_MS = 120_000
-/** Member relays a node keeps a slot on, besides its slots on public relays. */
-const MEMBER_RELAY_SLOTS = 2
+/**
+ * A member reached only through a public relay's limited connection is dialled through a member
+ * relay at once by the side with the smaller PeerId, and by the other side only once the limited
+ * connection is this old (both dialling at once would make two connections).
+ */
+const UPGRADE_BY_EITHER_AFTER_MS = 15_000
 /** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
 const MAX_CANDIDATES = 4_096
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
@@ -102,7 +111,7 @@ const BOOK_DIAL_CONCURRENCY = 4
  */
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
-  private readonly memberRelays = new Set<string>()
+  private readonly memberRelays: MemberRelays
   private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
@@ -120,7 +129,14 @@ export class Mesh {
     readonly presence: Presence,
     private readonly opts: MeshOptions,
     private readonly candidates: Set<string>
-  ) {}
+  ) {
+    this.memberRelays = new MemberRelays({ host, isMember: (id) => this.isMember(id), log: opts.log, now: opts.now })
+  }
+
+  /** A member candidate (rendezvous, mDNS, --peer, peer book) or a member in the log. */
+  private isMember (id: string): boolean {
+    return this.candidates.has(id) || (this.opts.isLogMember?.(id) ?? false)
+  }
 
   /** What keeps this node from finding peers, each with its fix (for `weft status`). */
   problems (): string[] {
@@ -217,7 +233,10 @@ export class Mesh {
         const c = evt.detail.connection
         const reached = c.direction === 'outbound' ? [c.remoteAddr.toString()] : []
         opts.peerBook?.add(evt.detail.peerId.toString(), [...reached, ...evt.detail.listenAddrs.map((a) => a.toString())])
-        if (opts.public !== undefined) void this.useMemberRelay(evt.detail.peerId, c, evt.detail.protocols)
+        if (opts.public !== undefined) {
+          void this.memberRelays.reserve(evt.detail.peerId, c, evt.detail.protocols)
+          if (c.limits !== undefined) void this.upgradeLimited(evt.detail.peerId)
+        }
       }
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
@@ -291,22 +310,14 @@ export class Mesh {
   }
 
   /**
-   * A member we reached directly that relays (it has a public address): a slot on its relay makes
-   * us reachable to members without the limits of public relays (docs/mesh.md, "Beyond the LAN").
+   * A member connected only through a public relay's limited connection: move it onto a member
+   * relay (member-relay.ts), the smaller PeerId first (see UPGRADE_BY_EITHER_AFTER_MS).
    */
-  private async useMemberRelay (peer: PeerId, c: Connection, protocols: readonly string[]): Promise<void> {
-    const id = peer.toString()
-    if (!protocols.includes(HOP_PROTOCOL) || c.direction !== 'outbound' || !isDirect(c) || isPlainConnection(c)) return
-    if (this.memberRelays.has(id) || this.memberRelays.size >= MEMBER_RELAY_SLOTS) return
-    this.memberRelays.add(id)
-    const transports = (this.host as unknown as { components: { transportManager: { listen: (a: Multiaddr[]) => Promise<void> } } }).components.transportManager
-    try {
-      await transports.listen([multiaddr(`${c.remoteAddr.toString()}/p2p-circuit`)])
-      this.opts.log.info({ relay: id }, 'reserved a relay slot on a member with a public address')
-    } catch (err) {
-      this.memberRelays.delete(id)
-      this.opts.log.debug({ relay: id, err: (err as Error).message }, 'cannot reserve a relay slot on a member')
-    }
+  private async upgradeLimited (peer: PeerId): Promise<void> {
+    if (this.stopped || this.opts.public === undefined || !this.memberRelays.onlyLimited(peer)) return
+    const oldest = Math.min(...this.host.getConnections(peer).map((c) => c.timeline.open))
+    if (this.host.peerId.toString() > peer.toString() && Date.now() - oldest < UPGRADE_BY_EITHER_AFTER_MS) return
+    if (await this.memberRelays.upgrade(peer)) void this.syncPeer(peer)
   }
 
   /** At start: the members the peer book knows, most recently seen first, before any discovery. */
@@ -351,13 +362,20 @@ export class Mesh {
     }
   }
 
-  /** The periodic round: every peer, except quiet ones while nothing changed here. */
-  /** Connected peers that may be members: public nodes (plain connections only) are never synced with. */
+  /**
+   * Connected peers that may be members and can carry sync: public nodes (plain connections only)
+   * are never synced with, and a member reached only through a public relay's limited connection
+   * cannot be (it is moved onto a member relay instead).
+   */
   private memberPeers (): PeerId[] {
-    return this.host.getPeers().filter((p) => this.host.getConnections(p).some((c) => !isPlainConnection(c)))
+    return this.host.getPeers().filter((p) => this.host.getConnections(p).some((c) => !isPlainConnection(c) && c.limits === undefined))
   }
 
+  /** The periodic round: every peer, except quiet ones while nothing changed here. */
   private async syncRound (): Promise<void> {
+    if (this.opts.public !== undefined) {
+      for (const p of this.host.getPeers()) if (this.memberRelays.onlyLimited(p) && this.isMember(p.toString())) void this.upgradeLimited(p)
+    }
     const peers = this.memberPeers()
     const connected = new Set(peers.map((p) => p.toString()))
     for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
@@ -398,7 +416,7 @@ export class Mesh {
     for (const p of out.values()) {
       const best = bestConnection(conns.get(p.peerId) ?? [])
       if (best === undefined) continue
-      p.path = { addr: best.remoteAddr.toString(), direct: isDirect(best) }
+      p.path = { addr: best.remoteAddr.toString(), direct: isDirect(best), limited: best.limits !== undefined }
       if (best.rtt !== undefined && best.rtt >= 0) p.latencyMs = best.rtt
     }
     for (const e of this.presence.entries()) {
@@ -408,6 +426,10 @@ export class Mesh {
       p.online = this.presence.isOnline(e.author)
       p.lastSeenMs = now - e.lastSeen
       out.set(e.peerId, p)
+    }
+    for (const p of out.values()) {
+      const at = this.sync.lastSessionAt(p.peerId)
+      if (at !== undefined) p.lastSyncMs = Math.max(0, now - at)
     }
     return [...out.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
   }

@@ -399,6 +399,7 @@ export class Daemon {
         // Until libp2p's connection monitor measures it (every 30 s), the ping when it connected.
         latencyMs: p.latencyMs ?? (p.connected ? this.ping?.rttOf(p.peerId) : undefined),
         path: p.path,
+        ...(p.lastSyncMs !== undefined ? { lastSyncMs: p.lastSyncMs } : {}),
         ...(address !== undefined ? { address } : {}),
         ...(m !== undefined ? { vpn: m.caps.includes('vpn') } : {})
       }

@@ -5,11 +5,11 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
-import { createHost, type WeftHost } from '../../src/net/host.js'
-import { identifiers, networkIdBytes } from '../../src/log/token.js'
+import type { WeftHost } from '../../src/net/host.js'
+import { identifiers } from '../../src/log/token.js'
 import { isPlainConnection } from '../../src/net/transport-protector.js'
-import { joinBody, identity, TEST_TOKEN } from '../support/fixtures.js'
-import { startNode, stopAll, waitFor, type TestNode } from './support.js'
+import { joinBody, TEST_TOKEN } from '../support/fixtures.js'
+import { loopbackHost, startNode, stopAll, waitFor, type TestNode } from './support.js'
 import '../../src/net/polyfill.js'
 
 /**
@@ -35,16 +35,7 @@ async function plainNode (): Promise<Plain> {
 }
 
 async function weft (n: number, pub: boolean, members: string[] = []): Promise<WeftHost> {
-  const h = await createHost({
-    token: TEST_TOKEN,
-    net: networkIdBytes(TEST_TOKEN),
-    identity: identity(n),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    mdns: false,
-    ...(pub ? { public: { bootstrap: [], isMember: (id: string) => members.includes(id) } } : {})
-  })
-  stoppers.push(async () => { await h.stop() })
-  return h
+  return await loopbackHost(n, stoppers, pub ? (id) => members.includes(id) : undefined)
 }
 
 const ids = identifiers(TEST_TOKEN)

@@ -4,6 +4,8 @@ import { replicaPort } from '../../src/net/replica-port.js'
 import { silentLogger, type MeshLogger } from '../../src/net/mesh-logger.js'
 import { identity, memoryReplica, TEST_TOKEN, type reducers } from '../support/fixtures.js'
 import type { Replica } from '../../src/adapters/replica.js'
+import { createHost, type WeftHost } from '../../src/net/host.js'
+import { networkIdBytes } from '../../src/log/token.js'
 
 export interface TestNode { n: number, replica: Replica<typeof reducers>, mesh: Mesh, addr: string }
 
@@ -45,4 +47,21 @@ export async function startNode (n: number, peers: string[], extra: Partial<Mesh
 
 export async function stopAll (nodes: TestNode[]): Promise<void> {
   await Promise.all(nodes.map(async (t) => { await t.mesh.stop(); await t.replica.close() }))
+}
+
+/**
+ * A bare Weft libp2p host on TCP loopback with the test token and no mDNS; with `isMember`, public
+ * discovery is on (plain connections to non-members). `stoppers` gets its stop.
+ */
+export async function loopbackHost (n: number, stoppers: Array<() => Promise<void>>, isMember?: (peerId: string) => boolean): Promise<WeftHost> {
+  const h = await createHost({
+    token: TEST_TOKEN,
+    net: networkIdBytes(TEST_TOKEN),
+    identity: identity(n),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    mdns: false,
+    ...(isMember !== undefined ? { public: { bootstrap: [], isMember } } : {})
+  })
+  stoppers.push(async () => { await h.stop() })
+  return h
 }

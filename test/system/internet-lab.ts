@@ -10,8 +10,11 @@
  * - port-restricted: the same mapping, and the router's forward chain drops every new connection
  *   from the WAN (only replies to what the LAN opened pass: endpoint-dependent filtering);
  * - symmetric: `masquerade fully-random` (a random public port per connection).
- * No delay or loss: this kernel has no netem qdisc (the issue asks for netem where present,
- * else a userspace forwarder; not built yet, see docs/mesh.md).
+ * Loss: each router drops `wanLossPerMille`/1000 of the packets crossing its WAN side, each way
+ * (nftables `numgen random`, with counters), so a packet between two NATted machines, which
+ * crosses two routers, is lost with about twice that. No delay: this kernel has no netem qdisc,
+ * and nftables cannot hold a packet back (a userspace forwarder would have to terminate TCP;
+ * see docs/mesh.md).
  */
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -52,7 +55,11 @@ export async function publicPeerId (n: number): Promise<string> {
   return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', publicSeed(n))).toString()
 }
 
-export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number }): Promise<Internet> {
+/** Default WAN loss per router and direction: ~1% between two NATted machines (two routers). */
+export const WAN_LOSS_PER_MILLE = 5
+
+export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number, wanLossPerMille?: number }): Promise<Internet> {
+  const loss = opts.wanLossPerMille ?? WAN_LOSS_PER_MILLE
   const nPublic = opts.publicNodes + opts.nats.length + opts.publicMembers
   const lab = await NetnsLab.create(nPublic, { subnet: '198.18.0', hostnamePrefix: 'wan' })
   try {
@@ -83,6 +90,15 @@ export async function buildInternet (opts: { nats: readonly NatKind[], publicNod
         await nft(lab, router, 'add rule ip filter forwarding ct state established,related accept')
         await nft(lab, router, 'add rule ip filter forwarding iifname lan0 accept')
       }
+      if (loss > 0) {
+        // Before the NAT's own filter (priority -10 < 0); `counter` before the drop counts what crossed.
+        await nft(lab, router, 'add table ip loss')
+        await nft(lab, router, 'add chain ip loss wan { type filter hook forward priority -10 ; }')
+        await nft(lab, router, 'add rule ip loss wan iifname eth0 counter')
+        await nft(lab, router, 'add rule ip loss wan oifname eth0 counter')
+        await nft(lab, router, `add rule ip loss wan iifname eth0 numgen random mod 1000 < ${loss} counter drop`)
+        await nft(lab, router, `add rule ip loss wan oifname eth0 numgen random mod 1000 < ${loss} counter drop`)
+      }
       natted.push({ host, router, nat })
     }
     const addrs = await Promise.all(pubHosts.map(async (h, i) => `/ip4/${h.ip}/tcp/4001/p2p/${await publicPeerId(i)}`))
@@ -112,14 +128,37 @@ async function runIp (args: string[]): Promise<void> {
   })
 }
 
-/** `weft up` flags of a token-only node of the simulated internet. */
-export function reachFlags (net: Internet): string[] {
-  return ['--no-tun', '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
+/** `weft up` flags of a token-only node of the simulated internet (with a VPN device when `tun`). */
+export function reachFlags (net: Internet, tun = false): string[] {
+  return [...(tun ? [] : ['--no-tun']), '--no-mdns', '--bootstrap', net.bootstrap, '--public-ranges', PUBLIC_RANGE, '--sync-interval', '2s', '--join-wait', '0']
 }
 
-/** Starts Weft on every public-member host, then behind every NAT (in that order in the result). */
-export function startReachNodes (net: Internet, cli: string, token: string, extra: readonly string[] = []): WeftNode[] {
-  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, [...reachFlags(net), ...extra]))
+/**
+ * Starts Weft on every public-member host, then behind every NAT (in that order in the result);
+ * with `tun`, every member runs the VPN.
+ */
+export function startReachNodes (net: Internet, cli: string, token: string, opts: { tun?: boolean, extra?: readonly string[] } = {}): WeftNode[] {
+  const flags = [...reachFlags(net, opts.tun === true), ...(opts.extra ?? [])]
+  return [...net.publicMembers, ...net.natted.map((x) => x.host)].map((h) => startWeft(net.lab, h, cli, token, flags))
+}
+
+/**
+ * Waits until the NATted members `i` and `j` see each other over a connection that is not
+ * limited (a member relay's, or direct) and each completed an anti-entropy session with the
+ * other; returns the path `i` reports and when that happened (performance.now()).
+ */
+export async function unlimitedLink (net: Internet, a: WeftNode, b: WeftNode, timeoutMs: number): Promise<{ addr: string, direct: boolean, at: number }> {
+  const [ida, idb] = await Promise.all([a, b].map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  let seen = ''
+  return await waitFor(async () => {
+    const [pa, pb] = await Promise.all([a, b].map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    const ab = pa?.find((q) => q.peerId === idb)
+    const ba = pb?.find((q) => q.peerId === ida)
+    seen = JSON.stringify({ ab: ab?.path, abSync: ab?.lastSyncMs, ba: ba?.path, baSync: ba?.lastSyncMs })
+    const ok = (p: PeerStatus | undefined): boolean => p?.connected === true && p.path?.limited === false && p.lastSyncMs !== undefined
+    if (!ok(ab) || !ok(ba)) return undefined
+    return { addr: ab?.path?.addr ?? '', direct: ab?.path?.direct === true, at: performance.now() }
+  }, () => `${a.host.hostname} and ${b.host.hostname} to be linked without limits and to have synced with each other (last seen: ${seen})`, timeoutMs, 250)
 }
 
 export interface PairResult { pair: string, ms: number, path: 'direct' | 'relayed' }
@@ -145,4 +184,36 @@ export async function connectTimes (net: Internet, natted: readonly WeftNode[], 
     return done.size === pairs.length
   }, () => `every NATted pair connected (so far: ${JSON.stringify([...done.keys()])})`, timeoutMs, 250)
   return [...done.values()]
+}
+
+/** A node's IPv4 overlay (VPN) address, once it holds one and its device carries it. */
+export async function overlayAddr (net: Internet, x: WeftNode, timeoutMs = 30_000): Promise<string> {
+  return await waitFor(async () => {
+    const v = (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).vpn
+    return v?.addresses.find((a) => !a.includes(':'))?.split('/')[0]
+  }, `${x.host.hostname}'s overlay address`, timeoutMs, 250)
+}
+
+/** Pings `to` from `from` until one answer comes back (the first packets of a path may open its stream). */
+export async function untilPingAnswered (net: Internet, from: WeftNode, to: string, timeoutMs: number): Promise<void> {
+  let last = ''
+  await waitFor(async () => {
+    const r = await net.lab.exec(from.host, ['ping', '-n', '-c', '1', '-W', '2', to], 10_000)
+    last = `${r.stdout}${r.stderr}`.trim()
+    return r.code === 0
+  }, () => `a ping over the VPN ${from.host.hostname} → ${to} (last: ${last})`, timeoutMs, 250)
+}
+
+/** Packets the routers forwarded across their WAN side and dropped on purpose (the loss rules' counters). */
+export async function wanLoss (net: Internet): Promise<{ forwarded: number, dropped: number }> {
+  let forwarded = 0
+  let dropped = 0
+  for (const r of net.natted) {
+    const out = await net.lab.exec(r.router, ['nft', 'list', 'chain', 'ip', 'loss', 'wan'])
+    for (const m of out.stdout.matchAll(/counter packets (\d+) bytes \d+( drop)?/g)) {
+      if (m[2] === undefined) forwarded += Number(m[1])
+      else dropped += Number(m[1])
+    }
+  }
+  return { forwarded, dropped }
 }

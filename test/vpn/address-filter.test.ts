@@ -64,7 +64,7 @@ describe('address filter: which paths the mesh may use', () => {
     expect(parsePathRules(['wg*', '10.8.0.0/16'], 'x').cidrs).toHaveLength(1)
   })
 
-  it('of several connections to a peer, traffic takes a direct one before a relayed one, then the lowest RTT', () => {
+  it('of several connections to a peer, traffic takes a direct one before a relayed one, an unlimited relay before a limited one, then the lowest RTT', () => {
     const c = (addr: string, rtt: number | undefined, extra: { status?: string, limits?: unknown } = {}): { status: string, rtt?: number, limits?: unknown, remoteAddr: string, name: string } =>
       ({ status: extra.status ?? 'open', ...(rtt !== undefined ? { rtt } : {}), ...(extra.limits !== undefined ? { limits: extra.limits } : {}), remoteAddr: addr, name: addr })
     const relayed = c('/ip4/1.2.3.4/tcp/4001/p2p/QmRelay/p2p-circuit', 1)
@@ -78,5 +78,10 @@ describe('address filter: which paths the mesh may use', () => {
     expect(bestConnection([c('/ip4/10.0.0.9/tcp/1', 0.1, { limits: {} }), unmeasured])?.name).toBe(unmeasured.name)
     expect(bestConnection([fast, slow], (x) => x !== fast)?.name).toBe(slow.name)
     expect(bestConnection([closed])).toBeUndefined()
+    // Of two relayed ones, the unlimited one (a member relay) before a faster limited one (a
+    // public relay's, which refuses the network's streams).
+    const limited = c('/ip4/198.18.0.1/tcp/4001/p2p/QmPublic/p2p-circuit', 0.2, { limits: { seconds: 120 } })
+    expect(bestConnection([limited, relayed])?.name).toBe(relayed.name)
+    expect(bestConnection([relayed, limited])?.name).toBe(relayed.name)
   })
 })
