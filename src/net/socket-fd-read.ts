@@ -10,43 +10,18 @@
  * as the TUN device is. Linux only; anywhere it cannot be set up, `adoptForReading` returns
  * undefined and the caller keeps the Node socket.
  */
-import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import { FdWatch } from './fd-watch.js'
+import { EAGAIN, EINTR, syscalls, type Syscalls } from './syscalls.js'
 
 const F_DUPFD_CLOEXEC = 1030
-const EAGAIN = 11
-const EINTR = 4
 const READ_BYTES = 64 * 1024
 const SLAB_BYTES = 256 * 1024
 /** Reads per readiness callback before yielding to the rest of the loop (the watch fires again). */
 const READS_PER_TURN = 64
 
-interface Sys {
-  fcntl: (fd: number, cmd: number, arg: number) => number
-  read: (fd: number, buf: Uint8Array, n: number) => number
-  close: (fd: number) => number
-  errno: () => number
-}
-
-let sys: Sys | null | undefined
-
-function loadSys (): Sys | null {
-  if (sys !== undefined) return sys
-  if (process.platform !== 'linux' || process.env.WEFT_SOCKET_READ === 'node') return (sys = null)
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-    const lib = koffi.load(null)
-    sys = {
-      fcntl: lib.func('fcntl', 'int', ['int', 'int', 'int']) as Sys['fcntl'],
-      read: lib.func('read', 'long', ['int', 'void *', 'unsigned long']) as Sys['read'],
-      close: lib.func('close', 'int', ['int']) as Sys['close'],
-      errno: () => koffi.errno()
-    }
-  } catch {
-    sys = null
-  }
-  return sys
+function loadSys (): Syscalls | null {
+  return process.env.WEFT_SOCKET_READ === 'node' ? null : syscalls()
 }
 
 export interface SocketReader {

@@ -11,30 +11,11 @@
  * Unix): once the socket is destroyed it is gone, and a number the kernel may already have given
  * to another file is never written to.
  */
-import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
+import { EAGAIN, EINTR, syscalls, type Syscalls } from './syscalls.js'
 
-const EAGAIN = 11
-const EINTR = 4
-
-interface RawWrite {
-  write: (fd: number, buf: Uint8Array, n: number) => number
-  errno: () => number
-}
-
-let raw: RawWrite | null | undefined
-
-function loadRaw (): RawWrite | null {
-  if (raw !== undefined) return raw
-  if (process.platform !== 'linux' || process.env.WEFT_SOCKET_WRITE === 'node') return (raw = null)
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-    const lib = koffi.load(null)
-    raw = { write: lib.func('write', 'long', ['int', 'void *', 'unsigned long']) as RawWrite['write'], errno: () => koffi.errno() }
-  } catch {
-    raw = null
-  }
-  return raw
+function loadRaw (): Syscalls | null {
+  return process.env.WEFT_SOCKET_WRITE === 'node' ? null : syscalls()
 }
 
 function socketFd (socket: Socket): number {
