@@ -20,6 +20,7 @@ import { BodyBudget, capConnections, serverLimits } from './http-limits.js'
 import { DashboardWeb } from './dashboard-web.js'
 import { renderMetrics, type MetricsSources } from './metrics.js'
 import { serveWebRoute } from './web-routes.js'
+import { automerge } from '../projections/automerge.js'
 import {
   API_PREFIX, DEFAULT_EVENTS_LIMIT, EventsQuerySchema, ImportRequestSchema, MAX_BODY_BYTES, SetSettingRequestSchema,
   type ApiErrorCode, type EventsPage, type ImportReport, type LeaseMark, type NodeLiveStatus, type NodeStatus,
@@ -486,8 +487,7 @@ class Api {
     }
     const state = replica.states().network.settings
     // Automerge is loaded when settings are first written or read as a document (issue 16).
-    const A = await import('@automerge/automerge')
-    const current = (A.toJS(state.doc) as Record<string, unknown>)[key]
+    const current = state.doc === null ? undefined : (automerge().toJS(state.doc) as Record<string, unknown>)[key]
     if (current !== undefined && JSON.stringify(current) === JSON.stringify(value)) {
       return { event: null, key, value, unchanged: true }
     }

@@ -1,4 +1,5 @@
-import * as A from '@automerge/automerge'
+import type * as AM from '@automerge/automerge'
+import { automerge } from './automerge.js'
 import { z } from 'zod'
 import type { SignedEvent } from '../log/event.js'
 import { formatZodIssues } from '../log/event.js'
@@ -57,7 +58,8 @@ export const SETTING_KEYS = Object.keys(DEFAULT_SETTINGS) as SettingKey[]
 export interface SettingOrigin { author: string, event: string, lamport: number }
 
 export interface SettingsState {
-  doc: A.Doc<Record<string, unknown>>
+  /** The Automerge document; null until the first change (no Automerge loaded for defaults). */
+  doc: AM.Doc<Record<string, unknown>> | null
   /** Effective values: the document's valid values over the defaults. */
   values: Settings
   /** Which event last set each key (absent = default). */
@@ -67,11 +69,11 @@ export interface SettingsState {
 }
 
 export function initialSettings (): SettingsState {
-  return { doc: A.init(), values: { ...DEFAULT_SETTINGS }, origin: {}, problems: [] }
+  return { doc: null, values: { ...DEFAULT_SETTINGS }, origin: {}, problems: [] }
 }
 
 export function cloneSettings (s: SettingsState): SettingsState {
-  return { doc: A.clone(s.doc), values: { ...s.values }, origin: { ...s.origin }, problems: [...s.problems] }
+  return { doc: s.doc === null ? null : automerge().clone(s.doc), values: { ...s.values }, origin: { ...s.origin }, problems: [...s.problems] }
 }
 
 const MAX_PROBLEMS = 100
@@ -83,6 +85,7 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
     s.problems.push({ event: e.idHex, key, reason })
     if (s.problems.length > MAX_PROBLEMS) s.problems.shift()
   }
+  const A = automerge()
   let actor: string
   let deps: string[]
   try {
@@ -98,9 +101,10 @@ export function applySettings (s: SettingsState, e: SignedEvent): void {
     problem('the Automerge actor of the change is not the event author')
     return
   }
-  const before = A.toJS(s.doc)
+  const doc = s.doc ?? A.init<Record<string, unknown>>()
+  const before = A.toJS(doc)
   try {
-    s.doc = A.applyChanges(s.doc, [change])[0]
+    s.doc = A.applyChanges(doc, [change])[0]
   } catch (err) {
     problem(`the change does not apply: ${(err as Error).message}`)
     return
@@ -172,11 +176,13 @@ export function parseSettingValue (key: string, text: string): unknown {
  */
 export function makeSettingsChange (s: SettingsState, authorHex: string, key: string, value: unknown): Uint8Array {
   const checked = typeof value === 'string' ? parseSettingValue(key, value) : checkSettingValue(settingKey(key), value)
-  const current = (A.toJS(s.doc) as Record<string, unknown>)[key]
+  const A = automerge()
+  const current = s.doc === null ? undefined : (A.toJS(s.doc) as Record<string, unknown>)[key]
   if (current !== undefined && JSON.stringify(current) === JSON.stringify(checked)) {
     throw new WeftError('ERR_BAD_INPUT', `setting ${key} already has that value`)
   }
-  const doc = A.change(A.clone(s.doc, { actor: authorHex }), (d) => { d[key] = checked as never })
+  const base = s.doc === null ? A.init<Record<string, unknown>>({ actor: authorHex }) : A.clone(s.doc, { actor: authorHex })
+  const doc = A.change(base, (d) => { d[key] = checked as never })
   const change = A.getLastLocalChange(doc)
   if (change === undefined) throw new WeftError('ERR_BAD_INPUT', `setting ${key} already has that value`)
   return change

@@ -1,5 +1,6 @@
 import { decode, encode } from 'cborg'
-import * as A from '@automerge/automerge'
+import type * as AM from '@automerge/automerge'
+import { automerge, automergeIfLoaded } from './automerge.js'
 import { Followers } from './followers.js'
 import { WeftError } from '../log/errors.js'
 
@@ -40,7 +41,8 @@ function toTree (v: unknown, path: string): Tree {
   if (v instanceof Map) return { [MAP]: [...v].map(([k, x]) => [toTree(k, `${path}.key`), toTree(x, `${path}.get(${String(k)})`)]) }
   if (v instanceof Set) return { [SET]: [...v].map((x) => toTree(x, `${path}.item`)) }
   if (typeof v === 'object') {
-    if (A.isAutomerge(v)) return { [DOC]: A.save(v as A.Doc<unknown>) }
+    const A = automergeIfLoaded()
+    if (A?.isAutomerge(v) === true) return { [DOC]: A.save(v as AM.Doc<unknown>) }
     const proto = Object.getPrototypeOf(v) as object | null
     const cls = proto === Object.prototype || proto === null ? undefined : CLASSES.find((c) => c.proto === proto)
     if (proto !== Object.prototype && proto !== null && cls === undefined) {
@@ -67,7 +69,7 @@ function fromTree (t: Tree): unknown {
     if (k === BIG && typeof x === 'string') return BigInt(`0x${x}`)
     if (k === MAP && Array.isArray(x)) return new Map(x.map((p) => { const [a, b] = p as [Tree, Tree]; return [fromTree(a), fromTree(b)] }))
     if (k === SET && Array.isArray(x)) return new Set(x.map(fromTree))
-    if (k === DOC && x instanceof Uint8Array) return A.load(x)
+    if (k === DOC && x instanceof Uint8Array) return automerge().load(x)
     if (k === OBJ && Array.isArray(x)) {
       const [name, fields] = x as [string, Tree]
       const cls = CLASSES.find((c) => c.name === name)
