@@ -33,6 +33,8 @@ const BUILDS: Array<{ dist: string, suffix: string }> = [
   { dist: join(here, '..', 'dist'), suffix: '' }
 ]
 const NODES = Number(process.env.FOOTPRINT_NODES ?? 10)
+/** More `weft up` flags for every node (e.g. FOOTPRINT_ARGS=--no-public-discovery). */
+const EXTRA_ARGS = (process.env.FOOTPRINT_ARGS ?? '').split(' ').filter((a) => a !== '')
 const EVENT_COUNTS = (process.env.FOOTPRINT_EVENTS ?? '20000,100000').split(',').map(Number).filter((n) => n > 0)
 const AUTHORS = 100
 /** Envelopes per POST: well under the API's 4 MiB body limit at ~300 bytes of base64 each. */
@@ -82,7 +84,7 @@ function api (n: Pick<NodeProc, 'url' | 'apiToken'>, method: string, path: strin
 
 async function startNode (dist: string, token: string, dataDir: string, peers: string[]): Promise<NodeProc> {
   const args = [join(dist, 'cli', 'main.js'), 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p])]
+    '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p]), ...EXTRA_ARGS]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
