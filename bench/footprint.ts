@@ -33,6 +33,7 @@ const BUILDS: Array<{ dist: string, suffix: string }> = [
   { dist: join(here, '..', 'dist'), suffix: '' }
 ]
 const NODES = Number(process.env.FOOTPRINT_NODES ?? 10)
+const SETTLE_MS = Number(process.env.FOOTPRINT_SETTLE_MS ?? 15_000)
 /** More `weft up` flags for every node (e.g. FOOTPRINT_ARGS=--no-public-discovery). */
 const EXTRA_ARGS = (process.env.FOOTPRINT_ARGS ?? '').split(' ').filter((a) => a !== '')
 const EVENT_COUNTS = (process.env.FOOTPRINT_EVENTS ?? '20000,100000').split(',').map(Number).filter((n) => n > 0)
@@ -171,8 +172,10 @@ async function idleNetwork (dist: string, figure: Figure, token: string, root: s
       const s = await Promise.all(nodes.map(async (n) => (await api(n, 'GET', '/api/v1/status')).json))
       return s.every((x) => x.peers.online >= NODES - 1) ? true : undefined
     }).catch((err: Error) => { progress(err.message) })
-    // Joins, leases and first syncs settle before the quiet window.
-    await new Promise((resolve) => setTimeout(resolve, 15_000))
+    // Joins, leases and first syncs settle before the quiet window. With public discovery, the
+    // first 2 minutes also run rendezvous at its fast pace (src/net/mesh.ts): a start-up cost,
+    // not idle; FOOTPRINT_SETTLE_MS=130000 measures past it.
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
     const pids = nodes.map((n) => n.pid)
     const b0 = bytesSent(pids)
     const t0 = now()
