@@ -6,6 +6,7 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { WeftError } from '../log/errors.js'
+import { syscalls } from '../net/syscalls.js'
 
 export interface Libc {
   koffiPath: string
@@ -13,11 +14,7 @@ export interface Libc {
   ioctlInt: (fd: number, req: number, arg: number) => number
   socket: (domain: number, type: number, proto: number) => number
   close: (fd: number) => number
-  /**
-   * read(2) and write(2) on the device, returning -1 with `errno()` set instead of throwing: the
-   * packet path ends every drain with EAGAIN, and Node's readSync builds an exception for it
-   * (13–22 µs each here, several per ping), where this costs ~3 µs.
-   */
+  /** read(2) and write(2) on the device: the shared bindings of src/net/syscalls.ts (-1 and errno, no exceptions). */
   read: (fd: number, buf: Uint8Array, n: number) => number
   write: (fd: number, buf: Uint8Array, n: number) => number
   errno: () => number
@@ -61,6 +58,8 @@ export async function loadLibc (): Promise<Libc> {
   } catch (err) {
     throw new WeftError('ERR_TUN', `cannot load koffi (the FFI used to configure /dev/net/tun) for ${process.platform}-${process.arch}: ${(err as Error).message}; reinstall weft's dependencies (npm ci) or use --no-tun`, { cause: err })
   }
+  const sys = syscalls()
+  if (sys === null) throw new WeftError('ERR_TUN', `cannot bind read(2)/write(2) through koffi on ${process.platform}-${process.arch}; reinstall weft's dependencies (npm ci) or use --no-tun`)
   // dlopen(NULL): the symbols already in the process, which include libc's (glibc or musl).
   const lib = koffi.load(null)
   libc = {
@@ -70,11 +69,9 @@ export async function loadLibc (): Promise<Libc> {
     ioctlInt: lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as Libc['ioctlInt'],
     socket: lib.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
     close: lib.func('int close(int fd)') as Libc['close'],
-    // void *, not _Out_ uint8_t *: koffi passes a typed array's own memory (its view, offset
-    // included) with no copy either way.
-    read: lib.func('read', 'long', ['int', 'void *', 'unsigned long']) as Libc['read'],
-    write: lib.func('write', 'long', ['int', 'void *', 'unsigned long']) as Libc['write'],
-    errno: () => koffi.errno()
+    read: sys.read,
+    write: sys.write,
+    errno: sys.errno
   }
   return libc
 }
