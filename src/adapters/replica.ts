@@ -4,7 +4,7 @@ import { FoldEngine, type ReducerMap, type StatesOf } from '../crdt/fold.js'
 import type { Frontier } from '../crdt/frontier.js'
 import type { ForkProof } from '../crdt/fork-proof.js'
 import { EventStore, type EventDb } from '../log/store.js'
-import { compareEvents, signEvent, type EventFields, type SignedEvent, type Signer, type Verifier } from '../log/event.js'
+import { compareEvents, openTrusted, signEvent, type EventFields, type SignedEvent, type Signer, type Verifier } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
 import { fromHex, toHex } from '../log/bytes.js'
 import { LIMITS, type BodyOf, type EventType } from '../log/bodies.js'
@@ -12,6 +12,8 @@ import { isWeftError, WeftError } from '../log/errors.js'
 import { checkpointMismatch, decodeCheckpoint, encodeCheckpoint, makeCheckpoint } from '../crdt/fold-checkpoint.js'
 import { decodeState, encodeState } from '../projections/state-codec.js'
 import { projectionCodeId } from './projection-code.js'
+import { EventShelf } from './event-shelf.js'
+import { StoredEvent } from '../log/stored-event.js'
 
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
@@ -66,6 +68,8 @@ export class Replica<R extends ReducerMap> {
   readonly log: MergedLog
   readonly fold: FoldEngine<R>
   readonly store: EventStore
+  /** The events' bytes and bodies: in the store, the newest few decoded (event-shelf.ts). */
+  readonly shelf: EventShelf
   private readonly signer: Signer | undefined
   private readonly listeners = new Set<ReplicaListener>()
   private queue: Promise<unknown> = Promise.resolve()
@@ -75,10 +79,11 @@ export class Replica<R extends ReducerMap> {
   checkpointStatus: CheckpointStatus = { restored: 0 }
 
   private constructor (private readonly opts: ReplicaOptions<R>) {
-    this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending })
+    this.store = new EventStore(opts.db, { sync: opts.sync })
+    this.shelf = new EventShelf(this.store, opts.net)
+    this.log = new MergedLog({ net: opts.net, verifier: opts.verifier ?? new Ed25519Verifier(), maxPending: opts.maxPending, held: this.shelf })
     const ctx: ReducerContext = { log: this.log, ...(opts.owner !== undefined ? { owner: opts.owner } : {}) }
     this.fold = new FoldEngine(typeof opts.reducers === 'function' ? opts.reducers(ctx) : opts.reducers)
-    this.store = new EventStore(opts.db, { sync: opts.sync })
     this.signer = opts.signer
   }
 
@@ -109,14 +114,31 @@ export class Replica<R extends ReducerMap> {
 
   private async load (): Promise<void> {
     // Stored events were validated before they were written (signatures included); reading them
-    // back re-checks only what disk damage breaks: each id is recomputed from the bytes
-    // (eventsInOrder) and every parent must be stored before its child (restore). docs/trust.md.
+    // back re-checks only what disk damage breaks: every parent must be stored before its child
+    // (restore), and each id is recomputed from the bytes when the bytes are read (the shelf, or
+    // here for rows of an older store). docs/trust.md.
     const batch: SignedEvent[] = []
-    for await (const e of this.store.eventsInOrder(this.opts.net, undefined)) {
-      batch.push(e)
-      if (batch.length >= 4096) { this.log.restore(batch); batch.length = 0 }
+    const unindexed: SignedEvent[] = []
+    const authors = new Map<string, Uint8Array>()
+    for await (const row of this.store.headersInOrder()) {
+      if ('envelope' in row) {
+        const e = openTrusted(row.envelope, this.opts.net)
+        if (e.idHex !== row.id) throw new WeftError('ERR_STORE', `event stored under ${row.id} hashes to ${e.idHex}: the store is damaged; run "weft log verify"`)
+        batch.push(e)
+        unindexed.push(e)
+      } else {
+        let author = authors.get(row.author)
+        if (author === undefined) { author = fromHex(row.author); authors.set(row.author, author) }
+        const header = { net: this.opts.net, author, seq: row.seq, prev: row.prev, deps: row.deps, lamport: row.lamport, time: row.time, type: row.type }
+        const id = fromHex(row.id)
+        // toHex: a flat string; the key's regex groups are slices that keep the whole key alive.
+        batch.push(new StoredEvent(header, id, toHex(id), row.author, this.shelf))
+      }
+      if (batch.length >= 1024) { this.log.restore(batch); batch.length = 0 }
     }
     this.log.restore(batch)
+    // An older store: its index gets the headers now, so the next start reads no envelope.
+    for (let i = 0; i < unindexed.length; i += 4096) await this.store.indexHeaders(unindexed.slice(i, i + 4096))
     // The store's order index is the total order, so this sort finds it sorted (linear).
     const view = [...this.log.events()].filter((e) => this.log.isVisible(e)).sort(compareEvents)
     const restored = await this.restoreCheckpoint(view)
@@ -211,6 +233,7 @@ export class Replica<R extends ReducerMap> {
     if (res.added.length > 0) {
       try {
         await this.store.put(res.added, this.log.frontier(new Set(res.added.map((e) => e.authorHex))))
+        this.shelf.stored(res.added)
       } catch (err) {
         // Memory is ahead of disk: rebuild it from disk so nothing unstored is ever reported.
         await this.reload()
@@ -233,7 +256,7 @@ export class Replica<R extends ReducerMap> {
   private async reload (): Promise<void> {
     const fresh = new Replica(this.opts)
     await fresh.load()
-    Object.assign(this, { log: fresh.log, fold: fresh.fold, unCheckpointed: fresh.unCheckpointed, checkpointStatus: fresh.checkpointStatus })
+    Object.assign(this, { log: fresh.log, fold: fresh.fold, shelf: fresh.shelf, unCheckpointed: fresh.unCheckpointed, checkpointStatus: fresh.checkpointStatus })
   }
 
   /** Sign a new event of our own feed, on top of everything we have seen. */

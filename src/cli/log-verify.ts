@@ -4,6 +4,7 @@ import { toHex } from '../log/bytes.js'
 import { isWeftError } from '../log/errors.js'
 import { openEnvelope, type SignedEvent } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
+import { headerMismatch } from '../log/stored-event.js'
 import { openStore } from './data-dir.js'
 import { EXIT_CHECK_FAILED, EXIT_OK } from './errors.js'
 import { out, plural, printJson, progress, shortId, table } from './output.js'
@@ -67,6 +68,11 @@ export async function logVerify (o: { dataDir: string, json: boolean }): Promise
       }
       if (e.authorHex !== entry.author || e.fields.seq !== entry.seq || e.fields.lamport !== entry.lamport) {
         problems.push({ id, code: 'ERR_STORE', message: 'the order index entry does not match the event (author, seq or lamport)' })
+        continue
+      }
+      const wrong = entry.header === 'none' ? undefined : entry.header === 'unreadable' ? 'header (unreadable)' : headerMismatch(e.fields, { ...entry.header, net: s.net, author: e.fields.author, seq: entry.seq, lamport: entry.lamport })
+      if (wrong !== undefined) {
+        problems.push({ id, code: 'ERR_STORE', message: `the order index entry's ${wrong} does not match the event` })
         continue
       }
       opened.push(e)

@@ -3,6 +3,7 @@ import { compareEvents, openEnvelope, type SignedEvent, type Verifier } from '..
 import { equalBytes, toHex } from '../log/bytes.js'
 import { makeForkProof, type ForkProof } from './fork-proof.js'
 import type { Frontier, FrontierEntry } from './frontier.js'
+import { StoredEvent, type EnvelopeSource } from '../log/stored-event.js'
 
 export interface Rejection {
   /** Position in the ingested batch. */
@@ -29,9 +30,31 @@ export interface IngestResult {
 interface Parents { prev: SignedEvent | undefined, deps: readonly SignedEvent[] }
 
 interface Feed {
-  bySeq: Map<number, SignedEvent[]>
+  /**
+   * The first event accepted at each seq, at index seq - 1: a feed is dense (an event is
+   * accepted only after its prev, at seq - 1), and one array slot per event is the cheapest index.
+   */
+  first: SignedEvent[]
+  /** Every event at a seq that holds more than one (a fork), sorted by id. */
+  twins: Map<number, SignedEvent[]>
   maxSeq: number
   tips: Set<string>
+}
+
+function atSeq (feed: Feed, seq: number): SignedEvent[] {
+  const twins = feed.twins.get(seq)
+  if (twins !== undefined) return twins
+  const e = feed.first[seq - 1]
+  return e === undefined ? [] : [e]
+}
+
+/**
+ * Where accepted events keep their bytes and bodies (a replica's store): the log then holds only
+ * their headers (StoredEvent). `hold` is told of each newly accepted event before anything reads
+ * it back; events handed to `restore` come from the store and are not held.
+ */
+export interface HeldEvents extends EnvelopeSource {
+  hold: (ev: SignedEvent) => void
 }
 
 export interface MergedLogOptions {
@@ -39,6 +62,8 @@ export interface MergedLogOptions {
   verifier: Verifier
   /** Bound on events waiting for parents. */
   maxPending?: number
+  /** Keep events' bytes and bodies there instead of in memory (default: in memory, whole). */
+  held?: HeldEvents
 }
 
 /**
@@ -50,6 +75,7 @@ export class MergedLog {
   readonly net: Uint8Array
   private readonly verifier: Verifier
   private readonly maxPending: number
+  private readonly held: HeldEvents | undefined
   private readonly byId = new Map<string, SignedEvent>()
   private readonly feeds = new Map<string, Feed>()
   private readonly pending = new Map<string, SignedEvent>()
@@ -57,11 +83,15 @@ export class MergedLog {
   private readonly waiting = new Map<string, Set<string>>()
   private readonly forkProofs = new Map<string, ForkProof>()
   private topLamport = 0
+  /** Ids of held events are views into shared slabs: a buffer of its own costs more than the id. */
+  private idSlab = new Uint8Array(0)
+  private idSlabUsed = 0
 
   constructor (opts: MergedLogOptions) {
     this.net = opts.net
     this.verifier = opts.verifier
     this.maxPending = opts.maxPending ?? 10_000
+    this.held = opts.held
   }
 
   get size (): number { return this.byId.size }
@@ -75,7 +105,8 @@ export class MergedLog {
   authors (): string[] { return [...this.feeds.keys()] }
 
   eventsOf (authorHex: string, seq: number): SignedEvent[] {
-    return this.feeds.get(authorHex)?.bySeq.get(seq) ?? []
+    const feed = this.feeds.get(authorHex)
+    return feed === undefined ? [] : atSeq(feed, seq)
   }
 
   maxSeqOf (authorHex: string): number {
@@ -136,7 +167,7 @@ export class MergedLog {
         const missing = this.missingParents(ev)[0] as string
         throw new WeftError('ERR_STORE', `stored event ${ev.idHex.slice(0, 12)} names parent ${missing.slice(0, 12)}, which is not stored before it; run "weft log verify"`)
       }
-      this.accept(ev, res, { prev, deps: deps as SignedEvent[] })
+      this.accept(ev, res, { prev, deps: deps as SignedEvent[] }, true)
       res.added.length = 0
     }
     return res.forks
@@ -264,31 +295,54 @@ export class MergedLog {
    * the ids of its parents) point at one copy each instead of a copy per event. Equal bytes, far
    * fewer buffers: each is an object, an ArrayBuffer and a separate allocation outside the heap.
    */
-  private compact (ev: SignedEvent, parents?: Parents): SignedEvent {
+  private compact (ev: SignedEvent, parents: Parents | undefined, stored: boolean): SignedEvent {
     const f = ev.fields
     const feed = this.feeds.get(ev.authorHex)
-    const first = feed?.bySeq.values().next().value?.[0]
+    const first = feed?.first[0]
     const author = first?.fields.author ?? f.author
+    const authorHex = first?.authorHex ?? ev.authorHex
     const prev = f.prev === null ? null : ((parents?.prev ?? this.byId.get(toHex(f.prev)))?.id ?? f.prev)
     const deps = f.deps.map((d, i) => ((parents?.deps[i] ?? this.byId.get(toHex(d)))?.id ?? d))
-    return { ...ev, authorHex: first?.authorHex ?? ev.authorHex, fields: { ...f, net: equalBytes(f.net, this.net) ? this.net : f.net, author, prev, deps } }
+    const net = equalBytes(f.net, this.net) ? this.net : f.net
+    if (this.held === undefined) {
+      return { fields: { ...f, net, author, prev, deps }, bytes: ev.bytes, sig: ev.sig, id: ev.id, idHex: ev.idHex, authorHex, envelope: ev.envelope }
+    }
+    if (!stored) this.held.hold(ev)
+    const header = { net, author, seq: f.seq, prev, deps: deps.length === 0 ? NO_DEPS : deps, lamport: f.lamport, time: f.time, type: f.type }
+    return new StoredEvent(header, this.keepId(ev.id), ev.idHex, authorHex, this.held)
   }
 
-  /** `parents`: the event's parents when the caller already looked them up (restore). */
-  private accept (input: SignedEvent, res: IngestResult, parents?: Parents): void {
-    const ev = this.compact(input, parents)
+  private keepId (id: Uint8Array): Uint8Array {
+    if (this.idSlabUsed + id.byteLength > this.idSlab.byteLength) {
+      this.idSlab = new Uint8Array(ID_SLAB_BYTES)
+      this.idSlabUsed = 0
+    }
+    const out = this.idSlab.subarray(this.idSlabUsed, this.idSlabUsed + id.byteLength)
+    out.set(id)
+    this.idSlabUsed += id.byteLength
+    return out
+  }
+
+  /**
+   * `parents`: the event's parents when the caller already looked them up (restore); `stored`:
+   * the event comes from the store (restore), so its bytes need not be held.
+   */
+  private accept (input: SignedEvent, res: IngestResult, parents?: Parents, stored = false): void {
+    const ev = this.compact(input, parents, stored)
     this.byId.set(ev.idHex, ev)
     if (ev.fields.lamport > this.topLamport) this.topLamport = ev.fields.lamport
     let feed = this.feeds.get(ev.authorHex)
     if (feed === undefined) {
-      feed = { bySeq: new Map(), maxSeq: 0, tips: new Set() }
+      feed = { first: [], twins: new Map(), maxSeq: 0, tips: new Set() }
       this.feeds.set(ev.authorHex, feed)
     }
     const seq = ev.fields.seq
-    const same = feed.bySeq.get(seq)
-    if (same === undefined) {
-      feed.bySeq.set(seq, [ev])
+    const held = feed.first[seq - 1]
+    if (held === undefined) {
+      feed.first[seq - 1] = ev
     } else {
+      const same = feed.twins.get(seq) ?? [held]
+      feed.twins.set(seq, same)
       same.push(ev)
       same.sort((a, b) => (a.idHex < b.idHex ? -1 : 1))
       const current = this.forkProofs.get(ev.authorHex)
@@ -357,14 +411,14 @@ export class MergedLog {
     for (const [author, feed] of this.feeds) {
       const r = remote.get(author)
       if (r === undefined) {
-        for (const evs of feed.bySeq.values()) sure.push(...evs)
+        for (let s = 1; s <= feed.maxSeq; s++) sure.push(...atSeq(feed, s))
         continue
       }
       const remoteTips = [r.head, ...r.forks]
       const unknown = remoteTips.filter((id) => !this.byId.has(id))
       const forked = feed.tips.size > 1 || remoteTips.length > 1
       if (!forked && unknown.length === 0) {
-        for (let s = r.seq + 1; s <= feed.maxSeq; s++) sure.push(...(feed.bySeq.get(s) ?? []))
+        for (let s = r.seq + 1; s <= feed.maxSeq; s++) sure.push(...atSeq(feed, s))
         continue
       }
       const known = this.ancestorsOf(remoteTips.filter((id) => this.byId.has(id)))
@@ -373,8 +427,8 @@ export class MergedLog {
       const lowestUnknown = Math.min(...forkSeqs)
       if (unknown.length > 0 && lowestUnknown <= feed.maxSeq) from = Math.max(1, lowestUnknown - forkWindow)
       else if (unknown.length > 0 && known.size === 0) continue // remote is ahead of us: pull first
-      for (const [s, evs] of feed.bySeq) {
-        if (s < from) continue
+      for (let s = from; s <= feed.maxSeq; s++) {
+        const evs = atSeq(feed, s)
         // The remote's highest seq is r.seq: anything above it is certainly missing there.
         for (const e of evs) if (!known.has(e.idHex)) (s > r.seq ? sure : maybe).push(e)
       }
@@ -416,6 +470,11 @@ export class MergedLog {
     return [...out.values()].sort(compareEvents).slice(0, limit)
   }
 }
+
+const ID_SLAB_BYTES = 32 * 1024
+
+/** Shared by every event without deps (never mutated: fields are read-only to everyone). */
+const NO_DEPS = Object.freeze([]) as unknown as Uint8Array[]
 
 function rejection (index: number, id: string | undefined, err: unknown): Rejection {
   if (err instanceof WeftError) return { index, id, code: err.code, message: err.message }

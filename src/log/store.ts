@@ -1,13 +1,19 @@
 import type { AbstractLevel } from 'abstract-level'
 import { WeftError } from './errors.js'
-import { openEnvelope, openTrusted, type SignedEvent, type Verifier } from './event.js'
+import { openEnvelope, openTrusted, type EventFields, type SignedEvent, type Verifier } from './event.js'
+import { canonicalEncode } from './cbor.js'
+import { decode } from 'cborg'
+import { isEventType } from './bodies.js'
 
 /**
  * The durable event store, over any abstract-level database (LevelDB on disk in the daemon,
  * memory-level in tests). Keys:
  *   e!<id>                          → envelope
  *   s!<author>!<seq:13 hex>!<id>    → ''   (author, seq) index; two ids at one seq = a fork
- *   o!<lamport:13 hex>!<author>!<seq:13 hex>!<id> → ''  total-order index
+ *   o!<lamport:13 hex>!<author>!<seq:13 hex>!<id> → CBOR [prev|null, [deps], time, type]
+ *                                   total-order index; its value is the rest of the event's
+ *                                   header, so a start reads no envelope (issue 16.2). Stores
+ *                                   written before have '' there: read from the envelope.
  *   f!<author>                      → frontier entry (JSON)
  *   c!fold                          → fold checkpoint (CBOR, src/crdt/fold-checkpoint.ts)
  * Every write is one atomic batch, synced, so an acknowledged event survives kill -9.
@@ -19,10 +25,49 @@ const pad = (n: number): string => n.toString(16).padStart(13, '0')
 const ORDER_KEY = /^o!([0-9a-f]{13})!([0-9a-f]{64})!([0-9a-f]{13})!([0-9a-f]{64})$/
 
 export type OrderIndexEntry =
-  | { id: string, author: string, seq: number, lamport: number, envelope: Uint8Array | undefined, malformed?: undefined }
+  | {
+    id: string
+    author: string
+    seq: number
+    lamport: number
+    envelope: Uint8Array | undefined
+    /** The header the index holds ('none' in a store written before it did; 'unreadable': damaged). */
+    header: Pick<IndexedHeader, 'prev' | 'deps' | 'time' | 'type'> | 'none' | 'unreadable'
+    malformed?: undefined
+  }
   | { malformed: string }
 
 export interface StoredFrontierEntry { seq: number, head: string, forks: string[] }
+
+/** One row of the order index: an event's header without reading its envelope. */
+export interface IndexedHeader {
+  id: string
+  author: string
+  seq: number
+  lamport: number
+  prev: Uint8Array | null
+  deps: Uint8Array[]
+  time: number
+  type: EventFields['type']
+}
+
+function indexValue (e: SignedEvent): Uint8Array {
+  const f = e.fields
+  return canonicalEncode([f.prev, f.deps, f.time, f.type])
+}
+
+const isId = (x: unknown): x is Uint8Array => x instanceof Uint8Array && x.byteLength === 32
+
+/** The order index value, or undefined when it is empty (an older store) or not what put writes. */
+function parseIndexValue (v: Uint8Array): Pick<IndexedHeader, 'prev' | 'deps' | 'time' | 'type'> | undefined {
+  if (v.byteLength === 0) return undefined
+  let x: unknown
+  try { x = decode(v) } catch { return undefined }
+  if (!Array.isArray(x) || x.length !== 4) return undefined
+  const [prev, deps, time, type] = x as [unknown, unknown, unknown, unknown]
+  if (!(prev === null || isId(prev)) || !Array.isArray(deps) || !deps.every(isId) || typeof time !== 'number' || typeof type !== 'string' || !isEventType(type)) return undefined
+  return { prev, deps, time, type }
+}
 
 export class EventStore {
   constructor (private readonly db: EventDb, private readonly opts: { sync?: boolean } = {}) {}
@@ -45,7 +90,7 @@ export class EventStore {
       const k = EventStore.keyOf(e)
       ops.push({ type: 'put', key: k.id, value: e.envelope })
       ops.push({ type: 'put', key: k.seq, value: empty })
-      ops.push({ type: 'put', key: k.order, value: empty })
+      ops.push({ type: 'put', key: k.order, value: indexValue(e) })
       authors.add(e.authorHex)
     }
     for (const a of authors) {
@@ -61,6 +106,15 @@ export class EventStore {
 
   async getEnvelope (id: string): Promise<Uint8Array | undefined> {
     return await this.db.get(`e!${id}`)
+  }
+
+  /** The same, synchronously (LevelDB and memory-level both answer `getSync`): the fold reads bodies through this. */
+  getEnvelopeSync (id: string): Uint8Array | undefined {
+    try {
+      return this.db.getSync(`e!${id}`)
+    } catch (err) {
+      throw new WeftError('ERR_STORE', `could not read event ${id.slice(0, 12)}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** Every stored envelope in total order, read 1,000 at a time with getMany. */
@@ -85,16 +139,45 @@ export class EventStore {
   }
 
   /**
+   * Event headers in total order from the order index alone (no envelope read), or, for a row
+   * without a header (an older store, damage), `{ id, envelope }` to decode instead. Throws
+   * ERR_STORE at a malformed key.
+   */
+  async * headersInOrder (): AsyncGenerator<IndexedHeader | { id: string, envelope: Uint8Array }> {
+    for await (const [raw, value] of this.db.iterator({ gt: 'o!', lt: 'o"' })) {
+      const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
+      const m = ORDER_KEY.exec(key)
+      if (m === null) throw new WeftError('ERR_STORE', `malformed order index key ${key.slice(0, 40)}: the store is damaged; run "weft log verify"`)
+      const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
+      const rest = parseIndexValue(value)
+      if (rest !== undefined) {
+        yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), ...rest }
+        continue
+      }
+      const envelope = await this.db.get(`e!${id}`)
+      if (envelope === undefined) throw new WeftError('ERR_STORE', `order index names ${id} but the event is missing: the store is damaged; run "weft log verify"`)
+      yield { id, envelope }
+    }
+  }
+
+  /** Write the header into order index rows written without one (an older store), once. */
+  async indexHeaders (events: readonly SignedEvent[]): Promise<void> {
+    if (events.length === 0) return
+    await this.db.batch(events.map((e) => ({ type: 'put' as const, key: EventStore.keyOf(e).order, value: indexValue(e) })))
+  }
+
+  /**
    * The order index as stored, entry by entry, never stopping at damage: for `weft log verify`,
    * which must report every problem. `envelope` is undefined when the index names a missing event.
    */
   async * orderIndex (): AsyncGenerator<OrderIndexEntry> {
-    for await (const raw of this.db.keys({ gt: 'o!', lt: 'o"' })) {
+    for await (const [raw, value] of this.db.iterator({ gt: 'o!', lt: 'o"' })) {
       const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
       const m = ORDER_KEY.exec(key)
       if (m === null) { yield { malformed: key }; continue }
       const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
-      yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), envelope: await this.db.get(`e!${id}`) }
+      const header = value.byteLength === 0 ? 'none' : (parseIndexValue(value) ?? 'unreadable')
+      yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), envelope: await this.db.get(`e!${id}`), header }
     }
   }
 

@@ -224,6 +224,18 @@ describe.concurrent('weft log verify', () => {
     expect(j.problems).toContainEqual(expect.objectContaining({ id: f.ev.b3!.idHex, code: 'ERR_BAD_ID' }))
   })
 
+  it('fails on an order index entry whose header does not match its event', async () => {
+    const f = await copy()
+    const e = f.ev.b3!
+    const { canonicalEncode } = await import('../../src/log/cbor.js')
+    const { EventStore } = await import('../../src/log/store.js')
+    await putRaw(f.dir, EventStore.keyOf(e).order, canonicalEncode([e.fields.prev, e.fields.deps, e.fields.time + 1, e.fields.type]))
+    const r = await log('verify', f.dir, '--json')
+    expect(r.code).toBe(1)
+    const j = JSON.parse(r.stdout) as { problems: Array<{ id: string, code: string, message: string }> }
+    expect(j.problems).toContainEqual(expect.objectContaining({ id: e.idHex, code: 'ERR_STORE', message: expect.stringMatching(/order index entry's .* does not match/) }))
+  })
+
   it('fails on a fork, and the other commands show the author frozen', async () => {
     const f = await copy()
     // B signs a second event at seq 2 (its stored seq 2 is the settings change).
