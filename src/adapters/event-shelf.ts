@@ -30,6 +30,7 @@ export class EventShelf implements HeldEvents {
     this.#max = Math.max(1, maxDecoded)
   }
 
+  get net (): Uint8Array { return this.#net }
   get heldCount (): number { return this.#held.size }
   get decodedCount (): number { return this.#decoded.size }
 

@@ -13,7 +13,6 @@ import { checkpointMismatch, decodeCheckpoint, encodeCheckpoint, makeCheckpoint 
 import { decodeState, encodeState } from '../projections/state-codec.js'
 import { projectionCodeId } from './projection-code.js'
 import { EventShelf } from './event-shelf.js'
-import { StoredEvent } from '../log/stored-event.js'
 
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
@@ -129,10 +128,10 @@ export class Replica<R extends ReducerMap> {
       } else {
         let author = authors.get(row.author)
         if (author === undefined) { author = fromHex(row.author); authors.set(row.author, author) }
-        const header = { net: this.opts.net, author, seq: row.seq, prev: row.prev, deps: row.deps, lamport: row.lamport, time: row.time, type: row.type }
-        const id = fromHex(row.id)
+        // What restore reads of an event; it keeps a StoredEvent made from it (merged-log.ts).
         // toHex: a flat string; the key's regex groups are slices that keep the whole key alive.
-        batch.push(new StoredEvent(header, id, toHex(id), row.author, this.shelf))
+        const fields = { v: 1, net: this.opts.net, author, seq: row.seq, prev: row.prev, deps: row.deps, lamport: row.lamport, time: row.time, type: row.type }
+        batch.push({ fields, idHex: toHex(fromHex(row.id)), authorHex: row.author } as unknown as SignedEvent)
       }
       if (batch.length >= 1024) { this.log.restore(batch); batch.length = 0 }
     }

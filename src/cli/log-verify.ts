@@ -70,7 +70,7 @@ export async function logVerify (o: { dataDir: string, json: boolean }): Promise
         problems.push({ id, code: 'ERR_STORE', message: 'the order index entry does not match the event (author, seq or lamport)' })
         continue
       }
-      const wrong = entry.header === 'none' ? undefined : entry.header === 'unreadable' ? 'header (unreadable)' : headerMismatch(e.fields, { ...entry.header, net: s.net, author: e.fields.author, seq: entry.seq, lamport: entry.lamport })
+      const wrong = entry.header === 'none' ? undefined : entry.header === 'unreadable' ? 'header (unreadable)' : headerMismatch(e.fields, { ...entry.header, author: e.fields.author, seq: entry.seq, lamport: entry.lamport })
       if (wrong !== undefined) {
         problems.push({ id, code: 'ERR_STORE', message: `the order index entry's ${wrong} does not match the event` })
         continue

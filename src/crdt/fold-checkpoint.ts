@@ -44,7 +44,8 @@ const Schema = z.strictObject({
 /** sha256 over the ids of the first `count` events of `view`, in order. */
 export function viewDigest (view: readonly SignedEvent[], count: number): string {
   const h = createHash('sha256')
-  for (let i = 0; i < count; i++) h.update((view[i] as SignedEvent).id)
+  // The hex id: the same bytes hashed, without making each id's bytes (a StoredEvent keeps only its hex).
+  for (let i = 0; i < count; i++) h.update((view[i] as SignedEvent).idHex, 'hex')
   return h.digest('hex')
 }
 

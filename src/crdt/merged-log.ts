@@ -83,9 +83,6 @@ export class MergedLog {
   private readonly waiting = new Map<string, Set<string>>()
   private readonly forkProofs = new Map<string, ForkProof>()
   private topLamport = 0
-  /** Ids of held events are views into shared slabs: a buffer of its own costs more than the id. */
-  private idSlab = new Uint8Array(0)
-  private idSlabUsed = 0
 
   constructor (opts: MergedLogOptions) {
     this.net = opts.net
@@ -291,9 +288,10 @@ export class MergedLog {
   }
 
   /**
-   * The event as kept: the byte fields that many events share (the network id, the author's key,
-   * the ids of its parents) point at one copy each instead of a copy per event. Equal bytes, far
-   * fewer buffers: each is an object, an ArrayBuffer and a separate allocation outside the heap.
+   * The event as kept. Held elsewhere (a replica): a StoredEvent, its header only, its parents as
+   * references. Otherwise the whole event, with the byte fields that many events share (the
+   * network id, the author's key, the ids of its parents) pointing at one copy each: each is an
+   * object, an ArrayBuffer and a separate allocation outside the heap.
    */
   private compact (ev: SignedEvent, parents: Parents | undefined, stored: boolean): SignedEvent {
     const f = ev.fields
@@ -301,26 +299,17 @@ export class MergedLog {
     const first = feed?.first[0]
     const author = first?.fields.author ?? f.author
     const authorHex = first?.authorHex ?? ev.authorHex
-    const prev = f.prev === null ? null : ((parents?.prev ?? this.byId.get(toHex(f.prev)))?.id ?? f.prev)
-    const deps = f.deps.map((d, i) => ((parents?.deps[i] ?? this.byId.get(toHex(d)))?.id ?? d))
-    const net = equalBytes(f.net, this.net) ? this.net : f.net
     if (this.held === undefined) {
+      const prev = f.prev === null ? null : ((parents?.prev ?? this.byId.get(toHex(f.prev)))?.id ?? f.prev)
+      const deps = f.deps.map((d, i) => ((parents?.deps[i] ?? this.byId.get(toHex(d)))?.id ?? d))
+      const net = equalBytes(f.net, this.net) ? this.net : f.net
       return { fields: { ...f, net, author, prev, deps }, bytes: ev.bytes, sig: ev.sig, id: ev.id, idHex: ev.idHex, authorHex, envelope: ev.envelope }
     }
     if (!stored) this.held.hold(ev)
-    const header = { net, author, seq: f.seq, prev, deps: deps.length === 0 ? NO_DEPS : deps, lamport: f.lamport, time: f.time, type: f.type }
-    return new StoredEvent(header, this.keepId(ev.id), ev.idHex, authorHex, this.held)
-  }
-
-  private keepId (id: Uint8Array): Uint8Array {
-    if (this.idSlabUsed + id.byteLength > this.idSlab.byteLength) {
-      this.idSlab = new Uint8Array(ID_SLAB_BYTES)
-      this.idSlabUsed = 0
-    }
-    const out = this.idSlab.subarray(this.idSlabUsed, this.idSlabUsed + id.byteLength)
-    out.set(id)
-    this.idSlabUsed += id.byteLength
-    return out
+    // Accepted only once every parent is held (admit, restore): they are all found.
+    const prevEvent = f.prev === null ? null : (parents?.prev ?? this.byId.get(toHex(f.prev))) as SignedEvent
+    const depEvents = parents?.deps ?? f.deps.map((d) => this.byId.get(toHex(d)) as SignedEvent)
+    return new StoredEvent({ author, seq: f.seq, lamport: f.lamport, time: f.time, type: f.type }, { prev: prevEvent, deps: depEvents }, ev.idHex, authorHex, this.held)
   }
 
   /**
@@ -470,11 +459,6 @@ export class MergedLog {
     return [...out.values()].sort(compareEvents).slice(0, limit)
   }
 }
-
-const ID_SLAB_BYTES = 32 * 1024
-
-/** Shared by every event without deps (never mutated: fields are read-only to everyone). */
-const NO_DEPS = Object.freeze([]) as unknown as Uint8Array[]
 
 function rejection (index: number, id: string | undefined, err: unknown): Rejection {
   if (err instanceof WeftError) return { index, id, code: err.code, message: err.message }

@@ -1,7 +1,7 @@
 import { decode } from 'cborg'
 import type { EventFields, SignedEvent } from './event.js'
 import { WeftError } from './errors.js'
-import { equalBytes } from './bytes.js'
+import { equalBytes, fromHex } from './bytes.js'
 
 /**
  * Where a stored event's bytes are read back from, synchronously: the replica's store (LevelDB
@@ -9,86 +9,80 @@ import { equalBytes } from './bytes.js'
  * and not yet written. Pure interface; the adapter is src/adapters/event-shelf.ts.
  */
 export interface EnvelopeSource {
+  /** The network id every event held here carries. */
+  readonly net: Uint8Array
   /** The envelope of an event this source holds; ERR_STORE when it has none (a damaged store). */
-  envelope (idHex: string): Uint8Array
+  envelope: (idHex: string) => Uint8Array
   /**
    * The event's decoded fields (the source may keep a bounded number of them decoded). When it
    * decodes, the bytes must match `header` (what the log holds of the event) or it throws ERR_STORE.
    */
-  decoded (idHex: string, header: EventHeader): EventFields
+  decoded: (idHex: string, header: EventHeader) => EventFields
 }
 
-/** The header of an event: what ordering, causality and sync read of every event, kept in memory. */
+/** The header of an event: what ordering, causality and sync read of every event. */
 export interface EventHeader {
-  readonly net: Uint8Array
   readonly author: Uint8Array
   readonly seq: number
   readonly prev: Uint8Array | null
-  readonly deps: Uint8Array[]
+  readonly deps: readonly Uint8Array[]
   readonly lamport: number
   readonly time: number
   readonly type: EventFields['type']
 }
+
+/** A parent as a stored event names it: the event itself, already held (parents come first). */
+export interface ParentEvent { readonly idHex: string, readonly id: Uint8Array }
+
+const NO_PARENTS: readonly ParentEvent[] = Object.freeze([])
 
 /**
- * The fields of a stored event: the header in memory, the body read through the source when a
- * reducer or a reader asks for it. Most of an event's memory is its body and its bytes
- * (issue 16: 100,000 events held ~230 MB as full objects), and after the fold nothing needs them
- * but sync (which sends the bytes) and the API (which shows one event at a time).
+ * A SignedEvent of which only the header is in memory, as compact as the log's index can be
+ * (issue 16.2: 100,000 whole events held ~230 MB): one object per event, its parents as
+ * references to the parents' own objects, its id as the hex string the log is keyed by. The
+ * bytes and the body are read through the source when asked for (the fold, sync, the API), and
+ * `fields` is the event itself. Byte fields (`id`, `prev`, `deps`) are made on each read.
  */
-class StoredFields {
-  readonly v = 1 as const
-  readonly net: Uint8Array
+export class StoredEvent implements SignedEvent, EventHeader {
   readonly author: Uint8Array
   readonly seq: number
-  readonly prev: Uint8Array | null
-  readonly deps: Uint8Array[]
   readonly lamport: number
   readonly time: number
   readonly type: EventFields['type']
-  readonly #idHex: string
+  readonly idHex: string
+  readonly authorHex: string
+  readonly parent: ParentEvent | null
+  readonly depEvents: readonly ParentEvent[]
   readonly #source: EnvelopeSource
 
-  constructor (h: EventHeader, idHex: string, source: EnvelopeSource) {
-    this.net = h.net
+  constructor (h: Omit<EventHeader, 'prev' | 'deps'>, parents: { prev: ParentEvent | null, deps: readonly ParentEvent[] }, idHex: string, authorHex: string, source: EnvelopeSource) {
     this.author = h.author
     this.seq = h.seq
-    this.prev = h.prev
-    this.deps = h.deps
     this.lamport = h.lamport
     this.time = h.time
     this.type = h.type
-    this.#idHex = idHex
-    this.#source = source
-  }
-
-  get body (): EventFields['body'] { return this.#source.decoded(this.#idHex, this).body }
-
-  /** Own enumerable fields, body included, for code that copies fields (`{ ...e.fields }`) or prints them. */
-  toJSON (): EventFields {
-    return { v: 1, net: this.net, author: this.author, seq: this.seq, prev: this.prev, deps: this.deps, lamport: this.lamport, time: this.time, type: this.type, body: this.body } as EventFields
-  }
-}
-
-/** A SignedEvent whose bytes and body live in the store (see StoredFields). */
-export class StoredEvent implements SignedEvent {
-  readonly fields: EventFields
-  readonly id: Uint8Array
-  readonly idHex: string
-  readonly authorHex: string
-  readonly #source: EnvelopeSource
-
-  constructor (h: EventHeader, id: Uint8Array, idHex: string, authorHex: string, source: EnvelopeSource) {
-    this.fields = new StoredFields(h, idHex, source) as unknown as EventFields
-    this.id = id
     this.idHex = idHex
     this.authorHex = authorHex
+    this.parent = parents.prev
+    this.depEvents = parents.deps.length === 0 ? NO_PARENTS : parents.deps
     this.#source = source
   }
 
+  get fields (): EventFields { return this as unknown as EventFields }
+  get v (): 1 { return 1 }
+  get net (): Uint8Array { return this.#source.net }
+  get id (): Uint8Array { return fromHex(this.idHex) }
+  get prev (): Uint8Array | null { return this.parent === null ? null : this.parent.id }
+  get deps (): Uint8Array[] { return this.depEvents.map((d) => d.id) }
+  get body (): EventFields['body'] { return this.#source.decoded(this.idHex, this).body }
   get envelope (): Uint8Array { return this.#source.envelope(this.idHex) }
   get bytes (): Uint8Array { return splitEnvelope(this.envelope).bytes }
   get sig (): Uint8Array { return splitEnvelope(this.envelope).sig }
+
+  /** The fields as a plain object (what `JSON.stringify(e.fields)` shows). */
+  toJSON (): EventFields {
+    return { v: 1, net: this.net, author: this.author, seq: this.seq, prev: this.prev, deps: this.deps, lamport: this.lamport, time: this.time, type: this.type, body: this.body } as EventFields
+  }
 }
 
 /** Why decoded fields are not the event the log indexed under that header (undefined: they are). */

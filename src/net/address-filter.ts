@@ -91,6 +91,8 @@ export class AddressFilter {
   private readonly include: Rules
   private readonly exclude: Rules
   private cache: { at: number, denied: Cidr[], allowed: string[] } | undefined
+  /** The overlay list last parsed, and its CIDRs: the caller hands the same array until the log changes. */
+  private overlayParsed: { from: readonly string[], cidrs: Cidr[] } | undefined
 
   constructor (private readonly opts: AddressFilterOptions = {}) {
     this.defaults = [...DEFAULT_EXCLUDED_INTERFACES, ...(opts.tunName !== undefined ? [opts.tunName] : [])].map(glob)
@@ -135,12 +137,19 @@ export class AddressFilter {
     if (inside(this.exclude.cidrs)) return false
     if (inside(this.include.cidrs)) return true
     if (ip.family === 4 ? ip.value >> 24n === 127n : ip.value === 1n) return true // loopback
-    for (const c of this.opts.overlay?.() ?? []) {
-      try {
-        if (inside([parseCidr(c)])) return false
-      } catch {}
-    }
+    if (inside(this.overlayCidrs())) return false
     return !inside(this.local().denied)
+  }
+
+  private overlayCidrs (): Cidr[] {
+    const list = this.opts.overlay?.() ?? []
+    if (this.overlayParsed?.from === list) return this.overlayParsed.cidrs
+    const cidrs: Cidr[] = []
+    for (const c of list) {
+      try { cidrs.push(parseCidr(c)) } catch {}
+    }
+    this.overlayParsed = { from: list, cidrs }
+    return cidrs
   }
 
   /** Whether the mesh may announce or dial this multiaddr (judged by its first IP component). */
