@@ -57,6 +57,19 @@ describe('events on the shelf', () => {
     await r.close()
   })
 
+  it('events handed over from another replica (StoredEvents) stay readable after that replica closes', async () => {
+    const events = network().events
+    const a = await open(memoryDb())
+    await a.ingest(events)
+    const b = await open(memoryDb())
+    await b.ingest(a.missingFor(new Map()))
+    const state = stateJson(a.states())
+    await a.close()
+    expect(stateJson(b.states())).toBe(state)
+    for (const e of events) expect(b.log.get(e.idHex)!.fields.body).toEqual(e.fields.body)
+    await b.close()
+  })
+
   it('decoded bodies are bounded: at most DECODED_EVENTS_KEPT, however many events are read', async () => {
     const { EventShelf } = await import('../src/adapters/event-shelf.js')
     const events = network().events

@@ -3,7 +3,7 @@ import { WeftError } from '../log/errors.js'
 import { eventId, type EventFields, type SignedEvent } from '../log/event.js'
 import { toHex } from '../log/bytes.js'
 import type { EventStore } from '../log/store.js'
-import { headerMismatch, splitEnvelope, type EventHeader } from '../log/stored-event.js'
+import { headerMismatch, splitEnvelope, StoredEvent, type EventHeader } from '../log/stored-event.js'
 import type { HeldEvents } from '../crdt/merged-log.js'
 
 /** Decoded events kept at once (each ~1–2 KB): a fold step, a sync batch and an API page fit. */
@@ -36,7 +36,8 @@ export class EventShelf implements HeldEvents {
 
   hold (ev: SignedEvent): void {
     this.#held.set(ev.idHex, ev.envelope)
-    this.#remember(ev.idHex, ev.fields)
+    // Decoded already, unless it is another replica's StoredEvent (whose body reads from there).
+    if (!(ev instanceof StoredEvent)) this.#remember(ev.idHex, ev.fields)
   }
 
   /** These events are on disk now: read them from there. */
