@@ -133,7 +133,7 @@ export class Replica<R extends ReducerMap> {
         const fields = { v: 1, net: this.opts.net, author, seq: row.seq, prev: row.prev, deps: row.deps, lamport: row.lamport, time: row.time, type: row.type }
         batch.push({ fields, idHex: toHex(fromHex(row.id)), authorHex: row.author } as unknown as SignedEvent)
       }
-      if (batch.length >= 1024) { this.log.restore(batch); batch.length = 0 }
+      if (batch.length >= 64) { this.log.restore(batch); batch.length = 0 }
     }
     this.log.restore(batch)
     // An older store: its index gets the headers now, so the next start reads no envelope.
