@@ -1,6 +1,6 @@
 /**
  * Reach bench (`npm run bench -- reach`): the simulated internet of test/system/internet-lab.ts
- * (~1% loss between NATted machines, no delay; two stand-in public libp2p nodes, one public Weft member, one machine behind each of a
+ * (~1% loss and 60–100 ms round trip between NATted machines (delay-wire.ts); two stand-in public libp2p nodes, one public Weft member, one machine behind each of a
  * port-preserving, a port-restricted and a symmetric NAT), every Weft node started with only the
  * token, `--bootstrap` and `--public-ranges`. One JSON line per NAT pair: the time from start to
  * connected and whether the connection is direct (hole punched) or relayed; one line for the time
@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { disagreement, tcpTransfer, tunNetnsSupport, stateOf, waitApi, waitFor, type WeftNode } from '../test/system/netns.js'
-import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from '../test/system/internet-lab.js'
+import { buildInternet, connectTimes, LAN_DELAY_MS, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from '../test/system/internet-lab.js'
 import { formatToken, newToken } from '../src/log/token.js'
 import { now, progress, round } from './_lib.js'
 
@@ -70,7 +70,7 @@ export async function run (): Promise<void> {
     }
     await vpnFigures(net, nodes[0] as WeftNode, natted[0] as WeftNode, natted[2] as WeftNode)
     const loss = await wanLoss(net)
-    line({ metric: 'wan_loss', value: round(loss.dropped / Math.max(1, loss.forwarded) * 100), unit: '%', target: null, per_router_and_direction: true, forwarded: loss.forwarded, dropped: loss.dropped, delay: 'none (no netem in this kernel)' })
+    line({ metric: 'wan_loss', value: round(loss.dropped / Math.max(1, loss.forwarded) * 100), unit: '%', target: null, per_router_and_direction: true, forwarded: loss.forwarded, dropped: loss.dropped, delay: `${LAN_DELAY_MS.join('/')} ms one way between each NATted machine and its router (userspace wire; no netem in this kernel)` })
   } finally {
     await net.lab.destroy()
   }

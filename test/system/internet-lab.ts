@@ -12,9 +12,9 @@
  * - symmetric: `masquerade fully-random` (a random public port per connection).
  * Loss: each router drops `wanLossPerMille`/1000 of the packets crossing its WAN side, each way
  * (nftables `numgen random`, with counters), so a packet between two NATted machines, which
- * crosses two routers, is lost with about twice that. No delay: this kernel has no netem qdisc,
- * and nftables cannot hold a packet back (a userspace forwarder would have to terminate TCP;
- * see docs/mesh.md).
+ * crosses two routers, is lost with about twice that. Delay: this kernel has no netem qdisc and
+ * nftables cannot hold a packet back, so each LAN's link to its router goes through a wire
+ * namespace where a userspace Ethernet bridge holds every frame (delay-wire.ts, LAN_DELAY_MS).
  */
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -55,11 +55,29 @@ export async function publicPeerId (n: number): Promise<string> {
   return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', publicSeed(n))).toString()
 }
 
+/**
+ * One-way delay between each NATted machine and its router, LAN by LAN (`delayMs`; [] for none):
+ * a userspace wire (delay-wire.ts), since this kernel has no netem. Between two NATted machines
+ * a packet crosses two of them: 30–50 ms one way, 60–100 ms round trip; to a public node 10–30 ms.
+ */
+export const LAN_DELAY_MS: readonly number[] = [10, 20, 30]
+const DELAY_WIRE = join(REPO, 'test/system/delay-wire.ts')
+
+async function startWire (lab: NetnsLab, wire: LabHost, a: string, b: string, ms: number): Promise<void> {
+  const logFile = join(lab.dir, `${wire.hostname}.log`)
+  const proc = lab.spawn(wire, [process.execPath, '--import', 'tsx', DELAY_WIRE, a, b, String(ms)], { logFile, cwd: REPO })
+  await waitFor(async () => {
+    if (proc.exitCode !== undefined) throw new Error(`the delay wire in ${wire.ns} exited: ${await tail(logFile)}`)
+    return (await tail(logFile)).includes('ready ')
+  }, `the delay wire of ${wire.hostname}`, 30_000, 100)
+}
+
 /** Default WAN loss per router and direction: ~1% between two NATted machines (two routers). */
 export const WAN_LOSS_PER_MILLE = 5
 
-export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number, wanLossPerMille?: number }): Promise<Internet> {
+export async function buildInternet (opts: { nats: readonly NatKind[], publicNodes: number, publicMembers: number, wanLossPerMille?: number, delayMs?: readonly number[] }): Promise<Internet> {
   const loss = opts.wanLossPerMille ?? WAN_LOSS_PER_MILLE
+  const delays = (opts.delayMs ?? LAN_DELAY_MS).filter((d) => d > 0)
   const nPublic = opts.publicNodes + opts.nats.length + opts.publicMembers
   const lab = await NetnsLab.create(nPublic, { subnet: '198.18.0', hostnamePrefix: 'wan' })
   try {
@@ -71,9 +89,25 @@ export async function buildInternet (opts: { nats: readonly NatKind[], publicNod
       const router = routers[i] as LabHost
       const host = await lab.addStandaloneHost(`lan${i + 1}-node`)
       const [a, b] = [`wr${lab.id}${i}`, `wm${lab.id}${i}`]
-      await runIp(['link', 'add', a, 'netns', router.ns, 'type', 'veth', 'peer', 'name', b, 'netns', host.ns])
-      await run(lab, router, ['ip', 'link', 'set', a, 'name', 'lan0'])
-      await run(lab, host, ['ip', 'link', 'set', b, 'name', 'lan0'])
+      const delay = delays.length === 0 ? 0 : delays[i % delays.length] as number
+      if (delay > 0) {
+        // router lan0 ↔ wire (a userspace bridge holding each frame `delay` ms) ↔ machine lan0.
+        const wire = await lab.addStandaloneHost(`lan${i + 1}-wire`)
+        const [wa, wb] = [`wx${lab.id}${i}`, `wy${lab.id}${i}`]
+        await runIp(['link', 'add', a, 'netns', router.ns, 'type', 'veth', 'peer', 'name', wa, 'netns', wire.ns])
+        await runIp(['link', 'add', b, 'netns', host.ns, 'type', 'veth', 'peer', 'name', wb, 'netns', wire.ns])
+        for (const w of [wa, wb]) await run(lab, wire, ['ip', 'link', 'set', w, 'up', 'promisc', 'on'])
+        await run(lab, router, ['ip', 'link', 'set', a, 'name', 'lan0'])
+        await run(lab, host, ['ip', 'link', 'set', b, 'name', 'lan0'])
+        // One segment per frame: the wire copies frames, it cannot cut a 64 KiB TSO frame.
+        await run(lab, router, ['ip', 'link', 'set', 'lan0', 'gso_max_segs', '1'])
+        await run(lab, host, ['ip', 'link', 'set', 'lan0', 'gso_max_segs', '1'])
+        await startWire(lab, wire, wa, wb, delay)
+      } else {
+        await runIp(['link', 'add', a, 'netns', router.ns, 'type', 'veth', 'peer', 'name', b, 'netns', host.ns])
+        await run(lab, router, ['ip', 'link', 'set', a, 'name', 'lan0'])
+        await run(lab, host, ['ip', 'link', 'set', b, 'name', 'lan0'])
+      }
       await run(lab, router, ['ip', 'addr', 'add', `192.168.${i + 1}.1/24`, 'dev', 'lan0'])
       await run(lab, router, ['ip', 'link', 'set', 'lan0', 'up'])
       await run(lab, host, ['ip', 'addr', 'add', `192.168.${i + 1}.2/24`, 'dev', 'lan0'])
