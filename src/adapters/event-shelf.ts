@@ -7,7 +7,7 @@ import { headerMismatch, splitEnvelope, StoredEvent, type EventHeader } from '..
 import type { HeldEvents } from '../crdt/merged-log.js'
 
 /** Decoded events kept at once (each ~1–2 KB): a fold step, a sync batch and an API page fit. */
-export const DECODED_EVENTS_KEPT = 4096
+export const DECODED_EVENTS_KEPT = 512
 
 /**
  * Where the replica's events live once accepted (issue 16.2): their bytes in the store, read
