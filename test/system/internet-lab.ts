@@ -7,8 +7,9 @@
  *
  * NAT kinds (nftables, as iptables MASQUERADE would):
  * - port-preserving: `masquerade` (Linux keeps the source port when it is free);
- * - port-restricted: the same mapping, and the router's forward chain drops every new connection
- *   from the WAN (only replies to what the LAN opened pass: endpoint-dependent filtering);
+ * - port-restricted: the same mapping, and the router drops every new connection from the WAN,
+ *   forwarded or to itself (only replies to what the LAN opened pass: endpoint-dependent
+ *   filtering; an unsolicited SYN gets no reset);
  * - symmetric: `masquerade fully-random` (a random public port per connection).
  * Loss: each router drops `wanLossPerMille`/1000 of the packets crossing its WAN side, each way
  * (nftables `numgen random`, with counters), so a packet between two NATted machines, which
@@ -89,6 +90,12 @@ export async function buildInternet (opts: { nats: readonly NatKind[], publicNod
         await nft(lab, router, 'add chain ip filter forwarding { type filter hook forward priority 0 ; policy drop ; }')
         await nft(lab, router, 'add rule ip filter forwarding ct state established,related accept')
         await nft(lab, router, 'add rule ip filter forwarding iifname lan0 accept')
+        // And to the router itself: a SYN to a public port it maps nothing to is dropped, not
+        // answered with a reset by its own stack (as a firewalled home router does; the
+        // port-preserving router, which only masquerades, answers with a reset).
+        await nft(lab, router, 'add chain ip filter input { type filter hook input priority 0 ; policy accept ; }')
+        await nft(lab, router, 'add rule ip filter input iifname eth0 ct state established,related accept')
+        await nft(lab, router, 'add rule ip filter input iifname eth0 drop')
       }
       if (loss > 0) {
         // Before the NAT's own filter (priority -10 < 0); `counter` before the drop counts what crossed.
