@@ -48,9 +48,10 @@ let loaded: SocketCalls | null | undefined
 
 /** The calls, or null (not Linux, no koffi, or WEFT_REUSEPORT=off to test the fallback). */
 export function socketCalls (): SocketCalls | null {
+  if (process.env.WEFT_REUSEPORT === 'off') return null
   if (loaded !== undefined) return loaded
   const sys = syscalls()
-  if (sys === null || process.env.WEFT_REUSEPORT === 'off') return (loaded = null)
+  if (sys === null) return (loaded = null)
   try {
     const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
     const lib = koffi.load(null)

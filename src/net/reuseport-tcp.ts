@@ -44,11 +44,11 @@ interface ObservedAddressBook {
   confirmObservedAddr: (addr: Multiaddr, options?: { type?: 'observed', ttl?: number }) => void
 }
 
-let problem: string | undefined
+let problem: { message: string, fix: string } | undefined
 let told = false
 
 /** Why dials cannot leave from the listening port (no hole punching), with the fix; undefined when they can. */
-export function reusePortProblem (): string | undefined {
+export function reusePortProblem (): { message: string, fix: string } | undefined {
   return problem
 }
 
@@ -59,17 +59,20 @@ export function resetReusePortProblem (): void {
 }
 
 function fellBack (why: string, log: (msg: string) => void): void {
-  problem = `TCP dials cannot leave from the listening port (${why}), so hole punching cannot work and NATted members stay relayed; reinstall weft's dependencies (npm ci: koffi) on Linux`
+  problem = {
+    message: `TCP dials cannot leave from the listening port (${why}), so hole punching cannot work and members behind NATs stay relayed`,
+    fix: 'run weft on Linux with its dependencies installed (npm ci: koffi); unset WEFT_REUSEPORT=off if it is set'
+  }
   if (told) return
   told = true
-  log(problem)
+  log(`${problem.message}; ${problem.fix}`)
 }
 
 /**
  * A dial to a member from the shared port may be one half of a hole punch (DCUtR's dials, its
- * unilateral attempt, the mesh's dial to an announced address): when it is refused, the other side's NAT answered our SYN with a reset because the
- * other side's own SYN had not left yet (a router answers for a port it maps nothing to), and a
- * moment later the mapping is there. Tried again every PUNCH_RETRY_MS while the dial's signal
+ * unilateral attempt, the mesh's dial to an announced address): when it is refused, the other
+ * side's NAT answered our SYN with a reset because the other side's own SYN had not left yet (a
+ * router answers for a port it maps nothing to), and a moment later the mapping is there. Tried again every PUNCH_RETRY_MS while the dial's signal
  * allows, at most PUNCH_TRIES times. A NAT that drops such a SYN instead needs no retry: the
  * kernel's own SYN retransmission passes once the mapping is open.
  */
@@ -137,7 +140,7 @@ export function reusePortTcp (opts: ReusePortOptions): ReusePortTcp {
     const plainListener = inner.createListener.bind(t)
     const tlog = components.logger.forComponent('weft:reuseport-tcp')
     if (socketCalls() === null) {
-      fellBack(process.platform !== 'linux' ? 'not Linux' : 'koffi cannot reach libc', log)
+      fellBack(process.platform !== 'linux' ? 'not Linux' : process.env.WEFT_REUSEPORT === 'off' ? 'WEFT_REUSEPORT=off' : 'koffi cannot reach libc', log)
       return t
     }
     inner.createListener = (options) => {
