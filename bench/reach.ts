@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { disagreement, tcpTransfer, tunNetnsSupport, stateOf, waitApi, waitFor, type WeftNode } from '../test/system/netns.js'
-import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from '../test/system/internet-lab.js'
+import { buildInternet, connectTimes, directTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from '../test/system/internet-lab.js'
 import { formatToken, newToken } from '../src/log/token.js'
 import { now, progress, round } from './_lib.js'
 
@@ -25,6 +25,8 @@ const TARGET = '< 30000'
 /** Pings per path, 20 ms apart; TCP seconds per path. */
 const PINGS = 100
 const TCP_SECONDS = 5
+/** How long (from the start) pairs are watched for a hole-punched link. */
+const DIRECT_WINDOW_MS = 60_000
 
 function line (fields: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify({ bench: 'reach', ...fields }) + '\n')
@@ -60,6 +62,11 @@ export async function run (): Promise<void> {
     for (const t of times) {
       line({ metric: 'connect_ms', pair: t.pair, value: round(t.ms), unit: 'ms', target: TARGET, path: t.path })
     }
+    // Hole punching: when each pair's traffic first took a direct connection (null: never, in the window).
+    progress(`reach: watching for hole-punched (direct) links for up to ${DIRECT_WINDOW_MS / 1000} s`)
+    for (const d of await directTimes(net, natted, started, DIRECT_WINDOW_MS)) {
+      line({ metric: 'direct_ms', pair: d.pair, value: d.ms === null ? null : round(d.ms), unit: 'ms', target: null, path: d.path, reuseport: process.env.WEFT_REUSEPORT ?? 'on' })
+    }
     await waitFor(async () => disagreement(await Promise.all(nodes.map(async (n) => await stateOf(net.lab, n))), nodes.length) === undefined, 'agreement', 90_000, 250)
     line({ metric: 'agreement_ms', value: round(now() - started), unit: 'ms', target: null, nodes: nodes.length })
     for (let i = 0; i < natted.length; i++) {
@@ -68,7 +75,11 @@ export async function run (): Promise<void> {
         line({ metric: 'unlimited_ms', pair: `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`, value: round(link.at - started), unit: 'ms', target: null, path: link.direct ? 'direct' : 'relayed' })
       }
     }
-    await vpnFigures(net, nodes[0] as WeftNode, natted[0] as WeftNode, natted[2] as WeftNode)
+    await vpnFigures(net, natted[0] as WeftNode, [
+      { path: 'direct', to: nodes[0] as WeftNode },
+      { path: 'punched', to: natted[1] as WeftNode },
+      { path: 'relayed', to: natted[2] as WeftNode }
+    ])
     const loss = await wanLoss(net)
     line({ metric: 'wan_loss', value: round(loss.dropped / Math.max(1, loss.forwarded) * 100), unit: '%', target: null, per_router_and_direction: true, forwarded: loss.forwarded, dropped: loss.dropped, delay: 'none (no netem in this kernel)' })
   } finally {
@@ -76,9 +87,12 @@ export async function run (): Promise<void> {
   }
 }
 
-/** The VPN from `from` to `direct` (a direct link) and to `relayed` (through a member relay). */
-async function vpnFigures (net: Internet, direct: WeftNode, from: WeftNode, relayed: WeftNode): Promise<void> {
-  const paths = [{ path: 'direct', to: direct }, { path: 'relayed', to: relayed }] as const
+/**
+ * The VPN from `from` (behind the port-preserving NAT) over each path: `direct` to the public
+ * member, `punched` to the port-restricted member (hole punched, when it was), `relayed` to the
+ * symmetric one (through the member relay).
+ */
+async function vpnFigures (net: Internet, from: WeftNode, paths: ReadonlyArray<{ path: string, to: WeftNode }>): Promise<void> {
   const out: Record<string, { p50: number, mbps: number }> = {}
   for (const [k, p] of paths.entries()) {
     progress(`reach: VPN ${from.host.hostname} → ${p.to.host.hostname} (${p.path}): ${PINGS} pings, ${TCP_SECONDS} s of TCP`)
@@ -93,8 +107,8 @@ async function vpnFigures (net: Internet, direct: WeftNode, from: WeftNode, rela
     line({ metric: 'vpn_tcp_mbps', path: p.path, direct_port: process.env.WEFT_BENCH_REACH_DIRECT_PORT ?? 'default', value: round(x.mbps), unit: 'MB/s', target: null, seconds: TCP_SECONDS })
   }
   const d = out.direct
-  const rl = out.relayed
-  if (d !== undefined && rl !== undefined) {
-    line({ metric: 'vpn_relayed_to_direct', value: null, unit: 'ratio', target: null, ping_p50: round(rl.p50 / d.p50), tcp: round(rl.mbps / d.mbps) })
+  for (const k of ['punched', 'relayed']) {
+    const o = out[k]
+    if (d !== undefined && o !== undefined) line({ metric: `vpn_${k}_to_direct`, value: null, unit: 'ratio', target: null, ping_p50: round(o.p50 / d.p50), tcp: round(o.mbps / d.mbps) })
   }
 }

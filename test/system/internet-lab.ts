@@ -193,6 +193,34 @@ export async function connectTimes (net: Internet, natted: readonly WeftNode[], 
   return [...done.values()]
 }
 
+export interface DirectResult { pair: string, ms: number | null, path: 'direct' | 'relayed' }
+
+/**
+ * Polls the NATted nodes' APIs for `windowMs` (or until every pair is direct) and says, per pair,
+ * when its traffic first took a direct (hole-punched) connection, from `started`; null: it never
+ * did in that window (still relayed).
+ */
+export async function directTimes (net: Internet, natted: readonly WeftNode[], started: number, windowMs: number): Promise<DirectResult[]> {
+  const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  const pairs: Array<[number, number]> = []
+  for (let i = 0; i < natted.length; i++) for (let j = i + 1; j < natted.length; j++) pairs.push([i, j])
+  const name = ([i, j]: [number, number]): string => `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`
+  const at = new Map<string, number>()
+  const end = performance.now() + windowMs
+  while (performance.now() < end && at.size < pairs.length) {
+    const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    for (const [i, j] of pairs) {
+      const p = peers[i]?.find((q) => q.peerId === ids[j] && q.connected)
+      if (p?.path?.direct === true && !at.has(name([i, j]))) at.set(name([i, j]), performance.now() - started)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  return pairs.map((ij) => {
+    const ms = at.get(name(ij))
+    return { pair: name(ij), ms: ms ?? null, path: ms !== undefined ? 'direct' : 'relayed' }
+  })
+}
+
 /** A node's IPv4 overlay (VPN) address, once it holds one and its device carries it. */
 export async function overlayAddr (net: Internet, x: WeftNode, timeoutMs = 30_000): Promise<string> {
   return await waitFor(async () => {

@@ -21,7 +21,7 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
-import type { NodeStatus } from '../../src/adapters/api-types.js'
+import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
 import { tunNetnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
 import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from './internet-lab.js'
 
@@ -80,6 +80,47 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
       }, 'all members agree on the log', 60_000, 500)
     })
   }, 180_000)
+
+  it('the port-preserving ↔ port-restricted pair is hole punched: a direct connection, synced over, and the VPN runs over it', async () => {
+    const n = net as Internet
+    const natted = nodes.slice(n.publicMembers.length)
+    // NAT_KINDS order: port-preserving, port-restricted, symmetric.
+    const [a, b] = [natted[0] as WeftNode, natted[1] as WeftNode]
+    await withLogs(async () => {
+      // DCUtR (or the two members dialling each other's announced address at once) makes one TCP
+      // simultaneous open through both NATs; without dials from the listening port
+      // (src/net/reuseport-tcp.ts) this pair stays relayed and this wait times out.
+      await waitFor(async () => {
+        const link = await unlimitedLink(n, a, b, 60_000)
+        return link.direct
+      }, 'a direct (hole-punched) link between the port-preserving and the port-restricted member', 90_000, 500)
+      const idB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).peerId
+      // The relayed connections close (DCUtR closes the one it ran on): everything takes the direct one.
+      let seen = ''
+      await waitFor(async () => {
+        const p = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+        seen = JSON.stringify(p?.addrs)
+        return p?.connected === true && p.path?.direct === true && p.addrs.length > 0 && p.addrs.every((x) => !x.includes('/p2p-circuit'))
+      }, () => `only direct connections between the pair (last: ${seen})`, 60_000, 500)
+      // Sync over it: a fresh anti-entropy session with the peer, completed after the relays went away.
+      const synced = await waitFor(async () => {
+        const p = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+        return p?.lastSyncMs !== undefined && p.lastSyncMs < 5_000 && p.path?.direct === true ? p : undefined
+      }, 'a sync session over the direct link', 30_000, 500)
+      console.log(`netns-reach: port-preserving ↔ port-restricted direct via ${synced.path?.addr ?? '?'}`)
+      // The VPN over it: an overlay ping, carried by a libp2p stream on the only (direct) connection.
+      const to = await overlayAddr(n, b)
+      await untilPingAnswered(n, a, to, 30_000)
+      const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
+      expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
+      const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
+      const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
+      expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
+      expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+      const after = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+      expect(after?.addrs.every((x) => !x.includes('/p2p-circuit')), JSON.stringify(after?.addrs)).toBe(true)
+    })
+  }, 150_000)
 
   it('NATted pairs move onto the member relay (not limited), sync with each other, and the VPN and a service tunnel run over it', async () => {
     const n = net as Internet
