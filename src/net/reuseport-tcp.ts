@@ -17,8 +17,9 @@
  *
  * Fallback: without koffi, off Linux, or when the listening socket cannot be shared, every dial is
  * Node's own (as before: no hole punching); said once in the log and in `weft status`
- * (`reusePortProblem`). A dial whose four-tuple is taken (EADDRINUSE/EADDRNOTAVAIL: the same
- * peer address already connected from this port, or in TIME_WAIT) leaves from an ephemeral port.
+ * (`reusePortProblem`). A dial that cannot leave from the port (its four-tuple is taken:
+ * EADDRINUSE/EADDRNOTAVAIL, the same peer address already connected from this port or in
+ * TIME_WAIT; or a socket call failed before connect) leaves from an ephemeral port.
  */
 import type { Server, Socket } from 'node:net'
 import { tcp } from '@libp2p/tcp'
@@ -35,7 +36,7 @@ const OBSERVED_TTL_MS = 10 * 60_000
 type TcpFactory = ReturnType<typeof tcp>
 type TcpComponents = Parameters<TcpFactory>[0]
 interface TcpInternals {
-  _connect: (ma: Multiaddr, options: { signal: AbortSignal, keepAlive?: boolean, noDelay?: boolean, upgrader?: Upgrader }) => Promise<Socket>
+  _connect: (ma: Multiaddr, options: { signal: AbortSignal, keepAlive?: boolean, noDelay?: boolean, priority?: number, upgrader?: Upgrader }) => Promise<Socket>
   createListener: (options: unknown) => Listener
 }
 
@@ -76,9 +77,18 @@ function fellBack (why: string, log: (msg: string) => void): void {
  * allows, at most PUNCH_TRIES times. A NAT that drops such a SYN instead needs no retry: the
  * kernel's own SYN retransmission passes once the mapping is open.
  */
+/** @libp2p/dcutr's dial priority (not exported): how its dials are told from others. */
+const DCUTR_DIAL_PRIORITY = 100
+/**
+ * How long a dial to a member's public address waits outside DCUtR (libp2p's own per-address
+ * timeout is 6 s): a port-restricted member's announced address drops every SYN but its punch
+ * partner's, and members that cannot punch (a symmetric NAT) must reach its relay address in time.
+ */
+const MEMBER_DIAL_MS = 2_000
 const PUNCH_RETRY_MS = 100
 const PUNCH_TRIES = 20
 const ECONNREFUSED = 111
+const EINVAL = 22
 
 async function punchDial (d: PortDial): Promise<Socket> {
   for (let i = 1; ; i++) {
@@ -111,8 +121,15 @@ export class SharedPorts {
 
   add (l: Listener, ip: string, port: number): void { this.#listeners.set(l, { ip, port }) }
   remove (l: Listener): void { this.#listeners.delete(l) }
-  /** A listener to dial from: the first IPv4 one (a wildcard one binds 0.0.0.0, the kernel picks the source address). */
-  pick (): { ip: string, port: number } | undefined { return this.#listeners.values().next().value }
+  /**
+   * A listener to dial `to` from: a wildcard one first (it binds 0.0.0.0, the kernel picks the
+   * source address), else one on loopback for loopback and off it otherwise (a socket bound to
+   * loopback cannot reach out).
+   */
+  pick (to: string): { ip: string, port: number } | undefined {
+    const all = [...this.#listeners.values()]
+    return all.find((l) => l.ip === '0.0.0.0') ?? all.find((l) => l.ip.startsWith('127.') === to.startsWith('127.'))
+  }
   hasPort (port: number): boolean { return [...this.#listeners.values()].some((l) => l.port === port) }
 }
 
@@ -156,17 +173,20 @@ export function reusePortTcp (opts: ReusePortOptions): ReusePortTcp {
       return l
     }
     inner._connect = async (ma, options) => {
-      const from = ports.pick()
       const to = TCP.exactMatch(ma) ? getNetConfig(ma) : undefined
-      if (from === undefined || to === undefined || to.type !== 'ip4' || to.port === undefined || isPrivateIp(to.host) === true) return await plainConnect(ma, options)
+      const from = to?.type === 'ip4' ? ports.pick(to.host) : undefined
+      if (from === undefined || to === undefined || to.port === undefined || isPrivateIp(to.host) === true) return await plainConnect(ma, options)
       // A dial to a member may cross the member's own dial to us (DCUtR's always does, the mesh's
       // may: both dial the other's announced address) as one simultaneous open; roles are then
       // settled on the wire (simultaneous-open.ts).
       const peer = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
       const member = (): boolean => peer !== undefined && opts.protectedPeer(peer)
       let punch = member()
+      // A member's announced public address may be a NAT's that drops our SYN (only its own
+      // punch opens it): outside DCUtR, give up on it soon, so the dial goes on to its relay address.
+      const signal = punch && options.priority !== DCUTR_DIAL_PRIORITY ? AbortSignal.any([options.signal, AbortSignal.timeout(MEMBER_DIAL_MS)]) : options.signal
       try {
-        const d = { localIp: from.ip, localPort: from.port, remoteIp: to.host, remotePort: to.port, signal: options.signal }
+        const d = { localIp: from.ip, localPort: from.port, remoteIp: to.host, remotePort: to.port, signal }
         const socket = punch ? await punchDial(d) : await dialFromPort(d)
         socket.setNoDelay(options.noDelay ?? true)
         socket.setKeepAlive(options.keepAlive ?? true)
@@ -174,7 +194,7 @@ export function reusePortTcp (opts: ReusePortOptions): ReusePortTcp {
         punch = member()
         if (punch) {
           try {
-            const roles = await settleOnSocket(socket, options.signal)
+            const roles = await settleOnSocket(socket, signal)
             // The same options object reaches upgradeOutbound and the protector (@libp2p/tcp's dial).
             Object.assign(options, { initiator: roles.initiator, [PUNCH_NONCES_OPTION]: roles })
             // The responder's raw connection says 'inbound' too: yamux picks client or server by it.
@@ -190,8 +210,8 @@ export function reusePortTcp (opts: ReusePortOptions): ReusePortTcp {
         return socket
       } catch (err) {
         tlog('dial to %a from port %d failed (%s) - %e', ma, from.port, punch ? 'a member' : 'not a member', err)
-        if (err instanceof SocketCallError && (err.errno === EADDRINUSE || err.errno === EADDRNOTAVAIL)) {
-          tlog('port %d is taken towards %a (errno %d): an ephemeral port', from.port, ma, err.errno)
+        if (err instanceof SocketCallError && (err.call !== 'connect' || err.errno === EADDRINUSE || err.errno === EADDRNOTAVAIL || err.errno === EINVAL)) {
+          tlog('cannot dial %a from port %d (%s, errno %d): an ephemeral port', ma, from.port, err.call, err.errno)
           return await plainConnect(ma, options)
         }
         if (err instanceof SocketCallError) throw new Error(`connection error ${to.host}:${to.port}: ${err.message}`, { cause: err })
