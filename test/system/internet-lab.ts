@@ -196,9 +196,10 @@ export async function connectTimes (net: Internet, natted: readonly WeftNode[], 
 export interface DirectResult { pair: string, ms: number | null, path: 'direct' | 'relayed' }
 
 /**
- * Polls the NATted nodes' APIs for `windowMs` (or until every pair is direct) and says, per pair,
- * when its traffic first took a direct (hole-punched) connection, from `started`; null: it never
- * did in that window (still relayed).
+ * Polls the NATted nodes' APIs until `windowMs` after `started` (or until every pair is direct)
+ * and says, per pair, when its traffic first took a direct (hole-punched) connection, from
+ * `started`; null: not in that window (still relayed). A pair already direct when this starts
+ * counts from the first poll (call it right after connectTimes for exact figures).
  */
 export async function directTimes (net: Internet, natted: readonly WeftNode[], started: number, windowMs: number): Promise<DirectResult[]> {
   const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
@@ -206,7 +207,7 @@ export async function directTimes (net: Internet, natted: readonly WeftNode[], s
   for (let i = 0; i < natted.length; i++) for (let j = i + 1; j < natted.length; j++) pairs.push([i, j])
   const name = ([i, j]: [number, number]): string => `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`
   const at = new Map<string, number>()
-  const end = performance.now() + windowMs
+  const end = started + windowMs
   while (performance.now() < end && at.size < pairs.length) {
     const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
     for (const [i, j] of pairs) {
