@@ -12,21 +12,19 @@
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createHost, type WeftHost } from '../../src/net/host.js'
-import { networkIdBytes } from '../../src/log/token.js'
+import type { WeftHost } from '../../src/net/host.js'
 import { PUNCH_FIRST_BYTE, settleOnSocket, settleRoles } from '../../src/net/simultaneous-open.js'
 import { resetReusePortProblem, reusePortProblem } from '../../src/net/reuseport-tcp.js'
 import { socketCalls } from '../../src/net/reuseport-socket.js'
 import { isProtectedConnection } from '../../src/net/transport-protector.js'
 import { treatAsPublic } from '../../src/net/public-ranges.js'
-import { identity, TEST_TOKEN } from '../support/fixtures.js'
-import { waitFor } from './support.js'
+import { loopbackHost, waitFor } from './support.js'
 
-const hosts: WeftHost[] = []
+const stoppers: Array<() => Promise<void>> = []
 const servers: Server[] = []
 const sockets: Socket[] = []
 afterEach(async () => {
-  await Promise.all(hosts.splice(0).map(async (h) => { await h.stop() }))
+  await Promise.all(stoppers.splice(0).map(async (stop) => { await stop() }))
   for (const s of sockets.splice(0)) s.destroy()
   await Promise.all(servers.splice(0).map(async (s) => { await new Promise((resolve) => s.close(resolve)) }))
   delete process.env.WEFT_REUSEPORT
@@ -74,18 +72,9 @@ describe('roles of a simultaneous open', () => {
   })
 })
 
+/** A host with public discovery on loopback; every peer is a member. */
 async function publicHost (n: number): Promise<WeftHost> {
-  const h = await createHost({
-    token: TEST_TOKEN,
-    net: networkIdBytes(TEST_TOKEN),
-    identity: identity(n),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    mdns: false,
-    relay: false,
-    public: { bootstrap: [], isMember: () => true }
-  })
-  hosts.push(h)
-  return h
+  return await loopbackHost(n, stoppers, () => true)
 }
 
 /** The listening port, read before 127.0.0.0/8 turns public (a public listen address is announced only once confirmed). */

@@ -42,6 +42,18 @@ function nftSupport (): { ok: boolean, reason: string } {
 const support = nftSupport()
 if (!support.ok) console.warn(`skipping test/system/netns-reach.test.ts: ${support.reason}`)
 
+/** Three overlay pings `a` → `b` answered, sent on a libp2p stream (the VPN path 'mesh', not its own direct TCP path). */
+async function vpnPingOverStream (n: Internet, a: WeftNode, b: WeftNode): Promise<void> {
+  const to = await overlayAddr(n, b)
+  await untilPingAnswered(n, a, to, 30_000)
+  const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
+  expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
+  const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
+  const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
+  expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
+  expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+}
+
 describe.skipIf(!support.ok)('token-only members across three NATs and a public segment', () => {
   let net: Internet | undefined
   const nodes: WeftNode[] = []
@@ -109,14 +121,7 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
       }, 'a sync session over the direct link', 30_000, 500)
       console.log(`netns-reach: port-preserving ↔ port-restricted direct via ${synced.path?.addr ?? '?'}`)
       // The VPN over it: an overlay ping, carried by a libp2p stream on the only (direct) connection.
-      const to = await overlayAddr(n, b)
-      await untilPingAnswered(n, a, to, 30_000)
-      const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
-      expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
-      const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
-      const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
-      expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
-      expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+      await vpnPingOverStream(n, a, b)
       const after = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
       expect(after?.addrs.every((x) => !x.includes('/p2p-circuit')), JSON.stringify(after?.addrs)).toBe(true)
     })
@@ -134,17 +139,10 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
           if (!link.direct) expect(link.addr, 'relayed through a member, not a public node').not.toMatch(new RegExp(n.publicNodes.map((p) => p.addr.split('/p2p/')[1] as string).join('|')))
         }
       }
-      // The VPN over that relayed link: an overlay ping between two NATted members.
+      // The VPN over that relayed link: an overlay ping between two NATted members, carried by a
+      // libp2p stream over the relayed link (no direct TCP path between the NATs).
       const [a, b] = [natted[0] as WeftNode, natted[2] as WeftNode]
-      const to = await overlayAddr(n, b)
-      await untilPingAnswered(n, a, to, 30_000)
-      const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
-      expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
-      // Carried by a libp2p stream over the relayed link (no direct TCP path between the NATs).
-      const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
-      const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
-      expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
-      expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+      await vpnPingOverStream(n, a, b)
       // A service tunnel over the same link: B exposes an echo server, A connects to it.
       n.lab.spawn(b.host, [process.execPath, '-e', 'require("node:net").createServer((s) => { s.pipe(s) }).listen(7000, "127.0.0.1")'])
       await weftApi(n.lab, b, 'POST', '/services/expose', { name: 'echo', target: '127.0.0.1:7000', port: 7000 })
