@@ -6,9 +6,11 @@
  * the token, `--bootstrap` (the stand-ins) and `--public-ranges` (the lab's public segment is
  * 198.18.0.0/15): no --peer, no mDNS. They must find each other through the public DHT under the
  * token's rendezvous keys, reserve relay slots, connect (each NATted pair within 30 s) and agree
- * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). Every
- * NATted pair then moves off the public relays' limited connections onto the public member's
- * relay (unlimited) and syncs over it; a VPN ping and a service tunnel between two NATted
+ * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). The
+ * port-preserving ↔ port-restricted pair is hole punched (DCUtR, a TCP simultaneous open from
+ * both listening ports: src/net/reuseport-tcp.ts) and syncs and carries the VPN over the direct
+ * connection; with WEFT_REUSEPORT=off that test fails. Every other NATted pair moves off the
+ * public relays' limited connections onto the public member's relay (unlimited) and syncs over it; a VPN ping and a service tunnel between two NATted
  * members run over that relayed link. A restarted NATted node then reconnects from its peer
  * book alone.
  *
