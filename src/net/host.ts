@@ -128,13 +128,13 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     // it, and AutoNAT is not run here (see below).
     path.addresses.appendAnnounce = publicListenAddrs(opts.listen, opts.addressFilter)
   }
-  // With public discovery, dials to public addresses leave from the listening port: what hole
-  // punching needs (reuseport-tcp.ts). Without it, Node's own TCP as before.
   let identifyService: unknown
   let created: WeftHost | undefined
   // A peer that passed the token-keyed handshake on any connection (it dialled us through a relay
   // before we found it under the rendezvous keys, say) holds the token: dial it protected too.
   const isMember = (id: string): boolean => pub?.isMember(id) === true || (created?.getConnections().some((c) => c.remotePeer.toString() === id && isProtectedConnection(c)) ?? false)
+  // With public discovery, dials to public addresses leave from the listening port: what hole
+  // punching needs (reuseport-tcp.ts). Without it, Node's own TCP as before.
   const reuse = pub !== undefined ? reusePortTcp({ log: (msg) => { opts.log?.warn({}, msg) }, protectedPeer: isMember }) : undefined
   const host = await createLibp2p<HostServices>({
     privateKey,
