@@ -22,6 +22,7 @@ import { WeftError } from '../log/errors.js'
 
 const UV_POLL = 8 // uv_handle_type
 const UV_READABLE = 1
+const UV_WRITABLE = 2
 
 interface Uv {
   koffi: typeof import('koffi')
@@ -69,6 +70,11 @@ export interface FdWatchEvents {
   readable: () => void
   /** The watch failed (libuv reported an error on the fd); no more events. */
   failed: (message: string) => void
+  /**
+   * Given: the fd is watched for writability instead of readability (a non-blocking connect(2)
+   * finishing, reuseport-tcp.ts), and this is called in place of `readable`.
+   */
+  writable?: () => void
 }
 
 /** One watch on one fd. Not reusable: after stop(), make a new one (e.g. on a reopened fd). */
@@ -98,7 +104,7 @@ export class FdWatch {
     if (rc !== 0) throw new WeftError('ERR_TUN', `cannot watch ${name} (uv_poll_init: ${u.errName(rc)})`)
     w.#handle = handle
     w.#cb = u.koffi.register((_h: unknown, status: number) => { w.#fire(status) }, u.koffi.pointer(u.pollCb))
-    const started = u.pollStart(handle, UV_READABLE, w.#cb)
+    const started = u.pollStart(handle, events.writable !== undefined ? UV_WRITABLE : UV_READABLE, w.#cb)
     if (started !== 0) {
       w.stop()
       throw new WeftError('ERR_TUN', `cannot watch ${name} (uv_poll_start: ${u.errName(started)})`)
@@ -120,7 +126,9 @@ export class FdWatch {
     // after any I/O callback; test/vpn/fd-watch.test.ts), and the hop through the check phase cost
     // a ping ~50–190 µs per wake-up on a busy machine (docs/vpn.md "Where a ping's time goes").
     try {
-      this.events.readable()
+      const writable = this.events.writable
+      if (writable !== undefined) writable()
+      else this.events.readable()
     } catch (err) {
       // As a throwing I/O callback would: an uncaught exception, not one swallowed inside libuv.
       setImmediate(() => { throw err })

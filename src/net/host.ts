@@ -18,13 +18,14 @@ import type { ComponentLogger } from '@libp2p/interface'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import { seedOf, type NodeIdentity } from '../log/identity.js'
 import { gossipMessageId } from './gossip-id.js'
-import { protectedEpoch } from './transport-protector.js'
+import { isProtectedConnection, protectedEpoch } from './transport-protector.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
 import { transportProtector } from './transport-protector.js'
 import type { AddressFilter } from './address-filter.js'
 import { hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
 import { guardRegistrar } from './public-protocols.js'
+import { reusePortTcp } from './reuseport-tcp.js'
 
 /** The public DHT's protocol (the IPFS "Amino" DHT every public libp2p node speaks). */
 export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
@@ -128,15 +129,22 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     path.addresses.appendAnnounce = publicListenAddrs(opts.listen, opts.addressFilter)
   }
   let identifyService: unknown
+  let created: WeftHost | undefined
+  // A peer that passed the token-keyed handshake on any connection (it dialled us through a relay
+  // before we found it under the rendezvous keys, say) holds the token: dial it protected too.
+  const isMember = (id: string): boolean => pub?.isMember(id) === true || (created?.getConnections().some((c) => c.remotePeer.toString() === id && isProtectedConnection(c)) ?? false)
+  // With public discovery, dials to public addresses leave from the listening port: what hole
+  // punching needs (reuseport-tcp.ts). Without it, Node's own TCP as before.
+  const reuse = pub !== undefined ? reusePortTcp({ log: (msg) => { opts.log?.warn({}, msg) }, protectedPeer: isMember }) : undefined
   const host = await createLibp2p<HostServices>({
     privateKey,
     start: false,
     addresses: path.addresses,
-    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+    transports: [reuse?.transport ?? tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
     connectionProtector: transportProtector({
       keys: opts.transportKeys ?? tokenTransportKeys(opts.token),
       ...(opts.log !== undefined ? { log: opts.log } : {}),
-      ...(pub !== undefined ? { plain: { plainDial: (id) => id !== undefined && !pub.isMember(id) } } : {})
+      ...(pub !== undefined ? { plain: { plainDial: (id) => id !== undefined && !isMember(id) } } : {})
     }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
@@ -194,6 +202,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       // connections), so it needs none of the limits that protect a public relay.
       ...(opts.relay !== false ? { relay: pub !== undefined ? circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: MEMBER_RELAY_RESERVATIONS } }) : circuitRelayServer() } : {}),
       dcutr: dcutr(),
+      ...(reuse !== undefined ? { observedListenAddrs: reuse.service } : {}),
       // AutoNAT v1 closes the connection it verified a dial-back on, even when the dial reused an
       // existing one: with public addresses in play it cut every link to a relay and to members
       // right after they opened (seen in the simulated internet). Off with public discovery;
@@ -202,6 +211,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     }
   })
   identifyService = host.services.identify
+  created = host
   await host.start()
   return host
 }

@@ -5,6 +5,7 @@ import { silentLogger, type MeshLogger } from './mesh-logger.js'
 import { RefusalLog, type RefusalLogOptions } from './refusal-log.js'
 import { SealedConnection } from './sealed-connection.js'
 import { TransportError } from './transport-error.js'
+import { PUNCH_FIRST_BYTE, PUNCH_NONCES_OPTION, type PunchNonces } from './simultaneous-open.js'
 import {
   checkTransportKey, HANDSHAKE_NONCE_BYTES, HANDSHAKE_PROOF_BYTES, sameProof, sessionSecrets,
   type TransportKey, type TransportKeys
@@ -126,12 +127,18 @@ export class TransportProtector implements ConnectionProtector {
     const timeout = AbortSignal.timeout(this.timeoutMs)
     const signal = options?.signal !== undefined ? AbortSignal.any([timeout, options.signal]) : timeout
     const bytes = byteStream(maConn, { maxBufferSize: HANDSHAKE_BUFFER_BYTES })
-    // Roles follow the TCP connection (docs/transport.md), also for DCUtR's reversed dials.
-    const initiator = maConn.direction === 'outbound'
-    if (initiator && this.plain?.plainDial(remotePeerOf(maConn)) === true) return this.leavePlain(maConn, bytes, log)
+    // Roles follow the TCP connection (docs/transport.md), except for a dial told not to initiate:
+    // DCUtR's second dialler (initiator: false), whose dial and its peer's cross as one TCP
+    // simultaneous open, where both ends dialled (docs/mesh.md "4. Hole punching").
+    const initiator = maConn.direction === 'outbound' && (options as { initiator?: boolean } | undefined)?.initiator !== false
+    // A hole-punched connection whose nonces were already exchanged (simultaneous-open.ts).
+    const punched = (options as { [PUNCH_NONCES_OPTION]?: PunchNonces } | undefined)?.[PUNCH_NONCES_OPTION]
+    if (punched === undefined && initiator && this.plain?.plainDial(remotePeerOf(maConn)) === true) return this.leavePlain(maConn, bytes, log)
     let session: Session
     try {
-      if (initiator) {
+      if (punched !== undefined) {
+        session = punched.initiator ? await this.prove(bytes, signal, this.keys.current(), punched.nI, punched.nR) : await this.check(bytes, signal, punched.nI, punched.nR)
+      } else if (initiator) {
         session = await this.initiate(bytes, signal)
       } else {
         const first = (await bytes.read({ bytes: 1, signal })).subarray()
@@ -174,10 +181,17 @@ export class TransportProtector implements ConnectionProtector {
     const key = this.keys.current()
     checkTransportKey(key)
     const nI = randomBytes(HANDSHAKE_NONCE_BYTES)
-    // A responder that accepts plain libp2p diallers tells them apart by this first byte.
-    if (nI[0] === MULTISTREAM_FIRST_BYTE) nI[0] ^= 0x80
+    // A responder that accepts plain libp2p diallers tells them apart by this first byte; a
+    // punch dial's nonce starts with its own (simultaneous-open.ts).
+    if (nI[0] === MULTISTREAM_FIRST_BYTE || nI[0] === PUNCH_FIRST_BYTE) nI[0] ^= 0x80
     await bytes.write(nI, { signal })
     const nR = (await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES, signal })).subarray()
+    return await this.prove(bytes, signal, key, nI, nR)
+  }
+
+  /** The initiator's half once both nonces are known: our proof, then the responder's. */
+  private async prove (bytes: Handshake, signal: AbortSignal, key: TransportKey, nI: Uint8Array, nR: Uint8Array): Promise<Session> {
+    checkTransportKey(key)
     const s = sessionSecrets(key.key, nI, nR)
     await bytes.write(s.initiatorProof, { signal })
     let proof: Uint8Array
@@ -199,8 +213,15 @@ export class TransportProtector implements ConnectionProtector {
     nI.set(first, 0)
     nI.set((await bytes.read({ bytes: HANDSHAKE_NONCE_BYTES - first.byteLength, signal })).subarray(), first.byteLength)
     const nR = randomBytes(HANDSHAKE_NONCE_BYTES)
+    // A punch dial that reached our listener reads this as a responder's nonce, never as a punch nonce.
+    if (nR[0] === PUNCH_FIRST_BYTE) nR[0] ^= 0x80
     // Random bytes only: nothing key-dependent goes out before the initiator's proof checks.
     await bytes.write(nR, { signal })
+    return await this.check(bytes, signal, nI, nR)
+  }
+
+  /** The responder's half once both nonces are known: the initiator's proof against every accepted key, then ours. */
+  private async check (bytes: Handshake, signal: AbortSignal, nI: Uint8Array, nR: Uint8Array): Promise<Session> {
     const proof = (await bytes.read({ bytes: HANDSHAKE_PROOF_BYTES, signal })).subarray()
     // Read the keys now, not at startup: a rotation applies to the next connection.
     for (const key of candidates(this.keys)) {

@@ -7,8 +7,9 @@
  *
  * NAT kinds (nftables, as iptables MASQUERADE would):
  * - port-preserving: `masquerade` (Linux keeps the source port when it is free);
- * - port-restricted: the same mapping, and the router's forward chain drops every new connection
- *   from the WAN (only replies to what the LAN opened pass: endpoint-dependent filtering);
+ * - port-restricted: the same mapping, and the router drops every new connection from the WAN,
+ *   forwarded or to itself (only replies to what the LAN opened pass: endpoint-dependent
+ *   filtering; an unsolicited SYN gets no reset);
  * - symmetric: `masquerade fully-random` (a random public port per connection).
  * Loss: each router drops `wanLossPerMille`/1000 of the packets crossing its WAN side, each way
  * (nftables `numgen random`, with counters), so a packet between two NATted machines, which
@@ -123,6 +124,12 @@ export async function buildInternet (opts: { nats: readonly NatKind[], publicNod
         await nft(lab, router, 'add chain ip filter forwarding { type filter hook forward priority 0 ; policy drop ; }')
         await nft(lab, router, 'add rule ip filter forwarding ct state established,related accept')
         await nft(lab, router, 'add rule ip filter forwarding iifname lan0 accept')
+        // And to the router itself: a SYN to a public port it maps nothing to is dropped, not
+        // answered with a reset by its own stack (as a firewalled home router does; the
+        // port-preserving router, which only masquerades, answers with a reset).
+        await nft(lab, router, 'add chain ip filter input { type filter hook input priority 0 ; policy accept ; }')
+        await nft(lab, router, 'add rule ip filter input iifname eth0 ct state established,related accept')
+        await nft(lab, router, 'add rule ip filter input iifname eth0 drop')
       }
       if (loss > 0) {
         // Before the NAT's own filter (priority -10 < 0); `counter` before the drop counts what crossed.
@@ -218,6 +225,35 @@ export async function connectTimes (net: Internet, natted: readonly WeftNode[], 
     return done.size === pairs.length
   }, () => `every NATted pair connected (so far: ${JSON.stringify([...done.keys()])})`, timeoutMs, 250)
   return [...done.values()]
+}
+
+export interface DirectResult { pair: string, ms: number | null, path: 'direct' | 'relayed' }
+
+/**
+ * Polls the NATted nodes' APIs until `windowMs` after `started` (or until every pair is direct)
+ * and says, per pair, when its traffic first took a direct (hole-punched) connection, from
+ * `started`; null: not in that window (still relayed). A pair already direct when this starts
+ * counts from the first poll (call it right after connectTimes for exact figures).
+ */
+export async function directTimes (net: Internet, natted: readonly WeftNode[], started: number, windowMs: number): Promise<DirectResult[]> {
+  const ids = await Promise.all(natted.map(async (x) => (await weftApi<NodeStatus>(net.lab, x, 'GET', '/status')).peerId))
+  const pairs: Array<[number, number]> = []
+  for (let i = 0; i < natted.length; i++) for (let j = i + 1; j < natted.length; j++) pairs.push([i, j])
+  const name = ([i, j]: [number, number]): string => `${net.natted[i]?.nat ?? i} ↔ ${net.natted[j]?.nat ?? j}`
+  const at = new Map<string, number>()
+  const end = started + windowMs
+  while (performance.now() < end && at.size < pairs.length) {
+    const peers = await Promise.all(natted.map(async (x) => (await weftApi<{ peers: PeerStatus[] }>(net.lab, x, 'GET', '/peers')).peers))
+    for (const [i, j] of pairs) {
+      const p = peers[i]?.find((q) => q.peerId === ids[j] && q.connected)
+      if (p?.path?.direct === true && !at.has(name([i, j]))) at.set(name([i, j]), performance.now() - started)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  return pairs.map((ij) => {
+    const ms = at.get(name(ij))
+    return { pair: name(ij), ms: ms ?? null, path: ms !== undefined ? 'direct' : 'relayed' }
+  })
 }
 
 /** A node's IPv4 overlay (VPN) address, once it holds one and its device carries it. */

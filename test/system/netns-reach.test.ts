@@ -6,9 +6,11 @@
  * the token, `--bootstrap` (the stand-ins) and `--public-ranges` (the lab's public segment is
  * 198.18.0.0/15): no --peer, no mDNS. They must find each other through the public DHT under the
  * token's rendezvous keys, reserve relay slots, connect (each NATted pair within 30 s) and agree
- * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). Every
- * NATted pair then moves off the public relays' limited connections onto the public member's
- * relay (unlimited) and syncs over it; a VPN ping and a service tunnel between two NATted
+ * on the log, with ~1% packet loss between NATted machines (no delay: no netem here). The
+ * port-preserving ↔ port-restricted pair is hole punched (DCUtR, a TCP simultaneous open from
+ * both listening ports: src/net/reuseport-tcp.ts) and syncs and carries the VPN over the direct
+ * connection; with WEFT_REUSEPORT=off that test fails. Every other NATted pair moves off the
+ * public relays' limited connections onto the public member's relay (unlimited) and syncs over it; a VPN ping and a service tunnel between two NATted
  * members run over that relayed link. A restarted NATted node then reconnects from its peer
  * book alone.
  *
@@ -21,7 +23,7 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
-import type { NodeStatus } from '../../src/adapters/api-types.js'
+import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
 import { tunNetnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
 import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from './internet-lab.js'
 
@@ -41,6 +43,18 @@ function nftSupport (): { ok: boolean, reason: string } {
 }
 const support = nftSupport()
 if (!support.ok) console.warn(`skipping test/system/netns-reach.test.ts: ${support.reason}`)
+
+/** Three overlay pings `a` → `b` answered, sent on a libp2p stream (the VPN path 'mesh', not its own direct TCP path). */
+async function vpnPingOverStream (n: Internet, a: WeftNode, b: WeftNode): Promise<void> {
+  const to = await overlayAddr(n, b)
+  await untilPingAnswered(n, a, to, 30_000)
+  const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
+  expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
+  const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
+  const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
+  expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
+  expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+}
 
 describe.skipIf(!support.ok)('token-only members across three NATs and a public segment', () => {
   let net: Internet | undefined
@@ -81,6 +95,40 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
     })
   }, 180_000)
 
+  it('the port-preserving ↔ port-restricted pair is hole punched: a direct connection, synced over, and the VPN runs over it', async () => {
+    const n = net as Internet
+    const natted = nodes.slice(n.publicMembers.length)
+    // NAT_KINDS order: port-preserving, port-restricted, symmetric.
+    const [a, b] = [natted[0] as WeftNode, natted[1] as WeftNode]
+    await withLogs(async () => {
+      // DCUtR (or the two members dialling each other's announced address at once) makes one TCP
+      // simultaneous open through both NATs; without dials from the listening port
+      // (src/net/reuseport-tcp.ts) this pair stays relayed and this wait times out.
+      await waitFor(async () => {
+        const link = await unlimitedLink(n, a, b, 60_000)
+        return link.direct
+      }, 'a direct (hole-punched) link between the port-preserving and the port-restricted member', 90_000, 500)
+      const idB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).peerId
+      // The relayed connections close (DCUtR closes the one it ran on): everything takes the direct one.
+      let seen = ''
+      await waitFor(async () => {
+        const p = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+        seen = JSON.stringify(p?.addrs)
+        return p?.connected === true && p.path?.direct === true && p.addrs.length > 0 && p.addrs.every((x) => !x.includes('/p2p-circuit'))
+      }, () => `only direct connections between the pair (last: ${seen})`, 60_000, 500)
+      // Sync over it: a fresh anti-entropy session with the peer, completed after the relays went away.
+      const synced = await waitFor(async () => {
+        const p = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+        return p?.lastSyncMs !== undefined && p.lastSyncMs < 5_000 && p.path?.direct === true ? p : undefined
+      }, 'a sync session over the direct link', 30_000, 500)
+      console.log(`netns-reach: port-preserving ↔ port-restricted direct via ${synced.path?.addr ?? '?'}`)
+      // The VPN over it: an overlay ping, carried by a libp2p stream on the only (direct) connection.
+      await vpnPingOverStream(n, a, b)
+      const after = (await weftApi<{ peers: PeerStatus[] }>(n.lab, a, 'GET', '/peers')).peers.find((q) => q.peerId === idB)
+      expect(after?.addrs.every((x) => !x.includes('/p2p-circuit')), JSON.stringify(after?.addrs)).toBe(true)
+    })
+  }, 150_000)
+
   it('NATted pairs move onto the member relay (not limited), sync with each other, and the VPN and a service tunnel run over it', async () => {
     const n = net as Internet
     const natted = nodes.slice(n.publicMembers.length)
@@ -93,17 +141,10 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
           if (!link.direct) expect(link.addr, 'relayed through a member, not a public node').not.toMatch(new RegExp(n.publicNodes.map((p) => p.addr.split('/p2p/')[1] as string).join('|')))
         }
       }
-      // The VPN over that relayed link: an overlay ping between two NATted members.
+      // The VPN over that relayed link: an overlay ping between two NATted members, carried by a
+      // libp2p stream over the relayed link (no direct TCP path between the NATs).
       const [a, b] = [natted[0] as WeftNode, natted[2] as WeftNode]
-      const to = await overlayAddr(n, b)
-      await untilPingAnswered(n, a, to, 30_000)
-      const r = await n.lab.exec(a.host, ['ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', to], 15_000)
-      expect(r.code, `ping ${to}:\n${r.stdout}${r.stderr}`).toBe(0)
-      // Carried by a libp2p stream over the relayed link (no direct TCP path between the NATs).
-      const authorB = (await weftApi<NodeStatus>(n.lab, b, 'GET', '/status')).author
-      const toB = (await weftApi<NodeStatus>(n.lab, a, 'GET', '/status')).vpn?.peers.find((p) => p.author === authorB)
-      expect(toB?.path, JSON.stringify(toB)).toBe('mesh')
-      expect(toB?.txPackets ?? 0).toBeGreaterThanOrEqual(3)
+      await vpnPingOverStream(n, a, b)
       // A service tunnel over the same link: B exposes an echo server, A connects to it.
       n.lab.spawn(b.host, [process.execPath, '-e', 'require("node:net").createServer((s) => { s.pipe(s) }).listen(7000, "127.0.0.1")'])
       await weftApi(n.lab, b, 'POST', '/services/expose', { name: 'echo', target: '127.0.0.1:7000', port: 7000 })

@@ -2,6 +2,7 @@ import { readForwarding } from '../../adapters/host-network.js'
 import { forwardingProblem } from '../host-checks.js'
 import { hostnameProblem, noPeersProblem, noTunProblem } from '../mesh-checks.js'
 import type { Feature, FeatureContext, ProblemReport } from '../feature.js'
+import { reusePortProblem } from '../../net/reuseport-tcp.js'
 
 /**
  * The node's own checks (issue 17: problems said out loud): peers not found, mDNS that cannot
@@ -37,6 +38,8 @@ export class NodeChecks implements Feature {
         knownMembers: [...state.members.active.keys()].filter((a) => a !== ctx.identity.authorHex).length
       }),
       mdns,
+      // With public discovery: dials cannot leave from the listening port (net/reuseport-tcp.ts).
+      ...[reusePortProblem()].filter((p) => p !== undefined).map((p) => ({ code: 'hole-punching-unavailable', severity: 'warning' as const, ...p })),
       hostnameProblem(state, ctx.identity.authorHex),
       forwardingProblem(config.advertise, config.advertise.length > 0 ? readForwarding() : {}),
       // A node whose TUN failed already says so (tun-unavailable).
