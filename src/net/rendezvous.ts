@@ -10,6 +10,9 @@ import type { MeshLogger } from './mesh-logger.js'
 export const RENDEZVOUS_INTERVAL_MS = 60_000
 /** The period while no member is connected (a new node, or one cut off): finding one is all that matters. */
 export const RENDEZVOUS_ALONE_INTERVAL_MS = 5_000
+/** Longest round (announce and look-ups), connected / alone. */
+export const RENDEZVOUS_ROUND_MS = 20_000
+export const RENDEZVOUS_ALONE_ROUND_MS = 6_000
 
 export async function rendezvousCid (key: string): Promise<CID> {
   return CID.create(1, raw.code, await sha256.digest(new TextEncoder().encode(`weft/rendezvous/${key}`)))
@@ -25,6 +28,8 @@ export interface RendezvousOptions {
   onProvider?: (peer: PeerId) => Promise<void>
   /** Whether no member is connected: then rounds run every RENDEZVOUS_ALONE_INTERVAL_MS. */
   alone?: () => boolean
+  /** Longest round (default RENDEZVOUS_ROUND_MS, RENDEZVOUS_ALONE_ROUND_MS alone). */
+  roundMs?: { connected: number, alone: number }
 }
 
 /**
@@ -71,7 +76,10 @@ export class Rendezvous {
     this.last = this.opts.now()
     try {
       const keys = rendezvousKeys(this.opts.token, this.opts.now())
-      const signal = AbortSignal.timeout(20_000)
+      // Alone, a round that hangs in a DHT lookup (a peer it dials does not answer) would keep the
+      // next one from running: seen in the simulated internet, 20 s before a NATted node found
+      // its network. Short rounds, then, repeated at the alone pace.
+      const signal = AbortSignal.timeout(this.opts.alone?.() === true ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
       const announced = host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).catch((err: unknown) => {
         log.debug({ err: (err as Error).message }, 'rendezvous announce failed')
       })

@@ -20,10 +20,10 @@ import { existsSync } from 'node:fs'
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, rmSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 
 export interface Support { ok: boolean, reason: string }
 
@@ -364,6 +364,8 @@ export class NetnsLab {
     // Deleting a namespace deletes its veth ends, and so their host peers; the bridge stays.
     await sh('ip', ['link', 'del', this.bridge])
     for (const h of this.hosts) if (h.hostVeth !== '') await sh('ip', ['link', 'del', h.hostVeth])
+    // WEFT_KEEP_LAB_LOGS=<dir>: keep a copy of the lab dir (node logs, data dirs) for debugging.
+    if (process.env.WEFT_KEEP_LAB_LOGS !== undefined) await cp(this.dir, join(process.env.WEFT_KEEP_LAB_LOGS, basename(this.dir)), { recursive: true }).catch(() => undefined)
     await rm(this.dir, { recursive: true, force: true })
   }
 
