@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { formatToken, newToken } from '../../src/log/token.js'
 import type { NodeStatus, PeerStatus } from '../../src/adapters/api-types.js'
 import { tunNetnsSupport, startWeft, stateOf, waitApi, waitFor, weftApi, withNodeLogs, disagreement, type WeftNode } from './netns.js'
-import { buildInternet, connectTimes, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from './internet-lab.js'
+import { buildInternet, connectTimes, LAN_DELAY_MS, NAT_KINDS, overlayAddr, startReachNodes, unlimitedLink, untilPingAnswered, wanLoss, type Internet } from './internet-lab.js'
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url))
 /** The issue's goal: every NATted pair connected within this long of the nodes' start. */
@@ -72,6 +72,17 @@ describe.skipIf(!support.ok)('token-only members across three NATs and a public 
 
   const withLogs = async <T>(fn: () => Promise<T>): Promise<T> => await withNodeLogs(nodes, fn, 25)
 
+
+  it('the lab delays: a NATted machine pings a public node with at least twice its wire delay', async () => {
+    const n = net as Internet
+    for (const [i, x] of n.natted.entries()) {
+      const r = await n.lab.exec(x.host, ['ping', '-c', '3', '-i', '0.2', '-W', '2', n.publicNodes[0]?.host.ip as string])
+      const m = /= ([\d.]+)\/([\d.]+)\//.exec(r.stdout)
+      expect(m, `ping from ${x.host.hostname}: ${r.stdout} ${r.stderr}`).not.toBeNull()
+      const minRtt = Number(m?.[1])
+      expect(minRtt, `${x.host.hostname}'s RTT to the public segment`).toBeGreaterThanOrEqual(2 * (LAN_DELAY_MS[i % LAN_DELAY_MS.length] as number) * 0.95)
+    }
+  }, 60_000)
 
   it('find each other through the public DHT, connect within 30 s and agree on the log', async () => {
     const n = net as Internet
