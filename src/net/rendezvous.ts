@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -80,6 +81,9 @@ export class Rendezvous {
       // next one from running: seen in the simulated internet, 20 s before a NATted node found
       // its network. Short rounds, then, repeated at the alone pace.
       const signal = AbortSignal.timeout(this.opts.alone?.() === true ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
+      // One signal for the announce and three look-ups, each of which listens on it many times
+      // over (kad-dht does the same for its own): not a leak, so no MaxListenersExceededWarning.
+      setMaxListeners(Infinity, signal)
       const announced = host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).catch((err: unknown) => {
         log.debug({ err: (err as Error).message }, 'rendezvous announce failed')
       })
