@@ -26,6 +26,17 @@ function network (): LogBuilder {
   return b
 }
 
+/** A store holding the network's events, written and closed; and the writer's state. */
+async function written (): Promise<{ db: EventDb, events: ReturnType<typeof network>['events'], state: string }> {
+  const events = network().events
+  const db = memoryDb()
+  const w = await open(db)
+  await w.ingest(events)
+  const state = stateJson(w.states())
+  await w.close()
+  return { db, events, state }
+}
+
 describe('events on the shelf', () => {
   it('accepted events are held as headers; their bytes and bodies read back equal the originals, and nothing stays held', async () => {
     const events = network().events
@@ -45,12 +56,7 @@ describe('events on the shelf', () => {
   })
 
   it('a restart reads headers from the order index and folds to the same state as the writer', async () => {
-    const events = network().events
-    const db = memoryDb()
-    const w = await open(db)
-    await w.ingest(events)
-    const state = stateJson(w.states())
-    await w.close()
+    const { db, events, state } = await written()
     const r = await open(db)
     expect(stateJson(r.states())).toBe(state)
     expect(r.log.size).toBe(events.length)
@@ -83,12 +89,7 @@ describe('events on the shelf', () => {
   })
 
   it('an older store (empty order index values) loads from its envelopes and gets the headers written once', async () => {
-    const events = network().events
-    const db = memoryDb()
-    const w = await open(db)
-    await w.ingest(events)
-    const state = stateJson(w.states())
-    await w.close()
+    const { db, state } = await written()
     await db.open()
     const keys: string[] = []
     for await (const k of db.keys({ gt: 'o!', lt: 'o"' })) keys.push(k as string)
@@ -104,10 +105,7 @@ describe('events on the shelf', () => {
   it('an envelope swapped under another id, or an index header that lies, stops the start with ERR_STORE', async () => {
     const events = network().events
     const damaged = async (damage: (db: EventDb) => Promise<void>): Promise<unknown> => {
-      const db = memoryDb()
-      const w = await open(db)
-      await w.ingest(events)
-      await w.close()
+      const { db } = await written()
       await db.open()
       await damage(db)
       try { await open(db) } catch (e) { return e }
