@@ -25,6 +25,7 @@ import { transportProtector } from './transport-protector.js'
 import type { AddressFilter } from './address-filter.js'
 import { hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
 import { guardRegistrar } from './public-protocols.js'
+import { memberDhtPeerInfo } from './member-dht-addresses.js'
 
 /** The public DHT's protocol (the IPFS "Amino" DHT every public libp2p node speaks). */
 export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
@@ -161,8 +162,9 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       dht: kadDHT({
         protocol: `${ids.dhtProtocolPrefix}/kad/1.0.0`,
         clientMode: false,
-        // Private and loopback addresses are the normal case on a LAN or in a test.
-        peerInfoMapper: passthroughMapper
+        // Private and loopback addresses are the normal case on a LAN or in a test; with public
+        // discovery, circuit addresses through relays at private addresses are left out.
+        peerInfoMapper: pub !== undefined ? memberDhtPeerInfo : passthroughMapper
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictNoSign',
