@@ -93,11 +93,17 @@ function api (n: Pick<NodeProc, 'url' | 'apiToken'>, method: string, path: strin
 }
 
 async function startNode (dist: string, token: string, dataDir: string, peers: string[], countDir?: string): Promise<NodeProc> {
-  const preload = countDir !== undefined ? ['--import', join(here, '_protocol-bytes.mjs')] : []
-  const args = [...preload, join(dist, 'cli', 'main.js'), 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
+  const main = join(dist, 'cli', 'main.js')
+  const args = [main, 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p]), ...EXTRA_ARGS]
-  const env = countDir !== undefined ? { ...process.env, PROTOCOL_BYTES_DIR: countDir, PROTOCOL_BYTES_ROOT: join(dist, '..') } : process.env
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
+  // The preload goes in NODE_OPTIONS, so it reaches the Node.js that main.js's sh line starts.
+  const env = countDir !== undefined
+    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${join(here, '_protocol-bytes.mjs')}`, PROTOCOL_BYTES_DIR: countDir, PROTOCOL_BYTES_ROOT: join(dist, '..') }
+    : process.env
+  // As `weft` starts: a main.js whose first line is `#!/bin/sh` starts Node.js itself, with the
+  // daemon's V8 flags (src/cli/main.ts); an older build's `#!/usr/bin/env node` runs as it is.
+  const viaShell = readFileSync(main, 'utf8').startsWith('#!/bin/sh')
+  const child = spawn(viaShell ? '/bin/sh' : process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
   const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))

@@ -67,6 +67,22 @@ export class MemberRelays {
     }
   }
 
+  /**
+   * Relayed connections to a peer we also reach directly: closed (returns how many). On a LAN
+   * every member is a relay and announces circuit addresses through other members, so dials
+   * racing at start leave some pairs with a relayed connection beside the direct one; whatever
+   * took it (sync, gossip) then costs the relay its bytes too (issue 16, idle traffic). Traffic
+   * prefers the direct one anyway (address-filter.ts bestConnection).
+   */
+  async closeRedundant (peer: PeerId): Promise<number> {
+    const open = this.opts.host.getConnections(peer).filter((c) => c.status === 'open')
+    if (!open.some((c) => isDirect(c))) return 0
+    const relayed = open.filter((c) => c.remoteAddr.toString().includes('/p2p-circuit'))
+    await Promise.all(relayed.map(async (c) => { await c.close().catch(() => { c.abort(new Error('a direct connection replaces it')) }) }))
+    if (relayed.length > 0) this.opts.log.debug({ peer: peer.toString(), closed: relayed.length }, 'closed relayed connections to a peer reached directly')
+    return relayed.length
+  }
+
   /** Whether every open connection to the peer is limited (a public relay's), and there is at least one. */
   onlyLimited (peer: PeerId): boolean {
     const open = this.opts.host.getConnections(peer).filter((c) => c.status === 'open')

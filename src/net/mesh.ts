@@ -382,7 +382,10 @@ export class Mesh {
   /** The periodic round: every peer, except quiet ones while nothing changed here. */
   private async syncRound (): Promise<void> {
     if (this.opts.public !== undefined) {
-      for (const p of this.host.getPeers()) if (this.memberRelays.onlyLimited(p) && this.isMember(p.toString())) void this.upgradeLimited(p)
+      for (const p of this.host.getPeers()) {
+        if (this.memberRelays.onlyLimited(p) && this.isMember(p.toString())) void this.upgradeLimited(p)
+        else void this.memberRelays.closeRedundant(p)
+      }
     }
     const peers = this.memberPeers()
     const connected = new Set(peers.map((p) => p.toString()))
