@@ -30,7 +30,7 @@ export interface RendezvousOptions {
   intervalMs?: number
   /** Told of every provider found under the keys before it is dialled (a member candidate). */
   onProvider?: (peer: PeerId) => Promise<void>
-  /** Whether no member is connected: then rounds run every RENDEZVOUS_ALONE_INTERVAL_MS. */
+  /** Whether no member is connected: then rounds run every RENDEZVOUS_ALONE_INTERVAL_MS (with backoff: up to RENDEZVOUS_ALONE_MAX_INTERVAL_MS). */
   alone?: () => boolean
   /** Whether the node is in its fast start: rounds every RENDEZVOUS_ALONE_INTERVAL_MS, no backoff. */
   fast?: () => boolean
@@ -57,8 +57,6 @@ export class Rendezvous {
   private readonly pace: RendezvousPace
   /** Providers found in earlier rounds (bounded: MAX_SEEN_PROVIDERS). */
   private readonly seen = new Set<string>()
-  /** Rounds run so far (announce and look-ups sent). */
-  rounds = 0
 
   constructor (private readonly opts: RendezvousOptions) {
     const intervalMs = opts.intervalMs ?? RENDEZVOUS_INTERVAL_MS
@@ -115,7 +113,6 @@ export class Rendezvous {
     if (this.running || host.getPeers().length === 0) return
     this.running = true
     this.last = this.opts.now()
-    this.rounds++
     let foundNew = false
     try {
       const keys = rendezvousKeys(this.opts.token, this.opts.now())
