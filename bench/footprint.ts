@@ -3,8 +3,9 @@
  * (issue 16). Real `weft up --no-tun` processes on loopback:
  *
  * - RSS of an idle node in a 10-node network (each node bootstraps from the first);
- * - idle bytes sent per node per second at 10 nodes (TCP bytes_sent of each process's sockets,
- *   from `ss -tinp`, over a quiet window; /proc/<pid>/io wchar when ss is missing);
+ * - idle bytes sent per node per second at 10 and 30 nodes (TCP bytes_sent of each process's
+ *   sockets, from `ss -tinp` sampled every second over a quiet window; /proc/<pid>/io wchar when
+ *   ss is missing), and with FOOTPRINT_PROTOCOLS=1 the same by libp2p protocol;
  * - start time until the API answers with a log of N events from 100 authors (built through
  *   POST /api/v1/events, then the node restarted: a clean stop, so its fold checkpoint is
  *   current), the CPU seconds the start took (steadier than wall time on a shared machine), its
@@ -18,7 +19,7 @@
  * API) RSS is measured again (0: not).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -34,7 +35,10 @@ const BUILDS: Array<{ dist: string, suffix: string }> = [
   ...(process.env.FOOTPRINT_COMPARE !== undefined ? [{ dist: process.env.FOOTPRINT_COMPARE, suffix: '@before' }] : []),
   { dist: join(here, '..', 'dist'), suffix: '' }
 ]
-const NODES = Number(process.env.FOOTPRINT_NODES ?? 10)
+/** Network sizes of the idle part (issue 16: 10 and 30 nodes), e.g. FOOTPRINT_NODES=10. */
+const NODE_COUNTS = (process.env.FOOTPRINT_NODES ?? '10,30').split(',').map(Number).filter((n) => n > 1)
+/** Nodes started at once after the first. */
+const START_BATCH = 10
 const SETTLE_MS = Number(process.env.FOOTPRINT_SETTLE_MS ?? 15_000)
 /** More `weft up` flags for every node (e.g. FOOTPRINT_ARGS=--no-public-discovery). */
 const EXTRA_ARGS = (process.env.FOOTPRINT_ARGS ?? '').split(' ').filter((a) => a !== '')
@@ -45,6 +49,11 @@ const POST_BATCH = 5000
 const IDLE_WINDOW_MS = Number(process.env.FOOTPRINT_IDLE_MS ?? 30_000)
 /** How long after importing a log (a flood) its RSS is measured again; 0 skips it. */
 const FLOOD_SETTLE_MS = Number(process.env.FOOTPRINT_FLOOD_SETTLE_MS ?? 60_000)
+/**
+ * FOOTPRINT_PROTOCOLS=1: every node runs with the bench-only preload bench/_protocol-bytes.mjs,
+ * and the idle window also reports bytes sent per node per second by libp2p protocol.
+ */
+const PROTOCOLS = process.env.FOOTPRINT_PROTOCOLS === '1'
 
 const emit = emitter('footprint')
 type Figure = (metric: string, value: number, unit: string, target?: string) => void
@@ -87,10 +96,18 @@ function api (n: Pick<NodeProc, 'url' | 'apiToken'>, method: string, path: strin
   })
 }
 
-async function startNode (dist: string, token: string, dataDir: string, peers: string[]): Promise<NodeProc> {
-  const args = [join(dist, 'cli', 'main.js'), 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
+async function startNode (dist: string, token: string, dataDir: string, peers: string[], countDir?: string): Promise<NodeProc> {
+  const main = join(dist, 'cli', 'main.js')
+  const args = [main, 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p]), ...EXTRA_ARGS]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  // The preload goes in NODE_OPTIONS, so it reaches the Node.js that main.js's sh line starts.
+  const env = countDir !== undefined
+    ? { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${join(here, '_protocol-bytes.mjs')}`, PROTOCOL_BYTES_DIR: countDir, PROTOCOL_BYTES_ROOT: join(dist, '..') }
+    : process.env
+  // As `weft` starts: a main.js whose first line is `#!/bin/sh` starts Node.js itself, with the
+  // daemon's V8 flags (src/cli/main.ts); an older build's `#!/usr/bin/env node` runs as it is.
+  const viaShell = readFileSync(main, 'utf8').startsWith('#!/bin/sh')
+  const child = spawn(viaShell ? '/bin/sh' : process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
   const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
@@ -116,25 +133,59 @@ function rssMb (pid: number): number {
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
 
-/** TCP bytes sent so far by each pid's open sockets (ss), or bytes written (wchar) without ss. */
-function bytesSent (pids: readonly number[]): Map<number, number> {
-  const out = new Map<number, number>(pids.map((p) => [p, 0]))
+/** TCP bytes sent so far by each open socket of the pids (ss), keyed by pid and socket addresses; undefined without ss. */
+function socketsSent (pids: readonly number[]): Map<string, { pid: number, sent: number }> | undefined {
+  const out = new Map<string, { pid: number, sent: number }>()
+  const wanted = new Set(pids)
+  let text: string
   try {
-    const text = execFileSync('ss', ['-tinpH'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
-    let owner: number | undefined
-    for (const line of text.split('\n')) {
-      const pid = /pid=(\d+)/.exec(line)
-      if (pid !== null) { owner = Number(pid[1]); continue }
-      const sent = /bytes_sent:(\d+)/.exec(line)
-      if (sent !== null && owner !== undefined && out.has(owner)) out.set(owner, (out.get(owner) as number) + Number(sent[1]))
-      if (!line.startsWith('\t') && !line.startsWith(' ')) owner = undefined
-    }
+    text = execFileSync('ss', ['-tinpH'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
   } catch {
-    for (const p of pids) {
-      const m = /wchar:\s+(\d+)/.exec(readFileSync(`/proc/${p}/io`, 'utf8'))
-      out.set(p, m === null ? 0 : Number(m[1]))
+    return undefined
+  }
+  let owner: { pid: number, key: string } | undefined
+  for (const line of text.split('\n')) {
+    const pid = /pid=(\d+)/.exec(line)
+    if (pid !== null) {
+      const cols = line.trim().split(/\s+/)
+      owner = wanted.has(Number(pid[1])) ? { pid: Number(pid[1]), key: `${pid[1] as string} ${cols[3] ?? ''} ${cols[4] ?? ''}` } : undefined
+      continue
+    }
+    const sent = /bytes_sent:(\d+)/.exec(line)
+    if (sent !== null && owner !== undefined) out.set(owner.key, { pid: owner.pid, sent: Number(sent[1]) })
+    if (!line.startsWith('\t') && !line.startsWith(' ')) owner = undefined
+  }
+  return out
+}
+
+/**
+ * TCP bytes each pid sent over a window of `ms`: ss sampled every second, each socket counted
+ * from its first sample in the window (0 for a socket opened in it) to its last, so connections
+ * that open and close inside the window count too (less what a socket sent in its last second).
+ * Without ss: bytes written (/proc/<pid>/io wchar, which also counts files).
+ */
+async function sentOverWindow (pids: readonly number[], ms: number): Promise<Map<number, number>> {
+  const out = new Map<number, number>(pids.map((p) => [p, 0]))
+  const first = socketsSent(pids)
+  if (first === undefined) {
+    const wchar = (p: number): number => Number(/wchar:\s+(\d+)/.exec(readFileSync(`/proc/${p}/io`, 'utf8'))?.[1] ?? 0)
+    const w0 = new Map(pids.map((p) => [p, wchar(p)]))
+    await new Promise((resolve) => setTimeout(resolve, ms))
+    for (const p of pids) out.set(p, wchar(p) - (w0.get(p) ?? 0))
+    return out
+  }
+  const seen = new Map<string, { pid: number, from: number, to: number }>()
+  for (const [k, v] of first) seen.set(k, { pid: v.pid, from: v.sent, to: v.sent })
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, Math.max(0, end - Date.now()))))
+    for (const [k, v] of socketsSent(pids) ?? new Map<string, { pid: number, sent: number }>()) {
+      const s = seen.get(k)
+      if (s === undefined) seen.set(k, { pid: v.pid, from: 0, to: v.sent })
+      else s.to = v.sent
     }
   }
+  for (const s of seen.values()) out.set(s.pid, (out.get(s.pid) ?? 0) + Math.max(0, s.to - s.from))
   return out
 }
 
@@ -162,40 +213,83 @@ async function stateLatencyMs (n: NodeProc, runs = 7): Promise<{ ms: number, byt
   return { ms: times[Math.floor(times.length / 2)] as number, bytes }
 }
 
-async function idleNetwork (dist: string, figure: Figure, token: string, root: string): Promise<void> {
-  progress(`starting ${NODES} nodes (${dist})`)
+type ProtocolCounts = Record<string, { sent: number, streams: number }>
+
+/** The preload's counts of every pid (bench/_protocol-bytes.mjs), read from its files. */
+async function protocolCounts (dir: string, pids: readonly number[]): Promise<Map<number, ProtocolCounts>> {
+  const out = new Map<number, ProtocolCounts>()
+  for (const p of pids) {
+    out.set(p, await readFile(join(dir, `${p}.json`), 'utf8').then((t) => JSON.parse(t) as ProtocolCounts, () => ({})))
+  }
+  return out
+}
+
+/** Bytes per node per second by protocol over a window, biggest first (mean over the nodes). */
+function protocolRates (before: Map<number, ProtocolCounts>, after: Map<number, ProtocolCounts>, secs: number): Array<{ protocol: string, rate: number, streams: number }> {
+  const sums = new Map<string, { sent: number, streams: number }>()
+  for (const [pid, a] of after) {
+    const b = before.get(pid) ?? {}
+    for (const [proto, c] of Object.entries(a)) {
+      const s = sums.get(proto) ?? { sent: 0, streams: 0 }
+      s.sent += c.sent - (b[proto]?.sent ?? 0)
+      s.streams += c.streams - (b[proto]?.streams ?? 0)
+      sums.set(proto, s)
+    }
+  }
+  const n = Math.max(1, after.size)
+  return [...sums].map(([protocol, s]) => ({ protocol, rate: s.sent / n / secs, streams: s.streams / n / (secs / 60) }))
+    .filter((r) => r.rate > 0).sort((a, b) => b.rate - a.rate)
+}
+
+async function idleNetwork (dist: string, figure: Figure, token: string, root: string, count: number): Promise<void> {
+  progress(`starting ${count} nodes (${dist})`)
   const nodes: NodeProc[] = []
+  const countDir = PROTOCOLS ? join(root, 'protocol-bytes') : undefined
+  if (countDir !== undefined) await mkdir(countDir, { recursive: true })
   try {
-    nodes.push(await startNode(dist, token, join(root, 'n0'), []))
+    nodes.push(await startNode(dist, token, join(root, 'n0'), [], countDir))
     const seed = nodes[0]?.listen[0] as string
-    nodes.push(...await Promise.all(Array.from({ length: NODES - 1 }, async (_, i) => await startNode(dist, token, join(root, `n${i + 1}`), [seed]))))
+    // Started a few at a time: 30 daemons loading modules at once on 2 cores take minutes.
+    for (let i = 1; i < count; i += START_BATCH) {
+      const batch = Array.from({ length: Math.min(START_BATCH, count - i) }, (_, k) => i + k)
+      nodes.push(...await Promise.all(batch.map(async (j) => await startNode(dist, token, join(root, `n${j}`), [seed], countDir))))
+    }
     progress('waiting until every node sees the others online')
     // On a loaded machine this can take long; past the deadline the figures are still taken
-    // (online_seen_min then says how far it got).
+    // (online_seen_min then says how far it got). Online means a presence link, which needs a
+    // connection: past DIAL_DISCOVERED_BELOW (32) peers a node does not dial every other one.
     await until('every node sees all others online', 240_000, async () => {
       const s = await Promise.all(nodes.map(async (n) => (await api(n, 'GET', '/api/v1/status')).json))
-      return s.every((x) => x.peers.online >= NODES - 1) ? true : undefined
+      return s.every((x) => x.peers.online >= count - 1) ? true : undefined
     }).catch((err: Error) => { progress(err.message) })
     // Joins, leases and first syncs settle before the quiet window. With public discovery, the
     // first 2 minutes also run rendezvous at its fast pace (src/net/mesh.ts): a start-up cost,
     // not idle; FOOTPRINT_SETTLE_MS=130000 measures past it.
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
     const pids = nodes.map((n) => n.pid)
-    const b0 = bytesSent(pids)
+    const p0 = countDir !== undefined ? await protocolCounts(countDir, pids) : undefined
     const t0 = now()
-    await new Promise((resolve) => setTimeout(resolve, IDLE_WINDOW_MS))
-    const b1 = bytesSent(pids)
+    const sent = await sentOverWindow(pids, IDLE_WINDOW_MS)
     const secs = (now() - t0) / 1000
-    const rates = pids.map((p) => ((b1.get(p) ?? 0) - (b0.get(p) ?? 0)) / secs)
+    // The preload writes every second: wait for a file written after the window closed.
+    if (countDir !== undefined) await new Promise((resolve) => setTimeout(resolve, 1_100))
+    const p1 = countDir !== undefined ? await protocolCounts(countDir, pids) : undefined
+    const rates = pids.map((p) => (sent.get(p) ?? 0) / secs)
     const rss = pids.map(rssMb)
-    figure(`idle_rss_mean_${NODES}_nodes`, mean(rss), 'MB', '< 80')
-    figure(`idle_rss_max_${NODES}_nodes`, Math.max(...rss), 'MB', '< 80')
-    figure(`idle_sent_per_node_${NODES}_nodes`, mean(rates), 'B/s', '< 1024')
-    figure(`idle_sent_max_node_${NODES}_nodes`, Math.max(...rates), 'B/s', '< 1024')
+    figure(`idle_rss_mean_${count}_nodes`, mean(rss), 'MB', '< 80')
+    figure(`idle_rss_max_${count}_nodes`, Math.max(...rss), 'MB', '< 80')
+    figure(`idle_sent_per_node_${count}_nodes`, mean(rates), 'B/s', '< 1024')
+    figure(`idle_sent_max_node_${count}_nodes`, Math.max(...rates), 'B/s', '< 1024')
+    if (p0 !== undefined && p1 !== undefined) {
+      for (const r of protocolRates(p0, p1, (now() - t0) / 1000)) {
+        figure(`idle_sent_per_node_${count}_nodes ${r.protocol}`, r.rate, 'B/s')
+        if (r.streams > 0) figure(`idle_streams_per_node_${count}_nodes ${r.protocol}`, r.streams, '/min')
+      }
+    }
     const online = await Promise.all(nodes.map(async (n) => (await api(n, 'GET', '/api/v1/status')).json.peers.online as number))
-    figure(`online_seen_min_${NODES}_nodes`, Math.min(...online), 'peers', `= ${NODES - 1}`)
+    figure(`online_seen_min_${count}_nodes`, Math.min(...online), 'peers', `= ${count - 1}`)
     const st = await stateLatencyMs(nodes[0] as NodeProc)
-    figure(`state_latency_${NODES}_nodes`, st.ms, 'ms', '< 50')
+    figure(`state_latency_${count}_nodes`, st.ms, 'ms', '< 50')
   } finally {
     await Promise.all(nodes.map(async (n) => { await n.stop() }))
   }
@@ -244,7 +338,9 @@ export async function run (): Promise<void> {
   try {
     const figures = BUILDS.map((b) => ({ ...b, figure: ((m, v, u, t) => { emit(`${m}${b.suffix}`, v, u, t) }) as Figure }))
     if (process.env.FOOTPRINT_SKIP_NETWORK !== '1') {
-      for (const b of figures) await idleNetwork(b.dist, b.figure, tokenText, join(root, `net${b.suffix}`))
+      for (const count of NODE_COUNTS) {
+        for (const b of figures) await idleNetwork(b.dist, b.figure, tokenText, join(root, `net${count}${b.suffix}`), count)
+      }
     }
     for (const count of EVENT_COUNTS) {
       progress(`generating ${count} events from ${AUTHORS} authors`)

@@ -1,7 +1,7 @@
 import { spawn as nodeSpawn } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { stringify } from 'yaml'
+import { createRequire } from 'node:module'
 import { z } from 'zod'
 import { isK3sWait, type K3sPlan, type K3sRunRole, type K3sWait } from '../projections/k3s-plan.js'
 import { replacePrivateFile } from './private-file.js'
@@ -373,6 +373,8 @@ export class K3sProcess {
     await mkdir(this.paths.dir, { recursive: true, mode: 0o700 })
     const doc: Record<string, string> = { token: this.opts.clusterToken(plan.cluster) }
     if (plan.role !== 'agent') doc['write-kubeconfig'] = this.kubeconfigPath
+    // yaml is loaded here, with k3s, not by every CLI command that imports this file's constants.
+    const { stringify } = createRequire(import.meta.url)('yaml') as typeof import('yaml')
     const text = `# Written by weft for cluster ${plan.cluster} on every start of k3s. Secret: the k3s token.\n${stringify(doc)}`
     await replacePrivateFile(this.paths.config, text)
   }

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto'
 import { Option, type Command } from 'commander'
-import { Packet } from 'dns2'
+import { createRequire } from 'node:module'
 import { DEFAULT_SETTINGS } from '../projections/settings-defaults.js'
 import { corednsSnippet as snippetOf, type Snippet, type SnippetInput } from '../node/coredns-snippet.js'
 import { isWeftError } from '../log/errors.js'
@@ -26,12 +26,17 @@ export function corednsSnippet (input: SnippetInput): Snippet {
   }
 }
 
+/** dns2's packet codec, loaded by `weft dns query` only (every command, the daemon too, imports this file). */
+function packet (): typeof import('dns2').Packet {
+  return (createRequire(import.meta.url)('dns2') as typeof import('dns2')).Packet
+}
+
 const QUERY_TYPES = ['A', 'AAAA', 'SRV', 'TXT', 'SOA', 'NS', 'CNAME', 'PTR', 'MX', 'ANY'] as const
 
 interface Resource { name: string, type: number, ttl: number, address?: string, priority?: number, weight?: number, port?: number, target?: string, data?: unknown, primary?: string, admin?: string, serial?: number, ns?: string, domain?: string, exchange?: string }
 
 function typeName (t: number): string {
-  const entry = Object.entries(Packet.TYPE).find(([, v]) => v === t)
+  const entry = Object.entries(packet().TYPE).find(([, v]) => v === t)
   return entry?.[0] ?? `TYPE${t}`
 }
 
@@ -57,6 +62,7 @@ async function dnsQuery (name: string, opts: QueryOpts): Promise<number> {
   } catch (err) {
     throw new CliError(`--server ${(err as Error).message}`)
   }
+  const Packet = packet()
   const qtype = Packet.TYPE[opts.type as keyof typeof Packet.TYPE]
   let query: Buffer
   try {

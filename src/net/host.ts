@@ -26,6 +26,7 @@ import type { AddressFilter } from './address-filter.js'
 import { hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
 import { guardRegistrar } from './public-protocols.js'
 import { reusePortTcp } from './reuseport-tcp.js'
+import { memberDhtPeerInfo } from './member-dht-addresses.js'
 
 /** The public DHT's protocol (the IPFS "Amino" DHT every public libp2p node speaks). */
 export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
@@ -152,8 +153,10 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     // One gater: the path filter's address rules and the admission's peer rules.
     connectionGater: { ...path.connectionGater, ...(opts.denyPeer !== undefined ? gaterFor(opts.denyPeer) : {}) },
     // Presence heartbeats (every 10 s) already show a dead link; libp2p's own pings only need
-    // to catch connections nothing else uses, so every 30 s rather than its default 10 s.
-    connectionMonitor: { pingInterval: 30_000 },
+    // to catch connections nothing else uses, so every 60 s rather than its default 10 s: at
+    // 30 s they were a third of an idle node's traffic (~350 B/s in a 10-node network, each a
+    // new stream with its negotiation; docs/operations.md).
+    connectionMonitor: { pingInterval: 60_000 },
     connectionManager: {
       // Many nodes on one host all dial from the same address: the default threshold treats
       // that as a flood and refuses them.
@@ -169,8 +172,9 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       dht: kadDHT({
         protocol: `${ids.dhtProtocolPrefix}/kad/1.0.0`,
         clientMode: false,
-        // Private and loopback addresses are the normal case on a LAN or in a test.
-        peerInfoMapper: passthroughMapper
+        // Private and loopback addresses are the normal case on a LAN or in a test; with public
+        // discovery, circuit addresses through relays at private addresses are left out.
+        peerInfoMapper: pub !== undefined ? memberDhtPeerInfo : passthroughMapper
       }),
       pubsub: gossipsub({
         globalSignaturePolicy: 'StrictNoSign',

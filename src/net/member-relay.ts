@@ -1,4 +1,5 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { isPrivate } from '@libp2p/utils'
 import type { Connection, PeerId } from '@libp2p/interface'
 import { isDirect } from './address-filter.js'
 import { isPlainConnection } from './transport-protector.js'
@@ -43,10 +44,16 @@ export class MemberRelays {
 
   constructor (private readonly opts: MemberRelayOptions) {}
 
-  /** A member we reached directly that serves the hop protocol: take a slot on it (at most MEMBER_RELAY_SLOTS). */
+  /**
+   * A member we reached directly at a public address (after --public-ranges) that serves the hop
+   * protocol: take a slot on it (at most MEMBER_RELAY_SLOTS). A member reached at a private
+   * address is no use as a relay: whoever can reach it there is on the same private network and
+   * reaches us directly, and its circuit address would only swell our address list (every
+   * identify and private DHT record carries it: issue 16, idle traffic).
+   */
   async reserve (peer: PeerId, c: Connection, protocols: readonly string[]): Promise<void> {
     const id = peer.toString()
-    if (!protocols.includes(HOP_PROTOCOL) || c.direction !== 'outbound' || !isDirect(c) || isPlainConnection(c)) return
+    if (!protocols.includes(HOP_PROTOCOL) || c.direction !== 'outbound' || !isDirect(c) || isPlainConnection(c) || isPrivate(c.remoteAddr)) return
     if (this.reserved.has(id) || this.reserved.size >= MEMBER_RELAY_SLOTS) return
     this.reserved.add(id)
     // libp2p has no public call to listen on one more address of a running node.
@@ -58,6 +65,22 @@ export class MemberRelays {
       this.reserved.delete(id)
       this.opts.log.debug({ relay: id, err: (err as Error).message }, 'cannot reserve a relay slot on a member')
     }
+  }
+
+  /**
+   * Relayed connections to a peer we also reach directly: closed (returns how many). On a LAN
+   * every member is a relay and announces circuit addresses through other members, so dials
+   * racing at start leave some pairs with a relayed connection beside the direct one; whatever
+   * took it (sync, gossip) then costs the relay its bytes too (issue 16, idle traffic). Traffic
+   * prefers the direct one anyway (address-filter.ts bestConnection).
+   */
+  async closeRedundant (peer: PeerId): Promise<number> {
+    const open = this.opts.host.getConnections(peer).filter((c) => c.status === 'open')
+    if (!open.some((c) => isDirect(c))) return 0
+    const relayed = open.filter((c) => c.remoteAddr.toString().includes('/p2p-circuit'))
+    await Promise.all(relayed.map(async (c) => { await c.close().catch(() => { c.abort(new Error('a direct connection replaces it')) }) }))
+    if (relayed.length > 0) this.opts.log.debug({ peer: peer.toString(), closed: relayed.length }, 'closed relayed connections to a peer reached directly')
+    return relayed.length
   }
 
   /** Whether every open connection to the peer is limited (a public relay's), and there is at least one. */

@@ -272,9 +272,17 @@ export class Mesh {
       log: opts.log,
       intervalMs: opts.rendezvousIntervalMs,
       onProvider: async (p) => { await this.noteMember(p) },
-      // Look every few seconds while no member is connected (a new node, or one cut off) and in
-      // the first minutes, while members that started with us are still announcing themselves.
-      ...(opts.public !== undefined ? { alone: () => opts.now() - startedAt < FAST_RENDEZVOUS_AFTER_START_MS || !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined) } : {})
+      // Look every few seconds in the first minutes, while members that started with us are still
+      // announcing themselves, and while no member is connected (a new node, or one cut off);
+      // back off while rounds find nobody new (rendezvous-pace.ts). Without public discovery:
+      // every rendezvousIntervalMs, as before.
+      ...(opts.public !== undefined
+        ? {
+            fast: () => opts.now() - startedAt < FAST_RENDEZVOUS_AFTER_START_MS,
+            alone: () => !host.getConnections().some((c) => isProtectedConnection(c) && c.limits === undefined),
+            backoff: true
+          }
+        : {})
     })
     this.rendezvous.start()
     // New addresses (a relay slot, an observed public address): announce them under the keys now.
@@ -374,7 +382,10 @@ export class Mesh {
   /** The periodic round: every peer, except quiet ones while nothing changed here. */
   private async syncRound (): Promise<void> {
     if (this.opts.public !== undefined) {
-      for (const p of this.host.getPeers()) if (this.memberRelays.onlyLimited(p) && this.isMember(p.toString())) void this.upgradeLimited(p)
+      for (const p of this.host.getPeers()) {
+        if (this.memberRelays.onlyLimited(p) && this.isMember(p.toString())) void this.upgradeLimited(p)
+        else void this.memberRelays.closeRedundant(p)
+      }
     }
     const peers = this.memberPeers()
     const connected = new Set(peers.map((p) => p.toString()))

@@ -2,7 +2,7 @@ import { hostname as osHostname } from 'node:os'
 import { isIP } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml'
+import type { Document, LineCounter } from 'yaml'
 import type { z } from 'zod'
 import { WeftError, isWeftError } from '../log/errors.js'
 import { formatToken, parseToken, TOKEN_PREFIX, type NetworkToken } from '../log/token.js'
@@ -179,7 +179,10 @@ interface LoadedFile {
 }
 
 /** The 1-based line of `block.key` (or of `block` alone), if the document has it. */
-function lineOf (doc: Document, lines: LineCounter, block: string, key?: string): number | undefined {
+/** The yaml library: loaded with the first config file (~200 modules a node without --config never needs). */
+type Yaml = typeof import('yaml')
+
+function lineOf ({ isMap, isScalar }: Yaml, doc: Document, lines: LineCounter, block: string, key?: string): number | undefined {
   const root = doc.contents
   if (!isMap(root)) return undefined
   const blockPair = root.items.find((p) => isScalar(p.key) && p.key.value === block)
@@ -232,8 +235,9 @@ async function loadConfigFile (file: string): Promise<LoadedFile> {
   } catch (err) {
     throw bad(`--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and its permissions`, err)
   }
-  const lines = new LineCounter()
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false })
+  const yaml = await import('yaml')
+  const lines = new yaml.LineCounter()
+  const doc = yaml.parseDocument(source, { lineCounter: lines, prettyErrors: false })
   const syntax = doc.errors[0]
   if (syntax !== undefined) {
     const pos = lines.linePos(syntax.pos[0])
@@ -253,7 +257,7 @@ async function loadConfigFile (file: string): Promise<LoadedFile> {
       ? `${noBlock}; a Kairos p2p: block is not read (its edgevpn token cannot join a Weft network): add a weft: block with a token from "weft token new"`
       : noBlock)
   }
-  const line = (block: 'weft' | 'kairos', key: string): number | undefined => lineOf(doc, lines, block, key)
+  const line = (block: 'weft' | 'kairos', key: string): number | undefined => lineOf(yaml, doc, lines, block, key)
   const where = (block: 'weft' | 'kairos', key: string): string => {
     const n = line(block, key)
     return n === undefined ? `${path}: ${block}.${key}` : `${path}:${n}: ${block}.${key}`
@@ -261,7 +265,7 @@ async function loadConfigFile (file: string): Promise<LoadedFile> {
   const block = <S extends z.ZodType>(name: 'weft' | 'kairos', schema: S): z.infer<S> => {
     const raw = top[name] ?? {}
     if (typeof raw !== 'object' || Array.isArray(raw)) {
-      const line = lineOf(doc, lines, name)
+      const line = lineOf(yaml, doc, lines, name)
       throw bad(`${path}${line === undefined ? '' : `:${line}`}: ${name}: must be a mapping of settings (key: value lines indented under it), got ${describeValue(raw, true)}`)
     }
     const parsed = schema.safeParse(raw)

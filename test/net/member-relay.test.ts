@@ -105,3 +105,26 @@ describe('member relays', () => {
     expect(await relays.upgrade(a.peerId)).toBe(false)
   }, 30_000)
 })
+
+describe('redundant relayed connections', () => {
+  it('a relayed connection to a member we also reach directly is closed; one without a direct link stays', async () => {
+    const isMember = (): boolean => true
+    const [m, a, b] = await Promise.all([0, 1, 2].map(async (i) => await member(i, isMember))) as [WeftHost, WeftHost, WeftHost]
+    const mAddr = m.getMultiaddrs().find((x) => !x.toString().includes('/p2p-circuit'))!.toString()
+    await a.dial(multiaddr(mAddr), { signal: T() })
+    await listenOn(a, mAddr)
+    const relayed = await b.dial(multiaddr(`${mAddr}/p2p-circuit/p2p/${a.peerId.toString()}`), { signal: T() })
+    expect(relayed.remoteAddr.toString()).toContain('/p2p-circuit')
+    const relays = new MemberRelays({ host: b, isMember, log: silentLogger, now: () => Date.now() })
+    // Only the relayed link: kept.
+    expect(await relays.closeRedundant(a.peerId)).toBe(0)
+    expect(relayed.status).toBe('open')
+    // A direct one as well: the relayed one goes, the direct one stays.
+    const direct = await b.dial(a.getMultiaddrs().find((x) => !x.toString().includes('/p2p-circuit'))!, { signal: T(), force: true })
+    expect(isDirect(direct)).toBe(true)
+    expect(await relays.closeRedundant(a.peerId)).toBe(1)
+    expect(relayed.status).not.toBe('open')
+    expect(direct.status).toBe('open')
+    expect(b.getConnections(a.peerId).every((c) => !c.remoteAddr.toString().includes('/p2p-circuit'))).toBe(true)
+  }, 30_000)
+})

@@ -1,0 +1,44 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { assertBuilt, CLI } from './helpers.js'
+
+/**
+ * `weft` run as an executable starts its daemons with a small young generation
+ * (src/cli/main.ts: the first two lines are both sh and JavaScript). A preload prints the V8
+ * flags Node.js was started with and exits, before any command runs.
+ */
+const run = promisify(execFile)
+let dir = ''
+let probe = ''
+
+beforeAll(async () => {
+  assertBuilt()
+  dir = await mkdtemp(join(tmpdir(), 'weft-flags-'))
+  probe = join(dir, 'probe.mjs')
+  await writeFile(probe, 'process.stdout.write(JSON.stringify(process.execArgv)); process.exit(0)\n')
+})
+afterAll(async () => { await rm(dir, { recursive: true, force: true }) })
+
+async function execArgvOf (args: string[]): Promise<string[]> {
+  const { stdout } = await run('/bin/sh', [CLI, ...args], { env: { ...process.env, NODE_OPTIONS: `--import=${probe}` } })
+  return JSON.parse(stdout) as string[]
+}
+
+describe('the weft executable', () => {
+  it('starts `up` and `bridge` with --max-semi-space-size=4, other commands without it', async () => {
+    expect(await execArgvOf(['up', '--help'])).toContain('--max-semi-space-size=4')
+    expect(await execArgvOf(['bridge', '--help'])).toContain('--max-semi-space-size=4')
+    expect(await execArgvOf(['status'])).not.toContain('--max-semi-space-size=4')
+  })
+
+  it('still runs as plain JavaScript under node, and as an executable through sh', async () => {
+    const viaNode = await run(process.execPath, [CLI, '--version'])
+    const viaSh = await run('/bin/sh', [CLI, '--version'])
+    expect(viaNode.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+    expect(viaSh.stdout).toBe(viaNode.stdout)
+  })
+})
