@@ -112,6 +112,19 @@ describe('weft up: addresses in use, signals, log format', () => {
     expect(existsSync(join(d.dataDir, 'api.json'))).toBe(false)
   }, 30_000)
 
+  it('a clean stop that outlasts its deadline exits anyway (code 1), says so once and removes api.json', async () => {
+    const dir = await tempDir('weft-ops-')
+    cleanups.push(dir.cleanup)
+    // A deadline of 1 ms: no clean stop (libp2p, the store) finishes that fast, so the watchdog
+    // is what ends the process; without it the stop would end it with 0.
+    const d = await startDaemon({ token: formatToken(newToken()), dataDir: join(dir.dir, 'w'), name: 'watchdog', env: { WEFT_STOP_DEADLINE_MS: '1' } })
+    cleanups.push(d.stop)
+    d.proc.kill('SIGTERM')
+    expect(await d.exited).toBe(1)
+    expect(d.logs.filter((l) => l.msg === 'the clean stop did not finish in time: exiting without it')).toHaveLength(1)
+    expect(existsSync(join(d.dataDir, 'api.json'))).toBe(false)
+  }, 30_000)
+
   it('--log-format pretty: one readable line per log record with an ISO time and the level', async () => {
     const dir = await tempDir('weft-ops-')
     cleanups.push(dir.cleanup)

@@ -24,7 +24,7 @@ export interface DaemonProc {
   stop: () => Promise<number | null>
 }
 
-export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[], /** Open a TUN device (needs root); off by default. */ tun?: boolean, /** `up` (default) or `bridge`. */ command?: 'up' | 'bridge' }
+export interface DaemonArgs { token: string, dataDir: string, name: string, peers?: string[], extra?: string[], /** Open a TUN device (needs root); off by default. */ tun?: boolean, /** `up` (default) or `bridge`. */ command?: 'up' | 'bridge', /** More environment for the process. */ env?: Record<string, string> }
 
 export async function tempDir (prefix = 'weft-mesh-'): Promise<{ dir: string, cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
@@ -37,7 +37,7 @@ export function spawnUp (a: DaemonArgs): { proc: ChildProcess, logs: Array<Recor
   const args = [CLI, a.command ?? 'up', '--token', a.token, '--data-dir', a.dataDir, '--hostname', a.name,
     '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--no-mdns', ...(a.tun === true || bridge ? [] : ['--no-tun']), ...(bridge ? [] : ['--sync-interval', '1s']), '--log-level', 'debug',
     ...(a.peers ?? []).flatMap((p) => ['--peer', p]), ...(a.extra ?? [])]
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' } })
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '', ...(a.env ?? {}) } })
   const logs: Array<Record<string, unknown>> = []
   let raw = ''
   let partial = ''
