@@ -129,9 +129,8 @@ export class Replica<R extends ReducerMap> {
         let author = authors.get(row.author)
         if (author === undefined) { author = fromHex(row.author); authors.set(row.author, author) }
         // What restore reads of an event; it keeps a StoredEvent made from it (merged-log.ts).
-        // toHex: a flat string; the key's regex groups are slices that keep the whole key alive.
         const fields = { v: 1, net: this.opts.net, author, seq: row.seq, prev: row.prev, deps: row.deps, lamport: row.lamport, time: row.time, type: row.type }
-        batch.push({ fields, idHex: toHex(fromHex(row.id)), authorHex: row.author } as unknown as SignedEvent)
+        batch.push({ fields, idHex: row.id, authorHex: row.author } as unknown as SignedEvent)
       }
       if (batch.length >= 64) { this.log.restore(batch); batch.length = 0 }
     }

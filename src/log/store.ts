@@ -4,6 +4,7 @@ import { openEnvelope, openTrusted, type EventFields, type SignedEvent, type Ver
 import { canonicalEncode } from './cbor.js'
 import { decode } from 'cborg'
 import { isEventType } from './bodies.js'
+import { fromHex, toHex } from './bytes.js'
 
 /**
  * The durable event store, over any abstract-level database (LevelDB on disk in the daemon,
@@ -23,6 +24,14 @@ export type EventDb = AbstractLevel<string | Uint8Array, string, Uint8Array>
 const pad = (n: number): string => n.toString(16).padStart(13, '0')
 /** Parses what `keyOf(e).order` writes. */
 const ORDER_KEY = /^o!([0-9a-f]{13})!([0-9a-f]{64})!([0-9a-f]{13})!([0-9a-f]{64})$/
+
+function orderKey (raw: string | Uint8Array): { key: string, row?: { id: string, author: string, seq: number, lamport: number } } {
+  const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
+  const m = ORDER_KEY.exec(key)
+  if (m === null) return { key }
+  const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
+  return { key, row: { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16) } }
+}
 
 export type OrderIndexEntry =
   | {
@@ -145,13 +154,14 @@ export class EventStore {
    */
   async * headersInOrder (): AsyncGenerator<IndexedHeader | { id: string, envelope: Uint8Array }> {
     for await (const [raw, value] of this.db.iterator({ gt: 'o!', lt: 'o"' })) {
-      const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
-      const m = ORDER_KEY.exec(key)
-      if (m === null) throw new WeftError('ERR_STORE', `malformed order index key ${key.slice(0, 40)}: the store is damaged; run "weft log verify"`)
-      const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
+      const { key, row } = orderKey(raw)
+      if (row === undefined) throw new WeftError('ERR_STORE', `malformed order index key ${key.slice(0, 40)}: the store is damaged; run "weft log verify"`)
       const rest = parseIndexValue(value)
+      // A flat copy of the id: the regex's groups are slices that would keep the whole key alive
+      // for as long as the log holds the id.
+      const id = toHex(fromHex(row.id))
       if (rest !== undefined) {
-        yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), ...rest }
+        yield { ...row, id, ...rest }
         continue
       }
       const envelope = await this.db.get(`e!${id}`)
@@ -172,12 +182,10 @@ export class EventStore {
    */
   async * orderIndex (): AsyncGenerator<OrderIndexEntry> {
     for await (const [raw, value] of this.db.iterator({ gt: 'o!', lt: 'o"' })) {
-      const key = typeof raw === 'string' ? raw : new TextDecoder().decode(raw)
-      const m = ORDER_KEY.exec(key)
-      if (m === null) { yield { malformed: key }; continue }
-      const [, lamport, author, seq, id] = m as unknown as [string, string, string, string, string]
+      const { key, row } = orderKey(raw)
+      if (row === undefined) { yield { malformed: key }; continue }
       const header = value.byteLength === 0 ? 'none' : (parseIndexValue(value) ?? 'unreadable')
-      yield { id, author, seq: Number.parseInt(seq, 16), lamport: Number.parseInt(lamport, 16), envelope: await this.db.get(`e!${id}`), header }
+      yield { ...row, envelope: await this.db.get(`e!${row.id}`), header }
     }
   }
 

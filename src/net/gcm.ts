@@ -143,6 +143,15 @@ class NodeOpen implements GcmOpen {
   }
 }
 
+/** A cipher context with its key schedule set (freed with `owner`), for one direction. */
+function keyedContext (e: Evp, owner: object, init: Evp['encInit'], key: Uint8Array, name: string): Ptr {
+  const ctx = e.newCtx()
+  if (ctx === null) throw new Error('EVP_CIPHER_CTX_new failed')
+  e.registry.register(owner, ctx)
+  if (init(ctx, e.cipher, null, key, null) !== 1) throw new Error(`${name} failed`)
+  return ctx
+}
+
 class EvpSeal implements GcmSeal {
   private readonly ctx: Ptr
   private readonly nonce = new Uint8Array(NONCE_BYTES)
@@ -150,11 +159,7 @@ class EvpSeal implements GcmSeal {
   private readonly scratch = new Uint8Array(16)
 
   constructor (private readonly e: Evp, key: Uint8Array) {
-    const ctx = e.newCtx()
-    if (ctx === null) throw new Error('EVP_CIPHER_CTX_new failed')
-    e.registry.register(this, ctx)
-    if (e.encInit(ctx, e.cipher, null, key, null) !== 1) throw new Error('EVP_EncryptInit_ex failed')
-    this.ctx = ctx
+    this.ctx = keyedContext(e, this, e.encInit, key, 'EVP_EncryptInit_ex')
   }
 
   sealInto (counter: number, aad: Uint8Array, parts: readonly Uint8Array[], out: Uint8Array, offset: number): void {
@@ -184,11 +189,7 @@ class EvpOpen implements GcmOpen {
   private readonly tag = new Uint8Array(GCM_TAG_BYTES)
 
   constructor (private readonly e: Evp, key: Uint8Array) {
-    const ctx = e.newCtx()
-    if (ctx === null) throw new Error('EVP_CIPHER_CTX_new failed')
-    e.registry.register(this, ctx)
-    if (e.decInit(ctx, e.cipher, null, key, null) !== 1) throw new Error('EVP_DecryptInit_ex failed')
-    this.ctx = ctx
+    this.ctx = keyedContext(e, this, e.decInit, key, 'EVP_DecryptInit_ex')
   }
 
   open (counter: number, aad: Uint8Array, body: readonly Uint8Array[], bodyBytes: number, tag: Uint8Array): Uint8Array | null {

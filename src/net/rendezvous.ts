@@ -125,8 +125,7 @@ export class Rendezvous {
       // Alone (or in the fast start), a round that hangs in a DHT lookup (a peer it dials does not
       // answer) would keep the next one from running: seen in the simulated internet, 20 s before
       // a NATted node found its network. Short rounds, then, repeated at the alone pace.
-      const short = this.opts.alone?.() === true || this.opts.fast?.() === true
-      const signal = AbortSignal.timeout(short ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
+      const signal = AbortSignal.timeout(this.mode() !== 'connected' ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
       // One signal for the announce and three look-ups, each of which listens on it many times
       // over (kad-dht does the same for its own): not a leak, so no MaxListenersExceededWarning.
       setMaxListeners(Infinity, signal)

@@ -12,9 +12,10 @@
  * bigger than the 64 KiB read buffer is cut (and counted); offloads should be off on both
  * neighbours (`gso_max_segs 1`) so that no frame exceeds the MTU.
  */
-import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
 import { syscalls, EAGAIN, EINTR } from '../../src/net/syscalls.js'
 import { FdWatch } from '../../src/net/fd-watch.js'
+import { socketCalls } from '../../src/net/reuseport-socket.js'
 
 const [ifA, ifB, msText] = process.argv.slice(2)
 const delayMs = Number(msText)
@@ -32,28 +33,22 @@ const PACKET_IGNORE_OUTGOING = 23
 const MAX_QUEUED = 20_000
 const BUF = 65_536
 
-const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-const lib = koffi.load(null)
-const socket = lib.func('int socket(int, int, int)') as (d: number, t: number, p: number) => number
-const bind = lib.func('int bind(int, void *, uint32_t)') as (fd: number, addr: Uint8Array, len: number) => number
-const setsockopt = lib.func('int setsockopt(int, int, int, void *, uint32_t)') as (fd: number, level: number, name: number, v: Uint8Array, len: number) => number
-const ifIndex = lib.func('unsigned int if_nametoindex(const char *)') as (name: string) => number
+// The same socket calls the hole-punching dials use (src/net/reuseport-socket.ts).
+const calls = socketCalls()
 const sys = syscalls()
-if (sys === null) throw new Error('no libc through koffi')
+if (calls === null || sys === null) throw new Error('no libc through koffi')
 
 function open (name: string): number {
-  const index = ifIndex(name)
-  if (index === 0) throw new Error(`no interface ${name}`)
-  const fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, ETH_P_ALL_BE)
-  if (fd < 0) throw new Error(`socket(AF_PACKET) failed: errno ${sys?.errno() ?? '?'}`)
+  const index = Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8'))
+  const fd = calls!.socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, ETH_P_ALL_BE)
+  if (fd < 0) throw new Error(`socket(AF_PACKET) failed: errno ${calls!.errno()}`)
   // Our own writes on this interface must not come back as reads.
-  const one = new Uint8Array(new Int32Array([1]).buffer)
-  if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, one, 4) !== 0) throw new Error(`PACKET_IGNORE_OUTGOING failed: errno ${sys?.errno() ?? '?'}`)
+  if (calls!.setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, new Int32Array([1]), 4) !== 0) throw new Error(`PACKET_IGNORE_OUTGOING failed: errno ${calls!.errno()}`)
   const sll = Buffer.alloc(20)
   sll.writeUInt16LE(AF_PACKET, 0)
   sll.writeUInt16LE(ETH_P_ALL_BE, 2)
   sll.writeInt32LE(index, 4)
-  if (bind(fd, sll, sll.byteLength) !== 0) throw new Error(`bind to ${name} failed: errno ${sys?.errno() ?? '?'}`)
+  if (calls!.bind(fd, sll, sll.byteLength) !== 0) throw new Error(`bind to ${name} failed: errno ${calls!.errno()}`)
   return fd
 }
 

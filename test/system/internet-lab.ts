@@ -66,7 +66,9 @@ const DELAY_WIRE = join(REPO, 'test/system/delay-wire.ts')
 
 async function startWire (lab: NetnsLab, wire: LabHost, a: string, b: string, ms: number): Promise<void> {
   const logFile = join(lab.dir, `${wire.hostname}.log`)
-  const proc = lab.spawn(wire, [process.execPath, '--import', 'tsx', DELAY_WIRE, a, b, String(ms)], { logFile, cwd: REPO })
+  // Without WEFT_REUSEPORT: the wire uses the same socket calls, which that switch turns off for nodes.
+  const { WEFT_REUSEPORT: _off, ...env } = process.env
+  const proc = lab.spawn(wire, [process.execPath, '--import', 'tsx', DELAY_WIRE, a, b, String(ms)], { logFile, cwd: REPO, env })
   await waitFor(async () => {
     if (proc.exitCode !== undefined) throw new Error(`the delay wire in ${wire.ns} exited: ${await tail(logFile)}`)
     return (await tail(logFile)).includes('ready ')
