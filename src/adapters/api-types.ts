@@ -195,7 +195,7 @@ export const NodeStatusSchema = z.object({
   authors: Count,
   /** Events waiting for missing parents. */
   pending: Count,
-  peers: z.object({ connected: Count, online: Count }),
+  peers: z.object({ connected: Count, online: Count, public: Count.optional() }),
   self: SelfStatusSchema,
   /**
    * This node's cluster: its members, and the ones not online right now (no presence beacon).

@@ -64,7 +64,7 @@ export function renderStatus (s: NodeStatus): string {
     ['version', `${s.version}, up ${duration(s.uptimeMs)} (since ${new Date(s.startedAt).toISOString()})`],
     ...(s.listen.length === 0 ? [['listen', '-']] : s.listen.map((a, i) => [i === 0 ? 'listen' : '', a])),
     ['api', s.api],
-    ['peers', `${s.peers.connected} connected, ${s.peers.online} online`],
+    ['peers', `${s.peers.connected} connected, ${s.peers.online} online${s.peers.public !== undefined && s.peers.public > 0 ? `, ${s.peers.public} public (DHT, relays)` : ''}`],
     ['events', `${plural(s.events, 'event')} from ${plural(s.authors, 'author')}, ${s.pending} waiting for parents`],
     ['address', s.self.address === undefined ? '-' : noVpn(s) ? `${s.self.address} (no VPN: reaches nothing)` : s.self.address],
     ['role', s.self.role === undefined ? '-' : `${s.self.role}${s.self.roleStable === true ? ' (stable)' : ' (tentative: may still change)'}`],

@@ -413,11 +413,18 @@ export class Mesh {
     return this.host.getMultiaddrs().map((a) => a.toString())
   }
 
+  /**
+   * Peers of this network: those with a protected connection (the token-keyed handshake) and
+   * those presence knows. Plain connections to public DHT and relay nodes, and to anyone else
+   * reached through public discovery, are not peers: a non-member met that way (a revoked node,
+   * say) must not count as connected (`publicConnections()` counts them).
+   */
   peers (): MeshPeer[] {
     const now = this.opts.now()
     const out = new Map<string, MeshPeer>()
     const conns = new Map<string, Connection[]>()
     for (const conn of this.host.getConnections()) {
+      if (isPlainConnection(conn)) continue
       const id = conn.remotePeer.toString()
       const p = out.get(id) ?? { peerId: id, connected: true, online: false, addrs: [] }
       p.addrs.push(conn.remoteAddr.toString())
@@ -443,6 +450,11 @@ export class Mesh {
       if (at !== undefined) p.lastSyncMs = Math.max(0, now - at)
     }
     return [...out.values()].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
+  }
+
+  /** Plain connections: public DHT and relay nodes (public protocols only, docs/mesh.md). */
+  publicConnections (): number {
+    return this.host.getConnections().filter((c) => isPlainConnection(c)).length
   }
 
   async stop (): Promise<void> {

@@ -353,7 +353,7 @@ export class Daemon {
       uptimeMs: this.now() - this.startedAt,
       listen: this.listenAddrs(),
       api: this.api?.url ?? 'off',
-      peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length },
+      peers: { connected: peers.filter((p) => p.connected).length, online: peers.filter((p) => p.online).length, public: this.mesh.publicConnections() },
       members: this.clusterMembers(peers),
       ...Object.assign({}, ...this.features.map((f) => f.status?.() ?? {})) as Partial<NodeLiveStatus>,
       sync: { rounds: this.mesh.sync.stats.sessions + this.mesh.sync.stats.served, eventsPulled: this.mesh.sync.stats.eventsPulled, lastRoundAt: this.mesh.sync.stats.lastRoundAt },

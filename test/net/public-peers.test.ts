@@ -5,6 +5,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { WeftHost } from '../../src/net/host.js'
 import { identifiers } from '../../src/log/token.js'
 import { isPlainConnection } from '../../src/net/transport-protector.js'
@@ -97,5 +98,18 @@ describe('members with public discovery on', () => {
     for (const t of nodes) await t.mesh.publish([await t.replica.append('node.join', joinBody(`n${t.n}`), Date.now())])
     await waitFor(() => nodes.every((t) => t.replica.log.size === 2), 'both events on both nodes')
     expect(b.mesh.host.getConnections().every((c) => !isPlainConnection(c))).toBe(true)
+  })
+
+  it('count a plain public connection apart: not a peer, not connected (a non-member met through public discovery)', async () => {
+    const a = await startNode(0, [], { public: { bootstrap: [] } })
+    const b = await startNode(1, [a.addr], { public: { bootstrap: [] } })
+    nodes.push(a, b)
+    await waitFor(() => a.mesh.peers().some((x) => x.peerId === b.mesh.host.peerId.toString() && x.connected), 'b a connected peer of a')
+    const p = await plainNode()
+    await p.dial(multiaddr(a.addr), { signal: AbortSignal.timeout(5_000) })
+    await waitFor(() => a.mesh.publicConnections() === 1, 'the plain connection seen by a')
+    expect(a.mesh.host.getConnections(p.peerId).length).toBeGreaterThan(0)
+    expect(a.mesh.peers().map((x) => x.peerId)).not.toContain(p.peerId.toString())
+    expect(a.mesh.peers().filter((x) => x.connected)).toHaveLength(1)
   })
 })
