@@ -152,12 +152,10 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     peerDiscovery: discovery,
     // One gater: the path filter's address rules and the admission's peer rules.
     connectionGater: { ...path.connectionGater, ...(opts.denyPeer !== undefined ? gaterFor(opts.denyPeer) : {}) },
-    // Presence heartbeats (every 10 s) already show a dead link; libp2p's own pings catch
-    // connections nothing else uses and measure each connection's RTT (path choice, `weft peers
-    // ls`), so every 30 s rather than its default 10 s. They are about a third of an idle node's
-    // traffic (~350 B/s in a 10-node network; docs/operations.md); 60 s left a new peer without
-    // a measured path for a minute.
-    connectionMonitor: { pingInterval: 30_000 },
+    // No connection monitor: its ping stream on every connection every 30 s was half of an idle
+    // node's streams. Presence heartbeats measure each member link's round trip and close a dead
+    // connection; the other connections are pinged by ConnectionProbe (connection-probe.ts).
+    connectionMonitor: { enabled: false },
     connectionManager: {
       // Many nodes on one host all dial from the same address: the default threshold treats
       // that as a flood and refuses them.

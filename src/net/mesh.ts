@@ -12,6 +12,8 @@ import { isPlainConnection, isProtectedConnection } from './transport-protector.
 import { EventGossip } from './event-gossip.js'
 import { AntiEntropy } from './anti-entropy.js'
 import { Presence } from './presence.js'
+import { ConnectionProbe } from './connection-probe.js'
+import { LogDigest } from './log-digest.js'
 import { Rendezvous } from './rendezvous.js'
 import type { ReplicaPort } from './replica-port.js'
 import type { MeshLogger } from './mesh-logger.js'
@@ -71,9 +73,12 @@ export interface MeshPeer {
   lastSyncMs?: number
 }
 
-/** The presence protocol of a network (presence.ts); version 2 replaced the gossiped beacons. */
-function presenceProtocol (networkId: string): string {
-  return `/weft/${networkId}/presence/2.0.0`
+/**
+ * The presence protocols of a network (presence.ts), newest first: version 2 replaced the
+ * gossiped beacons, version 3 adds round trips and the log digest (a v2 node still links).
+ */
+function presenceProtocols (networkId: string): [string, string] {
+  return [`/weft/${networkId}/presence/3.0.0`, `/weft/${networkId}/presence/2.0.0`]
 }
 
 /** How often a configured --peer that is not connected is dialled again. */
@@ -127,6 +132,8 @@ export class Mesh {
     readonly gossip: EventGossip,
     readonly sync: AntiEntropy,
     readonly presence: Presence,
+    private readonly digest: LogDigest,
+    private readonly probe: ConnectionProbe,
     private readonly opts: MeshOptions,
     private readonly candidates: Set<string>
   ) {
@@ -201,19 +208,25 @@ export class Mesh {
       now: opts.now
     })
     const sync = new AntiEntropy({ host, protocol: ids.syncProtocol, replica: opts.replica, log: opts.log, now: opts.now })
+    const digest = new LogDigest(opts.replica)
     const presence = new Presence({
       host,
-      protocol: presenceProtocol(ids.networkId),
+      protocols: presenceProtocols(ids.networkId),
+      // The link rides the path traffic takes, so its round trip is that path's.
+      pick: (conns) => bestConnection(conns, (c) => c.limits === undefined && !isPlainConnection(c)),
       intervalMs: opts.presenceIntervalMs ?? 10_000,
       now: opts.now,
+      digest: () => digest.current(),
       log: opts.log
     })
-    mesh = new Mesh(host, gossip, sync, presence, opts, candidates)
+    const probe = new ConnectionProbe({ host, measured: (c) => presence.carries(c), log: opts.log })
+    mesh = new Mesh(host, gossip, sync, presence, digest, probe, opts, candidates)
     try {
       await host.start()
       await sync.start()
       gossip.start()
       await presence.start()
+      probe.start()
     } catch (err) {
       try { await host.stop() } catch {}
       throw new WeftError('ERR_NETWORK', `cannot start the libp2p host: ${(err as Error).message}`, { cause: err })
@@ -392,6 +405,8 @@ export class Mesh {
     for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
     await Promise.all(peers.map(async (p) => {
       const id = p.toString()
+      // Its heartbeat says its log is ours: nothing to exchange (log-digest.ts).
+      if (this.digest.same(this.presence.digestOf(id))) return
       const q = this.quiet.get(id)
       if (q !== undefined && q.changes === this.changes && q.skipped < QUIET_SKIPS) { q.skipped++; return }
       const before = this.changes
@@ -463,6 +478,8 @@ export class Mesh {
     for (const t of this.timers) clearInterval(t)
     this.unsubscribe?.()
     this.rendezvous?.stop()
+    this.probe.stop()
+    this.digest.stop()
     await this.presence.stop()
     this.gossip.stop()
     await this.sync.stop().catch(() => {})

@@ -8,7 +8,7 @@ import type { MeshLogger } from './mesh-logger.js'
 /**
  * Liveness, kept out of the log: the log says who is a member, presence says who is up.
  *
- * Each pair of directly connected nodes keeps one long-lived stream (opened by the smaller peer
+ * Each pair of directly connected nodes keeps one long-lived stream (opened by the larger peer
  * id) on which both sides send a heartbeat every `intervalMs`; a peer heard on it is seen
  * directly. The stream rides the connection, which pnet and noise already authenticate, so the
  * heartbeats are unsigned and a few bytes. A node also vouches for the nodes it has seen lately
@@ -21,6 +21,14 @@ import type { MeshLogger } from './mesh-logger.js'
  * the nodes a peer cannot see itself (none in a full mesh): it does not grow with the size of the
  * network, only with the (capped) number of connections. The direct set is sent when the link
  * opens and when it changes (the stream is reliable and ordered, so never again otherwise).
+ *
+ * Each heartbeat also carries its sequence number and an echo of the last one received
+ * (`[seq, µs held]`), so each side measures the link's round trip from traffic it sends anyway,
+ * and sets it on the connection the link rides (`Connection.rtt`: path choice, `weft peers ls`);
+ * libp2p's own pings, a new stream per connection every 30 s, are not needed for that. The first
+ * heartbeat on a link is answered at once, so a new link is measured within a round trip. A
+ * heartbeat also carries an 8-byte digest of the sender's log frontier when it changed, so the
+ * mesh skips anti-entropy sessions with peers whose log is the same as ours.
  *
  * Trust: a member can vouch falsely for another (keep a stopped node "online" to its peers).
  * Presence only informs `weft status` and the API; nothing in the log or the data plane depends
@@ -35,6 +43,8 @@ export interface PresenceEntry {
   direct: boolean
   /** The addresses of the direct connection; empty for a vouched peer. */
   addrs: string[]
+  /** The link's round trip measured from heartbeat echoes (ms); undefined until measured. */
+  rttMs?: number
 }
 
 export const PRESENCE_LIMITS = {
@@ -46,34 +56,52 @@ export const PRESENCE_LIMITS = {
   /** Authors remembered at most; the ones heard from longest ago go first. */
   tracked: 4096,
   /** An author not heard of for this long is forgotten. */
-  forgetMs: 60 * 60_000
+  forgetMs: 60 * 60_000,
+  /** Bytes of a log digest. */
+  digestBytes: 8,
+  /** Heartbeats sent on a link whose send time is kept for its echo. */
+  echoes: 4
 } as const
 
 /** What presence needs from the libp2p host. */
 export interface PresenceHost {
   peerId: PeerId
-  handle: (protocol: string, handler: (stream: Stream, connection: Connection) => void, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  handle: (protocol: string | string[], handler: (stream: Stream, connection: Connection) => void, opts?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
   unhandle: (protocol: string) => Promise<void>
-  dialProtocol: (peer: PeerId, protocol: string, opts?: { signal?: AbortSignal }) => Promise<Stream>
   getConnections: (peer?: PeerId) => Connection[]
 }
 
 export interface PresenceOptions {
   host: PresenceHost
-  protocol: string
+  /** The protocol, newest version first: `[v3, v2]` (v2 links carry no echo and no digest). */
+  protocols: readonly [string, ...string[]]
+  /** The connection a new link should ride (the peer's best path); undefined: none usable. */
+  pick: (conns: Connection[]) => Connection | undefined
   /** Heartbeat period (default 10 s); online means seen within 3 periods. */
   intervalMs: number
   now: () => number
+  /** A monotonic clock (ms) for round trips; default performance.now. */
+  clock?: () => number
+  /** The digest of our log frontier (PRESENCE_LIMITS.digestBytes); absent: none sent. */
+  digest?: () => Uint8Array
   log: MeshLogger
 }
 
-/** [direct set or null when unchanged, vouches [author key, age ms][]] */
-type Heartbeat = [Uint8Array[] | null, Array<[Uint8Array, number]>]
+type Vouches = Array<[Uint8Array, number]>
+/**
+ * v2: [direct set or null when unchanged, vouches [author key, age ms][]];
+ * v3 adds [seq, echo [seq received, µs held] or null, log digest or null when unchanged].
+ */
+type Heartbeat = [Uint8Array[] | null, Vouches] | [Uint8Array[] | null, Vouches, number, [number, number] | null, Uint8Array | null]
 
 interface Link {
   peer: PeerId
   author: string
   stream: Stream
+  /** The connection the stream rides (its RTT is set from the echoes). */
+  conn: Connection | undefined
+  /** Whether the link speaks v3 (seq, echo, digest). */
+  v3: boolean
   lp: LengthPrefixedStream
   addrs: string[]
   lastHeard: number
@@ -82,6 +110,16 @@ interface Link {
   /** What we last told it about our direct set. */
   sentDirect: string
   sending: boolean
+  /** A heartbeat asked for while one was being sent: send another after it. */
+  again: boolean
+  /** Our next heartbeat's seq, and when the latest ones went (seq → clock), for their echoes. */
+  seq: number
+  sentAt: Map<number, number>
+  /** Their latest heartbeat not yet echoed: its seq and when it arrived (clock). */
+  toEcho: { seq: number, at: number } | undefined
+  rttMs: number | undefined
+  theirDigest: Uint8Array | undefined
+  sentDigest: string
 }
 
 export class Presence {
@@ -102,9 +140,9 @@ export class Presence {
   private get windowMs (): number { return 3 * this.opts.intervalMs }
 
   async start (): Promise<void> {
-    // One link per peer, opened by the smaller peer id; 2, not 1, so a new link can replace one
+    // One link per peer, opened by the larger peer id; 2, not 1, so a new link can replace one
     // whose close the other side has not seen yet.
-    await this.opts.host.handle(this.opts.protocol, (stream, conn) => { this.attach(conn.remotePeer, stream, conn) }, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+    await this.opts.host.handle([...this.opts.protocols], (stream, conn) => { this.attach(conn.remotePeer, stream, conn) }, { maxInboundStreams: 2, maxOutboundStreams: 2 })
     this.timer = setInterval(() => { this.tick() }, this.opts.intervalMs)
     this.timer.unref()
   }
@@ -114,7 +152,7 @@ export class Presence {
     if (this.timer !== undefined) clearInterval(this.timer)
     for (const l of this.links.values()) l.stream.abort(new Error('presence stopped'))
     this.links.clear()
-    await this.opts.host.unhandle(this.opts.protocol).catch(() => {})
+    for (const p of this.opts.protocols) await this.opts.host.unhandle(p).catch(() => {})
   }
 
   /** A peer that speaks our protocol was identified: open the link if it is ours to open. */
@@ -124,8 +162,9 @@ export class Presence {
     if (this.toOpen.size < PRESENCE_LIMITS.direct || this.toOpen.has(id)) this.toOpen.set(id, peer)
     this.opening.add(id)
     try {
-      const stream = await this.opts.host.dialProtocol(peer, this.opts.protocol, { signal: AbortSignal.timeout(10_000) })
-      const conn = this.opts.host.getConnections(peer)[0]
+      const conn = this.opts.pick(this.opts.host.getConnections(peer))
+      if (conn === undefined) return
+      const stream = await conn.newStream([...this.opts.protocols], { signal: AbortSignal.timeout(10_000) })
       this.attach(peer, stream, conn)
     } catch (err) {
       this.opts.log.debug({ peer: id, err: (err as Error).message }, 'presence link not opened')
@@ -145,9 +184,11 @@ export class Presence {
     }
     this.links.get(id)?.stream.abort(new Error('replaced by a newer presence link'))
     const link: Link = {
-      peer, author, stream, lp: lpStream(stream, { maxDataLength: PRESENCE_LIMITS.frameBytes }),
+      peer, author, stream, conn, v3: stream.protocol === this.opts.protocols[0],
+      lp: lpStream(stream, { maxDataLength: PRESENCE_LIMITS.frameBytes }),
       addrs: conn !== undefined ? [conn.remoteAddr.toString()] : [],
-      lastHeard: this.opts.now(), theirDirect: new Set(), sentDirect: '\0', sending: false
+      lastHeard: this.opts.now(), theirDirect: new Set(), sentDirect: '\0', sending: false, again: false,
+      seq: 0, sentAt: new Map(), toEcho: undefined, rttMs: undefined, theirDigest: undefined, sentDigest: ''
     }
     this.links.set(id, link)
     this.heard(author, id, 0)
@@ -159,18 +200,44 @@ export class Presence {
     try {
       while (!this.stopped) {
         const frame = await link.lp.read()
-        const hb = parseHeartbeat(frame.subarray())
+        const hb = parseHeartbeat(frame.subarray(), link.v3)
         if (hb === undefined) throw new Error('malformed presence heartbeat')
         link.lastHeard = this.opts.now()
         this.heard(link.author, link.peer.toString(), 0)
         if (hb[0] !== null) link.theirDirect = new Set(hb[0].map(toHex))
         for (const [key, age] of hb[1]) this.heard(toHex(key), authorName(key), age)
+        if (hb.length === 5) this.echoed(link, hb[2], hb[3], hb[4])
       }
     } catch (err) {
       if (!this.stopped) this.opts.log.debug({ peer: link.peer.toString(), err: (err as Error).message }, 'presence link closed')
     } finally {
       this.drop(link)
     }
+  }
+
+  /** Their seq to echo, our round trip from their echo, and their digest. */
+  private echoed (link: Link, seq: number, echo: [number, number] | null, digest: Uint8Array | null): void {
+    const at = this.clock()
+    link.toEcho = { seq, at }
+    if (echo !== null) {
+      const sent = link.sentAt.get(echo[0])
+      // The peer held our heartbeat echo[1] µs before its reply left; what remains is the path.
+      if (sent !== undefined) {
+        const rtt = at - sent - echo[1] / 1000
+        if (rtt >= 0) {
+          link.rttMs = Math.round(rtt * 100) / 100
+          if (link.conn !== undefined && link.conn.status === 'open') link.conn.rtt = link.rttMs
+        }
+        link.sentAt.delete(echo[0])
+      }
+    }
+    if (digest !== null) link.theirDigest = digest
+    // A new link's first heartbeat is answered now, so its round trip is known within one.
+    if (seq === 0) void this.send(link)
+  }
+
+  private clock (): number {
+    return (this.opts.clock ?? performance.now.bind(performance))()
   }
 
   private drop (link: Link): void {
@@ -193,8 +260,13 @@ export class Presence {
   private tick (): void {
     const now = this.opts.now()
     for (const link of [...this.links.values()]) {
-      // A peer silent for the whole window is gone even if its connection still looks open.
-      if (now - link.lastHeard > this.windowMs) { this.drop(link); continue }
+      // A peer silent for the whole window is gone even if its connection still looks open: the
+      // connection is dead too (what libp2p's connection pings used to find), so it is closed.
+      if (now - link.lastHeard > this.windowMs) {
+        this.drop(link)
+        link.conn?.abort(new Error(`no presence heartbeat for ${this.windowMs} ms`))
+        continue
+      }
       void this.send(link)
     }
     for (const [id, peer] of this.toOpen) {
@@ -205,8 +277,9 @@ export class Presence {
   }
 
   private async send (link: Link): Promise<void> {
-    if (link.sending) return
+    if (link.sending) { link.again = true; return }
     link.sending = true
+    link.again = false
     try {
       const now = this.opts.now()
       const direct = [...this.links.values()].map((l) => l.author).sort()
@@ -219,17 +292,32 @@ export class Presence {
         if (age > this.windowMs || author === link.author || link.theirDirect.has(author)) continue
         vouches.push([fromHex(author), Math.max(0, Math.round(age))])
       }
-      const hb: Heartbeat = [sendDirect ? direct.slice(0, PRESENCE_LIMITS.direct).map(fromHex) : null, vouches]
+      const directSet = sendDirect ? direct.slice(0, PRESENCE_LIMITS.direct).map(fromHex) : null
+      let hb: Heartbeat = [directSet, vouches]
+      let digestKey = link.sentDigest
+      if (link.v3) {
+        const seq = link.seq++
+        const clock = this.clock()
+        const echo: [number, number] | null = link.toEcho !== undefined ? [link.toEcho.seq, Math.max(0, Math.round((clock - link.toEcho.at) * 1000))] : null
+        link.toEcho = undefined
+        const digest = this.opts.digest?.()
+        digestKey = digest !== undefined ? toHex(digest) : ''
+        hb = [directSet, vouches, seq, echo, digest !== undefined && digestKey !== link.sentDigest ? digest : null]
+        link.sentAt.set(seq, clock)
+        if (link.sentAt.size > PRESENCE_LIMITS.echoes) link.sentAt.delete(link.sentAt.keys().next().value as number)
+      }
       const bytes = encode(hb)
       await link.lp.write(bytes, { signal: AbortSignal.timeout(this.windowMs) })
       this.stats.heartbeatsSent++
       this.stats.bytesSent += bytes.byteLength
       if (sendDirect) link.sentDirect = directKey
+      link.sentDigest = digestKey
     } catch {
       this.drop(link)
     } finally {
       link.sending = false
     }
+    if (link.again && this.links.get(link.peer.toString()) === link) void this.send(link)
   }
 
   private forget (now: number): void {
@@ -247,8 +335,19 @@ export class Presence {
   entries (): PresenceEntry[] {
     return [...this.seen].map(([author, e]) => {
       const link = this.links.get(e.peerId)
-      return { author, peerId: e.peerId, lastSeen: e.lastSeen, direct: link !== undefined, addrs: link?.addrs ?? [] }
+      return { author, peerId: e.peerId, lastSeen: e.lastSeen, direct: link !== undefined, addrs: link?.addrs ?? [], ...(link?.rttMs !== undefined ? { rttMs: link.rttMs } : {}) }
     })
+  }
+
+  /** The log digest a directly linked peer last sent (v3 links); undefined when unknown. */
+  digestOf (peerId: string): Uint8Array | undefined {
+    return this.links.get(peerId)?.theirDigest
+  }
+
+  /** Whether a connection carries a presence link (its RTT is measured by the heartbeats). */
+  carries (conn: Connection): boolean {
+    for (const l of this.links.values()) if (l.conn === conn && l.v3) return true
+    return false
   }
 
   onlineCount (): number {
@@ -258,16 +357,25 @@ export class Presence {
   }
 }
 
-function parseHeartbeat (bytes: Uint8Array): Heartbeat | undefined {
+function parseHeartbeat (bytes: Uint8Array, v3: boolean): Heartbeat | undefined {
   const v = decode(bytes) as unknown
-  if (!Array.isArray(v) || v.length !== 2) return undefined
-  const [direct, vouches] = v as [unknown, unknown]
+  if (!Array.isArray(v) || v.length !== (v3 ? 5 : 2)) return undefined
+  const [direct, vouches, seq, echo, digest] = v as [unknown, unknown, unknown, unknown, unknown]
+  if (v3) {
+    if (!isCount(seq)) return undefined
+    if (echo !== null && (!Array.isArray(echo) || echo.length !== 2 || !isCount(echo[0]) || !isCount(echo[1]))) return undefined
+    if (digest !== null && !(digest instanceof Uint8Array && digest.byteLength === PRESENCE_LIMITS.digestBytes)) return undefined
+  }
   if (direct !== null && (!Array.isArray(direct) || direct.length > PRESENCE_LIMITS.direct || !direct.every(isKey))) return undefined
   if (!Array.isArray(vouches) || vouches.length > PRESENCE_LIMITS.vouches) return undefined
   for (const x of vouches) {
     if (!Array.isArray(x) || x.length !== 2 || !isKey(x[0]) || !Number.isSafeInteger(x[1]) || (x[1] as number) < 0) return undefined
   }
   return v as Heartbeat
+}
+
+function isCount (x: unknown): x is number {
+  return Number.isSafeInteger(x) && (x as number) >= 0
 }
 
 function isKey (x: unknown): x is Uint8Array {

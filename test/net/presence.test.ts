@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { lpStream } from '@libp2p/utils'
+import { encode } from 'cborg'
 import { toHex } from '../../src/log/bytes.js'
 import { identity } from '../support/fixtures.js'
 import { startNode, stopAll, type TestNode } from './support.js'
@@ -79,8 +80,9 @@ describe('presence', () => {
       const beats = x.mesh.presence.stats.heartbeatsSent - (before[i]?.heartbeatsSent ?? 0)
       const bytes = x.mesh.presence.stats.bytesSent - (before[i]?.bytesSent ?? 0)
       expect(beats).toBeGreaterThan(0)
-      // [null, []]: 3 bytes of CBOR; no keys, no vouches, whatever the network's size.
-      expect(bytes / beats).toBeLessThanOrEqual(3)
+      // [null, [], seq, [seq, µs held], null]: ~12 bytes of CBOR; no keys, no vouches and no
+      // digest (sent only when the log changed), whatever the network's size.
+      expect(bytes / beats).toBeLessThanOrEqual(16)
     })
 
     // Adversarial: a member opens a presence stream and sends garbage. The link closes, the
@@ -88,7 +90,7 @@ describe('presence', () => {
     const e = nodes[4] as TestNode
     const proto = a.mesh.host.getProtocols().find((p) => p.includes('/presence/'))
     expect(proto).toBeDefined()
-    // The victim has the smaller peer id, so it opened the link and accepts one inbound stream.
+    // The victim has the smaller peer id: the link is the other side's to open, and it accepts inbound streams.
     const victim = nodes.find((x) => x.mesh.host.peerId.toString() < e.mesh.host.peerId.toString()) as TestNode
     const stream = await e.mesh.host.dialProtocol(victim.mesh.host.peerId, proto as string)
     await lpStream(stream).write(new Uint8Array([0xff, 0x00, 0x13]))
@@ -97,4 +99,66 @@ describe('presence', () => {
     // The opener links again on its next heartbeat.
     await waitFor('the link to come back', 5_000, () => victim.mesh.presence.entries().find((x) => x.author === author(e.n))?.direct === true)
   }, 60_000)
+
+  it('measures each link\'s round trip from the heartbeats, at once for a new link, and sets it on the connection', async () => {
+    // Heartbeats every 10 s: a round trip known within a few seconds came from the first
+    // heartbeat's immediate answer, not from the next heartbeat.
+    const a = await startNode(1, [], { presenceIntervalMs: 10_000 })
+    const b = await startNode(2, [a.addr], { presenceIntervalMs: 10_000 })
+    nodes = [a, b]
+    await waitFor('both links measured', 5_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.rttMs !== undefined)))
+    for (const [x, y] of [[a, b], [b, a]] as const) {
+      const e = x.mesh.presence.entries().find((z) => z.author === author(y.n))
+      expect(e?.rttMs).toBeGreaterThanOrEqual(0)
+      expect(e?.rttMs).toBeLessThan(1_000) // loopback
+      const conn = x.mesh.host.getConnections(y.mesh.host.peerId)[0]
+      expect(conn?.rtt).toBe(e?.rttMs)
+      expect(x.mesh.presence.carries(conn!)).toBe(true)
+      expect(x.mesh.peers().find((p) => p.author === author(y.n))?.latencyMs).toBe(e?.rttMs)
+    }
+  }, 30_000)
+
+  it('closes the connection of a peer whose presence link falls silent (a dead or stuck peer)', async () => {
+    const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
+    const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
+    nodes = [a, b]
+    await waitFor('linked', 10_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.direct)))
+    // The larger peer id opens the link; the smaller opens a second presence stream, which
+    // replaces the link on the other side, and never sends on it: the link is silent while the
+    // connection stays open.
+    const [other, opener] = a.mesh.host.peerId.toString() < b.mesh.host.peerId.toString() ? [a, b] : [b, a]
+    const proto = opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string
+    const silent = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, proto)
+    expect(silent.status).toBe('open')
+    const conn = other.mesh.host.getConnections(opener.mesh.host.peerId).find((c) => c.streams.some((x) => x.id === silent.id))
+    expect(conn).toBeDefined()
+    await waitFor('the silent peer\'s connection closed', WINDOW + 2 * INTERVAL + 3_000, () => conn?.status !== 'open')
+  }, 30_000)
+
+  it('refuses a malformed v3 heartbeat (a digest of the wrong size, a negative seq) and still links a v2 peer', async () => {
+    const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
+    const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
+    nodes = [a, b]
+    await waitFor('linked', 10_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.direct)))
+    // Streams from the side that does not open links (the smaller peer id), so none is replaced.
+    const [other, opener] = a.mesh.host.peerId.toString() < b.mesh.host.peerId.toString() ? [a, b] : [b, a]
+    const v3 = opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string
+    const v2 = v3.replace('/3.0.0', '/2.0.0')
+    const linked = (): boolean => opener.mesh.presence.entries().find((e) => e.author === author(other.n))?.direct === true
+    for (const bad of [[null, [], 0, null, new Uint8Array(7)], [null, [], -1, null, null], [null, [], 0, [1], null], [null, []]]) {
+      await waitFor('the link back', 5_000, linked)
+      const s = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, v3)
+      await lpStream(s).write(encode(bad))
+      await waitFor(`the link with ${JSON.stringify(bad)} closed`, 5_000, () => s.status !== 'open')
+    }
+    // An older node (v2) links: its 2-element heartbeats keep it online, with no round trip.
+    const s = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, v2)
+    const lp = lpStream(s)
+    for (let i = 0; i < 4; i++) {
+      await lp.write(encode([null, []]))
+      await new Promise((resolve) => setTimeout(resolve, INTERVAL))
+    }
+    expect(s.status).toBe('open')
+    expect(opener.mesh.presence.isOnline(author(other.n))).toBe(true)
+  }, 30_000)
 })

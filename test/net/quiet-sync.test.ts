@@ -31,4 +31,25 @@ describe('periodic anti-entropy when idle', () => {
     await waitFor(() => a.replica.log.has(ev.idHex) && b.replica.log.has(ev.idHex), 'the event everywhere', 3 * INTERVAL + 2_000)
     expect(a.replica.log.has(ev.idHex)).toBe(true)
   }, 60_000)
+
+  it('opens no session with a peer whose presence digest says its log is ours, and syncs once the logs differ', async () => {
+    const opts = { syncIntervalMs: INTERVAL, presenceIntervalMs: INTERVAL }
+    const a = await startNode(1, [], opts)
+    const b = await startNode(2, [a.addr], opts)
+    const c = await startNode(3, [a.addr], opts)
+    nodes = [a, b, c]
+    for (const x of nodes) await x.mesh.publish([await x.replica.append('node.join', joinBody(`n${x.n}`), 1000 + x.n)])
+    await waitFor(() => nodes.every((x) => x.replica.log.size === 3), 'every join everywhere')
+    // Each node has heard every peer's digest of the 3-event log (a heartbeat after the last join).
+    await waitFor(() => nodes.every((x) => nodes.every((y) => x === y || x.mesh.presence.digestOf(y.mesh.host.peerId.toString()) !== undefined)), 'digests heard')
+    await new Promise((resolve) => setTimeout(resolve, 3 * INTERVAL))
+    const before = nodes.map((x) => x.mesh.sync.stats.sessions)
+    await new Promise((resolve) => setTimeout(resolve, 15 * INTERVAL))
+    // The quiet skip alone would open a session with each peer every 6 rounds: 2 or more here.
+    nodes.forEach((x, i) => { expect(x.mesh.sync.stats.sessions - (before[i] as number), `sessions opened by node ${x.n}`).toBe(0) })
+    // An event appended on C and never published: C's digest changes, so sessions resume.
+    const ev = await c.replica.append('node.join', joinBody('gamma'), 2000)
+    await waitFor(() => a.replica.log.has(ev.idHex) && b.replica.log.has(ev.idHex), 'the event everywhere', 3 * INTERVAL + 5_000)
+    expect(nodes.reduce((n, x, i) => n + x.mesh.sync.stats.sessions - (before[i] as number), 0)).toBeGreaterThan(0)
+  }, 60_000)
 })
