@@ -84,7 +84,6 @@ export class Daemon {
   /** In start order; each gets every new state in this order, and they stop in reverse. */
   private readonly features: Feature[] = []
   private kubeconfig: KubeconfigFeature | undefined
-  private ping: PingFeature | undefined
   private onLeft: (() => void) | undefined
   private agent: NodeAgent | undefined
   private readonly problemBook: ProblemBook
@@ -202,7 +201,7 @@ export class Daemon {
         }
       }
       add(new NodeChecks(ctx, () => vpn !== undefined, tunError))
-      d.ping = add(new PingFeature(ctx))
+      add(new PingFeature(ctx))
       add(new LeaveFeature(ctx, () => { d.agent?.stop() }, () => { d.onLeft?.() }))
       let k3s: K3sFeature | undefined
       let mcs: McsFeature | undefined
@@ -396,8 +395,7 @@ export class Daemon {
         lastSeenMs: p.lastSeenMs,
         // A peer known only through a vouch has no connection address: show what its join says.
         addrs: p.addrs.length > 0 ? p.addrs : [...(m?.addrs ?? [])],
-        // Until libp2p's connection monitor measures it (every 30 s), the ping when it connected.
-        latencyMs: p.latencyMs ?? (p.connected ? this.ping?.rttOf(p.peerId) : undefined),
+        latencyMs: p.latencyMs,
         path: p.path,
         ...(p.lastSyncMs !== undefined ? { lastSyncMs: p.lastSyncMs } : {}),
         ...(address !== undefined ? { address } : {}),

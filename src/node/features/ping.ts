@@ -7,38 +7,17 @@ import type { ApiRoute, Feature, FeatureContext } from '../feature.js'
 
 /** How long one ping waits for its answer. */
 const PING_TIMEOUT_MS = 5_000
-/** Peers whose first round-trip time is remembered (one entry per connected peer; bounded). */
-const MAX_FIRST_RTTS = 1024
-
 const apiError = (status: number, code: string, message: string): Error => Object.assign(new Error(message), { status, code })
 
 /**
- * `weft ping` (POST /ping) and a first round-trip time for every new connection, so `weft peers
- * ls` shows an RTT at once rather than after libp2p's connection monitor first measures it (30 s).
- * Pings are libp2p pings over the mesh connection to the peer: the same connection the VPN's
- * packets take (docs/cli.md, "weft ping").
+ * `weft ping` (POST /ping). Pings are libp2p pings over the mesh connection to the peer: the
+ * same connection the VPN's packets take (docs/cli.md, "weft ping"). The round-trip times
+ * `weft peers ls` shows come from presence heartbeats and the connection probe (src/net).
  */
 export class PingFeature implements Feature {
   readonly name = 'ping'
-  private readonly firstRtt = new Map<string, number>()
-  private readonly onConnect: (evt: CustomEvent<unknown>) => void
-  private stopped = false
 
-  constructor (private readonly ctx: FeatureContext) {
-    const host = ctx.mesh.host
-    this.onConnect = (evt) => {
-      const peer = String(evt.detail)
-      void host.services.ping.ping(peerIdFromString(peer), { signal: AbortSignal.timeout(PING_TIMEOUT_MS) }).then((ms) => {
-        if (this.stopped) return
-        if (this.firstRtt.size >= MAX_FIRST_RTTS) this.firstRtt.delete(this.firstRtt.keys().next().value as string)
-        this.firstRtt.set(peer, ms)
-      }).catch(() => {})
-    }
-    host.addEventListener('peer:connect', this.onConnect as never)
-  }
-
-  /** The round-trip time measured when the connection to `peerId` opened, if any. */
-  rttOf (peerId: string): number | undefined { return this.firstRtt.get(peerId) }
+  constructor (private readonly ctx: FeatureContext) {}
 
   routes (): ApiRoute[] {
     return [[`${API_PREFIX}/ping`, { POST: async (body) => await this.ping(body) }]]
@@ -76,10 +55,7 @@ export class PingFeature implements Feature {
     }
   }
 
-  async stop (): Promise<void> {
-    this.stopped = true
-    this.ctx.mesh.host.removeEventListener('peer:connect', this.onConnect as never)
-  }
+  async stop (): Promise<void> {}
 }
 
 /**
