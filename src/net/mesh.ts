@@ -1,7 +1,6 @@
 import { bestConnection, isDirect, type AddressFilter } from './address-filter.js'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerId } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { identifiers, type NetworkToken } from '../log/token.js'
 import type { NodeIdentity } from '../log/identity.js'
 import type { SignedEvent, Verifier } from '../log/event.js'
@@ -20,6 +19,7 @@ import type { MeshLogger } from './mesh-logger.js'
 import type { TransportKeys } from './transport-keys.js'
 import type { PeerBook } from './peer-book.js'
 import { MemberRelays } from './member-relay.js'
+import { DIAL_DISCOVERED_BELOW, PeerDials, REDIAL_MS } from './peer-dials.js'
 
 export interface MeshOptions {
   token: NetworkToken
@@ -81,10 +81,6 @@ function presenceProtocols (networkId: string): [string, string] {
   return [`/weft/${networkId}/presence/3.0.0`, `/weft/${networkId}/presence/2.0.0`]
 }
 
-/** How often a configured --peer that is not connected is dialled again. */
-const REDIAL_MS = 5_000
-/** Discovered peers are dialled only below this many connections: a full mesh grows as N². */
-const DIAL_DISCOVERED_BELOW = 32
 /**
  * Periodic sync rounds skipped in a row with a peer while nothing changed here since a session
  * with it found both sides equal (issue 16: idle traffic). Whoever gets a new event syncs with
@@ -102,11 +98,6 @@ const FAST_RENDEZVOUS_AFTER_START_MS = 120_000
 const UPGRADE_BY_EITHER_AFTER_MS = 15_000
 /** Member candidates remembered from discovery (bounded: rendezvous providers come from strangers' DHT nodes). */
 const MAX_CANDIDATES = 4_096
-/** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
-const REDIAL_KNOWN_PER_ROUND = 4
-/** Peers of the peer book dialled at start, most recently seen first, this many at a time. */
-const BOOK_DIALS_AT_START = 16
-const BOOK_DIAL_CONCURRENCY = 4
 
 /**
  * One node's place in the mesh: the libp2p host, push (gossip), pull (anti-entropy) and
@@ -117,10 +108,10 @@ const BOOK_DIAL_CONCURRENCY = 4
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
   private readonly memberRelays: MemberRelays
+  private readonly dials: PeerDials
   private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
-  private readonly lastDialError = new Map<string, string>()
   /** Events added to the replica so far (any source): a change since a quiet session. */
   private changes = 0
   private unsubscribe: (() => void) | undefined
@@ -138,6 +129,7 @@ export class Mesh {
     private readonly candidates: Set<string>
   ) {
     this.memberRelays = new MemberRelays({ host, isMember: (id) => this.isMember(id), log: opts.log, now: opts.now })
+    this.dials = new PeerDials({ host, peers: opts.peers ?? [], log: opts.log, stopped: () => this.stopped })
   }
 
   /** A member candidate (rendezvous, mDNS, --peer, peer book) or a member in the log. */
@@ -254,13 +246,7 @@ export class Mesh {
     })
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
     // the peer store until someone dials it.
-    host.addEventListener('peer:discovery', (evt) => {
-      const id = evt.detail.id
-      if (this.stopped || id.equals(host.peerId) || host.getConnections(id).length > 0 || host.getConnections().length >= DIAL_DISCOVERED_BELOW) return
-      host.dial(id, { signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
-        opts.log.debug({ peer: id.toString(), err: (err as Error).message }, 'cannot dial a discovered peer')
-      })
-    })
+    host.addEventListener('peer:discovery', (evt) => { this.dials.discovered(evt.detail.id) })
     host.addEventListener('peer:connect', (evt) => {
       opts.log.info({ peer: evt.detail.toString() }, 'peer connected')
     })
@@ -275,7 +261,7 @@ export class Mesh {
     this.unsubscribe = opts.replica.onChange((added) => { this.changes += added.length })
     every(syncIntervalMs, () => {
       void this.syncRound()
-      void this.redialKnown(syncProtocol)
+      void this.dials.redialKnown(syncProtocol)
     })
     const startedAt = opts.now()
     this.rendezvous = new Rendezvous({
@@ -302,31 +288,10 @@ export class Mesh {
     if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { this.rendezvous?.kick() })
     this.lanProblem = lanDiscoveryProblem(opts.mdns !== false, opts.addressFilter !== undefined ? { allowsInterface: (n) => opts.addressFilter?.allowsInterface(n) ?? true } : {})
     // Said once, with its fix, by the node's problem list (node/problems.ts), not here as well.
-    if (opts.peerBook !== undefined) void this.dialBook(opts.peerBook)
+    if (opts.peerBook !== undefined) void this.dials.dialBook(opts.peerBook)
     if ((opts.peers ?? []).length > 0) {
-      every(REDIAL_MS, () => { void this.dialConfigured() })
-      void this.dialConfigured()
-    }
-  }
-
-  /** Dial configured peers we are not connected to, and say why when that fails. */
-  private async dialConfigured (): Promise<void> {
-    for (const p of this.opts.peers ?? []) {
-      if (this.stopped) return
-      const ma = multiaddr(p)
-      const id = ma.getComponents().find((c) => c.name === 'p2p')?.value
-      if (id !== undefined && this.host.getPeers().some((peer) => peer.toString() === id)) continue
-      try {
-        await this.host.dial(ma, { signal: AbortSignal.timeout(10_000) })
-        if (this.lastDialError.delete(p)) this.opts.log.info({ peer: p }, 'connected to configured peer')
-      } catch (err) {
-        const reason = (err as Error).message
-        if (this.lastDialError.get(p) !== reason) {
-          this.opts.log.warn({ peer: p, reason },
-            'cannot connect to configured peer: if it is running, check that it was started with the same network token (a different token fails the private-network handshake)')
-        }
-        this.lastDialError.set(p, reason)
-      }
+      every(REDIAL_MS, () => { void this.dials.dialConfigured() })
+      void this.dials.dialConfigured()
     }
   }
 
@@ -339,40 +304,6 @@ export class Mesh {
     const oldest = Math.min(...this.host.getConnections(peer).map((c) => c.timeline.open))
     if (this.host.peerId.toString() > peer.toString() && Date.now() - oldest < UPGRADE_BY_EITHER_AFTER_MS) return
     if (await this.memberRelays.upgrade(peer)) void this.syncPeer(peer)
-  }
-
-  /** At start: the members the peer book knows, most recently seen first, before any discovery. */
-  private async dialBook (book: PeerBook): Promise<void> {
-    const queue = book.entries().filter((e) => e.id !== this.host.peerId.toString()).slice(0, BOOK_DIALS_AT_START)
-    const worker = async (): Promise<void> => {
-      for (let e = queue.shift(); e !== undefined && !this.stopped; e = queue.shift()) {
-        const id = peerIdFromString(e.id)
-        if (this.host.getConnections(id).length > 0) continue
-        try {
-          await this.host.peerStore.merge(id, { multiaddrs: e.addrs.map((a) => multiaddr(a)) })
-          await this.host.dial(id, { signal: AbortSignal.timeout(10_000) })
-          this.opts.log.debug({ peer: e.id }, 'reconnected to a peer from the peer book')
-        } catch (err) {
-          this.opts.log.debug({ peer: e.id, err: (err as Error).message }, 'cannot reach a peer of the peer book')
-        }
-      }
-    }
-    await Promise.all(Array.from({ length: BOOK_DIAL_CONCURRENCY }, worker))
-  }
-
-  /**
-   * After a partition heals, discovery does not announce peers it already knows, so nothing would
-   * dial them again. Peers that spoke our sync protocol before and are not connected now are
-   * dialled a few at a time while we have few connections.
-   */
-  private async redialKnown (syncProtocol: string): Promise<void> {
-    const { host } = this
-    if (this.stopped || host.getConnections().length >= DIAL_DISCOVERED_BELOW) return
-    const known = await host.peerStore.all({ filters: [(p) => p.protocols.includes(syncProtocol) && host.getConnections(p.id).length === 0] }).catch(() => [])
-    for (const p of known.sort(() => Math.random() - 0.5).slice(0, REDIAL_KNOWN_PER_ROUND)) {
-      if (this.stopped) return
-      await host.dial(p.id, { signal: AbortSignal.timeout(5_000) }).catch(() => {})
-    }
   }
 
   async syncPeer (peer: PeerId): Promise<void> {
