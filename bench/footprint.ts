@@ -128,8 +128,8 @@ async function startNode (dist: string, token: string, dataDir: string, peers: s
   }
 }
 
-function rssMb (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
 
@@ -278,6 +278,8 @@ async function idleNetwork (dist: string, figure: Figure, token: string, root: s
     const rss = pids.map(rssMb)
     figure(`idle_rss_mean_${count}_nodes`, mean(rss), 'MB', '< 80')
     figure(`idle_rss_max_${count}_nodes`, Math.max(...rss), 'MB', '< 80')
+    // RSS less the file-backed pages (mostly the Node.js binary, shared by every Node.js process).
+    figure(`idle_rss_anon_mean_${count}_nodes`, mean(pids.map((p) => rssMb(p, 'RssAnon'))), 'MB')
     figure(`idle_sent_per_node_${count}_nodes`, mean(rates), 'B/s', '< 1024')
     figure(`idle_sent_max_node_${count}_nodes`, Math.max(...rates), 'B/s', '< 1024')
     if (p0 !== undefined && p1 !== undefined) {
