@@ -107,10 +107,17 @@ async function startNode (dist: string, token: string, dataDir: string, peers: s
   // As `weft` starts: a main.js whose first line is `#!/bin/sh` starts Node.js itself, with the
   // daemon's V8 flags (src/cli/main.ts); an older build's `#!/usr/bin/env node` runs as it is.
   const viaShell = readFileSync(main, 'utf8').startsWith('#!/bin/sh')
-  const child = spawn(viaShell ? '/bin/sh' : process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
+  const child = spawn(viaShell ? '/bin/sh' : process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+  // The log (errors only) and stderr, last 4,000 characters: said if the node dies mid-run.
   let stderr = ''
-  child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
+  const keep = (c: Buffer): void => { stderr = (stderr + c.toString()).slice(-4000) }
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
+  let stopping = false
+  const exited = new Promise<void>((resolve) => child.once('exit', (code, signal) => {
+    if (!stopping) progress(`a node exited during the run (${dataDir}, code ${code}, signal ${signal}): ${stderr}`)
+    resolve()
+  }))
   const ep = await until(`the API of ${dataDir}`, 120_000, async () => {
     if (child.exitCode !== null) throw new Error(`weft up exited (${child.exitCode}): ${stderr}`)
     const j = JSON.parse(await readFile(join(dataDir, 'api.json'), 'utf8')) as { url: string, listen: string[], pid: number }
@@ -124,7 +131,7 @@ async function startNode (dist: string, token: string, dataDir: string, peers: s
     url: ep.url,
     apiToken,
     listen: ep.listen,
-    stop: async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await exited } }
+    stop: async () => { stopping = true; if (child.exitCode === null) { child.kill('SIGTERM'); await exited } }
   }
 }
 
@@ -275,7 +282,7 @@ async function idleNetwork (dist: string, figure: Figure, token: string, root: s
     if (countDir !== undefined) await new Promise((resolve) => setTimeout(resolve, 1_100))
     const p1 = countDir !== undefined ? await protocolCounts(countDir, pids) : undefined
     const rates = pids.map((p) => (sent.get(p) ?? 0) / secs)
-    const rss = pids.map(rssMb)
+    const rss = pids.map((p) => rssMb(p))
     figure(`idle_rss_mean_${count}_nodes`, mean(rss), 'MB', '< 80')
     figure(`idle_rss_max_${count}_nodes`, Math.max(...rss), 'MB', '< 80')
     // RSS less the file-backed pages (mostly the Node.js binary, shared by every Node.js process).
