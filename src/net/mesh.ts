@@ -151,10 +151,22 @@ export class Mesh {
     const id = peer.toString()
     if (!this.candidates.has(id) && this.candidates.size >= MAX_CANDIDATES) return
     this.candidates.add(id)
+    await this.protect(peer)
+  }
+
+  /**
+   * A member connected only plain (it dialled us before it knew we are one, or we met it as a
+   * public node first): such a connection cannot carry the network's protocols, and while it is
+   * open libp2p hands it to every dial, so a protected one would never be made (seen with 30
+   * nodes: a third of them stayed alone). Close it and dial the member again, protected.
+   */
+  private async protect (peer: PeerId): Promise<void> {
     const conns = this.host.getConnections(peer)
-    if (conns.length > 0 && conns.every((c) => isPlainConnection(c))) {
-      await Promise.all(conns.map(async (c) => { await c.close().catch(() => {}) }))
-    }
+    if (this.stopped || conns.length === 0 || !conns.every((c) => isPlainConnection(c))) return
+    await Promise.all(conns.map(async (c) => { await c.close().catch(() => {}) }))
+    await this.host.dial(peer, { signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
+      this.opts.log.debug({ peer: peer.toString(), err: err.message }, 'cannot dial a member again, protected')
+    })
   }
 
   static async start (opts: MeshOptions): Promise<Mesh> {
@@ -247,6 +259,11 @@ export class Mesh {
     // libp2p v3 has no auto-dialler: a peer found by mDNS (or any discovery) is only stored in
     // the peer store until someone dials it.
     host.addEventListener('peer:discovery', (evt) => { this.dials.discovered(evt.detail.id) })
+    // After identify, so the peer store has the member's listen addresses to dial it again.
+    host.addEventListener('peer:identify', (evt) => {
+      const c = evt.detail.connection
+      if (isPlainConnection(c) && this.isMember(c.remotePeer.toString())) void this.protect(c.remotePeer)
+    })
     host.addEventListener('peer:connect', (evt) => {
       opts.log.info({ peer: evt.detail.toString() }, 'peer connected')
     })

@@ -2,6 +2,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { WeftHost } from './host.js'
+import { isPlainConnection } from './transport-protector.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { PeerBook } from './peer-book.js'
 
@@ -48,7 +49,9 @@ export class PeerDials {
       if (this.opts.stopped()) return
       const ma = multiaddr(p)
       const id = ma.getComponents().find((c) => c.name === 'p2p')?.value
-      if (id !== undefined && this.opts.host.getPeers().some((peer) => peer.toString() === id)) continue
+      // Connected only plain (it took us for a public node) counts as not connected: the mesh
+      // closes such a connection (Mesh.protect) and this dial makes a protected one.
+      if (id !== undefined && this.opts.host.getConnections().some((c) => c.remotePeer.toString() === id && !isPlainConnection(c))) continue
       try {
         await this.opts.host.dial(ma, { signal: AbortSignal.timeout(10_000) })
         if (this.lastDialError.delete(p)) this.opts.log.info({ peer: p }, 'connected to configured peer')

@@ -112,4 +112,21 @@ describe('members with public discovery on', () => {
     expect(a.mesh.peers().map((x) => x.peerId)).not.toContain(p.peerId.toString())
     expect(a.mesh.peers().filter((x) => x.connected)).toHaveLength(1)
   })
+
+  it('replace a plain connection from a peer they hold to be a member with a protected one (it dialled before it knew)', async () => {
+    // A does not know B yet, so A's dial is plain; B holds A to be a member (its log says so here).
+    const a = await startNode(0, [], { public: { bootstrap: [] } })
+    const aId = a.mesh.host.peerId.toString()
+    const b = await startNode(1, [], { public: { bootstrap: [] }, isLogMember: (id) => id === aId })
+    nodes.push(a, b)
+    const ev = await a.replica.append('node.join', joinBody('alpha'), Date.now())
+    const first = await a.mesh.host.dial(multiaddr(b.addr), { signal: AbortSignal.timeout(5_000) })
+    expect(isPlainConnection(first)).toBe(true)
+    // B closes it and dials A protected: the sync protocol runs and B gets A's event.
+    await waitFor(() => b.replica.log.has(ev.idHex), 'A\'s event on B over a protected connection')
+    const conns = b.mesh.host.getConnections(a.mesh.host.peerId)
+    expect(conns.length).toBeGreaterThan(0)
+    expect(conns.every((c) => !isPlainConnection(c))).toBe(true)
+    expect(first.status).not.toBe('open')
+  })
 })
