@@ -264,7 +264,10 @@ export class Presence {
       // connection is dead too (what libp2p's connection pings used to find), so it is closed.
       if (now - link.lastHeard > this.windowMs) {
         this.drop(link)
-        link.conn?.abort(new Error(`no presence heartbeat for ${this.windowMs} ms`))
+        if (link.conn?.status === 'open') {
+          this.opts.log.info({ peer: link.peer.toString(), silentMs: now - link.lastHeard }, 'no presence heartbeat from a peer for the whole window: closing its connection (it is dead, or the peer stuck)')
+          link.conn.abort(new Error(`no presence heartbeat for ${this.windowMs} ms`))
+        }
         continue
       }
       void this.send(link)
