@@ -90,9 +90,12 @@ export interface PresenceOptions {
 type Vouches = Array<[Uint8Array, number]>
 /**
  * v2: [direct set or null when unchanged, vouches [author key, age ms][]];
- * v3 adds [seq, echo [seq received, µs held] or null, log digest or null when unchanged].
+ * v3 adds [seq, echo [seq received, µs held] or null, log digest or null when unchanged, direct
+ * set diff [added, removed] or null]: after the first heartbeat a v3 link sends what changed in
+ * the direct set, not the set (a churning peer cost every link the whole set per change).
  */
-type Heartbeat = [Uint8Array[] | null, Vouches] | [Uint8Array[] | null, Vouches, number, [number, number] | null, Uint8Array | null]
+type DirectDiff = [Uint8Array[], Uint8Array[]]
+type Heartbeat = [Uint8Array[] | null, Vouches] | [Uint8Array[] | null, Vouches, number, [number, number] | null, Uint8Array | null, DirectDiff | null]
 
 interface Link {
   peer: PeerId
@@ -107,6 +110,8 @@ interface Link {
   lastHeard: number
   /** The authors this peer sees directly (what it last said). */
   theirDirect: Set<string>
+  /** The direct set the peer holds for us (v3: what diffs are taken against). */
+  toldDirect: Set<string> | undefined
   /** What we last told it about our direct set. */
   sentDirect: string
   sending: boolean
@@ -131,7 +136,8 @@ export class Presence {
   private timer: NodeJS.Timeout | undefined
   private stopped = false
   readonly self: string
-  readonly stats = { heartbeatsSent: 0, bytesSent: 0 }
+  /** Heartbeats and their bytes; direct-set keys sent (whole sets and diffs). */
+  readonly stats = { heartbeatsSent: 0, bytesSent: 0, directKeysSent: 0 }
 
   constructor (private readonly opts: PresenceOptions) {
     this.self = toHex(parseAuthorName(opts.host.peerId.toString()))
@@ -187,7 +193,7 @@ export class Presence {
       peer, author, stream, conn, v3: stream.protocol === this.opts.protocols[0],
       lp: lpStream(stream, { maxDataLength: PRESENCE_LIMITS.frameBytes }),
       addrs: conn !== undefined ? [conn.remoteAddr.toString()] : [],
-      lastHeard: this.opts.now(), theirDirect: new Set(), sentDirect: '\0', sending: false, again: false,
+      lastHeard: this.opts.now(), theirDirect: new Set(), toldDirect: undefined, sentDirect: '\0', sending: false, again: false,
       seq: 0, sentAt: new Map(), toEcho: undefined, rttMs: undefined, theirDigest: undefined, sentDigest: ''
     }
     this.links.set(id, link)
@@ -205,8 +211,13 @@ export class Presence {
         link.lastHeard = this.opts.now()
         this.heard(link.author, link.peer.toString(), 0)
         if (hb[0] !== null) link.theirDirect = new Set(hb[0].map(toHex))
+        if (hb.length === 6 && hb[5] !== null) {
+          for (const k of hb[5][0]) link.theirDirect.add(toHex(k))
+          for (const k of hb[5][1]) link.theirDirect.delete(toHex(k))
+          if (link.theirDirect.size > PRESENCE_LIMITS.direct) throw new Error('presence direct set over its bound')
+        }
         for (const [key, age] of hb[1]) this.heard(toHex(key), authorName(key), age)
-        if (hb.length === 5) this.echoed(link, hb[2], hb[3], hb[4])
+        if (hb.length === 6) this.echoed(link, hb[2], hb[3], hb[4])
       }
     } catch (err) {
       if (!this.stopped) this.opts.log.debug({ peer: link.peer.toString(), err: (err as Error).message }, 'presence link closed')
@@ -305,15 +316,31 @@ export class Presence {
         link.toEcho = undefined
         const digest = this.opts.digest?.()
         digestKey = digest !== undefined ? toHex(digest) : ''
-        hb = [directSet, vouches, seq, echo, digest !== undefined && digestKey !== link.sentDigest ? digest : null]
+        let full = directSet
+        let diff: DirectDiff | null = null
+        if (sendDirect && link.toldDirect !== undefined) {
+          const current = new Set(direct.slice(0, PRESENCE_LIMITS.direct))
+          const told = link.toldDirect
+          const added = [...current].filter((a) => !told.has(a))
+          const removed = [...told].filter((a) => !current.has(a))
+          if (added.length + removed.length < current.size) {
+            full = null
+            diff = [added.map(fromHex), removed.map(fromHex)]
+          }
+        }
+        hb = [full, vouches, seq, echo, digest !== undefined && digestKey !== link.sentDigest ? digest : null, diff]
         link.sentAt.set(seq, clock)
         if (link.sentAt.size > PRESENCE_LIMITS.echoes) link.sentAt.delete(link.sentAt.keys().next().value as number)
       }
       const bytes = encode(hb)
+      this.stats.directKeysSent += (hb[0]?.length ?? 0) + (hb.length === 6 && hb[5] !== null ? hb[5][0].length + hb[5][1].length : 0)
       await link.lp.write(bytes, { signal: AbortSignal.timeout(this.windowMs) })
       this.stats.heartbeatsSent++
       this.stats.bytesSent += bytes.byteLength
-      if (sendDirect) link.sentDirect = directKey
+      if (sendDirect) {
+        link.sentDirect = directKey
+        link.toldDirect = new Set(direct.slice(0, PRESENCE_LIMITS.direct))
+      }
       link.sentDigest = digestKey
     } catch {
       this.drop(link)
@@ -362,9 +389,10 @@ export class Presence {
 
 function parseHeartbeat (bytes: Uint8Array, v3: boolean): Heartbeat | undefined {
   const v = decode(bytes) as unknown
-  if (!Array.isArray(v) || v.length !== (v3 ? 5 : 2)) return undefined
-  const [direct, vouches, seq, echo, digest] = v as [unknown, unknown, unknown, unknown, unknown]
+  if (!Array.isArray(v) || v.length !== (v3 ? 6 : 2)) return undefined
+  const [direct, vouches, seq, echo, digest, diff] = v as [unknown, unknown, unknown, unknown, unknown, unknown]
   if (v3) {
+    if (diff !== null && (!Array.isArray(diff) || diff.length !== 2 || !diff.every((d) => Array.isArray(d) && d.length <= PRESENCE_LIMITS.direct && d.every(isKey)))) return undefined
     if (!isCount(seq)) return undefined
     if (echo !== null && (!Array.isArray(echo) || echo.length !== 2 || !isCount(echo[0]) || !isCount(echo[1]))) return undefined
     if (digest !== null && !(digest instanceof Uint8Array && digest.byteLength === PRESENCE_LIMITS.digestBytes)) return undefined

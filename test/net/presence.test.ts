@@ -135,7 +135,7 @@ describe('presence', () => {
     await waitFor('the silent peer\'s connection closed', WINDOW + 2 * INTERVAL + 3_000, () => conn?.status !== 'open')
   }, 30_000)
 
-  it('refuses a malformed v3 heartbeat (a digest of the wrong size, a negative seq) and still links a v2 peer', async () => {
+  it('refuses a malformed v3 heartbeat (a digest of the wrong size, a negative seq, a bad or oversized diff) and still links a v2 peer', async () => {
     const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
     const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
     nodes = [a, b]
@@ -145,7 +145,8 @@ describe('presence', () => {
     const v3 = opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string
     const v2 = v3.replace('/3.0.0', '/2.0.0')
     const linked = (): boolean => opener.mesh.presence.entries().find((e) => e.author === author(other.n))?.direct === true
-    for (const bad of [[null, [], 0, null, new Uint8Array(7)], [null, [], -1, null, null], [null, [], 0, [1], null], [null, []]]) {
+    const key = new Uint8Array(32)
+    for (const bad of [[null, [], 0, null, new Uint8Array(7), null], [null, [], -1, null, null, null], [null, [], 0, [1], null, null], [null, [], 0, null, null, [[new Uint8Array(3)], []]], [null, [], 0, null, null, [Array(257).fill(key), []]], [null, []]]) {
       await waitFor('the link back', 5_000, linked)
       const s = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, v3)
       await lpStream(s).write(encode(bad))
@@ -161,4 +162,22 @@ describe('presence', () => {
     expect(s.status).toBe('open')
     expect(opener.mesh.presence.isOnline(author(other.n))).toBe(true)
   }, 30_000)
+
+  it('tells a change of the direct set as a diff: a node that goes costs each link one key, not the whole set', async () => {
+    const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
+    nodes = [a]
+    for (const n of [2, 3, 4, 5, 6]) nodes.push(await startNode(n, [a.addr], { presenceIntervalMs: INTERVAL }))
+    await waitFor('full mesh of presence links', 30_000, () => nodes.every((x) => x.mesh.presence.entries().filter((e) => e.direct).length === 5))
+    await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL))
+    const gone = nodes.pop() as TestNode
+    const before = nodes.map((x) => x.mesh.presence.stats.directKeysSent)
+    await gone.mesh.stop()
+    await gone.replica.close()
+    await waitFor('the others drop its link', 10_000, () => nodes.every((x) => x.mesh.presence.entries().filter((e) => e.direct).length === 4))
+    await new Promise((resolve) => setTimeout(resolve, 3 * INTERVAL))
+    // 4 links each: one removed key per link with diffs; whole sets would be 4 keys per link.
+    nodes.forEach((x, i) => { expect(x.mesh.presence.stats.directKeysSent - (before[i] as number), `keys sent by node ${x.n}`).toBeLessThanOrEqual(4) })
+    // And the views stay right: nobody holds the stopped node as a direct peer of another.
+    await waitFor('the stopped node offline everywhere', WINDOW + INTERVAL + 3_000, () => nodes.every((x) => !x.mesh.presence.isOnline(author(gone.n))))
+  }, 60_000)
 })
