@@ -13,7 +13,8 @@ import { checkpointMismatch, decodeCheckpoint, encodeCheckpoint, makeCheckpoint 
 import { decodeState, encodeState } from '../projections/state-codec.js'
 import { projectionCodeId } from './projection-code.js'
 import { EventShelf } from './event-shelf.js'
-import { decodeIndexSnapshot, encodeIndexSnapshot, snapshotEvents } from '../log/index-snapshot.js'
+import { encodeIndexSnapshot } from '../log/index-snapshot.js'
+import { loadIndexSnapshot, tipsMismatch } from './index-snapshot-load.js'
 import type { StoredEvent } from '../log/stored-event.js'
 
 export interface ReplicaOptions<R extends ReducerMap> {
@@ -198,52 +199,18 @@ export class Replica<R extends ReducerMap> {
     this.log.restore(batch)
   }
 
-  /**
-   * The stored index snapshot's events, if it is intact, of this network, and its last entry is
-   * in the order index; otherwise undefined, and why (indexStatus). Whether it is complete is
-   * checked once the index after it is read (frontierMismatch).
-   */
+  /** The stored index snapshot's events (index-snapshot-load.ts), or undefined and why. */
   private async readIndexSnapshot (): Promise<StoredEvent[] | undefined> {
-    const bytes = await this.store.getIndexSnapshot()
-    if (bytes === undefined) {
-      this.indexStatus = { restored: 0, refused: 'no index snapshot stored' }
+    const r = await loadIndexSnapshot(this.store, this.opts.net, this.shelf)
+    if ('refused' in r) {
+      this.indexStatus = { restored: 0, refused: r.refused }
       return undefined
     }
-    try {
-      const s = decodeIndexSnapshot(bytes)
-      if (s.net !== toHex(this.opts.net)) throw new WeftError('ERR_CHECKPOINT', 'the index snapshot is of another network')
-      const events = snapshotEvents(s, this.shelf)
-      const last = events[events.length - 1]
-      if (last !== undefined && !(await this.store.hasOrderKey(EventStore.keyOf(last).order))) {
-        throw new WeftError('ERR_CHECKPOINT', 'the index snapshot names a last event the order index does not hold')
-      }
-      return events
-    } catch (err) {
-      if (!isWeftError(err, 'ERR_CHECKPOINT')) throw err
-      this.indexStatus = { restored: 0, refused: err.message }
-      return undefined
-    }
+    return r.events
   }
 
-  /**
-   * Why the log as loaded is not the whole store, or undefined when it is. Every write stores
-   * the frontier of the authors it wrote (each author's tips: events no event of theirs names as
-   * prev) in the same batch as the events. A new event is a tip when it is written, so an event
-   * the snapshot and the index after it missed changes its author's stored tips: every event of
-   * a feed is a tip or the prev-ancestor of one, and the log is parent-closed.
-   */
   private async frontierMismatch (): Promise<string | undefined> {
-    const stored = await this.store.frontier()
-    const mine = this.log.frontier()
-    const tips = (e: { head: string, forks: string[] }): string => [e.head, ...e.forks].sort().join(',')
-    if (stored.size !== mine.size) return `the store has ${stored.size} authors, the snapshot and the index after it ${mine.size} (events stored after the snapshot that sort inside it)`
-    for (const [author, entry] of mine) {
-      const s = stored.get(author)
-      if (s === undefined || s.seq !== entry.seq || tips(s) !== tips(entry)) {
-        return `author ${author.slice(0, 12)}'s feed in the store differs from the snapshot and the index after it (events stored after the snapshot that sort inside it, or a stale one)`
-      }
-    }
-    return undefined
+    return tipsMismatch(await this.store.frontier(), this.log.frontier())
   }
 
   private get codeId (): string {
