@@ -63,6 +63,16 @@ function network (): LogBuilder {
   return b
 }
 
+/** A store holding network() after a clean stop (so its snapshot is complete), closed. */
+async function storedNetwork (): Promise<{ b: LogBuilder, db: EventDb }> {
+  const b = network()
+  const db = memoryDb()
+  const r = await open(db)
+  await r.ingest(b.events)
+  await r.close()
+  return { b, db }
+}
+
 async function storedSnapshot (db: EventDb): Promise<Uint8Array> {
   const b = await new EventStore(db).getIndexSnapshot()
   if (b === undefined) throw new Error('no index snapshot stored')
@@ -71,11 +81,7 @@ async function storedSnapshot (db: EventDb): Promise<Uint8Array> {
 
 describe('Replica index snapshot', () => {
   it('a clean restart reads the whole log from the snapshot, and it is the log and state of a start without one', async () => {
-    const b = network()
-    const db = memoryDb()
-    const r = await open(db)
-    await r.ingest(b.events)
-    await r.close()
+    const { b, db } = await storedNetwork()
     const again = await open(db)
     expect(again.indexStatus).toEqual({ restored: b.events.length })
     const ref = await reference(b.events)
@@ -176,11 +182,7 @@ describe('Replica index snapshot', () => {
 
   describe('adversarial: a snapshot that is not the store\'s is refused, and the start is a start without it', () => {
     async function withSnapshot (edit: (bytes: Uint8Array, events: SignedEvent[]) => Uint8Array): Promise<{ again: Replica<ReplicaReducers>, events: SignedEvent[] }> {
-      const b = network()
-      const db = memoryDb()
-      const r = await open(db)
-      await r.ingest(b.events)
-      await r.close()
+      const { b, db } = await storedNetwork()
       await db.open()
       await new EventStore(db).putIndexSnapshot(edit(await storedSnapshot(db), b.events))
       const again = await open(db)
@@ -241,11 +243,7 @@ describe('Replica index snapshot', () => {
   })
 
   it('a forged header inside a feed (checksum made to match) is caught when the bytes are read, and by weft log verify', async () => {
-    const b = network()
-    const db = memoryDb()
-    const r = await open(db)
-    await r.ingest(b.events)
-    await r.close()
+    const { b, db } = await storedNetwork()
     await db.open()
     const store = new EventStore(db)
     expect(await snapshotProblems(store, NET, b.events)).toEqual([])

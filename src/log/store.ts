@@ -225,10 +225,14 @@ export class EventStore {
   }
 
   async putCheckpoint (bytes: Uint8Array): Promise<void> {
+    await this.putValue('c!fold', bytes, 'the fold checkpoint')
+  }
+
+  private async putValue (key: string, bytes: Uint8Array, what: string): Promise<void> {
     try {
-      await this.db.put('c!fold', bytes, { sync: this.opts.sync ?? true } as never)
+      await this.db.put(key, bytes, { sync: this.opts.sync ?? true } as never)
     } catch (err) {
-      throw new WeftError('ERR_STORE', `could not write the fold checkpoint: ${(err as Error).message}`, { cause: err })
+      throw new WeftError('ERR_STORE', `could not write ${what}: ${(err as Error).message}`, { cause: err })
     }
   }
 
@@ -238,11 +242,7 @@ export class EventStore {
   }
 
   async putIndexSnapshot (bytes: Uint8Array): Promise<void> {
-    try {
-      await this.db.put('c!index', bytes, { sync: this.opts.sync ?? true } as never)
-    } catch (err) {
-      throw new WeftError('ERR_STORE', `could not write the index snapshot: ${(err as Error).message}`, { cause: err })
-    }
+    await this.putValue('c!index', bytes, 'the index snapshot')
   }
 
   /** Whether the order index holds this key (what an index snapshot names as its last). */
