@@ -146,15 +146,16 @@ export class Replica<R extends ReducerMap> {
     const unindexed: SignedEvent[] = []
     const authors = new Map<string, Uint8Array>()
     const snapshot = useSnapshot ? await this.readIndexSnapshot() : undefined
-    let after: string | undefined
-    if (snapshot !== undefined && snapshot.length > 0) {
-      this.log.restoreStored(snapshot)
-      after = EventStore.keyOf(snapshot[snapshot.length - 1] as StoredEvent).order
-    }
     try {
+      let after: string | undefined
+      if (snapshot !== undefined && snapshot.length > 0) {
+        this.log.restoreStored(snapshot)
+        after = EventStore.keyOf(snapshot[snapshot.length - 1] as StoredEvent).order
+      }
       await this.readIndex(after, batch, unindexed, authors)
     } catch (err) {
-      // With a snapshot, a parent missing after it means the snapshot is stale, not the store damaged.
+      // With a snapshot, a parent missing after it means the snapshot is stale, not the store
+      // damaged: the whole order index says which (it throws again if the store is damaged).
       if (snapshot === undefined || !isWeftError(err, 'ERR_STORE')) throw err
       this.indexStatus = { restored: 0, refused: `the order index after it does not fit it (${err.message})` }
       return false
