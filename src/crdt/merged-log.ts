@@ -180,10 +180,9 @@ export class MergedLog {
     const res: IngestResult = { added: [], duplicates: 0, parked: 0, dropped: 0, rejected: [], forks: [] }
     for (const ev of events) {
       if (this.byId.has(ev.idHex)) throw new WeftError('ERR_STORE', `event ${ev.idHex.slice(0, 12)} is restored twice`)
-      const parent = ev.parent
-      if ((parent !== null && this.byId.get(parent.idHex) !== parent) || ev.depEvents.some((d) => this.byId.get(d.idHex) !== d)) {
-        throw new WeftError('ERR_STORE', `stored event ${ev.idHex.slice(0, 12)} names a parent that is not held`)
-      }
+      let held = ev.parent === null || this.byId.get(ev.parent.idHex) === ev.parent
+      for (const d of ev.depEvents) held &&= this.byId.get(d.idHex) === d
+      if (!held) throw new WeftError('ERR_STORE', `stored event ${ev.idHex.slice(0, 12)} names a parent that is not held`)
       this.index(ev, res)
       res.added.length = 0
     }
