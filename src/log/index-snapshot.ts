@@ -66,10 +66,16 @@ function layout (n: number, nAuthors: number, nDeps: number, metaLen: number): L
   return { seq, lamport, time, prev, depEnd, author, deps, type, authors, ids, meta, end: meta + metaLen }
 }
 
-/** The hex id of an event's prev and deps, without making their bytes (a StoredEvent links objects). */
-function parentIds (e: SignedEvent): { prev: string | null, deps: string[] } {
-  if (e instanceof StoredEvent) return { prev: e.parent?.idHex ?? null, deps: e.depEvents.map((d) => d.idHex) }
-  return { prev: e.fields.prev === null ? null : toHex(e.fields.prev), deps: e.fields.deps.map(toHex) }
+/** How many deps an event names (a StoredEvent links objects: no bytes made). */
+const depCount = (e: SignedEvent): number => e instanceof StoredEvent ? e.depEvents.length : e.fields.deps.length
+
+/** The hex id of an event's prev (null: none) and of its k-th dep, without making bytes for a StoredEvent. */
+function prevId (e: SignedEvent): string | null {
+  if (e instanceof StoredEvent) return e.parent?.idHex ?? null
+  return e.fields.prev === null ? null : toHex(e.fields.prev)
+}
+function depId (e: SignedEvent, k: number): string {
+  return e instanceof StoredEvent ? (e.depEvents[k] as { idHex: string }).idHex : toHex(e.fields.deps[k] as Uint8Array)
 }
 
 /** `events`: the whole log in total order (compareEvents), every parent before its child. */
@@ -79,10 +85,9 @@ export function encodeIndexSnapshot (events: readonly SignedEvent[], net: Uint8A
   const authorPos = new Map<string, number>()
   const authors: Uint8Array[] = []
   const types: EventType[] = []
-  const parents = events.map(parentIds)
   let nDeps = 0
-  for (const p of parents) nDeps += p.deps.length
   for (const e of events) {
+    nDeps += depCount(e)
     if (!authorPos.has(e.authorHex)) { authorPos.set(e.authorHex, authors.length); authors.push(e.fields.author) }
     if (!types.includes(e.fields.type)) types.push(e.fields.type)
   }
@@ -98,25 +103,26 @@ export function encodeIndexSnapshot (events: readonly SignedEvent[], net: Uint8A
   const author = new Uint32Array(buf, L.author, n)
   const deps = new Uint32Array(buf, L.deps, nDeps)
   const type = new Uint8Array(buf, L.type, n)
+  const typePos = new Map(types.map((t, i) => [t, i]))
   let d = 0
   for (let i = 0; i < n; i++) {
     const e = events[i] as SignedEvent
     const f = e.fields
-    const p = parents[i] as { prev: string | null, deps: string[] }
     seq[i] = f.seq
     lamport[i] = f.lamport
     time[i] = f.time
-    const pp = p.prev === null ? -1 : pos.get(p.prev)
+    const p = prevId(e)
+    const pp = p === null ? -1 : pos.get(p)
     if (pp === undefined) throw new WeftError('ERR_STORE', `cannot snapshot the index: event ${e.idHex.slice(0, 12)} comes before its prev`)
     prev[i] = pp
-    for (const dep of p.deps) {
-      const dp = pos.get(dep)
+    for (let k = 0, nd = depCount(e); k < nd; k++) {
+      const dp = pos.get(depId(e, k))
       if (dp === undefined) throw new WeftError('ERR_STORE', `cannot snapshot the index: event ${e.idHex.slice(0, 12)} comes before a dep`)
       deps[d++] = dp
     }
     depEnd[i] = d
     author[i] = authorPos.get(e.authorHex) as number
-    type[i] = types.indexOf(f.type)
+    type[i] = typePos.get(f.type) as number
     bytes.write(e.idHex, L.ids + 32 * i, 32, 'hex')
     pos.set(e.idHex, i)
   }
