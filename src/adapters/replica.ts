@@ -13,6 +13,9 @@ import { checkpointMismatch, decodeCheckpoint, encodeCheckpoint, makeCheckpoint 
 import { decodeState, encodeState } from '../projections/state-codec.js'
 import { projectionCodeId } from './projection-code.js'
 import { EventShelf } from './event-shelf.js'
+import { encodeIndexSnapshot } from '../log/index-snapshot.js'
+import { loadIndexSnapshot, tipsMismatch } from './index-snapshot-load.js'
+import type { StoredEvent } from '../log/stored-event.js'
 
 export interface ReplicaOptions<R extends ReducerMap> {
   db: EventDb
@@ -52,6 +55,16 @@ export interface CheckpointStatus {
   writeError?: string
 }
 
+/** What the last open did with the stored index snapshot, and how the last write went. */
+export interface IndexStatus {
+  /** Events read from the index snapshot (0: the order index was read entry by entry). */
+  restored: number
+  /** Why the stored snapshot was not used (none, or a mismatch / damage). */
+  refused?: string
+  /** The last write that failed, and why (the next start reads the order index instead). */
+  writeError?: string
+}
+
 export const CHECKPOINT_DEFAULTS = { every: 20_000, min: 1_000 } as const
 
 export type { ReducerContext }
@@ -76,6 +89,9 @@ export class Replica<R extends ReducerMap> {
   /** Events folded (or view changes) since the stored checkpoint. */
   private unCheckpointed = 0
   checkpointStatus: CheckpointStatus = { restored: 0 }
+  /** Events stored since the stored index snapshot. */
+  private unSnapshotted = 0
+  indexStatus: IndexStatus = { restored: 0 }
 
   private constructor (private readonly opts: ReplicaOptions<R>) {
     this.store = new EventStore(opts.db, { sync: opts.sync })
@@ -103,15 +119,25 @@ export class Replica<R extends ReducerMap> {
     } else if (owner === undefined && storedOwner !== undefined) {
       owner = fromHex(storedOwner)
     }
-    const r = new Replica({ ...opts, ...(owner !== undefined ? { owner } : {}) })
-    await r.load()
-    return r
+    const full = { ...opts, ...(owner !== undefined ? { owner } : {}) }
+    const r = new Replica(full)
+    if (await r.load(opts.checkpoint !== false)) return r
+    // The index snapshot did not match the store: everything from the order index instead.
+    const again = new Replica(full)
+    await again.load(false)
+    again.indexStatus = r.indexStatus
+    return again
   }
 
   /** The owner key this replica judges authority by (undefined: an open, legacy network). */
   get owner (): Uint8Array | undefined { return this.opts.owner }
 
-  private async load (): Promise<void> {
+  /**
+   * Read the store into the log and the fold. With `useSnapshot`, from the index snapshot plus
+   * the order index after its last entry; false when that did not match the store (the log is
+   * then partly filled: the caller loads a fresh replica without it).
+   */
+  private async load (useSnapshot: boolean): Promise<boolean> {
     // Stored events were validated before they were written (signatures included); reading them
     // back re-checks only what disk damage breaks: every parent must be stored before its child
     // (restore), and each id is recomputed from the bytes when the bytes are read (the shelf, or
@@ -119,7 +145,44 @@ export class Replica<R extends ReducerMap> {
     const batch: SignedEvent[] = []
     const unindexed: SignedEvent[] = []
     const authors = new Map<string, Uint8Array>()
-    for await (const row of this.store.headersInOrder()) {
+    const snapshot = useSnapshot ? await this.readIndexSnapshot() : undefined
+    try {
+      let after: string | undefined
+      if (snapshot !== undefined && snapshot.length > 0) {
+        this.log.restoreStored(snapshot)
+        after = EventStore.keyOf(snapshot[snapshot.length - 1] as StoredEvent).order
+      }
+      await this.readIndex(after, batch, unindexed, authors)
+    } catch (err) {
+      // With a snapshot, a parent missing after it means the snapshot is stale, not the store
+      // damaged: the whole order index says which (it throws again if the store is damaged).
+      if (snapshot === undefined || !isWeftError(err, 'ERR_STORE')) throw err
+      this.indexStatus = { restored: 0, refused: `the order index after it does not fit it (${err.message})` }
+      return false
+    }
+    if (snapshot !== undefined) {
+      const why = await this.frontierMismatch()
+      if (why !== undefined) {
+        this.indexStatus = { restored: 0, refused: why }
+        return false
+      }
+      this.indexStatus = { restored: snapshot.length }
+    }
+    this.unSnapshotted = this.log.size - (snapshot?.length ?? 0)
+    // An older store: its index gets the headers now, so the next start reads no envelope.
+    for (let i = 0; i < unindexed.length; i += 4096) await this.store.indexHeaders(unindexed.slice(i, i + 4096))
+    // The store's order index is the total order, so this sort finds it sorted (linear).
+    const view = [...this.log.events()].filter((e) => this.log.isVisible(e)).sort(compareEvents)
+    const restored = await this.restoreCheckpoint(view)
+    if (restored === undefined) this.fold.insert(view)
+    else this.fold.resume(view, restored.count, restored.states)
+    this.unCheckpointed = view.length - (restored?.count ?? 0)
+    return true
+  }
+
+  /** The order index (after `after`) into the log, in batches. */
+  private async readIndex (after: string | undefined, batch: SignedEvent[], unindexed: SignedEvent[], authors: Map<string, Uint8Array>): Promise<void> {
+    for await (const row of this.store.headersInOrder(after)) {
       if ('envelope' in row) {
         const e = openTrusted(row.envelope, this.opts.net)
         if (e.idHex !== row.id) throw new WeftError('ERR_STORE', `event stored under ${row.id} hashes to ${e.idHex}: the store is damaged; run "weft log verify"`)
@@ -135,14 +198,20 @@ export class Replica<R extends ReducerMap> {
       if (batch.length >= 64) { this.log.restore(batch); batch.length = 0 }
     }
     this.log.restore(batch)
-    // An older store: its index gets the headers now, so the next start reads no envelope.
-    for (let i = 0; i < unindexed.length; i += 4096) await this.store.indexHeaders(unindexed.slice(i, i + 4096))
-    // The store's order index is the total order, so this sort finds it sorted (linear).
-    const view = [...this.log.events()].filter((e) => this.log.isVisible(e)).sort(compareEvents)
-    const restored = await this.restoreCheckpoint(view)
-    if (restored === undefined) this.fold.insert(view)
-    else this.fold.resume(view, restored.count, restored.states)
-    this.unCheckpointed = view.length - (restored?.count ?? 0)
+  }
+
+  /** The stored index snapshot's events (index-snapshot-load.ts), or undefined and why. */
+  private async readIndexSnapshot (): Promise<StoredEvent[] | undefined> {
+    const r = await loadIndexSnapshot(this.store, this.opts.net, this.shelf)
+    if ('refused' in r) {
+      this.indexStatus = { restored: 0, refused: r.refused }
+      return undefined
+    }
+    return r.events
+  }
+
+  private async frontierMismatch (): Promise<string | undefined> {
+    return tipsMismatch(await this.store.frontier(), this.log.frontier())
   }
 
   private get codeId (): string {
@@ -189,6 +258,7 @@ export class Replica<R extends ReducerMap> {
 
   private async writeCheckpoint (): Promise<boolean> {
     if (this.opts.checkpoint === false) return false
+    await this.writeIndexSnapshot()
     try {
       const states = encodeState(this.fold.states())
       const c = makeCheckpoint({ code: this.codeId, owner: this.opts.owner, view: this.fold.events(), freeze: this.freezeMap(), states })
@@ -201,6 +271,19 @@ export class Replica<R extends ReducerMap> {
       if (!isWeftError(err, 'ERR_CHECKPOINT') && !isWeftError(err, 'ERR_STORE')) throw err
       this.checkpointStatus.writeError = err.message
       return false
+    }
+  }
+
+  /** Write the whole log's headers as the index snapshot (src/log/index-snapshot.ts): the next start reads it in one get. */
+  private async writeIndexSnapshot (): Promise<void> {
+    try {
+      const events = [...this.log.events()].sort(compareEvents)
+      await this.store.putIndexSnapshot(encodeIndexSnapshot(events, this.opts.net))
+      this.unSnapshotted = 0
+      delete this.indexStatus.writeError
+    } catch (err) {
+      if (!isWeftError(err, 'ERR_STORE')) throw err
+      this.indexStatus.writeError = err.message
     }
   }
 
@@ -246,15 +329,19 @@ export class Replica<R extends ReducerMap> {
       }
       for (const fn of this.listeners) fn(res.added, res.forks)
       this.unCheckpointed += res.added.length
+      this.unSnapshotted += res.added.length
       if (this.opts.checkpoint !== false && this.unCheckpointed >= (this.opts.checkpoint?.every ?? CHECKPOINT_DEFAULTS.every)) await this.writeCheckpoint()
     }
     return res
   }
 
   private async reload (): Promise<void> {
-    const fresh = new Replica(this.opts)
-    await fresh.load()
-    Object.assign(this, { log: fresh.log, fold: fresh.fold, shelf: fresh.shelf, unCheckpointed: fresh.unCheckpointed, checkpointStatus: fresh.checkpointStatus })
+    let fresh = new Replica(this.opts)
+    if (!(await fresh.load(this.opts.checkpoint !== false))) {
+      fresh = new Replica(this.opts)
+      await fresh.load(false)
+    }
+    Object.assign(this, { log: fresh.log, fold: fresh.fold, shelf: fresh.shelf, unCheckpointed: fresh.unCheckpointed, unSnapshotted: fresh.unSnapshotted, checkpointStatus: fresh.checkpointStatus, indexStatus: fresh.indexStatus })
   }
 
   /** Sign a new event of our own feed, on top of everything we have seen. */
@@ -316,6 +403,9 @@ export class Replica<R extends ReducerMap> {
   async close (): Promise<void> {
     await this.serial(async () => {
       if (this.opts.checkpoint !== false && this.unCheckpointed >= (this.opts.checkpoint?.min ?? CHECKPOINT_DEFAULTS.min)) await this.writeCheckpoint()
+      // Whatever was stored since: a stale snapshot is read on top of anyway, but an event stored
+      // after it that sorts inside it makes the next start read the whole order index.
+      else if (this.opts.checkpoint !== false && this.unSnapshotted > 0) await this.writeIndexSnapshot()
       this.closed = true
     })
     await this.opts.db.close()

@@ -6,6 +6,8 @@ import { openEnvelope, type SignedEvent } from '../log/event.js'
 import { Ed25519Verifier } from '../log/identity.js'
 import { headerMismatch } from '../log/stored-event.js'
 import { openStore } from './data-dir.js'
+import type { EventStore } from '../log/store.js'
+import { loadIndexSnapshot } from '../adapters/index-snapshot-load.js'
 import { EXIT_CHECK_FAILED, EXIT_OK } from './errors.js'
 import { out, plural, printJson, progress, shortId, table } from './output.js'
 
@@ -101,6 +103,7 @@ export async function logVerify (o: { dataDir: string, json: boolean }): Promise
 
     // The stored frontier is derived data: compare it only when the events themselves are sound.
     if (problems.length === 0) problems.push(...compareFrontiers(await s.store.frontier(), log))
+    problems.push(...await snapshotProblems(s.store, s.net, opened))
 
     p.done()
     const summary = { ok: problems.length === 0, network: s.netHex, events: indexed, valid: log.size, authors: authors.size, forks: log.forks().size, problems }
@@ -134,5 +137,36 @@ function compareFrontiers (stored: Map<string, { seq: number, head: string, fork
   for (const author of stored.keys()) {
     if (!computed.has(author)) out.push({ id: null, code: 'ERR_STORE', message: `stored frontier names author ${author.slice(0, 12)} which has no valid events` })
   }
+  return out
+}
+
+/** Never read: the snapshot's headers are compared field by field, without bytes or bodies. */
+const NO_BYTES = {
+  net: new Uint8Array(0),
+  envelope: (): never => { throw new Error('not read') },
+  decoded: (): never => { throw new Error('not read') }
+}
+
+/**
+ * The index snapshot (c!index), when one is stored, must be intact and name only events the
+ * order index holds, with their headers: a start trusts its headers as it trusts the index's,
+ * so a damaged or forged one is reported here. A stale one (events stored after it) is not a
+ * problem. At most 20 events are listed.
+ */
+export async function snapshotProblems (store: EventStore, net: Uint8Array, opened: readonly SignedEvent[]): Promise<Problem[]> {
+  if (await store.getIndexSnapshot() === undefined) return []
+  const r = await loadIndexSnapshot(store, net, NO_BYTES)
+  if ('refused' in r) return [{ id: null, code: 'ERR_STORE', message: `${r.refused}; a start reads the order index instead, and its next clean stop writes a new one` }]
+  const byId = new Map(opened.map((e) => [e.idHex, e]))
+  const out: Problem[] = []
+  let wrong = 0
+  for (const h of r.events) {
+    const e = byId.get(h.idHex)
+    const why = e === undefined ? 'names an event the order index does not hold (or one that is invalid)' : headerMismatch(e.fields, h)
+    if (why === undefined) continue
+    wrong++
+    if (out.length < 20) out.push({ id: h.idHex, code: 'ERR_STORE', message: `the index snapshot ${e === undefined ? why : `holds another ${why} for this event`}` })
+  }
+  if (wrong > out.length) out.push({ id: null, code: 'ERR_STORE', message: `the index snapshot is wrong about ${wrong} events (${out.length} listed)` })
   return out
 }

@@ -170,6 +170,25 @@ export class MergedLog {
     return res.forks
   }
 
+  /**
+   * Events already made as the log keeps them, in total order, parents linked by reference
+   * (an index snapshot read back: src/log/index-snapshot.ts). Their parents are objects of the
+   * same batch or already held, so only the feeds, tips and fork proofs are built. Returns the
+   * fork proofs found. Throws ERR_STORE when a parent is not held (an inconsistent snapshot).
+   */
+  restoreStored (events: readonly StoredEvent[]): ForkProof[] {
+    const res: IngestResult = { added: [], duplicates: 0, parked: 0, dropped: 0, rejected: [], forks: [] }
+    for (const ev of events) {
+      if (this.byId.has(ev.idHex)) throw new WeftError('ERR_STORE', `event ${ev.idHex.slice(0, 12)} is restored twice`)
+      let held = ev.parent === null || this.byId.get(ev.parent.idHex) === ev.parent
+      for (const d of ev.depEvents) held &&= this.byId.get(d.idHex) === d
+      if (!held) throw new WeftError('ERR_STORE', `stored event ${ev.idHex.slice(0, 12)} names a parent that is not held`)
+      this.index(ev, res)
+      res.added.length = 0
+    }
+    return res.forks
+  }
+
   private missingParents (ev: SignedEvent): string[] {
     const out: string[] = []
     const prev = ev.fields.prev
@@ -317,7 +336,11 @@ export class MergedLog {
    * the event comes from the store (restore), so its bytes need not be held.
    */
   private accept (input: SignedEvent, res: IngestResult, parents?: Parents, stored = false): void {
-    const ev = this.compact(input, parents, stored)
+    this.index(this.compact(input, parents, stored), res)
+  }
+
+  /** Add an event as kept (compact) to the id map, its feed, its feed's tips and fork proofs. */
+  private index (ev: SignedEvent, res: IngestResult): void {
     this.byId.set(ev.idHex, ev)
     if (ev.fields.lamport > this.topLamport) this.topLamport = ev.fields.lamport
     let feed = this.feeds.get(ev.authorHex)
@@ -343,7 +366,11 @@ export class MergedLog {
       }
     }
     if (seq > feed.maxSeq) feed.maxSeq = seq
-    if (ev.fields.prev !== null) feed.tips.delete(parents?.prev?.idHex ?? toHex(ev.fields.prev))
+    if (ev instanceof StoredEvent) {
+      if (ev.parent !== null) feed.tips.delete(ev.parent.idHex)
+    } else if (ev.fields.prev !== null) {
+      feed.tips.delete(toHex(ev.fields.prev))
+    }
     // A new event is a tip unless a child arrived first, which the pending buffer prevents.
     feed.tips.add(ev.idHex)
     res.added.push(ev)

@@ -17,6 +17,8 @@ import { fromHex, toHex } from './bytes.js'
  *                                   written before have '' there: read from the envelope.
  *   f!<author>                      → frontier entry (JSON)
  *   c!fold                          → fold checkpoint (CBOR, src/crdt/fold-checkpoint.ts)
+ *   c!index                         → index snapshot: the order index's headers in one binary
+ *                                     value, read in one get at start (src/log/index-snapshot.ts)
  * Every write is one atomic batch, synced, so an acknowledged event survives kill -9.
  */
 export type EventDb = AbstractLevel<string | Uint8Array, string, Uint8Array>
@@ -148,12 +150,12 @@ export class EventStore {
   }
 
   /**
-   * Event headers in total order from the order index alone (no envelope read), or, for a row
+   * Event headers in total order (after the order key `after`, when given) from the order index alone (no envelope read), or, for a row
    * without a header (an older store, damage), `{ id, envelope }` to decode instead. Throws
    * ERR_STORE at a malformed key.
    */
-  async * headersInOrder (): AsyncGenerator<IndexedHeader | { id: string, envelope: Uint8Array }> {
-    for await (const [raw, value] of this.db.iterator({ gt: 'o!', lt: 'o"' })) {
+  async * headersInOrder (after = 'o!'): AsyncGenerator<IndexedHeader | { id: string, envelope: Uint8Array }> {
+    for await (const [raw, value] of this.db.iterator({ gt: after, lt: 'o"' })) {
       const { key, row } = orderKey(raw)
       if (row === undefined) throw new WeftError('ERR_STORE', `malformed order index key ${key.slice(0, 40)}: the store is damaged; run "weft log verify"`)
       const rest = parseIndexValue(value)
@@ -223,11 +225,29 @@ export class EventStore {
   }
 
   async putCheckpoint (bytes: Uint8Array): Promise<void> {
+    await this.putValue('c!fold', bytes, 'the fold checkpoint')
+  }
+
+  private async putValue (key: string, bytes: Uint8Array, what: string): Promise<void> {
     try {
-      await this.db.put('c!fold', bytes, { sync: this.opts.sync ?? true } as never)
+      await this.db.put(key, bytes, { sync: this.opts.sync ?? true } as never)
     } catch (err) {
-      throw new WeftError('ERR_STORE', `could not write the fold checkpoint: ${(err as Error).message}`, { cause: err })
+      throw new WeftError('ERR_STORE', `could not write ${what}: ${(err as Error).message}`, { cause: err })
     }
+  }
+
+  /** The index snapshot (src/log/index-snapshot.ts), one per store, replaced as a whole. */
+  async getIndexSnapshot (): Promise<Uint8Array | undefined> {
+    return await this.db.get('c!index')
+  }
+
+  async putIndexSnapshot (bytes: Uint8Array): Promise<void> {
+    await this.putValue('c!index', bytes, 'the index snapshot')
+  }
+
+  /** Whether the order index holds this key (what an index snapshot names as its last). */
+  async hasOrderKey (key: string): Promise<boolean> {
+    return (await this.db.get(key)) !== undefined
   }
 
   /** Settings this store belongs to (the network id), so a data dir is never mixed up. */

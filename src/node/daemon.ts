@@ -270,7 +270,9 @@ export class Daemon {
       vpn: vpn !== undefined ? config.tunName : 'off',
       events: replica.log.size,
       // How much of the fold a stored checkpoint saved (issue 16.2), or why none was used.
-      checkpoint: replica.checkpointStatus
+      checkpoint: replica.checkpointStatus,
+      // How many events the index snapshot gave (issue 16.2), or why the order index was read whole.
+      index: replica.indexStatus
     }, 'weft node started')
     d.agent.schedule()
     d.problemTimer = setInterval(() => { d.problems() }, PROBLEM_CHECK_MS)

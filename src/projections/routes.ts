@@ -1,5 +1,5 @@
 import type { SignedEvent } from '../log/event.js'
-import { cidrContains, cidrsOverlap, parseCidr, parseIp, type Cidr } from './ip.js'
+import { cidrContains, cidrSize, parseCidr, parseIp, type Cidr } from './ip.js'
 import { comparePositions, positionOf, type Position } from './position.js'
 import type { IpamState } from './ipam.js'
 import type { Settings } from './settings.js'
@@ -60,23 +60,71 @@ export interface RouteTable {
   invalid: Array<{ readonly cidr: string, readonly peer: string, readonly reason: string }>
 }
 
+interface AcceptedRange { readonly cidr: Cidr, readonly peer: string, readonly end: bigint, readonly order: number }
+
+/**
+ * The accepted CIDRs, per family sorted by base. They never overlap one another (one that
+ * would is a conflict), so their ends are sorted too and the ones a new CIDR overlaps are
+ * found by a binary search: a log advertising 1,400 CIDRs took 80–170 ms to derive by
+ * comparing each with every accepted one (the start's address filter and every `GET /state`).
+ */
+class AcceptedRanges {
+  private readonly lists = { 4: [] as AcceptedRange[], 6: [] as AcceptedRange[] }
+  private count = 0
+
+  /** The first accepted (in the order accepted) that overlaps `cidr`, as a linear search finds. */
+  firstOverlap (cidr: Cidr): AcceptedRange | undefined {
+    const list = this.lists[cidr.family]
+    const end = cidr.base + cidrSize(cidr)
+    let lo = 0
+    let hi = list.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if ((list[mid] as AcceptedRange).end > cidr.base) hi = mid
+      else lo = mid + 1
+    }
+    let first: AcceptedRange | undefined
+    for (let i = lo; i < list.length && (list[i] as AcceptedRange).cidr.base < end; i++) {
+      const r = list[i] as AcceptedRange
+      if (first === undefined || r.order < first.order) first = r
+    }
+    return first
+  }
+
+  /** Add a CIDR that overlaps none accepted. */
+  add (cidr: Cidr, peer: string): void {
+    const list = this.lists[cidr.family]
+    let lo = 0
+    let hi = list.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if ((list[mid] as AcceptedRange).cidr.base < cidr.base) lo = mid + 1
+      else hi = mid
+    }
+    list.splice(lo, 0, { cidr, peer, end: cidr.base + cidrSize(cidr), order: this.count++ })
+  }
+}
+
 export function deriveRoutes (s: RoutesState, ipam: IpamState, settings: Settings): RouteTable {
   const routes: Route[] = []
   const conflicts: RouteConflict[] = []
   for (const l of ipam.leases.values()) routes.push({ cidr: `${l.addr}/${l.family === 4 ? 32 : 128}`, peer: l.author, kind: 'lease' })
-  const accepted: Array<{ cidr: Cidr, peer: string }> = []
+  const accepted = new AcceptedRanges()
   for (const text of [settings.overlayCidr, settings.overlayCidr6]) {
-    if (text !== null) accepted.push({ cidr: parseCidr(text), peer: 'overlay' })
+    if (text !== null) {
+      const cidr = parseCidr(text)
+      if (accepted.firstOverlap(cidr) === undefined) accepted.add(cidr, 'overlay')
+    }
   }
   const adverts = [...s.adverts.values()].sort((a, b) => comparePositions(a.at, b.at))
   for (const a of adverts) {
     const cidr = parseCidr(a.cidr)
-    const clash = accepted.find((x) => cidrsOverlap(x.cidr, cidr))
+    const clash = accepted.firstOverlap(cidr)
     if (clash !== undefined) {
       conflicts.push({ cidr: a.cidr, peer: a.author, clashesWith: clash.cidr.text, holder: clash.peer })
       continue
     }
-    accepted.push({ cidr, peer: a.author })
+    accepted.add(cidr, a.author)
     routes.push({ cidr: a.cidr, peer: a.author, kind: 'advertised' })
   }
   routes.sort((x, y) => (x.cidr < y.cidr ? -1 : x.cidr > y.cidr ? 1 : 0))

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { deriveRoutes, lookupRoute, type RouteTable } from '../../src/projections/routes.js'
 import { cidrsOverlap, formatIp, parseCidr } from '../../src/projections/ip.js'
 import type { NetworkState } from '../../src/projections/network.js'
+import { comparePositions } from '../../src/projections/position.js'
 import { LogBuilder, foldNetwork, join, rng, shuffle } from './support.js'
 
 const table = (s: NetworkState): RouteTable => deriveRoutes(s.routes, s.ipam, s.settings.values)
@@ -202,5 +203,43 @@ describe('routes', () => {
         expect(lookupRoute(t, addr)?.peer).toBe(hits[0]?.peer)
       }
     }), { numRuns: 40 })
+  })
+})
+
+describe('routes: the accepted ranges searched by base', () => {
+  /** deriveRoutes as it was: every advertisement compared with every accepted CIDR, in order. */
+  function linear (s: NetworkState): { routes: string[], conflicts: string[] } {
+    const accepted: Array<{ cidr: ReturnType<typeof parseCidr>, peer: string }> = []
+    for (const text of [s.settings.values.overlayCidr, s.settings.values.overlayCidr6]) if (text !== null) accepted.push({ cidr: parseCidr(text), peer: 'overlay' })
+    const routes: string[] = []
+    const conflicts: string[] = []
+    for (const a of [...s.routes.adverts.values()].sort((x, y) => comparePositions(x.at, y.at))) {
+      const cidr = parseCidr(a.cidr)
+      const clash = accepted.find((x) => cidrsOverlap(x.cidr, cidr))
+      if (clash !== undefined) { conflicts.push(`${a.cidr} ${a.author} ${clash.cidr.text} ${clash.peer}`); continue }
+      accepted.push({ cidr, peer: a.author })
+      routes.push(`${a.cidr} ${a.author}`)
+    }
+    return { routes: routes.sort(), conflicts }
+  }
+
+  it('property: the same routes and conflicts (and the same first clash) as comparing with every accepted CIDR', () => {
+    // Nested and neighbouring CIDRs in a small space, so overlaps of every shape are common.
+    const advert = fc.record({ author: fc.nat(2), octet: fc.nat(15), prefix: fc.integer({ min: 20, max: 32 }), v6: fc.boolean() })
+    fc.assert(fc.property(fc.array(advert, { maxLength: 40 }), (ads) => {
+      const b = members(3)
+      const events = [...b.events]
+      for (const a of ads) {
+        const c = a.v6
+          ? parseCidr(`fd00:${a.octet.toString(16)}::/${a.prefix + 96}`)
+          : parseCidr(`${formatIp(4, (BigInt(0x0a140000 + a.octet * 256) >> BigInt(32 - a.prefix)) << BigInt(32 - a.prefix))}/${a.prefix}`)
+        events.push(b.append(a.author, 'route.advertise', { cidr: c.text }, { seesAll: true }))
+      }
+      const s = foldNetwork(events)
+      const t = table(s)
+      const ref = linear(s)
+      expect(t.routes.filter((r) => r.kind === 'advertised').map((r) => `${r.cidr} ${r.peer}`).sort()).toEqual(ref.routes)
+      expect(t.conflicts.map((c) => `${c.cidr} ${c.peer} ${c.clashesWith} ${c.holder}`)).toEqual(ref.conflicts)
+    }), { numRuns: 150 })
   })
 })
