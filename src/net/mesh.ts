@@ -353,8 +353,10 @@ export class Mesh {
     for (const id of this.quiet.keys()) if (!connected.has(id)) this.quiet.delete(id)
     await Promise.all(peers.map(async (p) => {
       const id = p.toString()
-      // Its heartbeat says its log is ours: nothing to exchange (log-digest.ts).
-      if (this.digest.same(this.presence.digestOf(id))) return
+      // Its heartbeat says its log is ours: nothing to exchange (log-digest.ts). Once we have
+      // completed a session with it: a new peer (one first met over a limited connection, say,
+      // where the session at identify could not run) gets one, so sync is known to work with it.
+      if (this.sync.lastSessionAt(id) !== undefined && this.digest.same(this.presence.digestOf(id))) return
       const q = this.quiet.get(id)
       if (q !== undefined && q.changes === this.changes && q.skipped < QUIET_SKIPS) { q.skipped++; return }
       const before = this.changes
