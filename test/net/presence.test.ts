@@ -28,6 +28,19 @@ function refusing (...peers: string[]): { denyPeer: (p: string) => boolean } {
 let nodes: TestNode[] = []
 afterEach(async () => { await stopAll(nodes); nodes = [] })
 
+/**
+ * Two linked nodes: `opener` (the larger peer id) opened their presence link, `other` did not,
+ * so a stream `other` opens replaces the link without being replaced itself; `v3` the protocol.
+ */
+async function linkedPair (): Promise<{ other: TestNode, opener: TestNode, v3: string }> {
+  const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
+  const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
+  nodes = [a, b]
+  await waitFor('linked', 10_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.direct)))
+  const [other, opener] = a.mesh.host.peerId.toString() < b.mesh.host.peerId.toString() ? [a, b] : [b, a]
+  return { other, opener, v3: opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string }
+}
+
 describe('presence', () => {
   it('a stopped node is seen offline by every other within the deadline', async () => {
     const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
@@ -119,15 +132,9 @@ describe('presence', () => {
   }, 30_000)
 
   it('closes the connection of a peer whose presence link falls silent (a dead or stuck peer)', async () => {
-    const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
-    const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
-    nodes = [a, b]
-    await waitFor('linked', 10_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.direct)))
-    // The larger peer id opens the link; the smaller opens a second presence stream, which
-    // replaces the link on the other side, and never sends on it: the link is silent while the
-    // connection stays open.
-    const [other, opener] = a.mesh.host.peerId.toString() < b.mesh.host.peerId.toString() ? [a, b] : [b, a]
-    const proto = opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string
+    // The smaller peer id opens a second presence stream, which replaces the link on the other
+    // side, and never sends on it: the link is silent while the connection stays open.
+    const { other, opener, v3: proto } = await linkedPair()
     const silent = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, proto)
     expect(silent.status).toBe('open')
     const conn = other.mesh.host.getConnections(opener.mesh.host.peerId).find((c) => c.streams.some((x) => x.id === silent.id))
@@ -136,13 +143,8 @@ describe('presence', () => {
   }, 30_000)
 
   it('refuses a malformed v3 heartbeat (a digest of the wrong size, a negative seq, a bad or oversized diff) and still links a v2 peer', async () => {
-    const a = await startNode(1, [], { presenceIntervalMs: INTERVAL })
-    const b = await startNode(2, [a.addr], { presenceIntervalMs: INTERVAL })
-    nodes = [a, b]
-    await waitFor('linked', 10_000, () => nodes.every((x) => x.mesh.presence.entries().some((e) => e.direct)))
     // Streams from the side that does not open links (the smaller peer id), so none is replaced.
-    const [other, opener] = a.mesh.host.peerId.toString() < b.mesh.host.peerId.toString() ? [a, b] : [b, a]
-    const v3 = opener.mesh.host.getProtocols().find((p) => p.endsWith('/presence/3.0.0')) as string
+    const { other, opener, v3 } = await linkedPair()
     const v2 = v3.replace('/3.0.0', '/2.0.0')
     const linked = (): boolean => opener.mesh.presence.entries().find((e) => e.author === author(other.n))?.direct === true
     const key = new Uint8Array(32)
