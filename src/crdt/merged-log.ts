@@ -4,6 +4,7 @@ import { equalBytes, toHex } from '../log/bytes.js'
 import { makeForkProof, type ForkProof } from './fork-proof.js'
 import type { Frontier, FrontierEntry } from './frontier.js'
 import { StoredEvent, type EnvelopeSource } from '../log/stored-event.js'
+import { ParkedEvents } from './parked-events.js'
 
 export interface Rejection {
   /** Position in the ingested batch. */
@@ -78,9 +79,7 @@ export class MergedLog {
   private readonly held: HeldEvents | undefined
   private readonly byId = new Map<string, SignedEvent>()
   private readonly feeds = new Map<string, Feed>()
-  private readonly pending = new Map<string, SignedEvent>()
-  /** missing parent id → ids of pending events waiting for it */
-  private readonly waiting = new Map<string, Set<string>>()
+  private readonly parked: ParkedEvents
   private readonly forkProofs = new Map<string, ForkProof>()
   private topLamport = 0
 
@@ -89,12 +88,13 @@ export class MergedLog {
     this.verifier = opts.verifier
     this.maxPending = opts.maxPending ?? 10_000
     this.held = opts.held
+    this.parked = new ParkedEvents(this.maxPending, (ev) => this.missingParents(ev))
   }
 
   get size (): number { return this.byId.size }
   /** The highest lamport of any event held (0 when empty): the last event of the total order. */
   get maxLamport (): number { return this.topLamport }
-  get pendingCount (): number { return this.pending.size }
+  get pendingCount (): number { return this.parked.size }
 
   has (id: string): boolean { return this.byId.has(id) }
   get (id: string): SignedEvent | undefined { return this.byId.get(id) }
@@ -137,7 +137,7 @@ export class MergedLog {
         res.rejected.push(rejection(index, undefined, err))
         return
       }
-      if (this.byId.has(ev.idHex) || this.pending.has(ev.idHex)) {
+      if (this.byId.has(ev.idHex) || this.parked.has(ev.idHex)) {
         res.duplicates++
         return
       }
@@ -220,67 +220,20 @@ export class MergedLog {
         continue
       }
       this.accept(ev, res)
-      const waiters = this.waiting.get(ev.idHex)
-      if (waiters === undefined) continue
-      this.waiting.delete(ev.idHex)
-      for (const wid of waiters) {
-        const w = this.pending.get(wid)
-        if (w === undefined) continue
-        if (this.missingParents(w).length === 0) {
-          this.pending.delete(wid)
-          queue.push(w)
-        }
-      }
+      queue.push(...this.parked.completedBy(ev.idHex))
     }
   }
 
   /** A pending event whose parent turned out invalid can never become valid. */
   private rejectDescendants (bad: SignedEvent, index: number, res: IngestResult): void {
-    const stack = [bad.idHex]
-    while (stack.length > 0) {
-      const id = stack.pop() as string
-      const waiters = this.waiting.get(id)
-      if (waiters === undefined) continue
-      this.waiting.delete(id)
-      for (const wid of waiters) {
-        if (!this.unpark(wid)) continue
-        res.rejected.push({ index, id: wid, code: 'ERR_BAD_DEP', message: `depends on invalid event ${id.slice(0, 12)}` })
-        stack.push(wid)
-      }
+    for (const { id, parent } of this.parked.descendantsOf(bad.idHex)) {
+      res.rejected.push({ index, id, code: 'ERR_BAD_DEP', message: `depends on invalid event ${parent.slice(0, 12)}` })
     }
   }
 
   private park (ev: SignedEvent, missing: string[], res: IngestResult): void {
-    if (this.pending.size >= this.maxPending) {
-      // Oldest first: a parked event that waited longest is the least likely to complete soon.
-      const oldest = this.pending.keys().next().value as string
-      this.unpark(oldest)
-      res.dropped++
-    }
-    this.pending.set(ev.idHex, ev)
-    for (const m of missing) {
-      let s = this.waiting.get(m)
-      if (s === undefined) { s = new Set(); this.waiting.set(m, s) }
-      s.add(ev.idHex)
-    }
+    if (this.parked.park(ev, missing)) res.dropped++
     res.parked++
-  }
-
-  /**
-   * Take a parked event out of the buffer and out of the missing-parent index, so that index
-   * stays as bounded as the buffer and wantedParents asks only for what a parked event needs.
-   */
-  private unpark (id: string): boolean {
-    const ev = this.pending.get(id)
-    if (ev === undefined) return false
-    this.pending.delete(id)
-    for (const m of this.missingParents(ev)) {
-      const s = this.waiting.get(m)
-      if (s === undefined) continue
-      s.delete(id)
-      if (s.size === 0) this.waiting.delete(m)
-    }
-    return true
   }
 
   private causalProblem (ev: SignedEvent): { code: WeftErrorCode, message: string } | undefined {
@@ -378,12 +331,7 @@ export class MergedLog {
 
   /** Ids that pending events wait for and that are not themselves pending: what to ask peers for. */
   wantedParents (max = 256): string[] {
-    const out: string[] = []
-    for (const id of this.waiting.keys()) {
-      if (!this.pending.has(id) && !this.byId.has(id)) out.push(id)
-      if (out.length >= max) break
-    }
-    return out
+    return this.parked.wanted(max, (id) => this.byId.has(id))
   }
 
   /** The frontier, or only its rows for `authors` (what a store write of a batch needs). */
