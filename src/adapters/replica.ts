@@ -119,11 +119,14 @@ export class Replica<R extends ReducerMap> {
     } else if (owner === undefined && storedOwner !== undefined) {
       owner = fromHex(storedOwner)
     }
-    const full = { ...opts, ...(owner !== undefined ? { owner } : {}) }
-    const r = new Replica(full)
+    return await Replica.loaded({ ...opts, ...(owner !== undefined ? { owner } : {}) })
+  }
+
+  /** A replica read from its store: from the index snapshot, or the whole order index when that does not match. */
+  private static async loaded<R extends ReducerMap> (opts: ReplicaOptions<R>): Promise<Replica<R>> {
+    const r = new Replica(opts)
     if (await r.load(opts.checkpoint !== false)) return r
-    // The index snapshot did not match the store: everything from the order index instead.
-    const again = new Replica(full)
+    const again = new Replica(opts)
     await again.load(false)
     again.indexStatus = r.indexStatus
     return again
@@ -336,11 +339,7 @@ export class Replica<R extends ReducerMap> {
   }
 
   private async reload (): Promise<void> {
-    let fresh = new Replica(this.opts)
-    if (!(await fresh.load(this.opts.checkpoint !== false))) {
-      fresh = new Replica(this.opts)
-      await fresh.load(false)
-    }
+    const fresh = await Replica.loaded(this.opts)
     Object.assign(this, { log: fresh.log, fold: fresh.fold, shelf: fresh.shelf, unCheckpointed: fresh.unCheckpointed, unSnapshotted: fresh.unSnapshotted, checkpointStatus: fresh.checkpointStatus, indexStatus: fresh.indexStatus })
   }
 

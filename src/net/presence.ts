@@ -110,10 +110,8 @@ interface Link {
   lastHeard: number
   /** The authors this peer sees directly (what it last said). */
   theirDirect: Set<string>
-  /** The direct set the peer holds for us (v3: what diffs are taken against). */
+  /** What we last told it about our direct set (undefined: nothing yet); v3 diffs are taken against it. */
   toldDirect: Set<string> | undefined
-  /** What we last told it about our direct set. */
-  sentDirect: string
   sending: boolean
   /** A heartbeat asked for while one was being sent: send another after it. */
   again: boolean
@@ -139,8 +137,12 @@ export class Presence {
   /** Heartbeats and their bytes; direct-set keys sent (whole sets and diffs). */
   readonly stats = { heartbeatsSent: 0, bytesSent: 0, directKeysSent: 0 }
 
+  /** The clock round trips are measured with (monotonic, ms). */
+  private readonly clock: () => number
+
   constructor (private readonly opts: PresenceOptions) {
     this.self = toHex(parseAuthorName(opts.host.peerId.toString()))
+    this.clock = opts.clock ?? (() => performance.now())
   }
 
   private get windowMs (): number { return 3 * this.opts.intervalMs }
@@ -193,7 +195,7 @@ export class Presence {
       peer, author, stream, conn, v3: stream.protocol === this.opts.protocols[0],
       lp: lpStream(stream, { maxDataLength: PRESENCE_LIMITS.frameBytes }),
       addrs: conn !== undefined ? [conn.remoteAddr.toString()] : [],
-      lastHeard: this.opts.now(), theirDirect: new Set(), toldDirect: undefined, sentDirect: '\0', sending: false, again: false,
+      lastHeard: this.opts.now(), theirDirect: new Set(), toldDirect: undefined, sending: false, again: false,
       seq: 0, sentAt: new Map(), toEcho: undefined, rttMs: undefined, theirDigest: undefined, sentDigest: ''
     }
     this.links.set(id, link)
@@ -247,9 +249,6 @@ export class Presence {
     if (seq === 0) void this.send(link)
   }
 
-  private clock (): number {
-    return (this.opts.clock ?? performance.now.bind(performance))()
-  }
 
   private drop (link: Link): void {
     if (this.links.get(link.peer.toString()) === link) this.links.delete(link.peer.toString())
@@ -296,9 +295,12 @@ export class Presence {
     link.again = false
     try {
       const now = this.opts.now()
-      const direct = [...this.links.values()].map((l) => l.author).sort()
-      const directKey = direct.join(',')
-      const sendDirect = directKey !== link.sentDirect
+      const direct = [...this.links.values()].map((l) => l.author).sort().slice(0, PRESENCE_LIMITS.direct)
+      const told = link.toldDirect
+      const current = new Set(direct)
+      const added = told === undefined ? direct : direct.filter((a) => !told.has(a))
+      const removed = told === undefined ? [] : [...told].filter((a) => !current.has(a))
+      const sendDirect = told === undefined || added.length + removed.length > 0
       const vouches: Array<[Uint8Array, number]> = []
       for (const [author, e] of this.seen) {
         if (vouches.length >= PRESENCE_LIMITS.vouches) break
@@ -306,7 +308,7 @@ export class Presence {
         if (age > this.windowMs || author === link.author || link.theirDirect.has(author)) continue
         vouches.push([fromHex(author), Math.max(0, Math.round(age))])
       }
-      const directSet = sendDirect ? direct.slice(0, PRESENCE_LIMITS.direct).map(fromHex) : null
+      const directSet = sendDirect ? direct.map(fromHex) : null
       let hb: Heartbeat = [directSet, vouches]
       let digestKey = link.sentDigest
       if (link.v3) {
@@ -316,18 +318,10 @@ export class Presence {
         link.toEcho = undefined
         const digest = this.opts.digest?.()
         digestKey = digest !== undefined ? toHex(digest) : ''
-        let full = directSet
-        let diff: DirectDiff | null = null
-        if (sendDirect && link.toldDirect !== undefined) {
-          const current = new Set(direct.slice(0, PRESENCE_LIMITS.direct))
-          const told = link.toldDirect
-          const added = [...current].filter((a) => !told.has(a))
-          const removed = [...told].filter((a) => !current.has(a))
-          if (added.length + removed.length < current.size) {
-            full = null
-            diff = [added.map(fromHex), removed.map(fromHex)]
-          }
-        }
+        // A diff once the peer holds a set, when it is shorter than the set.
+        const asDiff = sendDirect && told !== undefined && added.length + removed.length < current.size
+        const full = asDiff ? null : directSet
+        const diff: DirectDiff | null = asDiff ? [added.map(fromHex), removed.map(fromHex)] : null
         hb = [full, vouches, seq, echo, digest !== undefined && digestKey !== link.sentDigest ? digest : null, diff]
         link.sentAt.set(seq, clock)
         if (link.sentAt.size > PRESENCE_LIMITS.echoes) link.sentAt.delete(link.sentAt.keys().next().value as number)
@@ -337,10 +331,7 @@ export class Presence {
       await link.lp.write(bytes, { signal: AbortSignal.timeout(this.windowMs) })
       this.stats.heartbeatsSent++
       this.stats.bytesSent += bytes.byteLength
-      if (sendDirect) {
-        link.sentDirect = directKey
-        link.toldDirect = new Set(direct.slice(0, PRESENCE_LIMITS.direct))
-      }
+      if (sendDirect) link.toldDirect = current
       link.sentDigest = digestKey
     } catch {
       this.drop(link)
