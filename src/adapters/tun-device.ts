@@ -63,6 +63,12 @@ export interface TunDevice {
    */
   readNow: () => void
   readonly stats: Readonly<TunStats>
+  /**
+   * Hands reading to another reader (the VPN's packet thread) instead of `onPacket`: `attach`
+   * gets the device's fd now and again after every reopen, and the reader reports a failure of
+   * that fd with the function returned, which reopens the device as a failure here would.
+   */
+  handOver: (attach: (fd: number) => void) => (cause: string) => void
   /** Stops reading and closes the device; a non-persistent device disappears from `ip link`. */
   close: () => Promise<void>
 }
@@ -166,6 +172,8 @@ class Tun implements TunDevice {
   #recovering: 'watch' | 'device' | undefined
   #injectedReadFault = false
   #handler: ((pkt: Uint8Array) => void) | undefined
+  /** Another reader of the fd (handOver), told of every (re)opened fd. */
+  #reader: ((fd: number) => void) | undefined
   #closed = false
   #closing: Promise<void> | undefined
   #drainScheduled = false
@@ -190,7 +198,9 @@ class Tun implements TunDevice {
    * wait in the kernel's queue (a level-triggered watch with no reader would spin).
    */
   startPoll (): void {
-    if (this.#closed || this.#handler === undefined || this.#poll !== undefined) return
+    if (this.#closed) return
+    if (this.#reader !== undefined) { this.#reader(this.#fd); return }
+    if (this.#handler === undefined || this.#poll !== undefined) return
     const watch: FdWatch = FdWatch.start(this.#fd, this.name, {
       readable: () => { if (this.#poll === watch && !this.#drainScheduled) this.#drain() },
       // libuv reports an error on the fd itself (EBADF and the like): the device is what failed.
@@ -206,6 +216,13 @@ class Tun implements TunDevice {
     if (!first || this.#closed) return
     if (this.#recovering === undefined) this.startPoll()
     this.#scheduleDrain()
+  }
+
+  handOver (attach: (fd: number) => void): (cause: string) => void {
+    if (this.#handler !== undefined) throw new Error('the device is already read by a packet handler')
+    this.#reader = attach
+    if (this.#recovering === undefined && !this.#closed) attach(this.#fd)
+    return (cause) => { this.#fault(`${this.name}: ${cause} (packet thread)`, true) }
   }
 
   write (pkt: Uint8Array): boolean {

@@ -6,7 +6,7 @@
 import { closeSync, constants as fsConstants, openSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { WeftError } from '../log/errors.js'
-import { syscalls } from '../net/syscalls.js'
+import { errnoName, syscalls } from '../net/syscalls.js'
 
 export interface Libc {
   koffiPath: string
@@ -40,10 +40,6 @@ const TUNSETIFF = ODD_IOCTL_ARCH ? 0x800454ca : 0x400454ca
 // _IOW('T', 208, unsigned int)
 const TUNSETOFFLOAD = ODD_IOCTL_ARCH ? 0x800454d0 : 0x400454d0
 
-const ERRNO: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 4: 'EINTR', 5: 'EIO', 6: 'ENXIO', 9: 'EBADF', 11: 'EAGAIN', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY',
-  19: 'ENODEV', 22: 'EINVAL', 25: 'ENOTTY', 77: 'EBADFD', 90: 'EMSGSIZE', 105: 'ENOBUFS'
-}
 
 let libc: Libc | undefined
 
@@ -161,6 +157,4 @@ function setIffError (name: string, path: string, errno: number): WeftError {
   }
 }
 
-export function errnoName (errno: number): string {
-  return ERRNO[errno] ?? `errno ${errno}`
-}
+export { errnoName }

@@ -7,9 +7,12 @@ import { fromHex, toHex } from '../log/bytes.js'
 import type { RouteIndex } from '../projections/route-index.js'
 import { FrameDecoder, VNET_HDR_BYTES } from './packet-frames.js'
 import { PeerLink, streamChannel, type DropReason, type LinkCounters, type PacketChannel, type PathKind } from './peer-link.js'
-import { DirectListener, OFFER_BYTES, decodeOffer, dialDirect, encodeOffer } from './direct-path.js'
+import { DirectListener, OFFER_BYTES, connectDirect, decodeOffer, directChannel, encodeOffer } from './direct-path.js'
+import type { PacketThread } from './packet-thread.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { bestConnection } from './address-filter.js'
+import { DROP_REASONS } from './packet-thread-wire.js'
+import { destinationPeer, isIp, isLinkChatter, sourceOwnedBy, withZeroHeader } from './packet-routing.js'
 
 /** Where packets come from and go to: the TUN device, or an in-memory stand-in in tests. */
 export interface PacketDevice {
@@ -46,6 +49,12 @@ export interface DataPlaneOptions {
    * listener listens (the mesh's listen hosts; port 0 = any). Absent: packets use the mesh only.
    */
   direct?: { protocol: string, hosts: string[], port: number }
+  /**
+   * The packet thread (packet-thread.ts), when the device is read there: this data plane then
+   * gets only the device packets the thread does not carry (through `fromThread`), and hands the
+   * thread every direct connection once it is keyed.
+   */
+  thread?: PacketThread
 }
 
 export interface PeerTraffic extends LinkCounters {
@@ -61,7 +70,6 @@ export interface DataPlaneStats {
   drops: Record<DropReason, number>
 }
 
-const DROP_REASONS: DropReason[] = ['no_route', 'queue_full', 'no_connection', 'spoofed', 'malformed', 'device_full']
 
 /**
  * The VPN's packet path. Outbound: a packet read from the device goes to the peer that owns its
@@ -90,7 +98,8 @@ export class DataPlane {
           log: this.opts.log,
           now: this.opts.now,
           deliver: (author, frames) => { this.deliver(author, frames) },
-          malformed: () => { this.drop('malformed') }
+          malformed: () => { this.drop('malformed') },
+          ...(this.opts.thread !== undefined ? { handOff: handOffTo(this.opts.thread) } : {})
         })
         await this.opts.host.handle(direct.protocol, (stream, conn) => { this.offer(stream, conn) }, { maxInboundStreams: 8, maxOutboundStreams: 8 })
       } catch (err) {
@@ -101,8 +110,11 @@ export class DataPlane {
       }
     }
     await this.opts.host.handle(this.opts.protocol, (stream, conn) => { this.inbound(stream, conn) }, { maxInboundStreams: 4, maxOutboundStreams: 4 })
-    this.opts.device.onPacket((pkt) => { this.outbound(pkt) })
+    if (this.opts.thread === undefined) this.opts.device.onPacket((pkt) => { this.outbound(pkt) })
   }
+
+  /** A device packet the packet thread passed on (no direct connection to its peer there). */
+  fromThread (raw: Uint8Array): void { this.outbound(raw) }
 
   /** The direct path's port (undefined when it is off or could not listen). */
   get directPort (): number | undefined { return this.listener?.port }
@@ -110,6 +122,7 @@ export class DataPlane {
   /** New routes from the log; links to peers that no longer own a route are closed. */
   setRoutes (index: RouteIndex): void {
     this.routes = index
+    this.opts.thread?.setRoutes(index.routes)
     for (const [author, link] of this.links) {
       if (!index.peers.has(author)) { link.close(); this.links.delete(author) }
     }
@@ -139,9 +152,8 @@ export class DataPlane {
     // Frames carry the virtio header; a device without one gets an all-zero header (no offload).
     const frame = this.opts.device.vnetHeader === VNET_HDR_BYTES ? raw : withZeroHeader(raw)
     const ip = frame.subarray(VNET_HDR_BYTES)
-    // IPv6 multicast (router solicitations, neighbour discovery) is the kernel talking to the
-    // link, not to a peer: not a drop worth counting.
-    if ((ip[0] ?? 0) >> 4 === 6 && ip[24] === 0xff) return
+    // Not a drop worth counting.
+    if (isLinkChatter(ip)) return
     const routes = this.routes
     const peer = routes === undefined ? undefined : destinationPeer(routes, ip)
     if (peer === undefined || peer === this.opts.self) { this.drop(peer === undefined && ip.byteLength > 0 && !isIp(ip) ? 'malformed' : 'no_route'); return }
@@ -202,7 +214,9 @@ export class DataPlane {
     } finally {
       void stream.close().catch(() => { stream.abort(new Error('done')) })
     }
-    return await dialDirect(host, offer, signal)
+    const socket = await connectDirect(host, offer, signal)
+    const author = toHex(peer.publicKey?.raw ?? new Uint8Array(0))
+    return this.opts.thread?.adoptOutbound(author, socket, offer.key, offer.session) ?? directChannel(socket, offer)
   }
 
   /** Answers a peer's request for a direct-path offer (made for that peer alone). */
@@ -270,12 +284,19 @@ export class DataPlane {
 
   stats (): DataPlaneStats {
     const peers: PeerTraffic[] = []
-    for (const [author, c] of this.counters) {
+    const thread = this.opts.thread
+    const authors = new Set([...this.counters.keys(), ...(thread?.authors ?? [])])
+    for (const author of authors) {
       const link = this.links.get(author)
+      const c = { ...this.countersOf(author) }
+      const t = thread?.peerCounters(author)
+      if (t !== undefined) { c.txPackets += t.txPackets; c.txBytes += t.txBytes; c.rxPackets += t.rxPackets; c.rxBytes += t.rxBytes }
       peers.push({ author, peerId: this.peerIdOf(author).toString(), connected: link?.connected ?? false, path: link?.path ?? 'none', ...c })
     }
     peers.sort((a, b) => (a.peerId < b.peerId ? -1 : 1))
-    return { peers, drops: { ...this.drops } }
+    const drops = { ...this.drops }
+    if (thread !== undefined) for (const [r, n] of Object.entries(thread.drops())) drops[r as DropReason] += n
+    return { peers, drops }
   }
 
   async stop (): Promise<void> {
@@ -289,35 +310,8 @@ export class DataPlane {
   }
 }
 
-function withZeroHeader (pkt: Uint8Array): Uint8Array {
-  const out = new Uint8Array(VNET_HDR_BYTES + pkt.byteLength)
-  out.set(pkt, VNET_HDR_BYTES)
-  return out
-}
-
-function isIp (pkt: Uint8Array): boolean {
-  const v = (pkt[0] ?? 0) >> 4
-  return (v === 4 && pkt.byteLength >= 20) || (v === 6 && pkt.byteLength >= 40)
-}
-
-function u32 (pkt: Uint8Array, o: number): number {
-  return (((pkt[o] as number) << 24) | ((pkt[o + 1] as number) << 16) | ((pkt[o + 2] as number) << 8) | (pkt[o + 3] as number)) >>> 0
-}
-
-function u128 (pkt: Uint8Array, o: number): bigint {
-  let v = 0n
-  for (let i = 0; i < 4; i++) v = (v << 32n) | BigInt(u32(pkt, o + 4 * i))
-  return v
-}
-
-function destinationPeer (routes: RouteIndex, pkt: Uint8Array): string | undefined {
-  if (!isIp(pkt)) return undefined
-  return (pkt[0] as number) >> 4 === 4 ? routes.peerFor4(u32(pkt, 16)) : routes.peerFor6(u128(pkt, 24))
-}
-
-function sourceOwnedBy (routes: RouteIndex, pkt: Uint8Array, author: string): boolean {
-  if (!isIp(pkt)) return false
-  return (pkt[0] as number) >> 4 === 4 ? routes.owns4(author, u32(pkt, 12)) : routes.owns6(author, u128(pkt, 8))
+function handOffTo (thread: PacketThread): NonNullable<import('./direct-path.js').DirectListenerOptions['handOff']> {
+  return ({ author, socket, key, leftover, closed }) => thread.adoptInbound(author, socket, key, leftover, closed)
 }
 
 /** The IP of a direct TCP multiaddr (/ip4|ip6/…/tcp/…, not relayed), else undefined. */

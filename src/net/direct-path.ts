@@ -75,6 +75,11 @@ export interface DirectListenerOptions {
   deliver: (author: string, frames: Uint8Array[]) => void
   /** A connection sent something that is not a frame of its session. */
   malformed: () => void
+  /**
+   * Offered each connection once it named its session (the packet thread takes it: packet-thread.ts):
+   * true when taken; `closed` must then be called once when it ends. Absent or false: read here.
+   */
+  handOff?: (c: { author: string, socket: Socket, key: Uint8Array, leftover: Uint8Array, closed: () => void }) => boolean
 }
 
 interface Session { author: string, key: Uint8Array, expires: number }
@@ -180,8 +185,12 @@ export class DirectListener {
         this.unauthenticated--
         this.authenticated++
         author = session.author
-        opener = new FrameOpener(session.key)
         data = joined.subarray(SESSION_BYTES)
+        // Marked before the hand-over: destroying the Node socket emits its 'close'.
+        adopted = true
+        if (this.opts.handOff?.({ author, socket: s, key: session.key, leftover: data, closed: () => { this.authenticated-- } }) === true) return
+        adopted = false
+        opener = new FrameOpener(session.key)
         if (data.byteLength > 0 && !take(data)) { s.destroy(); return }
         this.adopt(s, take, () => { adopted = true })
         return
@@ -226,10 +235,10 @@ export class DirectListener {
 }
 
 /**
- * The sending side: connects to an offer at `host` and returns the channel, once the kernel has
- * the connection (a refused or unreachable port rejects, and the caller stays on the mesh).
+ * The sending side: connects to an offer at `host`, resolving once the kernel has the connection
+ * (a refused or unreachable port rejects, and the caller stays on the mesh).
  */
-export async function dialDirect (host: string, offer: DirectOffer, signal: AbortSignal): Promise<PacketChannel> {
+export async function connectDirect (host: string, offer: DirectOffer, signal: AbortSignal): Promise<Socket> {
   // The write buffer a TCP stream through the VPN may fill before we stop sending and let our
   // per-peer queue hold packets (and drop beyond it): 1 MiB, not Node's default 16 KiB, which
   // one TSO segment exceeds.
@@ -248,8 +257,18 @@ export async function dialDirect (host: string, offer: DirectOffer, signal: Abor
   socket.on('error', () => {})
   // The receiver never writes: anything it sends is ignored (and nothing is buffered for it).
   socket.on('data', () => {})
+  return socket
+}
+
+/** The sending side on the main thread: names the session, then sends sealed frames. */
+export function directChannel (socket: Socket, offer: DirectOffer): PacketChannel {
   socket.write(offer.session)
   return new DirectChannel(socket, new FrameSealer(offer.key))
+}
+
+/** Connects to an offer and sends from the main thread (connectDirect + directChannel). */
+export async function dialDirect (host: string, offer: DirectOffer, signal: AbortSignal): Promise<PacketChannel> {
+  return directChannel(await connectDirect(host, offer, signal), offer)
 }
 
 class DirectChannel implements PacketChannel {

@@ -12,9 +12,8 @@
  */
 import type { Socket } from 'node:net'
 import { FdWatch } from './fd-watch.js'
-import { EAGAIN, EINTR, syscalls, type Syscalls } from './syscalls.js'
+import { EAGAIN, EINTR, F_DUPFD_CLOEXEC, syscalls, type Syscalls } from './syscalls.js'
 
-const F_DUPFD_CLOEXEC = 1030
 const READ_BYTES = 64 * 1024
 const SLAB_BYTES = 256 * 1024
 /** Reads per readiness callback before yielding to the rest of the loop (the watch fires again). */

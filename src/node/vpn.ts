@@ -1,6 +1,7 @@
 import { openTun, type TunDevice, type TunStats } from '../adapters/tun-device.js'
 import { addressDelete, addressReplace, linkUp, routeDelete, routeReplace, setMtu } from '../adapters/ip-command.js'
 import { DataPlane, type DataPlaneHost, type DataPlaneStats } from '../net/data-plane.js'
+import { PacketThread, packetThreadUnavailable } from '../net/packet-thread.js'
 import type { MeshLogger } from '../net/mesh-logger.js'
 import type { NetworkState } from '../projections/network.js'
 import { leaseOf } from '../projections/ipam.js'
@@ -29,6 +30,8 @@ export interface VpnStatus extends DataPlaneStats {
   /** The direct path's TCP port, when it listens. */
   directPort?: number
   tun: TunStats
+  /** Where device packets are read: the packet thread, or the main thread (with the reason). */
+  packetThread: { running: boolean, restarts: number, reason?: string }
 }
 
 /** What the kernel side should look like, derived from the log. */
@@ -45,7 +48,7 @@ export class Vpn {
   private latest: NetworkState | undefined
   private pending = false
 
-  private constructor (private readonly tun: TunDevice, private readonly plane: DataPlane, private readonly opts: VpnOptions) {}
+  private constructor (private readonly tun: TunDevice, private readonly plane: DataPlane, private readonly thread: PacketThread | undefined, private readonly opts: VpnOptions) {}
 
   static async start (opts: VpnOptions): Promise<Vpn> {
     let vpn: Vpn | undefined
@@ -56,17 +59,33 @@ export class Vpn {
       onError: (err) => { opts.log.error({ code: err.code, err: err.message }, 'TUN device fault') },
       onReopen: () => { vpn?.reconfigure() }
     })
-    const plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now, ...(opts.direct !== undefined ? { direct: opts.direct } : {}) })
+    let plane: DataPlane | undefined
+    let deviceFault: ((cause: string) => void) | undefined
+    let thread: PacketThread | undefined
+    try {
+      thread = PacketThread.start({
+        vnetHeader: tun.vnetHeader,
+        self: opts.self,
+        log: opts.log,
+        onPacket: (raw) => { plane?.fromThread(raw) },
+        onDeviceFault: (cause) => { deviceFault?.(cause) }
+      })
+    } catch (err) {
+      opts.log.warn({ err: (err as Error).message }, 'the VPN packet thread could not start; packets are read on the main thread')
+    }
+    plane = new DataPlane({ host: opts.host, protocol: opts.protocol, device: tun, self: opts.self, log: opts.log, now: opts.now, ...(opts.direct !== undefined ? { direct: opts.direct } : {}), ...(thread !== undefined ? { thread } : {}) })
     try {
       await linkUp(tun.name)
       await plane.start()
+      if (thread !== undefined) deviceFault = tun.handOver((fd) => { thread?.attachDevice(fd) })
     } catch (err) {
       await plane.stop().catch(() => {})
+      await thread?.stop()
       await tun.close()
       throw err
     }
-    opts.log.info({ device: tun.name }, 'VPN device up')
-    vpn = new Vpn(tun, plane, opts)
+    opts.log.info({ device: tun.name, packetThread: thread !== undefined }, 'VPN device up')
+    vpn = new Vpn(tun, plane, thread, opts)
     return vpn
   }
 
@@ -136,12 +155,24 @@ export class Vpn {
   }
 
   status (): VpnStatus {
-    return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun: { ...this.tun.stats }, ...this.plane.stats() }
+    const tun = { ...this.tun.stats }
+    const t = this.thread?.tunCounters()
+    if (t !== undefined) {
+      tun.rxPackets += t.rxPackets; tun.rxBytes += t.rxBytes; tun.txPackets += t.txPackets; tun.txBytes += t.txBytes; tun.txDropped += t.txDropped
+      tun.faults += this.thread?.restarts ?? 0
+    }
+    const reason = packetThreadUnavailable()
+    const packetThread = { running: this.thread !== undefined, restarts: this.thread?.restarts ?? 0, ...(this.thread === undefined ? { reason: reason ?? 'it could not start (see the log)' } : {}) }
+    return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun, packetThread, ...this.plane.stats() }
   }
+
+  /** Tests only (through the daemon's test hooks): the packet thread, if any. */
+  get packetThreadForTest (): PacketThread | undefined { return this.thread }
 
   async stop (): Promise<void> {
     await this.running.catch(() => {})
     await this.plane.stop()
+    await this.thread?.stop()
     // Closing a non-persistent TUN device deletes it, and its addresses and routes with it.
     await this.tun.close()
   }

@@ -1,5 +1,5 @@
 import { parseCidr } from './ip.js'
-import type { RouteTable } from './routes.js'
+import type { Route, RouteTable } from './routes.js'
 
 interface V4Net { base: number, mask: number, peer: string }
 interface V6Net { base: bigint, mask: bigint, peer: string }
@@ -20,8 +20,11 @@ export class RouteIndex {
   private readonly nets6: V6Net[] = []
   /** Peers that own at least one route (the data plane keeps links to these only). */
   readonly peers = new Set<string>()
+  /** What it was compiled from (the packet thread compiles its own copy from these). */
+  readonly routes: readonly Route[]
 
-  constructor (table: RouteTable) {
+  constructor (table: Pick<RouteTable, 'routes'>) {
+    this.routes = table.routes
     for (const r of table.routes) {
       const c = parseCidr(r.cidr)
       this.peers.add(r.peer)

@@ -1,0 +1,71 @@
+/**
+ * What the main thread and the packet thread (packet-thread.ts, packet-thread-worker.ts) say to
+ * each other, and the counters they share. Kept apart so the worker loads nothing of the main
+ * side.
+ */
+import type { MessagePort } from 'node:worker_threads'
+import type { Route } from '../projections/routes.js'
+import type { DropReason } from './peer-link.js'
+
+export const DROP_REASONS: readonly DropReason[] = ['no_route', 'queue_full', 'no_connection', 'spoofed', 'malformed', 'device_full']
+
+/**
+ * Counters in a SharedArrayBuffer of float64: only the packet thread writes them, the main thread
+ * reads them for `weft status` (a torn read of a counter is one stale value, never a wrong sum).
+ */
+export const COUNTER = {
+  tunRxPackets: 0,
+  tunRxBytes: 1,
+  tunTxPackets: 2,
+  tunTxBytes: 3,
+  tunTxDropped: 4,
+  /** + the reason's index in DROP_REASONS */
+  drops: 8,
+  /** + 4 × the peer's slot: tx packets, tx bytes, rx packets, rx bytes */
+  peers: 16
+} as const
+
+/** Peers whose direct connections the thread can count; a peer beyond this stays on the main thread. */
+export const THREAD_PEER_SLOTS = 4096
+export const COUNTER_SLOTS = COUNTER.peers + 4 * THREAD_PEER_SLOTS
+
+/** Main thread → packet thread (a MessagePort, read synchronously after an eventfd wake-up). */
+export type ToThread =
+  | { t: 'tun', fd: number }
+  | { t: 'routes', routes: Route[] }
+  /** A direct connection to `author` to send on; `head` (the session id) goes first. */
+  | { t: 'out', id: number, author: string, slot: number, fd: number, key: Uint8Array, head: Uint8Array }
+  /** A direct connection from `author` to read; `leftover` arrived with its session id. */
+  | { t: 'in', id: number, author: string, slot: number, fd: number, key: Uint8Array, leftover: Uint8Array }
+  /** Encoded packet frames (packet-frames.ts) the main thread had queued for connection `id`. */
+  | { t: 'send', id: number, bytes: Uint8Array }
+  | { t: 'close', id: number }
+  /** Tests only: the next read of the device fails with EIO. */
+  | { t: 'fault' }
+  /** Tests only: the thread throws, as a bug in it would. */
+  | { t: 'crash' }
+
+/** Packet thread → main thread. */
+export type FromThread =
+  /** Packets read from the device that no direct connection of the thread carries. */
+  | { t: 'mesh', packets: Uint8Array[] }
+  | { t: 'closed', id: number, why: string }
+  /** The device's fd failed: the main thread reopens the device and sends the new fd. */
+  | { t: 'tun-fault', cause: string }
+  | { t: 'stopped' }
+
+export interface ThreadSetup {
+  port: MessagePort
+  wakeFd: number
+  counters: SharedArrayBuffer
+  /**
+   * Int32 [0]: set to 1 to stop (then the eventfd is rung). A flag, not a message, and not
+   * Worker.terminate: V8's termination does not reach JavaScript that keeps calling into koffi,
+   * so a thread blocked in poll(2) would keep the process from exiting.
+   */
+  control: SharedArrayBuffer
+  /** 10 when device packets carry a virtio header. */
+  vnetHeader: number
+  /** This node's author hex: packets to it are not sent anywhere. */
+  self: string
+}

@@ -1,0 +1,330 @@
+/**
+ * The main thread's side of the packet thread (packet-thread-worker.ts; docs/vpn.md "The packet
+ * thread"): it starts the thread, hands it the TUN device's descriptor and the direct-path
+ * connections once they are keyed, keeps it told of the routes, and brings back what the thread
+ * does not carry itself (packets for peers reached over the libp2p streams) and what it saw
+ * (closed connections, device faults, counters).
+ *
+ * Descriptors are handed over as duplicates (F_DUPFD_CLOEXEC) that the thread alone closes; the
+ * main thread remembers them, so a thread that dies leaves nothing open: its descriptors are
+ * closed here, its connections reported closed (the VPN falls back to the mesh streams, then
+ * redials the direct path), and a new thread is started with the device within a second.
+ */
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import type { Socket } from 'node:net'
+import type { Route } from '../projections/routes.js'
+import type { MeshLogger } from './mesh-logger.js'
+import type { DropReason, LinkCounters, PacketChannel } from './peer-link.js'
+import { F_DUPFD_CLOEXEC, syscalls, type Syscalls } from './syscalls.js'
+import { COUNTER, COUNTER_SLOTS, DROP_REASONS, THREAD_PEER_SLOTS, type FromThread, type ToThread } from './packet-thread-wire.js'
+
+const EFD_NONBLOCK = 0o4000
+const EFD_CLOEXEC = 0o2000000
+/** A thread that died is started again after this (and then every RESTART_MS while it keeps dying). */
+const RESTART_MS = 200
+
+export interface PacketThreadOptions {
+  /** 10 when the device's packets carry a virtio header. */
+  vnetHeader: number
+  /** This node's author hex. */
+  self: string
+  log: MeshLogger
+  /** A device packet the thread does not carry (no direct connection to its peer there). */
+  onPacket: (raw: Uint8Array) => void
+  /** The device's descriptor failed in the thread: reopen the device (then `attachDevice` again). */
+  onDeviceFault: (cause: string) => void
+}
+
+export interface ThreadTunCounters { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number }
+
+/** A descriptor the thread holds; `done` once its owner was told it closed. */
+interface Handed { fd: number, closed: Set<(why: string) => void>, done: boolean }
+
+/** Whether a packet thread can run here, and why not. */
+export function packetThreadUnavailable (): string | undefined {
+  if (process.env.WEFT_PACKET_THREAD === 'off') return 'turned off (WEFT_PACKET_THREAD=off)'
+  if (process.platform !== 'linux') return `not on ${process.platform}`
+  if (syscalls() === null) return 'koffi or the system calls are missing'
+  return undefined
+}
+
+export class PacketThread {
+  private worker: Worker | undefined
+  private port: MessagePort | undefined
+  private wakeFd = -1
+  private readonly wakeBytes = new Uint8Array(8)
+  private readonly shared = new SharedArrayBuffer(8 * COUNTER_SLOTS)
+  private control = new Int32Array(new SharedArrayBuffer(4))
+  private readonly onExit = (): void => { this.signalStop() }
+  private readonly counters = new Float64Array(this.shared)
+  /** Counters of threads that died, so figures never go backwards. */
+  private readonly carried = new Float64Array(COUNTER_SLOTS)
+  private readonly slots = new Map<string, number>()
+  private readonly handed = new Map<number, Handed>()
+  private deviceFd = -1
+  private deviceDup = -1
+  private routes: readonly Route[] | undefined
+  private nextId = 1
+  private stopped = false
+  private stopping: Promise<void> | undefined
+  /** Restarts after the thread died; shown in `weft status` as device faults. */
+  restarts = 0
+
+  private constructor (private readonly sys: Syscalls, private readonly opts: PacketThreadOptions) {
+    new DataView(this.wakeBytes.buffer).setBigUint64(0, 1n, true)
+  }
+
+  /** A running packet thread, or undefined when there cannot be one (see packetThreadUnavailable). */
+  static start (opts: PacketThreadOptions): PacketThread | undefined {
+    if (packetThreadUnavailable() !== undefined) return undefined
+    const t = new PacketThread(syscalls() as Syscalls, opts)
+    t.spawn()
+    // A process that exits without stopping the VPN must not wait for a thread blocked in poll.
+    process.on('exit', t.onExit)
+    return t
+  }
+
+  private spawn (): void {
+    const wakeFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+    if (wakeFd < 0) throw new Error('eventfd failed')
+    const { port1, port2 } = new MessageChannel()
+    this.control = new Int32Array(new SharedArrayBuffer(4))
+    // From the sources (tests) the worker is TypeScript: it registers tsx (a dev dependency) first.
+    const ts = import.meta.url.endsWith('.ts')
+    const entry = new URL(ts ? './packet-thread-worker.ts' : './packet-thread-worker.js', import.meta.url)
+    const worker = new Worker(ts ? `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })` : entry, {
+      workerData: { port: port2, wakeFd, counters: this.shared, control: this.control.buffer, vnetHeader: this.opts.vnetHeader, self: this.opts.self },
+      transferList: [port2],
+      ...(ts ? { eval: true } : {}),
+      // The thread's own heap holds a few slabs and the route table.
+      resourceLimits: { maxOldGenerationSizeMb: 64 }
+    })
+    worker.unref()
+    this.worker = worker
+    this.port = port1
+    this.wakeFd = wakeFd
+    worker.on('message', (m: FromThread) => { if (this.worker === worker) this.received(m) })
+    worker.on('error', (err) => { if (this.worker === worker) this.died(err.message) })
+    worker.on('exit', (code) => { if (this.worker === worker) this.died(`exited with code ${code}`) })
+    if (this.routes !== undefined) this.send({ t: 'routes', routes: [...this.routes] })
+    if (this.deviceFd >= 0) this.attachDevice(this.deviceFd)
+  }
+
+  /** Tells the thread to stop (it returns from poll at once and closes what it holds). */
+  private signalStop (): void {
+    if (this.port === undefined) return
+    Atomics.store(this.control, 0, 1)
+    this.sys.write(this.wakeFd, this.wakeBytes, 8)
+  }
+
+  private send (msg: ToThread, transfer?: ArrayBuffer[]): void {
+    if (this.port === undefined) return
+    this.port.postMessage(msg, transfer ?? [])
+    this.sys.write(this.wakeFd, this.wakeBytes, 8)
+  }
+
+  private received (m: FromThread): void {
+    switch (m.t) {
+      case 'mesh':
+        for (const p of m.packets) this.opts.onPacket(p)
+        break
+      case 'closed':
+        this.release(m.id, m.why)
+        this.handed.delete(m.id)
+        break
+      case 'tun-fault':
+        this.deviceDup = -1 // the thread closed its duplicate
+        this.opts.onDeviceFault(m.cause)
+        break
+      case 'stopped':
+        // It closed everything itself: forget the descriptors without closing them again.
+        for (const id of [...this.handed.keys()]) { this.release(id, 'the VPN stopped'); this.handed.delete(id) }
+        this.deviceDup = -1
+        this.wakeFd = -1
+        this.worker = undefined
+        this.port = undefined
+        break
+    }
+  }
+
+  /** The thread died: close what it held, report its connections closed, start another. */
+  private died (why: string): void {
+    const worker = this.worker
+    this.worker = undefined
+    this.port = undefined
+    if (worker === undefined) return
+    for (let i = 0; i < COUNTER_SLOTS; i++) this.carried[i] = (this.carried[i] as number) + (this.counters[i] as number)
+    this.counters.fill(0)
+    if (this.wakeFd >= 0) this.sys.close(this.wakeFd)
+    this.wakeFd = -1
+    if (this.deviceDup >= 0) this.sys.close(this.deviceDup)
+    this.deviceDup = -1
+    for (const [id, h] of [...this.handed]) {
+      this.sys.close(h.fd)
+      this.release(id, 'the packet thread stopped')
+      this.handed.delete(id)
+    }
+    if (this.stopped) return
+    this.restarts++
+    this.opts.log.error({ err: why }, 'the VPN packet thread stopped; starting it again')
+    setTimeout(() => { if (!this.stopped && this.worker === undefined) this.spawn() }, RESTART_MS).unref()
+  }
+
+  /** Tells the owner of connection `id` it is closed (once); the entry stays until the thread let go of it. */
+  private release (id: number, why: string): void {
+    const h = this.handed.get(id)
+    if (h === undefined || h.done) return
+    h.done = true
+    for (const fn of h.closed) fn(why)
+  }
+
+  private dup (fd: number): number { return fd < 0 ? -1 : this.sys.fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+
+  /** The device's descriptor (now, and after every reopen): the thread reads a duplicate of it. */
+  attachDevice (fd: number): void {
+    this.deviceFd = fd
+    if (this.worker === undefined) return
+    const own = this.dup(fd)
+    if (own < 0) { this.opts.onDeviceFault('cannot duplicate the device descriptor for the packet thread'); return }
+    this.deviceDup = own
+    this.send({ t: 'tun', fd: own })
+  }
+
+  setRoutes (routes: readonly Route[]): void {
+    this.routes = routes
+    this.send({ t: 'routes', routes: [...routes] })
+  }
+
+  private slotOf (author: string): number | undefined {
+    let s = this.slots.get(author)
+    if (s === undefined) {
+      if (this.slots.size >= THREAD_PEER_SLOTS) return undefined
+      s = this.slots.size
+      this.slots.set(author, s)
+    }
+    return s
+  }
+
+  /** Takes a connected socket's descriptor (duplicated; the Node socket is destroyed). */
+  private take (socket: Socket): number {
+    if (this.worker === undefined || socket.destroyed || socket.writableLength > 0) return -1
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+    if (typeof fd !== 'number' || fd < 0) return -1
+    const own = this.dup(fd)
+    if (own < 0) return -1
+    socket.removeAllListeners('data')
+    socket.destroy()
+    return own
+  }
+
+  /**
+   * A keyed direct connection to `author` for the thread to send on (it writes `head`, the
+   * session id, first). Undefined when it cannot take it; the socket is then untouched.
+   */
+  adoptOutbound (author: string, socket: Socket, key: Uint8Array, head: Uint8Array): PacketChannel | undefined {
+    const slot = this.slotOf(author)
+    if (slot === undefined) return undefined
+    const fd = this.take(socket)
+    if (fd < 0) return undefined
+    const id = this.nextId++
+    const h: Handed = { fd, closed: new Set(), done: false }
+    this.handed.set(id, h)
+    this.send({ t: 'out', id, author, slot, fd, key, head })
+    return new ThreadChannel(this, id, h)
+  }
+
+  /**
+   * An authenticated direct connection from `author` for the thread to read (`leftover`: what
+   * came with the session id). False when it cannot take it; the socket is then untouched.
+   * `closed` is called once when the connection ends.
+   */
+  adoptInbound (author: string, socket: Socket, key: Uint8Array, leftover: Uint8Array, closed: () => void): boolean {
+    const slot = this.slotOf(author)
+    if (slot === undefined) return false
+    const fd = this.take(socket)
+    if (fd < 0) return false
+    const id = this.nextId++
+    this.handed.set(id, { fd, closed: new Set([() => { closed() }]), done: false })
+    this.send({ t: 'in', id, author, slot, fd, key, leftover: leftover.slice() })
+    return true
+  }
+
+  /** @internal ThreadChannel */
+  sendFrames (id: number, bytes: Uint8Array): void {
+    if (this.handed.get(id)?.done !== false) throw new Error('the direct connection is closed')
+    this.send({ t: 'send', id, bytes })
+  }
+
+  /** @internal ThreadChannel */
+  closeConnection (id: number): void {
+    if (this.handed.get(id)?.done !== false) return
+    this.send({ t: 'close', id })
+    this.release(id, 'closed')
+  }
+
+  private value (i: number): number { return (this.counters[i] as number) + (this.carried[i] as number) }
+
+  /** What the thread moved for `author` (undefined: it never had a connection of that peer). */
+  peerCounters (author: string): LinkCounters | undefined {
+    const s = this.slots.get(author)
+    if (s === undefined) return undefined
+    const b = COUNTER.peers + 4 * s
+    return { txPackets: this.value(b), txBytes: this.value(b + 1), rxPackets: this.value(b + 2), rxBytes: this.value(b + 3) }
+  }
+
+  get authors (): string[] { return [...this.slots.keys()] }
+
+  drops (): Record<DropReason, number> {
+    return Object.fromEntries(DROP_REASONS.map((r, i) => [r, this.value(COUNTER.drops + i)])) as Record<DropReason, number>
+  }
+
+  tunCounters (): ThreadTunCounters {
+    return {
+      rxPackets: this.value(COUNTER.tunRxPackets),
+      rxBytes: this.value(COUNTER.tunRxBytes),
+      txPackets: this.value(COUNTER.tunTxPackets),
+      txBytes: this.value(COUNTER.tunTxBytes),
+      txDropped: this.value(COUNTER.tunTxDropped)
+    }
+  }
+
+  /** Tests only: the thread's next read of the device fails (EIO). */
+  injectDeviceFault (): void { this.send({ t: 'fault' }) }
+
+  /** Tests only: the thread dies as if it had thrown. */
+  crashForTest (): void { this.send({ t: 'crash' }) }
+
+  /** Stops the thread; its descriptors are closed (by it, or here if it does not answer). */
+  async stop (): Promise<void> {
+    this.stopping ??= this.stopNow()
+    await this.stopping
+  }
+
+  private async stopNow (): Promise<void> {
+    this.stopped = true
+    const worker = this.worker
+    if (worker === undefined) return
+    const exited = new Promise<void>((resolve) => { worker.once('exit', () => { resolve() }) })
+    this.signalStop()
+    await exited
+    process.off('exit', this.onExit)
+  }
+}
+
+/** A direct connection the thread sends on, as the PeerLink sees it. */
+class ThreadChannel implements PacketChannel {
+  readonly kind = 'direct' as const
+  constructor (private readonly thread: PacketThread, private readonly id: number, private readonly h: Handed) {}
+
+  send (bytes: Uint8Array): boolean {
+    this.thread.sendFrames(this.id, bytes)
+    return true
+  }
+
+  // send never reports back-pressure: the thread bounds what it holds and drops beyond (queue_full).
+  onDrain (_fn: () => void): void {}
+
+  onClose (fn: () => void): void { this.h.closed.add(() => { fn() }) }
+
+  close (): void { this.thread.closeConnection(this.id) }
+}

@@ -1,0 +1,217 @@
+/**
+ * The VPN's packet thread (src/net/packet-thread.ts, packet-thread-worker.ts) with no root: the
+ * "device" is a SOCK_SEQPACKET socket pair (one read is one packet, as on a TUN device), the
+ * direct connections are real TCP sockets on loopback. Checked: what it carries itself and what
+ * it hands back; frames a peer can open; inbound packets only from sources the peer owns;
+ * tampered frames; a device fault and a thread that dies are recovered from within a second.
+ */
+import { createRequire } from 'node:module'
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { PacketThread, packetThreadUnavailable } from '../../src/net/packet-thread.js'
+import { FrameDecoder, encodeFrames } from '../../src/net/packet-frames.js'
+import { FrameOpener, FrameSealer } from '../../src/net/transport-frames.js'
+import { RouteIndex } from '../../src/projections/route-index.js'
+import { syscalls } from '../../src/net/syscalls.js'
+import { waitFor } from './support.js'
+
+const why = packetThreadUnavailable()
+if (why !== undefined) console.log(`[skip] packet thread: ${why}`)
+
+const silent = { debug () {}, info () {}, warn () {}, error () {} }
+const SELF = 'aa'.repeat(32)
+const PEER = 'bb'.repeat(32)
+const routes = new RouteIndex({
+  routes: [
+    { cidr: '10.9.0.1/32', peer: SELF, kind: 'lease' },
+    { cidr: '10.9.0.2/32', peer: PEER, kind: 'lease' },
+    { cidr: '192.168.50.0/24', peer: PEER, kind: 'advertised' }
+  ]
+}).routes
+
+function ip4 (src: string, dst: string, payload = 8): Uint8Array {
+  const p = new Uint8Array(20 + payload)
+  p[0] = 0x45
+  p[2] = p.byteLength >> 8; p[3] = p.byteLength & 0xff
+  p[9] = 17
+  p.set(src.split('.').map(Number), 12)
+  p.set(dst.split('.').map(Number), 16)
+  for (let i = 20; i < p.byteLength; i++) p[i] = i & 0xff
+  return p
+}
+
+/** A frame as it travels: a zero virtio header, then the packet. */
+function framed (pkt: Uint8Array): Uint8Array {
+  const f = new Uint8Array(10 + pkt.byteLength)
+  f.set(pkt, 10)
+  return f
+}
+
+const sys = syscalls()
+function seqpacketPair (): [number, number] {
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
+  const socketpair = koffi.load(null).func('int socketpair(int, int, int, _Out_ int *sv)') as (d: number, t: number, p: number, sv: Int32Array) => number
+  const sv = new Int32Array(2)
+  // AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC
+  if (socketpair(1, 5 | 0o4000 | 0o2000000, 0, sv) !== 0) throw new Error('socketpair failed')
+  return [sv[0] as number, sv[1] as number]
+}
+
+/** Packets the thread wrote to the device, read from the test's end. */
+function readDevice (fd: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  for (;;) {
+    const buf = new Uint8Array(70_000)
+    const n = sys!.read(fd, buf, buf.byteLength)
+    if (n <= 0) return out
+    out.push(buf.slice(0, n))
+  }
+}
+
+async function tcpPair (servers: Server[], sockets: Socket[]): Promise<{ client: Socket, server: Socket }> {
+  let accepted: ((s: Socket) => void) | undefined
+  const got = new Promise<Socket>((resolve) => { accepted = resolve })
+  const server = createServer({ noDelay: true }, (s) => { accepted?.(s) })
+  servers.push(server)
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const client = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', noDelay: true })
+  await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject) })
+  const s = await got
+  sockets.push(client, s)
+  return { client, server: s }
+}
+
+describe.skipIf(why !== undefined)('packet thread', () => {
+  const threads: PacketThread[] = []
+  const servers: Server[] = []
+  const sockets: Socket[] = []
+  const fds: number[] = []
+  afterEach(async () => {
+    await Promise.all(threads.map(async (t) => { await t.stop() }))
+    threads.length = 0
+    for (const s of sockets) s.destroy()
+    sockets.length = 0
+    for (const s of servers) s.close()
+    servers.length = 0
+    for (const fd of fds) sys!.close(fd)
+    fds.length = 0
+  })
+
+  function start (): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[] } {
+    const [inner, dev] = seqpacketPair()
+    fds.push(inner, dev)
+    const toMain: Uint8Array[] = []
+    const faults: string[] = []
+    const thread = PacketThread.start({ vnetHeader: 0, self: SELF, log: silent, onPacket: (p) => { toMain.push(p) }, onDeviceFault: (c) => { faults.push(c) } }) as PacketThread
+    threads.push(thread)
+    thread.attachDevice(inner)
+    thread.setRoutes(routes)
+    return { thread, dev, toMain, faults }
+  }
+
+  it('hands back packets it has no direct connection for, and drops those with no route', async () => {
+    const { thread, dev, toMain } = start()
+    const pkt = ip4('10.9.0.1', '10.9.0.2')
+    sys!.write(dev, pkt, pkt.byteLength)
+    const stray = ip4('10.9.0.1', '10.200.0.9')
+    sys!.write(dev, stray, stray.byteLength)
+    await waitFor(() => toMain.length === 1 && thread.drops().no_route === 1, 'one packet handed back, one dropped', 5_000)
+    expect([...(toMain[0] as Uint8Array)]).toEqual([...pkt])
+    expect(thread.tunCounters().rxPackets).toBe(2)
+  })
+
+  it('sends over an adopted connection: the session id first, then frames the peer opens', async () => {
+    const { thread, dev, toMain } = start()
+    const { client, server } = await tcpPair(servers, sockets)
+    const key = new Uint8Array(32).fill(3)
+    const session = new Uint8Array(16).fill(9)
+    const ch = thread.adoptOutbound(PEER, client, key, session)
+    expect(ch?.kind).toBe('direct')
+    expect(client.destroyed).toBe(true) // the thread has its own descriptor now
+    const received: Uint8Array[] = []
+    let head: Uint8Array | undefined
+    const opener = new FrameOpener(key)
+    const decoder = new FrameDecoder()
+    server.on('data', (d: Buffer) => {
+      let data: Uint8Array = d
+      if (head === undefined) { head = data.subarray(0, 16); data = data.subarray(16) }
+      for (const plain of opener.push(data)) received.push(...decoder.push(plain).map((f) => f.slice()))
+    })
+    const a = ip4('10.9.0.1', '10.9.0.2', 30)
+    const b = ip4('10.9.0.1', '192.168.50.7', 1400)
+    sys!.write(dev, a, a.byteLength)
+    sys!.write(dev, b, b.byteLength)
+    // Frames the main thread had queued go the same way, in order.
+    ch?.send(encodeFrames([framed(ip4('10.9.0.1', '10.9.0.2', 5))]))
+    await waitFor(() => received.length === 3, 'three frames at the peer', 5_000)
+    expect([...(head as Uint8Array)]).toEqual([...session])
+    expect(received.map((f) => f.byteLength).sort((x, y) => x - y)).toEqual([10 + 25, 10 + 50, 10 + 1420])
+    expect(toMain).toHaveLength(0)
+    expect(thread.peerCounters(PEER)?.txPackets).toBe(2)
+    // The peer closing the connection is noticed, and later packets go back to the main thread.
+    let closed = false
+    ch?.onClose(() => { closed = true })
+    server.destroy()
+    await waitFor(() => closed, 'the close seen', 5_000)
+    sys!.write(dev, a, a.byteLength)
+    await waitFor(() => toMain.length === 1, 'the packet handed back once the connection is gone', 5_000)
+  })
+
+  it('reads an adopted connection: packets into the device only from sources the peer owns', async () => {
+    const { thread, dev } = start()
+    const { client, server } = await tcpPair(servers, sockets)
+    const key = new Uint8Array(32).fill(5)
+    const sealer = new FrameSealer(key)
+    const seal = (pkts: Uint8Array[]): Uint8Array => {
+      const parts = sealer.seal(encodeFrames(pkts.map(framed)))
+      return Buffer.concat(parts)
+    }
+    const first = ip4('10.9.0.2', '10.9.0.1', 11)
+    let ended = 0
+    expect(thread.adoptInbound(PEER, server, key, seal([first]), () => { ended++ })).toBe(true)
+    const owned = ip4('192.168.50.3', '10.9.0.1', 12)
+    const spoofed = ip4('10.9.0.77', '10.9.0.1', 13)
+    client.write(seal([owned, spoofed]))
+    const seen: Uint8Array[] = []
+    await waitFor(() => { seen.push(...readDevice(dev)); return seen.length === 2 && thread.drops().spoofed === 1 }, 'two packets in, one spoofed dropped', 5_000)
+    expect(seen.map((p) => p.byteLength)).toEqual([31, 32])
+    expect(thread.peerCounters(PEER)?.rxPackets).toBe(2)
+    // A tampered frame ends the connection and is counted.
+    const bad = seal([owned])
+    bad[bad.byteLength - 1] = (bad[bad.byteLength - 1] as number) ^ 1
+    client.write(bad)
+    await waitFor(() => ended === 1 && thread.drops().malformed === 1, 'the connection closed for a bad frame', 5_000)
+  })
+
+  it('a failed device read is reported; a new descriptor brings traffic back', async () => {
+    const { thread, dev, toMain, faults } = start()
+    thread.injectDeviceFault()
+    const pkt = ip4('10.9.0.1', '10.9.0.2')
+    sys!.write(dev, pkt, pkt.byteLength)
+    await waitFor(() => faults.length === 1, 'the fault reported', 5_000)
+    expect(faults[0]).toMatch(/EIO/)
+    const [inner2, dev2] = seqpacketPair()
+    fds.push(inner2, dev2)
+    const t = Date.now()
+    thread.attachDevice(inner2)
+    sys!.write(dev2, pkt, pkt.byteLength)
+    await waitFor(() => toMain.length >= 1, 'traffic on the new descriptor', 5_000)
+    expect(Date.now() - t).toBeLessThan(1_000)
+  })
+
+  it('a thread that dies is started again within a second; its connections are reported closed', async () => {
+    const { thread, dev, toMain } = start()
+    const { client } = await tcpPair(servers, sockets)
+    const ch = thread.adoptOutbound(PEER, client, new Uint8Array(32).fill(1), new Uint8Array(16))
+    let closed = false
+    ch?.onClose(() => { closed = true })
+    const t = Date.now()
+    thread.crashForTest()
+    await waitFor(() => thread.restarts === 1 && closed, 'the thread restarted and the connection reported closed', 5_000)
+    const pkt = ip4('10.9.0.1', '10.9.0.2')
+    sys!.write(dev, pkt, pkt.byteLength)
+    await waitFor(() => toMain.length === 1, 'the new thread reads the device', 5_000)
+    expect(Date.now() - t).toBeLessThan(1_000)
+    expect(() => ch?.send(new Uint8Array(20))).toThrow(/closed/)
+  })
+})
