@@ -81,6 +81,9 @@ export function renderStatus (s: NodeStatus): string {
     if (v.routes.length > 0) rows.push(['vpn routes', v.routes.join(', ')])
     rows.push(['vpn traffic', `in ${plural(v.tun.txPackets, 'packet')} (${v.tun.txBytes} B), out ${plural(v.tun.rxPackets, 'packet')} (${v.tun.rxBytes} B)`])
     rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
+    // Older daemons do not say.
+    const pt = v.packetThread
+    if (pt !== undefined) rows.push(['vpn thread', pt.running ? `packet thread${pt.restarts > 0 ? `, restarted ${plural(pt.restarts, 'time')}` : ''}` : `main thread (${pt.reason ?? 'no packet thread'})`])
     const paths = v.peers.filter((p) => p.path !== undefined && p.path !== 'none')
     if (paths.length > 0) {
       const direct = paths.filter((p) => p.path === 'direct').length

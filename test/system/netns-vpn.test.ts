@@ -42,6 +42,7 @@ interface VpnStatus {
   routes: string[]
   directPort?: number
   tun: { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number, faults: number, reopens: number, lastFault: string | null }
+  packetThread?: { running: boolean, restarts: number, reason?: string }
   peers: PeerTraffic[]
   drops: Record<'no_route' | 'queue_full' | 'no_connection' | 'spoofed' | 'malformed' | 'device_full', number>
 }
@@ -260,6 +261,9 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
       expect(v.tun.faults).toBeGreaterThanOrEqual(1)
       expect(v.tun.reopens).toBeGreaterThanOrEqual(1)
       expect(v.tun.lastFault).toMatch(/weft0/)
+      // The device is read by the packet thread, which handed the fault to the device's recovery.
+      expect(v.packetThread?.running).toBe(true)
+      expect(v.packetThread?.restarts).toBe(0)
       const shown = await l.exec(c, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'weft0'])
       expect(shown.stdout).toContain(` ${addr[2] as string}/`)
       // A's advertised LAN is routed again on C.
