@@ -31,7 +31,8 @@ export const COUNTER_SLOTS = COUNTER.peers + 4 * THREAD_PEER_SLOTS
 
 /** Main thread → packet thread (a MessagePort, read synchronously after an eventfd wake-up). */
 export type ToThread =
-  | { t: 'tun', fd: number }
+  /** The device's descriptor; `gen` counts them, so a fault of a replaced one is recognised as stale. */
+  | { t: 'tun', fd: number, gen: number }
   | { t: 'routes', routes: Route[] }
   /** A direct connection to `author` to send on; `head` (the session id) goes first. */
   | { t: 'out', id: number, author: string, slot: number, fd: number, key: Uint8Array, head: Uint8Array }
@@ -51,7 +52,7 @@ export type FromThread =
   | { t: 'mesh', packets: Uint8Array[] }
   | { t: 'closed', id: number, why: string }
   /** The device's fd failed: the main thread reopens the device and sends the new fd. */
-  | { t: 'tun-fault', cause: string }
+  | { t: 'tun-fault', cause: string, gen: number }
   | { t: 'stopped' }
 
 export interface ThreadSetup {

@@ -51,6 +51,7 @@ const counters = new Float64Array(setup.counters)
 const withHeader = setup.vnetHeader === VNET_HDR_BYTES
 
 let tunFd = -1
+let tunGen = 0
 let injectedFault = false
 let routes: RouteIndex | undefined
 const conns = new Map<number, Conn>()
@@ -174,7 +175,7 @@ function tunFault (cause: string): void {
   if (tunFd >= 0) sys!.close(tunFd)
   tunFd = -1
   pollDirty = true
-  post({ t: 'tun-fault', cause })
+  post({ t: 'tun-fault', cause, gen: tunGen })
 }
 
 function drainTun (): void {
@@ -278,6 +279,7 @@ function handle (msg: ToThread): void {
     case 'tun':
       if (tunFd >= 0) sys!.close(tunFd)
       tunFd = msg.fd
+      tunGen = msg.gen
       pollDirty = true
       break
     case 'routes':

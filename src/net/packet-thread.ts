@@ -63,6 +63,7 @@ export class PacketThread {
   private readonly handed = new Map<number, Handed>()
   private deviceFd = -1
   private deviceDup = -1
+  private deviceGen = 0
   private routes: readonly Route[] | undefined
   private nextId = 1
   private stopped = false
@@ -133,6 +134,9 @@ export class PacketThread {
         this.handed.delete(m.id)
         break
       case 'tun-fault':
+        // A fault of a descriptor that was replaced meanwhile (the device was already reopened
+        // for another fault) says nothing about the current one.
+        if (m.gen !== this.deviceGen) break
         this.deviceDup = -1 // the thread closed its duplicate
         this.opts.onDeviceFault(m.cause)
         break
@@ -187,7 +191,7 @@ export class PacketThread {
     const own = this.dup(fd)
     if (own < 0) { this.opts.onDeviceFault('cannot duplicate the device descriptor for the packet thread'); return }
     this.deviceDup = own
-    this.send({ t: 'tun', fd: own })
+    this.send({ t: 'tun', fd: own, gen: ++this.deviceGen })
   }
 
   setRoutes (routes: readonly Route[]): void {
