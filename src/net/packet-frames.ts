@@ -12,14 +12,20 @@ export function encodeFrames (packets: readonly Uint8Array[]): Uint8Array {
   let size = 0
   for (const p of packets) size += LEN_BYTES + p.byteLength
   const out = new Uint8Array(size)
-  const view = new DataView(out.buffer)
+  encodeFramesInto(packets, out)
+  return out
+}
+
+/** encodeFrames into `out` (large enough: 4 + length per packet); returns the bytes written. */
+export function encodeFramesInto (packets: readonly Uint8Array[], out: Uint8Array): number {
   let o = 0
   for (const p of packets) {
-    view.setUint32(o, p.byteLength)
+    const n = p.byteLength
+    out[o] = n >>> 24; out[o + 1] = (n >>> 16) & 0xff; out[o + 2] = (n >>> 8) & 0xff; out[o + 3] = n & 0xff
     out.set(p, o + LEN_BYTES)
-    o += LEN_BYTES + p.byteLength
+    o += LEN_BYTES + n
   }
-  return out
+  return o
 }
 
 /** Reassembles frames from chunks. A frame shorter than its header or longer than MAX_PACKET_BYTES is a protocol error. */

@@ -16,8 +16,8 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import { RouteIndex } from '../projections/route-index.js'
 import { EAGAIN, EINTR, errnoName, syscalls } from './syscalls.js'
-import { FrameOpener, FrameSealer } from './transport-frames.js'
-import { FrameDecoder, VNET_HDR_BYTES, encodeFrames } from './packet-frames.js'
+import { FrameOpener, FrameSealer, sealedSize } from './transport-frames.js'
+import { FrameDecoder, VNET_HDR_BYTES, encodeFramesInto } from './packet-frames.js'
 import { destinationPeer, isIp, isLinkChatter, sourceOwnedBy, withZeroHeader } from './packet-routing.js'
 import { COUNTER, DROP_REASONS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
 import type { DropReason } from './peer-link.js'
@@ -32,7 +32,12 @@ const READ_BATCH = 128
 /** Reads of one connection per wake-up. */
 const READS_PER_TURN = 64
 const MAX_READ = 65_535 + VNET_HDR_BYTES
-const SLAB_BYTES = 1 << 18
+/**
+ * Device packets of one drain are read one after the other into this buffer, which is reused:
+ * what they become (sealed frames, copies for the main thread) never points into it, and a drain
+ * that fills it seals what it holds first. No garbage per packet.
+ */
+const SLAB_BYTES = 1 << 20
 /** Bytes of one write of frames (as PeerLink batches). */
 const BATCH_BYTES = 64 * 1024
 /** Sealed bytes the kernel has not taken, per connection; packets beyond are dropped (queue_full). */
@@ -63,8 +68,14 @@ let pollView = new DataView(pollBuf.buffer)
 let pollConns: Array<Conn | null> = []
 let pollDirty = true
 
-let slab = new Uint8Array(SLAB_BYTES)
+const slab = new Uint8Array(SLAB_BYTES)
 let slabOffset = 0
+/** One batch of frames, and the same sealed: reused, so sending makes no garbage (the kernel takes most writes whole). */
+const ENC_BYTES = BATCH_BYTES + 4 + MAX_READ
+const encBuf = new Uint8Array(ENC_BYTES)
+const sealBuf = new Uint8Array(sealedSize(ENC_BYTES))
+/** One read of a connection; a copy goes to the opener when it holds part of a frame (it keeps references). */
+const connBuf = new Uint8Array(65_536)
 const eventBuf = new Uint8Array(8)
 
 function post (msg: FromThread, transfer?: ArrayBuffer[]): void { parentPort?.postMessage(msg, transfer) }
@@ -77,11 +88,6 @@ function count (slot: number, field: 0 | 1 | 2 | 3, n: number): void {
 }
 
 function bump (i: number, n: number): void { counters[i] = (counters[i] as number) + n }
-
-function take (n: number): Uint8Array {
-  if (slab.byteLength - slabOffset < n) { slab = new Uint8Array(SLAB_BYTES); slabOffset = 0 }
-  return slab.subarray(slabOffset, slabOffset + n)
-}
 
 function rebuildPoll (): void {
   const n = 2 + conns.size
@@ -135,18 +141,32 @@ function flushOut (c: Out): boolean {
   return true
 }
 
+/** Seals `plain` and writes it, or queues what the kernel does not take (a copy: the buffers are reused). */
 function sendSealed (c: Out, plain: Uint8Array): void {
-  let frames: Uint8Array[]
+  let sealed: Uint8Array
   try {
-    frames = c.sealer.seal(plain)
+    sealed = plain.byteLength <= ENC_BYTES ? sealBuf.subarray(0, c.sealer.sealInto(plain, sealBuf)) : Buffer.concat(c.sealer.seal(plain))
   } catch (err) {
     closeConn(c, (err as Error).message)
     return
   }
-  const waiting = c.pendingBytes > 0
-  for (const f of frames) { c.pending.push(f); c.pendingBytes += f.byteLength }
-  if (waiting) return // behind what the kernel has not taken yet: POLLOUT flushes it
-  flushOut(c)
+  if (c.pendingBytes > 0) { queue(c, sealed.slice()); return } // behind what waits: POLLOUT flushes it
+  let n = 0
+  while (n < sealed.byteLength) {
+    const w = sys!.write(c.fd, sealed.subarray(n), sealed.byteLength - n)
+    if (w >= 0) { n += w; continue }
+    const errno = sys!.errno()
+    if (errno === EINTR) continue
+    if (errno === EAGAIN) break
+    closeConn(c, `writing failed (${errnoName(errno)})`)
+    return
+  }
+  if (n < sealed.byteLength) { queue(c, sealed.slice(n)); pollDirty = true }
+}
+
+function queue (c: Out, bytes: Uint8Array): void {
+  c.pending.push(bytes)
+  c.pendingBytes += bytes.byteLength
 }
 
 /** The frames batched for a connection during one device drain, sealed and written. */
@@ -163,7 +183,7 @@ function flushBatch (c: Out): void {
     const part = batch.slice(start, end)
     let payload = 0
     for (const p of part) payload += p.byteLength
-    sendSealed(c, encodeFrames(part))
+    sendSealed(c, encBuf.subarray(0, encodeFramesInto(part, encBuf)))
     if (conns.get(c.id) !== c) { drop('no_connection', batch.length - end); return }
     count(c.slot, 0, part.length)
     count(c.slot, 1, payload - VNET_HDR_BYTES * part.length)
@@ -179,10 +199,16 @@ function tunFault (cause: string): void {
 }
 
 function drainTun (): void {
-  const touched: Out[] = []
+  let touched: Out[] = []
   const toMain: Uint8Array[] = []
+  slabOffset = 0
   for (let i = 0; i < READ_BATCH && tunFd >= 0; i++) {
-    const buf = take(MAX_READ)
+    if (SLAB_BYTES - slabOffset < MAX_READ) {
+      for (const c of touched) flushBatch(c)
+      touched = []
+      slabOffset = 0
+    }
+    const buf = slab.subarray(slabOffset, slabOffset + MAX_READ)
     const injected = injectedFault
     injectedFault = false
     const n = injected ? -1 : sys!.read(tunFd, buf, MAX_READ)
@@ -252,11 +278,10 @@ function deliver (c: In, chunk: Uint8Array): boolean {
 
 function readIn (c: In): void {
   for (let i = 0; i < READS_PER_TURN; i++) {
-    const buf = take(65_536)
-    const n = sys!.read(c.fd, buf, 65_536)
+    const n = sys!.read(c.fd, connBuf, connBuf.byteLength)
     if (n > 0) {
-      slabOffset += (n + 7) & ~7
-      if (!deliver(c, buf.subarray(0, n))) return
+      const chunk = c.opener.pendingBytes > 0 ? connBuf.slice(0, n) : connBuf.subarray(0, n)
+      if (!deliver(c, chunk)) return
       continue
     }
     if (n === 0) { closeConn(c, 'the peer closed the connection'); return }
@@ -268,8 +293,7 @@ function readIn (c: In): void {
 
 /** A sending connection became readable: the receiver closed it (it never writes otherwise). */
 function readOut (c: Out): void {
-  const buf = take(4096)
-  const n = sys!.read(c.fd, buf, 4096)
+  const n = sys!.read(c.fd, connBuf, connBuf.byteLength)
   if (n === 0) closeConn(c, 'the peer closed the connection')
   else if (n < 0 && sys!.errno() !== EAGAIN && sys!.errno() !== EINTR) closeConn(c, `reading failed (${errnoName(sys!.errno())})`)
 }

@@ -98,7 +98,7 @@ export class PacketThread {
       transferList: [port2],
       ...(ts ? { eval: true } : {}),
       // The thread's own heap holds a few slabs and the route table.
-      resourceLimits: { maxOldGenerationSizeMb: 64 }
+      resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 }
     })
     worker.unref()
     this.worker = worker

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { Uint8ArrayList } from 'uint8arraylist'
 import {
-  FRAME_HEADER_BYTES, FRAME_TAG_BYTES, FrameOpener, FrameSealer, MAX_FRAME_BODY, MAX_FRAME_PLAINTEXT
+  FRAME_HEADER_BYTES, FRAME_TAG_BYTES, FrameOpener, FrameSealer, MAX_FRAME_BODY, MAX_FRAME_PLAINTEXT, sealedSize
 } from '../../src/net/transport-frames.js'
 import { TransportError, type TransportFailure } from '../../src/net/transport-error.js'
 import { sessionSecrets, tokenTransportKeys } from '../../src/net/transport-keys.js'
@@ -32,6 +32,22 @@ describe('transport frames', () => {
     expect(frames[3]?.byteLength).toBe(FRAME_HEADER_BYTES + 17 + FRAME_TAG_BYTES)
     const opened = new FrameOpener(k).push(concat(frames))
     expect(concat(opened).equals(plain)).toBe(true)
+  })
+
+  it('sealInto a reused buffer gives the bytes of seal, frame after frame (property), and refuses a buffer too small', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 3 * MAX_FRAME_PLAINTEXT }), { minLength: 1, maxLength: 4 }), (sizes) => {
+      const key = new Uint8Array(32).fill(4)
+      const a = new FrameSealer(key)
+      const b = new FrameSealer(key)
+      const out = new Uint8Array(sealedSize(3 * MAX_FRAME_PLAINTEXT))
+      for (const n of sizes) {
+        const plain = new Uint8Array(n).map((_, i) => (i * 7) & 0xff)
+        const written = b.sealInto(plain, out)
+        expect(written).toBe(sealedSize(n))
+        expect(Buffer.compare(out.subarray(0, written), Buffer.concat(a.seal(plain)))).toBe(0)
+      }
+    }), { numRuns: 20 })
+    expect(() => new FrameSealer(new Uint8Array(32)).sealInto(new Uint8Array(100), new Uint8Array(100))).toThrow(RangeError)
   })
 
   it('seals nothing for an empty write', () => {
