@@ -58,6 +58,8 @@ const withHeader = setup.vnetHeader === VNET_HDR_BYTES
 let tunFd = -1
 let tunGen = 0
 let injectedFault = false
+/** Set by a write to the device: the kernel's answer (a ping's reply, an ACK) may already be there. */
+let wroteTun = false
 let routes: RouteIndex | undefined
 const conns = new Map<number, Conn>()
 const outByAuthor = new Map<string, Out>()
@@ -234,6 +236,10 @@ function drainTun (): void {
     if (out.batch.length === 0) touched.push(out)
     out.batch.push(frame)
     out.batchBytes += frame.byteLength + 4
+    // The first packet of a wake-up leaves at once, not after the read that says there is no
+    // other: a lone packet (a ping, a keystroke) does not wait for that system call. The rest
+    // of a burst is batched.
+    if (i === 0) { flushBatch(out); touched = [] }
   }
   for (const c of touched) flushBatch(c)
   if (toMain.length > 0) post({ t: 'mesh', packets: toMain }, toMain.map((p) => p.buffer as ArrayBuffer))
@@ -251,6 +257,7 @@ function writeTun (pkt: Uint8Array): void {
   }
   bump(COUNTER.tunTxPackets, 1)
   bump(COUNTER.tunTxBytes, n)
+  wroteTun = true
 }
 
 /** Bytes from a receiving connection: frames opened, sources checked, packets into the device. */
@@ -282,6 +289,8 @@ function readIn (c: In): void {
     if (n > 0) {
       const chunk = c.opener.pendingBytes > 0 ? connBuf.slice(0, n) : connBuf.subarray(0, n)
       if (!deliver(c, chunk)) return
+      // A short read emptied the socket: no read just to hear EAGAIN (poll says when there is more).
+      if (n < connBuf.byteLength) return
       continue
     }
     if (n === 0) { closeConn(c, 'the peer closed the connection'); return }
@@ -383,9 +392,14 @@ function loop (): void {
       }
     }
     const tunEv = pollView.getInt16(14, true)
-    if (tunFd >= 0 && pollView.getInt32(8, true) === tunFd && tunEv !== 0) {
-      if ((tunEv & POLLIN) !== 0) drainTun()
-      else tunFault(`the device reported ${(tunEv & POLLNVAL) !== 0 ? 'a closed descriptor' : (tunEv & POLLHUP) !== 0 ? 'a hang-up' : 'an error'}`)
+    // The kernel answers a packet inside its write to the device: read the answer now, without
+    // another poll (a ping's reply leaves in the same wake-up as its request came in).
+    const answered = wroteTun
+    wroteTun = false
+    if (tunFd >= 0 && pollView.getInt32(8, true) === tunFd && (tunEv & (POLLERR | POLLHUP | POLLNVAL)) !== 0 && (tunEv & POLLIN) === 0) {
+      tunFault(`the device reported ${(tunEv & POLLNVAL) !== 0 ? 'a closed descriptor' : (tunEv & POLLHUP) !== 0 ? 'a hang-up' : 'an error'}`)
+    } else if (tunFd >= 0 && (answered || (pollView.getInt32(8, true) === tunFd && (tunEv & POLLIN) !== 0))) {
+      drainTun()
     }
     if (pollView.getInt16(6, true) !== 0) {
       sys!.read(setup.wakeFd, eventBuf, 8)
