@@ -10,6 +10,8 @@
  *   `READ_BATCH` packets per turn of the event loop, until the kernel says EAGAIN. The event loop
  *   itself says when the device is readable (`fd-watch.ts`: libuv's uv_poll on the fd, the same
  *   epoll as the sockets), so no thread and no hand-over sits between a packet and its reader.
+ *   The VPN normally hands reading to its packet thread instead (`handOver`, src/net/packet-thread.ts),
+ *   which polls the fd outside the event loop; this main-thread path is the fallback.
  * - Writes are non-blocking write(2) calls, the same way: a TUN write never waits (the kernel takes the packet
  *   or refuses it), so nothing is ever buffered in user space. A refused write (queue full, link
  *   down, not an IP packet, device closed) returns false and is counted in `txDropped`.
