@@ -71,6 +71,8 @@ export interface TunDevice {
    * that fd with the function returned, which reopens the device as a failure here would.
    */
   handOver: (attach: (fd: number) => void) => (cause: string) => void
+  /** Reading comes back to `onPacket` (set it first): the other reader gave up. */
+  handBack: () => void
   /** Stops reading and closes the device; a non-persistent device disappears from `ip link`. */
   close: () => Promise<void>
 }
@@ -220,6 +222,12 @@ class Tun implements TunDevice {
     this.#scheduleDrain()
   }
 
+  handBack (): void {
+    this.#reader = undefined
+    if (this.#recovering === undefined) this.startPoll()
+    this.#scheduleDrain()
+  }
+
   handOver (attach: (fd: number) => void): (cause: string) => void {
     if (this.#handler !== undefined) throw new Error('the device is already read by a packet handler')
     this.#reader = attach
@@ -341,6 +349,8 @@ class Tun implements TunDevice {
         old?.stop()
         if (this.#closed) return
         if (reopen) {
+          // The other reader forgets the number before it is closed (and may be reused).
+          this.#reader?.(-1)
           try { closeSync(this.#fd) } catch {}
           this.#fd = -1 // until reopened, writes fail (EBADF) instead of going to a reused fd number
           // The same name: the old interface is gone (or goes with the old fd).

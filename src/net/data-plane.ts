@@ -116,6 +116,9 @@ export class DataPlane {
   /** A device packet the packet thread passed on (no direct connection to its peer there). */
   fromThread (raw: Uint8Array): void { this.outbound(raw) }
 
+  /** The packet thread gave up: the device's packets come here from now on (then call TunDevice.handBack). */
+  readDeviceHere (): void { this.opts.device.onPacket((pkt) => { this.outbound(pkt) }) }
+
   /** The direct path's port (undefined when it is off or could not listen). */
   get directPort (): number | undefined { return this.listener?.port }
 

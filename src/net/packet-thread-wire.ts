@@ -25,6 +25,15 @@ export const COUNTER = {
   peers: 16
 } as const
 
+export const CONTROL = { stop: 0, meshBytes: 1, size: 2 } as const
+
+/**
+ * Bytes of device packets handed to the main thread (peers with no direct connection here) that
+ * it has not handled yet; beyond this the thread drops them (queue_full), as the device's own
+ * queue would if the main thread read it.
+ */
+export const MESH_BACKLOG_BYTES = 4 * 1024 * 1024
+
 /** Peers whose direct connections the thread can count; a peer beyond this stays on the main thread. */
 export const THREAD_PEER_SLOTS = 4096
 export const COUNTER_SLOTS = COUNTER.peers + 4 * THREAD_PEER_SLOTS
@@ -51,8 +60,10 @@ export type FromThread =
   /** Packets read from the device that no direct connection of the thread carries. */
   | { t: 'mesh', packets: Uint8Array[] }
   | { t: 'closed', id: number, why: string }
-  /** The device's fd failed: the main thread reopens the device and sends the new fd. */
+  /** The device's descriptor `gen` failed (the thread closed it): the main thread reopens the device and sends the new one. */
   | { t: 'tun-fault', cause: string, gen: number }
+  /** The thread closed its copy of the device's descriptor `gen` (replaced, or at stop). */
+  | { t: 'tun-closed', gen: number }
   | { t: 'stopped' }
 
 export interface ThreadSetup {
@@ -60,13 +71,16 @@ export interface ThreadSetup {
   wakeFd: number
   counters: SharedArrayBuffer
   /**
-   * Int32 [0]: set to 1 to stop (then the eventfd is rung). A flag, not a message, and not
-   * Worker.terminate: V8's termination does not reach JavaScript that keeps calling into koffi,
-   * so a thread blocked in poll(2) would keep the process from exiting.
+   * Int32 [CONTROL.stop]: set to 1 to stop (then the eventfd is rung). A flag, not a message, and
+   * not Worker.terminate: V8's termination does not reach JavaScript that keeps calling into
+   * koffi, so a thread blocked in poll(2) would keep the process from exiting.
+   * Int32 [CONTROL.meshBytes]: bytes of packets posted to the main thread and not yet handled there.
    */
   control: SharedArrayBuffer
   /** 10 when device packets carry a virtio header. */
   vnetHeader: number
   /** This node's author hex: packets to it are not sent anywhere. */
   self: string
+  /** MESH_BACKLOG_BYTES, unless a test sets another. */
+  meshBacklogBytes: number
 }

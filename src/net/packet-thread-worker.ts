@@ -13,13 +13,13 @@
  * Messages from the main thread are read with receiveMessageOnPort after the eventfd rings: this
  * thread's own event loop never runs while it polls.
  */
-import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
+import { receiveMessageOnPort, workerData } from 'node:worker_threads'
 import { RouteIndex } from '../projections/route-index.js'
 import { EAGAIN, EINTR, errnoName, syscalls } from './syscalls.js'
 import { FrameOpener, FrameSealer, sealedSize } from './transport-frames.js'
 import { FrameDecoder, VNET_HDR_BYTES, encodeFramesInto } from './packet-frames.js'
 import { destinationPeer, isIp, isLinkChatter, sourceOwnedBy, withZeroHeader } from './packet-routing.js'
-import { COUNTER, DROP_REASONS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
+import { CONTROL, COUNTER, DROP_REASONS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
 import type { DropReason } from './peer-link.js'
 
 const POLLIN = 1
@@ -80,7 +80,10 @@ const sealBuf = new Uint8Array(sealedSize(ENC_BYTES))
 const connBuf = new Uint8Array(65_536)
 const eventBuf = new Uint8Array(8)
 
-function post (msg: FromThread, transfer?: ArrayBuffer[]): void { parentPort?.postMessage(msg, transfer) }
+// On the channel's port, not parentPort: if this thread dies, the main thread reads what is
+// left there synchronously before it closes anything (parentPort's messages may come after the
+// 'error' event).
+function post (msg: FromThread, transfer?: ArrayBuffer[]): void { port.postMessage(msg, transfer ?? []) }
 
 function drop (reason: DropReason, n = 1): void { bump(COUNTER.drops + DROP_REASONS.indexOf(reason), n) }
 
@@ -203,6 +206,7 @@ function tunFault (cause: string): void {
 function drainTun (): void {
   let touched: Out[] = []
   const toMain: Uint8Array[] = []
+  let toMainBytes = 0
   slabOffset = 0
   for (let i = 0; i < READ_BATCH && tunFd >= 0; i++) {
     if (SLAB_BYTES - slabOffset < MAX_READ) {
@@ -231,7 +235,12 @@ function drainTun (): void {
     const peer = routes === undefined ? undefined : destinationPeer(routes, ip)
     if (peer === undefined || peer === setup.self) { drop(peer === undefined && ip.byteLength > 0 && !isIp(ip) ? 'malformed' : 'no_route'); continue }
     const out = outByAuthor.get(peer)
-    if (out === undefined) { toMain.push(raw.slice()); continue }
+    if (out === undefined) {
+      if (Atomics.load(control, CONTROL.meshBytes) + toMainBytes + n > setup.meshBacklogBytes) { drop('queue_full'); continue }
+      toMain.push(raw.slice())
+      toMainBytes += n
+      continue
+    }
     if (out.pendingBytes + out.batchBytes + frame.byteLength > PENDING_BYTES) { drop('queue_full'); continue }
     if (out.batch.length === 0) touched.push(out)
     out.batch.push(frame)
@@ -242,7 +251,10 @@ function drainTun (): void {
     if (i === 0) { flushBatch(out); touched = [] }
   }
   for (const c of touched) flushBatch(c)
-  if (toMain.length > 0) post({ t: 'mesh', packets: toMain }, toMain.map((p) => p.buffer as ArrayBuffer))
+  if (toMain.length > 0) {
+    Atomics.add(control, CONTROL.meshBytes, toMainBytes)
+    post({ t: 'mesh', packets: toMain }, toMain.map((p) => p.buffer as ArrayBuffer))
+  }
 }
 
 function writeTun (pkt: Uint8Array): void {
@@ -310,7 +322,7 @@ function readOut (c: Out): void {
 function handle (msg: ToThread): void {
   switch (msg.t) {
     case 'tun':
-      if (tunFd >= 0) sys!.close(tunFd)
+      if (tunFd >= 0) { sys!.close(tunFd); post({ t: 'tun-closed', gen: tunGen }) }
       tunFd = msg.fd
       tunGen = msg.gen
       pollDirty = true
@@ -366,7 +378,7 @@ function readMessages (): void {
 
 function loop (): void {
   readMessages()
-  while (Atomics.load(control, 0) === 0) {
+  while (Atomics.load(control, CONTROL.stop) === 0) {
     if (pollDirty) rebuildPoll()
     if (injectedFault && tunFd >= 0) { drainTun(); continue }
     const r = sys!.poll(pollBuf, pollConns.length, -1)
@@ -406,9 +418,10 @@ function loop (): void {
       readMessages()
     }
   }
-  for (const c of [...conns.values()]) closeConn(c, 'stopped', false)
-  if (tunFd >= 0) sys!.close(tunFd)
-  sys!.close(setup.wakeFd)
+  // Everything closed is said, so the main thread closes only what never reached this thread.
+  // The eventfd is the main thread's: it closes it once this thread has exited.
+  for (const c of [...conns.values()]) closeConn(c, 'the VPN stopped')
+  if (tunFd >= 0) { sys!.close(tunFd); post({ t: 'tun-closed', gen: tunGen }) }
   post({ t: 'stopped' })
   port.close()
 }

@@ -10,18 +10,21 @@
  * closed here, its connections reported closed (the VPN falls back to the mesh streams, then
  * redials the direct path), and a new thread is started with the device within a second.
  */
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { Socket } from 'node:net'
 import type { Route } from '../projections/routes.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { DropReason, LinkCounters, PacketChannel } from './peer-link.js'
 import { F_DUPFD_CLOEXEC, syscalls, type Syscalls } from './syscalls.js'
-import { COUNTER, COUNTER_SLOTS, DROP_REASONS, THREAD_PEER_SLOTS, type FromThread, type ToThread } from './packet-thread-wire.js'
+import { CONTROL, COUNTER, COUNTER_SLOTS, DROP_REASONS, MESH_BACKLOG_BYTES, THREAD_PEER_SLOTS, type FromThread, type ToThread } from './packet-thread-wire.js'
 
 const EFD_NONBLOCK = 0o4000
 const EFD_CLOEXEC = 0o2000000
-/** A thread that died is started again after this (and then every RESTART_MS while it keeps dying). */
+/** A thread that died is started again after this. */
 const RESTART_MS = 200
+/** A thread that dies this often within GIVE_UP_WINDOW_MS is not started again: the main thread reads the device. */
+const GIVE_UP_DEATHS = 5
+const GIVE_UP_WINDOW_MS = 60_000
 
 export interface PacketThreadOptions {
   /** 10 when the device's packets carry a virtio header. */
@@ -33,6 +36,10 @@ export interface PacketThreadOptions {
   onPacket: (raw: Uint8Array) => void
   /** The device's descriptor failed in the thread: reopen the device (then `attachDevice` again). */
   onDeviceFault: (cause: string) => void
+  /** The thread kept dying and is not started again: read the device on the main thread. */
+  onGiveUp: (reason: string) => void
+  /** Tests only: another bound than MESH_BACKLOG_BYTES. */
+  meshBacklogBytes?: number
 }
 
 export interface ThreadTunCounters { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number }
@@ -54,7 +61,7 @@ export class PacketThread {
   private wakeFd = -1
   private readonly wakeBytes = new Uint8Array(8)
   private readonly shared = new SharedArrayBuffer(8 * COUNTER_SLOTS)
-  private control = new Int32Array(new SharedArrayBuffer(4))
+  private control = new Int32Array(new SharedArrayBuffer(4 * CONTROL.size))
   private readonly onExit = (): void => { this.signalStop() }
   private readonly counters = new Float64Array(this.shared)
   /** Counters of threads that died, so figures never go backwards. */
@@ -62,8 +69,12 @@ export class PacketThread {
   private readonly slots = new Map<string, number>()
   private readonly handed = new Map<number, Handed>()
   private deviceFd = -1
-  private deviceDup = -1
+  /** Duplicates of the device's descriptor the thread may hold, by generation, until it says it closed them. */
+  private readonly deviceDups = new Map<number, number>()
   private deviceGen = 0
+  private deaths: number[] = []
+  /** Why the thread is not running (it gave up), for status. */
+  gaveUp: string | undefined
   private routes: readonly Route[] | undefined
   private nextId = 1
   private stopped = false
@@ -89,12 +100,12 @@ export class PacketThread {
     const wakeFd = this.sys.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
     if (wakeFd < 0) throw new Error('eventfd failed')
     const { port1, port2 } = new MessageChannel()
-    this.control = new Int32Array(new SharedArrayBuffer(4))
+    this.control = new Int32Array(new SharedArrayBuffer(4 * CONTROL.size))
     // From the sources (tests) the worker is TypeScript: it registers tsx (a dev dependency) first.
     const ts = import.meta.url.endsWith('.ts')
     const entry = new URL(ts ? './packet-thread-worker.ts' : './packet-thread-worker.js', import.meta.url)
     const worker = new Worker(ts ? `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })` : entry, {
-      workerData: { port: port2, wakeFd, counters: this.shared, control: this.control.buffer, vnetHeader: this.opts.vnetHeader, self: this.opts.self },
+      workerData: { port: port2, wakeFd, counters: this.shared, control: this.control.buffer, vnetHeader: this.opts.vnetHeader, self: this.opts.self, meshBacklogBytes: this.opts.meshBacklogBytes ?? MESH_BACKLOG_BYTES },
       transferList: [port2],
       ...(ts ? { eval: true } : {}),
       // The thread's own heap holds a few slabs and the route table.
@@ -104,31 +115,40 @@ export class PacketThread {
     this.worker = worker
     this.port = port1
     this.wakeFd = wakeFd
-    worker.on('message', (m: FromThread) => { if (this.worker === worker) this.received(m) })
+    port1.on('message', (m: FromThread) => { if (this.worker === worker) this.received(m) })
+    port1.unref()
     worker.on('error', (err) => { if (this.worker === worker) this.died(err.message) })
-    worker.on('exit', (code) => { if (this.worker === worker) this.died(`exited with code ${code}`) })
+    worker.on('exit', (code) => {
+      // The eventfd is ours: closed only once the thread can no longer read it.
+      this.sys.close(wakeFd)
+      if (this.wakeFd === wakeFd) this.wakeFd = -1
+      if (this.worker === worker) this.died(`exited with code ${code}`)
+    })
     if (this.routes !== undefined) this.send({ t: 'routes', routes: [...this.routes] })
     if (this.deviceFd >= 0) this.attachDevice(this.deviceFd)
   }
 
   /** Tells the thread to stop (it returns from poll at once and closes what it holds). */
   private signalStop (): void {
-    if (this.port === undefined) return
-    Atomics.store(this.control, 0, 1)
+    if (this.port === undefined || this.wakeFd < 0) return
+    Atomics.store(this.control, CONTROL.stop, 1)
     this.sys.write(this.wakeFd, this.wakeBytes, 8)
   }
 
   private send (msg: ToThread, transfer?: ArrayBuffer[]): void {
-    if (this.port === undefined) return
+    if (this.port === undefined || this.wakeFd < 0) return
     this.port.postMessage(msg, transfer ?? [])
     this.sys.write(this.wakeFd, this.wakeBytes, 8)
   }
 
   private received (m: FromThread): void {
     switch (m.t) {
-      case 'mesh':
-        for (const p of m.packets) this.opts.onPacket(p)
+      case 'mesh': {
+        let bytes = 0
+        for (const p of m.packets) { bytes += p.byteLength; this.opts.onPacket(p) }
+        Atomics.sub(this.control, CONTROL.meshBytes, bytes)
         break
+      }
       case 'closed':
         this.release(m.id, m.why)
         this.handed.delete(m.id)
@@ -136,39 +156,57 @@ export class PacketThread {
       case 'tun-fault':
         // A fault of a descriptor that was replaced meanwhile (the device was already reopened
         // for another fault) says nothing about the current one.
+        this.deviceDups.delete(m.gen) // the thread closed it
         if (m.gen !== this.deviceGen) break
-        this.deviceDup = -1 // the thread closed its duplicate
         this.opts.onDeviceFault(m.cause)
         break
+      case 'tun-closed':
+        this.deviceDups.delete(m.gen)
+        break
       case 'stopped':
-        // It closed everything itself: forget the descriptors without closing them again.
-        for (const id of [...this.handed.keys()]) { this.release(id, 'the VPN stopped'); this.handed.delete(id) }
-        this.deviceDup = -1
-        this.wakeFd = -1
+        // The thread said what it closed; what is left here never reached it.
         this.worker = undefined
         this.port = undefined
+        this.closeLeftovers('the VPN stopped')
         break
+    }
+  }
+
+  /** Closes every descriptor handed over that the thread did not say it closed, and tells their owners. */
+  private closeLeftovers (why: string): void {
+    for (const fd of this.deviceDups.values()) this.sys.close(fd)
+    this.deviceDups.clear()
+    for (const [id, h] of [...this.handed]) {
+      this.sys.close(h.fd)
+      this.release(id, why)
+      this.handed.delete(id)
     }
   }
 
   /** The thread died: close what it held, report its connections closed, start another. */
   private died (why: string): void {
     const worker = this.worker
+    const port = this.port
+    if (worker === undefined || port === undefined) return
+    // What it said before it died (a connection it closed, a descriptor it let go of) is read
+    // first: only what it still held is closed here.
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) this.received(m.message as FromThread)
+    if (this.worker !== worker) return // its last word was 'stopped'
     this.worker = undefined
     this.port = undefined
-    if (worker === undefined) return
+    port.close()
     for (let i = 0; i < COUNTER_SLOTS; i++) this.carried[i] = (this.carried[i] as number) + (this.counters[i] as number)
     this.counters.fill(0)
-    if (this.wakeFd >= 0) this.sys.close(this.wakeFd)
-    this.wakeFd = -1
-    if (this.deviceDup >= 0) this.sys.close(this.deviceDup)
-    this.deviceDup = -1
-    for (const [id, h] of [...this.handed]) {
-      this.sys.close(h.fd)
-      this.release(id, 'the packet thread stopped')
-      this.handed.delete(id)
-    }
+    this.closeLeftovers('the packet thread stopped')
     if (this.stopped) return
+    const now = Date.now()
+    this.deaths = [...this.deaths.filter((t) => now - t < GIVE_UP_WINDOW_MS), now]
+    if (this.deaths.length >= GIVE_UP_DEATHS) {
+      this.gaveUp = `it stopped ${this.deaths.length} times within ${GIVE_UP_WINDOW_MS / 1000} s (last: ${why})`
+      this.opts.log.error({ err: why }, `the VPN packet thread ${this.gaveUp.slice(3)}; the main thread reads the device from now on`)
+      this.opts.onGiveUp(this.gaveUp)
+      return
+    }
     this.restarts++
     this.opts.log.error({ err: why }, 'the VPN packet thread stopped; starting it again')
     setTimeout(() => { if (!this.stopped && this.worker === undefined) this.spawn() }, RESTART_MS).unref()
@@ -186,13 +224,18 @@ export class PacketThread {
 
   /** The device's descriptor (now, and after every reopen): the thread reads a duplicate of it. */
   attachDevice (fd: number): void {
+    // -1: the device is being reopened; the number must not be duplicated again (a restart in
+    // between would hand the thread whatever file gets that number next).
     this.deviceFd = fd
-    if (this.worker === undefined) return
+    if (fd < 0 || this.worker === undefined) return
     const own = this.dup(fd)
     if (own < 0) { this.opts.onDeviceFault('cannot duplicate the device descriptor for the packet thread'); return }
-    this.deviceDup = own
-    this.send({ t: 'tun', fd: own, gen: ++this.deviceGen })
+    this.deviceDups.set(++this.deviceGen, own)
+    this.send({ t: 'tun', fd: own, gen: this.deviceGen })
   }
+
+  /** Whether the thread reads the device now (false once it gave up). */
+  get running (): boolean { return this.gaveUp === undefined }
 
   setRoutes (routes: readonly Route[]): void {
     this.routes = routes
@@ -295,6 +338,9 @@ export class PacketThread {
   /** Tests only: the thread's next read of the device fails (EIO). */
   injectDeviceFault (): void { this.send({ t: 'fault' }) }
 
+  /** Tests only: whether a thread is running now (false between a death and its restart). */
+  get runningWorkerForTest (): boolean { return this.worker !== undefined }
+
   /** Tests only: the thread dies as if it had thrown. */
   crashForTest (): void { this.send({ t: 'crash' }) }
 
@@ -306,12 +352,12 @@ export class PacketThread {
 
   private async stopNow (): Promise<void> {
     this.stopped = true
+    process.off('exit', this.onExit)
     const worker = this.worker
     if (worker === undefined) return
     const exited = new Promise<void>((resolve) => { worker.once('exit', () => { resolve() }) })
     this.signalStop()
     await exited
-    process.off('exit', this.onExit)
   }
 }
 

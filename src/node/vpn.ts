@@ -68,7 +68,8 @@ export class Vpn {
         self: opts.self,
         log: opts.log,
         onPacket: (raw) => { plane?.fromThread(raw) },
-        onDeviceFault: (cause) => { deviceFault?.(cause) }
+        onDeviceFault: (cause) => { deviceFault?.(cause) },
+        onGiveUp: () => { plane?.readDeviceHere(); tun.handBack() }
       })
     } catch (err) {
       opts.log.warn({ err: (err as Error).message }, 'the VPN packet thread could not start; packets are read on the main thread')
@@ -161,8 +162,9 @@ export class Vpn {
       tun.rxPackets += t.rxPackets; tun.rxBytes += t.rxBytes; tun.txPackets += t.txPackets; tun.txBytes += t.txBytes; tun.txDropped += t.txDropped
       tun.faults += this.thread?.restarts ?? 0
     }
-    const reason = packetThreadUnavailable()
-    const packetThread = { running: this.thread !== undefined, restarts: this.thread?.restarts ?? 0, ...(this.thread === undefined ? { reason: reason ?? 'it could not start (see the log)' } : {}) }
+    const t2 = this.thread
+    const reason = t2 === undefined ? packetThreadUnavailable() ?? 'it could not start (see the log)' : t2.gaveUp
+    const packetThread = { running: t2?.running ?? false, restarts: t2?.restarts ?? 0, ...(reason !== undefined ? { reason } : {}) }
     return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun, packetThread, ...this.plane.stats() }
   }
 

@@ -5,6 +5,7 @@
  * it hands back; frames a peer can open; inbound packets only from sources the peer owns;
  * tampered frames; a device fault and a thread that dies are recovered from within a second.
  */
+import { readdirSync, readlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -97,16 +98,17 @@ describe.skipIf(why !== undefined)('packet thread', () => {
     fds.length = 0
   })
 
-  function start (): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[] } {
+  function start (extra: { meshBacklogBytes?: number } = {}): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[], gaveUp: string[] } {
     const [inner, dev] = seqpacketPair()
     fds.push(inner, dev)
     const toMain: Uint8Array[] = []
     const faults: string[] = []
-    const thread = PacketThread.start({ vnetHeader: 0, self: SELF, log: silent, onPacket: (p) => { toMain.push(p) }, onDeviceFault: (c) => { faults.push(c) } }) as PacketThread
+    const gaveUp: string[] = []
+    const thread = PacketThread.start({ vnetHeader: 0, self: SELF, log: silent, onPacket: (p) => { toMain.push(p) }, onDeviceFault: (c) => { faults.push(c) }, onGiveUp: (r) => { gaveUp.push(r) }, ...extra }) as PacketThread
     threads.push(thread)
     thread.attachDevice(inner)
     thread.setRoutes(routes)
-    return { thread, dev, toMain, faults }
+    return { thread, dev, toMain, faults, gaveUp }
   }
 
   it('hands back packets it has no direct connection for, and drops those with no route', async () => {
@@ -213,5 +215,55 @@ describe.skipIf(why !== undefined)('packet thread', () => {
     await waitFor(() => toMain.length === 1, 'the new thread reads the device', 5_000)
     expect(Date.now() - t).toBeLessThan(1_000)
     expect(() => ch?.send(new Uint8Array(20))).toThrow(/closed/)
+  })
+
+  it('a thread that keeps dying is given up: the owner is told, no restart follows', async () => {
+    const { thread, gaveUp } = start()
+    for (let i = 1; i <= 5; i++) {
+      thread.crashForTest()
+      await waitFor(() => thread.restarts === i || gaveUp.length === 1, `death ${i}`, 5_000)
+      if (i < 5) await waitFor(() => thread.runningWorkerForTest, `restart ${i}`, 5_000)
+    }
+    expect(gaveUp).toHaveLength(1)
+    expect(gaveUp[0]).toMatch(/5 times/)
+    expect(thread.running).toBe(false)
+    expect(thread.restarts).toBe(4)
+    expect(thread.runningWorkerForTest).toBe(false)
+  })
+
+  it('packets for the main thread beyond its backlog are dropped, not queued without bound', async () => {
+    const { thread, dev, toMain } = start({ meshBacklogBytes: 1_000 })
+    // The main thread is kept busy while the thread reads 50 packets of 100 bytes: it may post
+    // 1,000 bytes of them, and must drop the rest.
+    const pkt = ip4('10.9.0.1', '10.9.0.2', 80)
+    for (let i = 0; i < 50; i++) sys!.write(dev, pkt, pkt.byteLength)
+    const until = Date.now() + 500
+    while (Date.now() < until) { /* busy: no message handled */ }
+    await waitFor(() => toMain.length + thread.drops().queue_full === 50, 'every packet handed back or dropped', 5_000)
+    expect(toMain.length).toBe(10)
+    expect(thread.drops().queue_full).toBe(40)
+    // Once handled, the backlog is free again.
+    sys!.write(dev, pkt, pkt.byteLength)
+    await waitFor(() => toMain.length === 11, 'a packet handed back after the backlog drained', 5_000)
+  })
+
+  it('a stopped thread leaves no descriptor open: its device copy, its connections, its eventfd', async () => {
+    // "fd target"; the directory readdir itself opened is gone by the time of readlink: left out.
+    const open = (): Set<string> => new Set(readdirSync('/proc/self/fd').flatMap((f) => { try { return [`${f} ${readlinkSync(`/proc/self/fd/${f}`)}`] } catch { return [] } }))
+    const { client } = await tcpPair(servers, sockets)
+    const { server: s2 } = await tcpPair(servers, sockets)
+    const before = open()
+    const { thread, dev } = start()
+    expect(thread.adoptOutbound(PEER, client, new Uint8Array(32).fill(1), new Uint8Array(16))).toBeDefined()
+    expect(thread.adoptInbound(PEER, s2, new Uint8Array(32).fill(2), new Uint8Array(0), () => {})).toBe(true)
+    const during = [...open()].filter((f) => !before.has(f))
+    // The thread's copies are there while it runs (at least the device's, the two connections and the eventfd).
+    expect(during.length).toBeGreaterThanOrEqual(2 + 4)
+    await thread.stop()
+    threads.length = 0
+    // Once stopped, the only descriptors that were not open before are the socket pair start()
+    // made for the device: nothing the thread held is left.
+    const pair = new Set([String(dev), String((fds[fds.length - 2] as number))])
+    await waitFor(() => [...open()].filter((f) => !before.has(f)).every((f) => pair.has(f.split(' ')[0] as string)), 'only the socket pair left', 3_000)
   })
 })

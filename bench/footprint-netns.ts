@@ -1,0 +1,85 @@
+/**
+ * Footprint bench, LAN part (`npm run bench -- footprint-netns`): idle traffic and memory of N
+ * real `weft up --no-tun` processes, each in its own network namespace on one Linux bridge, as
+ * machines on a LAN (issue 16: "idle bytes per node per second at 10 and 30 nodes in
+ * namespaces"). Only `--token`, `--data-dir` and `--no-tun`: discovery by mDNS, default intervals.
+ *
+ * What a node sends is read on the wire: the bridge side of its namespace's veth receives every
+ * frame the namespace sends (TCP/IP and Ethernet headers, mDNS multicast, ARP included), so the
+ * figure is what a metered link would bill, not only the payload that `footprint` counts.
+ *
+ * FOOTPRINT_NODES=10,30 (the sizes), FOOTPRINT_SETTLE_MS (default 130000: past the first two
+ * minutes, when rendezvous runs at its fast pace) and FOOTPRINT_IDLE_MS (default 120000: the
+ * window). Needs root and dist/; without them it prints a `skipped` line.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { NetnsLab, netnsSupport, startWeft, waitApi, waitFor, weftApi, type WeftNode } from '../test/system/netns.js'
+import { emitter, now, progress } from './_lib.js'
+import { execFileSync } from 'node:child_process'
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
+const NODE_COUNTS = (process.env.FOOTPRINT_NODES ?? '10,30').split(',').map(Number).filter((n) => n > 1)
+const SETTLE_MS = Number(process.env.FOOTPRINT_SETTLE_MS ?? 130_000)
+const IDLE_MS = Number(process.env.FOOTPRINT_IDLE_MS ?? 120_000)
+/** Nodes started at once: 30 daemons loading their modules together on 2 cores take minutes. */
+const START_BATCH = 10
+
+const emit = emitter('footprint')
+
+function txBytes (hostVeth: string): number {
+  // The bridge side of the pair: what it receives is what the namespace sent.
+  return Number(readFileSync(`/sys/class/net/${hostVeth}/statistics/rx_bytes`, 'utf8').trim())
+}
+
+function rssMb (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? Number.NaN : Number(m[1]) / 1024
+}
+
+function mean (xs: readonly number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length) }
+
+async function idle (token: string, count: number): Promise<void> {
+  const lab = await NetnsLab.create(count, { hostnamePrefix: 'fp' })
+  const nodes: WeftNode[] = []
+  try {
+    progress(`starting ${count} nodes, one per namespace`)
+    for (let i = 0; i < count; i += START_BATCH) {
+      const batch = lab.hosts.slice(i, i + START_BATCH).map((h) => startWeft(lab, h, CLI, token, ['--no-tun']))
+      nodes.push(...batch)
+      await Promise.all(batch.map(async (n) => { await waitApi(n, 120_000) }))
+    }
+    progress('waiting until every node sees the others online')
+    await waitFor(async () => {
+      const s = await Promise.all(nodes.map(async (n) => await weftApi<{ peers: { online: number } }>(lab, n, 'GET', '/status')))
+      return s.every((x) => x.peers.online >= count - 1) ? true : undefined
+    }, 'every node to see all others online', 240_000, 1_000).catch((err: Error) => { progress(err.message) })
+    progress(`settling ${SETTLE_MS / 1000} s, then measuring ${IDLE_MS / 1000} s`)
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const before = lab.hosts.map((h) => txBytes(h.hostVeth))
+    const t0 = now()
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS))
+    const secs = (now() - t0) / 1000
+    const rates = lab.hosts.map((h, i) => (txBytes(h.hostVeth) - (before[i] as number)) / secs)
+    emit(`idle_wire_sent_per_node_${count}_netns`, mean(rates), 'B/s', '< 1024')
+    emit(`idle_wire_sent_max_node_${count}_netns`, Math.max(...rates), 'B/s', '< 1024')
+    const rss = nodes.map((n) => rssMb(n.proc.pid))
+    emit(`idle_rss_mean_${count}_netns`, mean(rss), 'MB', '< 80')
+    const online = await Promise.all(nodes.map(async (n) => (await weftApi<{ peers: { online: number } }>(lab, n, 'GET', '/status')).peers.online))
+    emit(`online_seen_min_${count}_netns`, Math.min(...online), 'peers', `= ${count - 1}`)
+  } finally {
+    await lab.destroy()
+  }
+}
+
+export async function run (): Promise<void> {
+  const support = netnsSupport()
+  const why = !support.ok ? support.reason : !existsSync(CLI) ? 'dist/ is missing: run npm run build' : undefined
+  if (why !== undefined) {
+    progress(`footprint-netns: skipped: ${why}`)
+    process.stdout.write(JSON.stringify({ bench: 'footprint', metric: 'idle_wire_sent_per_node_netns', value: null, unit: 'B/s', target: '< 1024', skipped: why }) + '\n')
+    return
+  }
+  const token = execFileSync(process.execPath, [CLI, 'token', 'new'], { encoding: 'utf8' }).trim()
+  for (const count of NODE_COUNTS) await idle(token, count)
+}
