@@ -8,6 +8,9 @@
  * frame the namespace sends (TCP/IP and Ethernet headers, mDNS multicast, ARP included), so the
  * figure is what a metered link would bill, not only the payload that `footprint` counts.
  *
+ * With tcpdump installed, the first node's frames are captured over the window and split into
+ * mDNS (UDP 5353), member TCP and the rest: `idle_wire_sent_first_node_<N>_netns <part>`.
+ *
  * FOOTPRINT_NODES=10,30 (the sizes), FOOTPRINT_SETTLE_MS (default 130000: past the first two
  * minutes, when rendezvous runs at its fast pace) and FOOTPRINT_IDLE_MS (default 120000: the
  * window). Needs root and dist/; without them it prints a `skipped` line.
@@ -16,7 +19,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { NetnsLab, netnsSupport, startWeft, waitApi, waitFor, weftApi, type WeftNode } from '../test/system/netns.js'
 import { emitter, now, progress } from './_lib.js'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { join } from 'node:path'
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 const NODE_COUNTS = (process.env.FOOTPRINT_NODES ?? '10,30').split(',').map(Number).filter((n) => n > 1)
@@ -35,6 +39,18 @@ function txBytes (hostVeth: string): number {
 function rssMb (pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? Number.NaN : Number(m[1]) / 1024
+}
+
+function hasTcpdump (): boolean {
+  try { execFileSync('tcpdump', ['--version'], { stdio: 'ignore' }); return true } catch { return false }
+}
+
+/** Bytes of the frames in a capture that match a filter (`-e` prints each frame's length). */
+function frameBytes (pcap: string, filter: string): number {
+  const out = execFileSync('tcpdump', ['-nn', '-e', '-r', pcap, filter], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 1024 * 1024 })
+  let sum = 0
+  for (const m of out.matchAll(/, length (\d+):/g)) sum += Number(m[1])
+  return sum
 }
 
 function mean (xs: readonly number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length) }
@@ -56,10 +72,21 @@ async function idle (token: string, count: number): Promise<void> {
     }, 'every node to see all others online', 240_000, 1_000).catch((err: Error) => { progress(err.message) })
     progress(`settling ${SETTLE_MS / 1000} s, then measuring ${IDLE_MS / 1000} s`)
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+    const first = lab.hosts[0]
+    const pcap = join(lab.dir, 'first.pcap')
+    // The bridge side sees what the namespace sends as incoming frames.
+    const dump = hasTcpdump() && first !== undefined ? spawn('tcpdump', ['-i', first.hostVeth, '-Q', 'in', '-s', '96', '-w', pcap], { stdio: 'ignore' }) : undefined
     const before = lab.hosts.map((h) => txBytes(h.hostVeth))
     const t0 = now()
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS))
     const secs = (now() - t0) / 1000
+    if (dump !== undefined) {
+      dump.kill('SIGINT')
+      await new Promise((resolve) => dump.once('exit', resolve))
+      for (const [part, filter] of [['mdns', 'udp port 5353'], ['tcp', 'tcp'], ['other', 'not tcp and not udp port 5353']] as const) {
+        emit(`idle_wire_sent_first_node_${count}_netns ${part}`, frameBytes(pcap, filter) / secs, 'B/s')
+      }
+    }
     const rates = lab.hosts.map((h, i) => (txBytes(h.hostVeth) - (before[i] as number)) / secs)
     emit(`idle_wire_sent_per_node_${count}_netns`, mean(rates), 'B/s', '< 1024')
     emit(`idle_wire_sent_max_node_${count}_netns`, Math.max(...rates), 'B/s', '< 1024')

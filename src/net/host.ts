@@ -23,7 +23,7 @@ import type { MeshLogger } from './mesh-logger.js'
 import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
 import { transportProtector } from './transport-protector.js'
 import type { AddressFilter } from './address-filter.js'
-import { hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
+import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
 import { guardRegistrar } from './public-protocols.js'
 import { reusePortTcp } from './reuseport-tcp.js'
 import { memberDhtPeerInfo } from './member-dht-addresses.js'
@@ -114,7 +114,10 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     const f = opts.addressFilter
     // Without a route for multicast the kernel cannot pick an interface: name one (lan-discovery.ts).
     const pick = (): ReturnType<typeof multicastInterface> => hasMulticastRoute() ? undefined : multicastInterface(f !== undefined ? { allowsInterface: (n) => f.allowsInterface(n) } : {})
-    discovery.push(interfaceMdns({ serviceTag: ids.mdnsServiceName, interval: opts.mdnsIntervalMs ?? 5_000 }, pick, opts.onLanPeer))
+    const interval = opts.mdnsIntervalMs ?? 5_000
+    // Once a member is connected, ask every minute (lan-discovery.ts, MDNS_QUIET_INTERVAL_MS).
+    const quiet = { intervalMs: Math.max(interval, MDNS_QUIET_INTERVAL_MS), when: () => created?.getConnections().some((c) => isProtectedConnection(c)) ?? false }
+    discovery.push(interfaceMdns({ serviceTag: ids.mdnsServiceName, interval }, pick, opts.onLanPeer, quiet))
   }
   const pub = opts.public
   const bootList = [...(opts.peers ?? []), ...(pub?.bootstrap ?? [])]

@@ -95,28 +95,56 @@ type MdnsService = PeerDiscovery & {
  * start below is the library's own (v3.x), with `interface` passed to multicast-dns, which
  * joins the group on that interface and sends through it.
  */
-export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoice | undefined, onPeer?: (peerId: string) => void): (components: { logger: ComponentLogger } & Record<string, unknown>) => PeerDiscovery {
+export interface QuietQueries {
+  /** While `when()` holds, a query goes out at most this often (instead of every `interval`). */
+  intervalMs: number
+  when: () => boolean
+}
+
+/**
+ * How often a connected node asks: every member answers every query by multicast, so at 10
+ * nodes and 5 s each node sent ~2 answers a second, most of an idle LAN node's traffic. A
+ * newcomer's own query at start is answered at once, and a node left alone asks every
+ * `interval` again, so joining and healing do not wait for this.
+ */
+export const MDNS_QUIET_INTERVAL_MS = 60_000
+
+/** At each tick (every `interval`): ask, unless the node is connected and asked within the quiet interval. */
+export function mdnsQueryDue (now: number, lastAsk: number, quiet: QuietQueries | undefined): boolean {
+  return quiet === undefined || !quiet.when() || now - lastAsk >= quiet.intervalMs
+}
+
+export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoice | undefined, onPeer?: (peerId: string) => void, quiet?: QuietQueries): (components: { logger: ComponentLogger } & Record<string, unknown>) => PeerDiscovery {
   const factory = mdns(init) as unknown as (c: unknown) => MdnsService
   return (components) => {
     const service = factory(components)
     if (onPeer !== undefined) service.addEventListener('peer', (evt) => { onPeer(evt.detail.id.toString()) })
     const libraryStart = service.start.bind(service)
+    // queryLAN is not exported: the query is sent here the way the library's query.js does it.
+    let lastAsk = 0
+    const ask = (): void => {
+      lastAsk = Date.now()
+      service.mdns?.query({ questions: [{ name: service.serviceTag, type: 'PTR' }] })
+    }
+    const tick = (): void => { if (mdnsQueryDue(Date.now(), lastAsk, quiet)) ask() }
     service.start = async () => {
       const choice = pick()
-      if (choice === undefined || service.mdns != null) { await libraryStart(); return }
-      // bind to the wildcard: a socket bound to the interface's unicast address gets no multicast.
-      service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address, bind: '0.0.0.0' })
-      service.mdns.on('query', service._onMdnsQuery)
-      service.mdns.on('response', service._onMdnsResponse)
-      service.mdns.on('warning', service._onMdnsWarning)
-      service.mdns.on('error', service._onMdnsError)
-      // queryLAN is not exported: the library's start would make a second socket, so the
-      // periodic query is sent here the way query.js does it.
-      const ask = (): void => {
-        service.mdns?.query({ questions: [{ name: service.serviceTag, type: 'PTR' }] })
+      if (choice === undefined || service.mdns != null) {
+        // The library's own start (default interface) asks at once and sets its own interval:
+        // replaced by the tick.
+        await libraryStart()
+        lastAsk = Date.now()
+      } else {
+        // bind to the wildcard: a socket bound to the interface's unicast address gets no multicast.
+        service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address, bind: '0.0.0.0' })
+        service.mdns.on('query', service._onMdnsQuery)
+        service.mdns.on('response', service._onMdnsResponse)
+        service.mdns.on('warning', service._onMdnsWarning)
+        service.mdns.on('error', service._onMdnsError)
+        ask()
       }
-      ask()
-      service._queryInterval = setInterval(ask, service.interval)
+      clearInterval(service._queryInterval as NodeJS.Timeout)
+      service._queryInterval = setInterval(tick, service.interval)
     }
     return service
   }

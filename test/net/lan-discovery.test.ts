@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { hasMulticastRoute, lanDiscoveryProblem, multicastInterface } from '../../src/net/lan-discovery.js'
+import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, lanDiscoveryProblem, mdnsQueryDue, multicastInterface } from '../../src/net/lan-discovery.js'
 import { treatAsPublic } from '../../src/net/public-ranges.js'
 
 const v4 = (address: string, internal = false) => ({ address, family: 'IPv4' as const, internal, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` })
@@ -42,5 +42,26 @@ describe('--public-ranges', () => {
     expect(isPrivate(multiaddr('/ip4/192.168.1.1/tcp/1'))).toBe(true)
     treatAsPublic([])
     expect(isPrivate(multiaddr('/ip4/198.18.0.5/tcp/1'))).toBe(true)
+  })
+})
+
+describe('mDNS queries', () => {
+  it('go out every tick while the node is alone, and once a minute while it has a member', () => {
+    let connected = false
+    const quiet = { intervalMs: MDNS_QUIET_INTERVAL_MS, when: () => connected }
+    // Ticks every 5 s for 10 minutes: alone for the first 2, connected for 6, alone again.
+    let last = -Infinity
+    const asked: number[] = []
+    for (let t = 0; t <= 600_000; t += 5_000) {
+      connected = t >= 120_000 && t < 480_000
+      if (mdnsQueryDue(t, last, quiet)) { asked.push(t); last = t }
+    }
+    const between = (a: number, b: number): number => asked.filter((t) => t >= a && t < b).length
+    expect(between(0, 120_000)).toBe(24)
+    expect(between(120_000, 480_000)).toBe(6)
+    // Alone again: back to every tick at once.
+    expect(asked).toContain(480_000)
+    expect(between(480_000, 600_001)).toBe(25)
+    expect(mdnsQueryDue(1_000, 0, undefined)).toBe(true)
   })
 })
