@@ -25,7 +25,8 @@
  */
 import { closeSync } from 'node:fs'
 import { WeftError } from '../log/errors.js'
-import { attachTun, checkInterfaceName, errnoName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
+import { attachTun, checkInterfaceName, loadLibc, MAX_PACKET, type Libc } from './tun-libc.js'
+import { errnoName } from '../net/syscalls.js'
 import { FdWatch } from '../net/fd-watch.js'
 
 export interface TunStats {

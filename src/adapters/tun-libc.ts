@@ -40,7 +40,6 @@ const TUNSETIFF = ODD_IOCTL_ARCH ? 0x800454ca : 0x400454ca
 // _IOW('T', 208, unsigned int)
 const TUNSETOFFLOAD = ODD_IOCTL_ARCH ? 0x800454d0 : 0x400454d0
 
-
 let libc: Libc | undefined
 
 export async function loadLibc (): Promise<Libc> {
@@ -157,4 +156,3 @@ function setIffError (name: string, path: string, errno: number): WeftError {
   }
 }
 
-export { errnoName }

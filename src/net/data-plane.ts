@@ -7,7 +7,7 @@ import { fromHex, toHex } from '../log/bytes.js'
 import type { RouteIndex } from '../projections/route-index.js'
 import { FrameDecoder, VNET_HDR_BYTES } from './packet-frames.js'
 import { PeerLink, streamChannel, type DropReason, type LinkCounters, type PacketChannel, type PathKind } from './peer-link.js'
-import { DirectListener, OFFER_BYTES, connectDirect, decodeOffer, directChannel, encodeOffer } from './direct-path.js'
+import { DirectListener, OFFER_BYTES, connectDirect, decodeOffer, directChannel, encodeOffer, type DirectListenerOptions } from './direct-path.js'
 import type { PacketThread } from './packet-thread.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { bestConnection } from './address-filter.js'
@@ -69,7 +69,6 @@ export interface DataPlaneStats {
   peers: PeerTraffic[]
   drops: Record<DropReason, number>
 }
-
 
 /**
  * The VPN's packet path. Outbound: a packet read from the device goes to the peer that owns its
@@ -313,7 +312,7 @@ export class DataPlane {
   }
 }
 
-function handOffTo (thread: PacketThread): NonNullable<import('./direct-path.js').DirectListenerOptions['handOff']> {
+function handOffTo (thread: PacketThread): NonNullable<DirectListenerOptions['handOff']> {
   return ({ author, socket, key, leftover, closed }) => thread.adoptInbound(author, socket, key, leftover, closed)
 }
 

@@ -90,11 +90,6 @@ type MdnsService = PeerDiscovery & {
   start: () => Promise<void>
 }
 
-/**
- * @libp2p/mdns bound to one interface (`pick()` at start; none: the library's default). The
- * start below is the library's own (v3.x), with `interface` passed to multicast-dns, which
- * joins the group on that interface and sends through it.
- */
 export interface QuietQueries {
   /** While `when()` holds, a query goes out at most this often (instead of every `interval`). */
   intervalMs: number
@@ -114,6 +109,12 @@ export function mdnsQueryDue (now: number, lastAsk: number, quiet: QuietQueries 
   return quiet === undefined || !quiet.when() || now - lastAsk >= quiet.intervalMs
 }
 
+/**
+ * @libp2p/mdns bound to one interface (`pick()` at start; none: the library's default). The
+ * start below is the library's own (v3.x), with `interface` passed to multicast-dns, which
+ * joins the group on that interface and sends through it. Its periodic query is replaced by a
+ * tick that follows `quiet`.
+ */
 export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoice | undefined, onPeer?: (peerId: string) => void, quiet?: QuietQueries): (components: { logger: ComponentLogger } & Record<string, unknown>) => PeerDiscovery {
   const factory = mdns(init) as unknown as (c: unknown) => MdnsService
   return (components) => {

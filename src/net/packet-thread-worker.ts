@@ -3,9 +3,9 @@
  * thread"). It blocks in poll(2) on the TUN device, the direct-path connections it was given and
  * an eventfd the main thread rings, and moves packets between them with read(2)/write(2) and the
  * kept-key AEAD (gcm.ts), all through koffi. No libuv turn, no callbacks, no promise jobs sit
- * between a packet and the system call that moves it on: a wake-up of this thread costs what a C
- * daemon's does (bench/.tmp measurements: a Node event-loop echo 310–320 µs, this loop 130–210,
- * C 175–225, same namespaces).
+ * between a packet and the system call that moves it on: a wake-up of this thread costs about
+ * what a C daemon's does (docs/vpn.md "The packet thread": the echo servers measured before
+ * choosing).
  *
  * What it does not do it hands to the main thread: packets to peers with no direct connection
  * here (the libp2p stream path, dialling, relays) go out as one message per wake-up.
@@ -115,13 +115,13 @@ function rebuildPoll (): void {
 }
 
 /** Closes a connection; the main thread is told (it forgets the descriptor only then). */
-function closeConn (c: Conn, why: string, tell = true): void {
+function closeConn (c: Conn, why: string): void {
   if (conns.get(c.id) !== c) return
   conns.delete(c.id)
   if (c.kind === 'out' && outByAuthor.get(c.author) === c) outByAuthor.delete(c.author)
   sys!.close(c.fd)
   pollDirty = true
-  if (tell) post({ t: 'closed', id: c.id, why })
+  post({ t: 'closed', id: c.id, why })
 }
 
 /** Writes what is pending on a sending connection; false when it failed (and was closed). */
@@ -315,8 +315,9 @@ function readIn (c: In): void {
 /** A sending connection became readable: the receiver closed it (it never writes otherwise). */
 function readOut (c: Out): void {
   const n = sys!.read(c.fd, connBuf, connBuf.byteLength)
-  if (n === 0) closeConn(c, 'the peer closed the connection')
-  else if (n < 0 && sys!.errno() !== EAGAIN && sys!.errno() !== EINTR) closeConn(c, `reading failed (${errnoName(sys!.errno())})`)
+  if (n === 0) { closeConn(c, 'the peer closed the connection'); return }
+  const errno = n < 0 ? sys!.errno() : 0
+  if (n < 0 && errno !== EAGAIN && errno !== EINTR) closeConn(c, `reading failed (${errnoName(errno)})`)
 }
 
 function handle (msg: ToThread): void {
@@ -387,13 +388,11 @@ function loop (): void {
       throw new Error(`poll failed (${errnoName(sys!.errno())})`)
     }
     // The connections first: the device's next packets are often the replies to what they bring.
-    const ready: Array<[Conn, number]> = []
+    // pollConns is rebuilt only at the top of the loop; a connection closed meanwhile is skipped.
     for (let i = 2; i < pollConns.length; i++) {
       const ev = pollView.getInt16(i * 8 + 6, true)
-      if (ev !== 0) ready.push([pollConns[i] as Conn, ev])
-    }
-    for (const [c, ev] of ready) {
-      if (conns.get(c.id) !== c) continue
+      const c = pollConns[i] as Conn
+      if (ev === 0 || conns.get(c.id) !== c) continue
       if (c.kind === 'in') {
         if ((ev & (POLLIN | POLLHUP | POLLERR)) !== 0) readIn(c)
         else if ((ev & POLLNVAL) !== 0) closeConn(c, 'the descriptor is not open')

@@ -5,10 +5,11 @@
  * does not carry itself (packets for peers reached over the libp2p streams) and what it saw
  * (closed connections, device faults, counters).
  *
- * Descriptors are handed over as duplicates (F_DUPFD_CLOEXEC) that the thread alone closes; the
- * main thread remembers them, so a thread that dies leaves nothing open: its descriptors are
- * closed here, its connections reported closed (the VPN falls back to the mesh streams, then
- * redials the direct path), and a new thread is started with the device within a second.
+ * Descriptors are handed over as duplicates (F_DUPFD_CLOEXEC). The thread says which ones it
+ * closed; the main thread closes only the others (a thread that died, messages it never read), so
+ * nothing is closed twice or left open. A thread that dies has its connections reported closed
+ * (the VPN falls back to the mesh streams, then redials the direct path) and is started again
+ * with the device within a second.
  */
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads'
 import type { Socket } from 'node:net'
@@ -16,6 +17,7 @@ import type { Route } from '../projections/routes.js'
 import type { MeshLogger } from './mesh-logger.js'
 import type { DropReason, LinkCounters, PacketChannel } from './peer-link.js'
 import { F_DUPFD_CLOEXEC, syscalls, type Syscalls } from './syscalls.js'
+import { socketFd } from './socket-fd-write.js'
 import { CONTROL, COUNTER, COUNTER_SLOTS, DROP_REASONS, MESH_BACKLOG_BYTES, THREAD_PEER_SLOTS, type FromThread, type ToThread } from './packet-thread-wire.js'
 
 const EFD_NONBLOCK = 0o4000
@@ -255,9 +257,7 @@ export class PacketThread {
   /** Takes a connected socket's descriptor (duplicated; the Node socket is destroyed). */
   private take (socket: Socket): number {
     if (this.worker === undefined || socket.destroyed || socket.writableLength > 0) return -1
-    const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
-    if (typeof fd !== 'number' || fd < 0) return -1
-    const own = this.dup(fd)
+    const own = this.dup(socketFd(socket))
     if (own < 0) return -1
     socket.removeAllListeners('data')
     socket.destroy()
@@ -344,7 +344,7 @@ export class PacketThread {
   /** Tests only: the thread dies as if it had thrown. */
   crashForTest (): void { this.send({ t: 'crash' }) }
 
-  /** Stops the thread; its descriptors are closed (by it, or here if it does not answer). */
+  /** Stops the thread; it closes what it holds, and what never reached it is closed here. */
   async stop (): Promise<void> {
     this.stopping ??= this.stopNow()
     await this.stopping

@@ -13,6 +13,7 @@
 import type { Socket } from 'node:net'
 import { FdWatch } from './fd-watch.js'
 import { EAGAIN, EINTR, F_DUPFD_CLOEXEC, syscalls, type Syscalls } from './syscalls.js'
+import { socketFd } from './socket-fd-write.js'
 
 const READ_BYTES = 64 * 1024
 const SLAB_BYTES = 256 * 1024
@@ -43,8 +44,8 @@ export interface SocketReaderEvents {
 export function adoptForReading (socket: Socket, events: SocketReaderEvents): SocketReader | undefined {
   const s = loadSys()
   if (s === null || socket.destroyed) return undefined
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
-  if (typeof fd !== 'number' || fd < 0) return undefined
+  const fd = socketFd(socket)
+  if (fd < 0) return undefined
   const own = s.fcntl(fd, F_DUPFD_CLOEXEC, 0)
   if (own < 0) return undefined
   let watch: FdWatch

@@ -18,7 +18,8 @@ function loadRaw (): Syscalls | null {
   return process.env.WEFT_SOCKET_WRITE === 'node' ? null : syscalls()
 }
 
-function socketFd (socket: Socket): number {
+/** The descriptor of a connected Node socket (Node's internal `_handle.fd`), or -1. */
+export function socketFd (socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
   return typeof fd === 'number' && fd >= 0 ? fd : -1
 }

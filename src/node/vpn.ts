@@ -156,20 +156,17 @@ export class Vpn {
   }
 
   status (): VpnStatus {
+    const thread = this.thread
     const tun = { ...this.tun.stats }
-    const t = this.thread?.tunCounters()
-    if (t !== undefined) {
+    if (thread !== undefined) {
+      const t = thread.tunCounters()
       tun.rxPackets += t.rxPackets; tun.rxBytes += t.rxBytes; tun.txPackets += t.txPackets; tun.txBytes += t.txBytes; tun.txDropped += t.txDropped
-      tun.faults += this.thread?.restarts ?? 0
+      tun.faults += thread.restarts
     }
-    const t2 = this.thread
-    const reason = t2 === undefined ? packetThreadUnavailable() ?? 'it could not start (see the log)' : t2.gaveUp
-    const packetThread = { running: t2?.running ?? false, restarts: t2?.restarts ?? 0, ...(reason !== undefined ? { reason } : {}) }
+    const reason = thread === undefined ? packetThreadUnavailable() ?? 'it could not start (see the log)' : thread.gaveUp
+    const packetThread = { running: thread?.running ?? false, restarts: thread?.restarts ?? 0, ...(reason !== undefined ? { reason } : {}) }
     return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun, packetThread, ...this.plane.stats() }
   }
-
-  /** Tests only (through the daemon's test hooks): the packet thread, if any. */
-  get packetThreadForTest (): PacketThread | undefined { return this.thread }
 
   async stop (): Promise<void> {
     await this.running.catch(() => {})
