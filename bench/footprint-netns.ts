@@ -13,9 +13,9 @@
  *
  * FOOTPRINT_NODES=10,30 (the sizes), FOOTPRINT_SETTLE_MS (default 130000: past the first two
  * minutes, when rendezvous runs at its fast pace) and FOOTPRINT_IDLE_MS (default 120000: the
- * window). Needs root and dist/; without them it prints a `skipped` line.
+ * window), FOOTPRINT_PCAP=<prefix> (keeps the first node's capture as <prefix>-<N>.pcap). Needs root and dist/; without them it prints a `skipped` line.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { copyFileSync, existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { NetnsLab, netnsSupport, startWeft, waitApi, waitFor, weftApi, type WeftNode } from '../test/system/netns.js'
 import { emitter, now, progress } from './_lib.js'
@@ -83,6 +83,7 @@ async function idle (token: string, count: number): Promise<void> {
     if (dump !== undefined) {
       dump.kill('SIGINT')
       await new Promise((resolve) => dump.once('exit', resolve))
+      if (process.env.FOOTPRINT_PCAP !== undefined) copyFileSync(pcap, `${process.env.FOOTPRINT_PCAP}-${count}.pcap`)
       for (const [part, filter] of [['mdns', 'udp port 5353'], ['tcp', 'tcp'], ['other', 'not tcp and not udp port 5353']] as const) {
         emit(`idle_wire_sent_first_node_${count}_netns ${part}`, frameBytes(pcap, filter) / secs, 'B/s')
       }

@@ -27,6 +27,7 @@ import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, interfaceMdns, multicastInte
 import { guardRegistrar } from './public-protocols.js'
 import { reusePortTcp } from './reuseport-tcp.js'
 import { memberDhtPeerInfo } from './member-dht-addresses.js'
+import { thinYamuxWindowUpdates } from './yamux-window.js'
 
 /** The public DHT's protocol (the IPFS "Amino" DHT every public libp2p node speaks). */
 export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
@@ -140,6 +141,7 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
   // With public discovery, dials to public addresses leave from the listening port: what hole
   // punching needs (reuseport-tcp.ts). Without it, Node's own TCP as before.
   const reuse = pub !== undefined ? reusePortTcp({ log: (msg) => { opts.log?.warn({}, msg) }, protectedPeer: isMember }) : undefined
+  thinYamuxWindowUpdates()
   const host = await createLibp2p<HostServices>({
     privateKey,
     start: false,

@@ -3,6 +3,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import multicastDNS from 'multicast-dns'
 import { mdns, type MulticastDNSInit } from '@libp2p/mdns'
 import type { ComponentLogger, PeerDiscovery } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
  * mDNS that works without a default route, or says why it cannot.
@@ -78,6 +79,9 @@ export function lanDiscoveryProblem (mdnsOn: boolean, opts: LanInterfaces = {}):
 
 type MdnsService = PeerDiscovery & {
   mdns?: ReturnType<typeof multicastDNS>
+  components: { addressManager: { getAddresses: () => Multiaddr[] } }
+  peerName: string
+  broadcast: boolean
   port: number
   ip: string
   serviceTag: string
@@ -109,11 +113,56 @@ export function mdnsQueryDue (now: number, lastAsk: number, quiet: QuietQueries 
   return quiet === undefined || !quiet.when() || now - lastAsk >= quiet.intervalMs
 }
 
+const P2P = 421
+const CIRCUIT = 290
+
+/**
+ * The TXT data of an mDNS answer: the node's addresses on the interface the query came in on
+ * (`dnsaddr=<multiaddr with /p2p/>`), nothing else. The library answers with every private
+ * address (loopback, other interfaces, relay addresses): 7–8 records, 1.4 KB and more per answer
+ * (past 1,500 bytes it goes out as IP fragments), and every member answers every query, where a
+ * peer on this LAN can use only the one address.
+ */
+export function mdnsAnswerAddrs (addrs: readonly Multiaddr[], interfaceAddress: string): string[] {
+  const out: string[] = []
+  for (const a of addrs) {
+    const parts = a.getComponents()
+    if (parts[0]?.value !== interfaceAddress || parts.some((c) => c.code === CIRCUIT) || parts.at(-1)?.code !== P2P) continue
+    const data = 'dnsaddr=' + a.toString()
+    if (data.length <= 255) out.push(data) // a TXT string's limit (RFC 6763 6.1)
+  }
+  return out
+}
+
+/** Our IPv4 address on the subnet of `peer` (where an mDNS query came from), if any. */
+export function addressFacing (peer: string, interfaces: () => NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces): string | undefined {
+  const p = ipv4Number(peer)
+  if (p === undefined) return undefined
+  for (const infos of Object.values(interfaces())) {
+    for (const i of infos ?? []) {
+      if (i.family !== 'IPv4' || i.internal) continue
+      const a = ipv4Number(i.address)
+      const m = ipv4Number(i.netmask)
+      if (a !== undefined && m !== undefined && ((a & m) >>> 0) === ((p & m) >>> 0)) return i.address
+    }
+  }
+  return undefined
+}
+
+function ipv4Number (ip: string): number | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip)
+  if (m === null) return undefined
+  const b = m.slice(1).map(Number)
+  if (b.some((x) => x > 255)) return undefined
+  return (((b[0] as number) << 24) | ((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number)) >>> 0
+}
+
 /**
  * @libp2p/mdns bound to one interface (`pick()` at start; none: the library's default). The
  * start below is the library's own (v3.x), with `interface` passed to multicast-dns, which
  * joins the group on that interface and sends through it. Its periodic query is replaced by a
- * tick that follows `quiet`.
+ * tick that follows `quiet`, and its answer by one that gives only the interface's addresses
+ * (`mdnsAnswerAddrs`).
  */
 export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoice | undefined, onPeer?: (peerId: string) => void, quiet?: QuietQueries): (components: { logger: ComponentLogger } & Record<string, unknown>) => PeerDiscovery {
   const factory = mdns(init) as unknown as (c: unknown) => MdnsService
@@ -128,17 +177,36 @@ export function interfaceMdns (init: MulticastDNSInit, pick: () => MulticastChoi
       service.mdns?.query({ questions: [{ name: service.serviceTag, type: 'PTR' }] })
     }
     const tick = (): void => { if (mdnsQueryDue(Date.now(), lastAsk, quiet)) ask() }
+    // The library's answer replaced: only the address the querier's subnet can reach (above).
+    const answer = (qry: { questions?: Array<{ name?: string }> }, rinfo?: { address?: string }): void => {
+      if (!service.broadcast || qry.questions?.[0]?.name !== service.serviceTag) return
+      const facing = chosen?.address ?? (rinfo?.address !== undefined ? addressFacing(rinfo.address) : undefined)
+      if (facing === undefined) return
+      const txt = mdnsAnswerAddrs(service.components.addressManager.getAddresses(), facing)
+      if (txt.length === 0) return
+      const name = `${service.peerName}.${service.serviceTag}`
+      service.mdns?.respond([
+        { name: service.serviceTag, type: 'PTR', class: 'IN', ttl: 120, data: name },
+        ...txt.map((data) => ({ name, type: 'TXT' as const, class: 'IN' as const, ttl: 120, data }))
+      ])
+    }
+    let chosen: MulticastChoice | undefined
     service.start = async () => {
+      if (service.mdns != null) return // started already
       const choice = pick()
-      if (choice === undefined || service.mdns != null) {
+      chosen = choice
+      if (choice === undefined) {
         // The library's own start (default interface) asks at once and sets its own interval:
-        // replaced by the tick.
+        // replaced by the tick. Its answer too.
         await libraryStart()
         lastAsk = Date.now()
+        const started = (service as MdnsService).mdns // narrowed to undefined above, set by the start
+        started?.removeListener('query', service._onMdnsQuery)
+        started?.on('query', answer)
       } else {
         // bind to the wildcard: a socket bound to the interface's unicast address gets no multicast.
         service.mdns = multicastDNS({ port: service.port, ip: service.ip, interface: choice.address, bind: '0.0.0.0' })
-        service.mdns.on('query', service._onMdnsQuery)
+        service.mdns.on('query', answer)
         service.mdns.on('response', service._onMdnsResponse)
         service.mdns.on('warning', service._onMdnsWarning)
         service.mdns.on('error', service._onMdnsError)

@@ -22,6 +22,12 @@ import type { MeshLogger } from './mesh-logger.js'
  * network, only with the (capped) number of connections. The direct set is sent when the link
  * opens and when it changes (the stream is reliable and ordered, so never again otherwise).
  *
+ * Only the opener's heartbeats keep time: the other side answers each of them at once, and sends on
+ * its own timer only when it has sent nothing for an interval and a half (an opener that lags or speaks an
+ * older version). On the wire a link's exchange is then one segment each way and one ACK, where
+ * two heartbeats on their own timers cost two segments and two delayed ACKs each way
+ * (docs/operations.md, "Idle traffic on the wire").
+ *
  * Each heartbeat also carries its sequence number and an echo of the last one received
  * (`[seq, µs held]`), so each side measures the link's round trip from traffic it sends anyway,
  * and sets it on the connection the link rides (`Connection.rtt`: path choice, `weft peers ls`);
@@ -105,6 +111,10 @@ interface Link {
   conn: Connection | undefined
   /** Whether the link speaks v3 (seq, echo, digest). */
   v3: boolean
+  /** Whether we opened the stream: the opener's heartbeats keep time, the other side answers them. */
+  opener: boolean
+  /** When our latest heartbeat on this link went (now()). */
+  lastSent: number
   lp: LengthPrefixedStream
   addrs: string[]
   lastHeard: number
@@ -135,7 +145,7 @@ export class Presence {
   private stopped = false
   readonly self: string
   /** Heartbeats and their bytes; direct-set keys sent (whole sets and diffs). */
-  readonly stats = { heartbeatsSent: 0, bytesSent: 0, directKeysSent: 0 }
+  readonly stats = { heartbeatsSent: 0, bytesSent: 0, directKeysSent: 0, answers: 0 }
 
   /** The clock round trips are measured with (monotonic, ms). */
   private readonly clock: () => number
@@ -150,7 +160,7 @@ export class Presence {
   async start (): Promise<void> {
     // One link per peer, opened by the larger peer id; 2, not 1, so a new link can replace one
     // whose close the other side has not seen yet.
-    await this.opts.host.handle([...this.opts.protocols], (stream, conn) => { this.attach(conn.remotePeer, stream, conn) }, { maxInboundStreams: 2, maxOutboundStreams: 2 })
+    await this.opts.host.handle([...this.opts.protocols], (stream, conn) => { this.attach(conn.remotePeer, stream, conn, false) }, { maxInboundStreams: 2, maxOutboundStreams: 2 })
     this.timer = setInterval(() => { this.tick() }, this.opts.intervalMs)
     this.timer.unref()
   }
@@ -173,7 +183,7 @@ export class Presence {
       const conn = this.opts.pick(this.opts.host.getConnections(peer))
       if (conn === undefined) return
       const stream = await conn.newStream([...this.opts.protocols], { signal: AbortSignal.timeout(10_000) })
-      this.attach(peer, stream, conn)
+      this.attach(peer, stream, conn, true)
     } catch (err) {
       this.opts.log.debug({ peer: id, err: (err as Error).message }, 'presence link not opened')
     } finally {
@@ -181,7 +191,7 @@ export class Presence {
     }
   }
 
-  private attach (peer: PeerId, stream: Stream, conn: Connection | undefined): void {
+  private attach (peer: PeerId, stream: Stream, conn: Connection | undefined, opener: boolean): void {
     const id = peer.toString()
     let author: string
     try {
@@ -192,7 +202,7 @@ export class Presence {
     }
     this.links.get(id)?.stream.abort(new Error('replaced by a newer presence link'))
     const link: Link = {
-      peer, author, stream, conn, v3: stream.protocol === this.opts.protocols[0],
+      peer, author, stream, conn, v3: stream.protocol === this.opts.protocols[0], opener, lastSent: 0,
       lp: lpStream(stream, { maxDataLength: PRESENCE_LIMITS.frameBytes }),
       addrs: conn !== undefined ? [conn.remoteAddr.toString()] : [],
       lastHeard: this.opts.now(), theirDirect: new Set(), toldDirect: undefined, sending: false, again: false,
@@ -245,8 +255,13 @@ export class Presence {
       }
     }
     if (digest !== null) link.theirDigest = digest
-    // A new link's first heartbeat is answered now, so its round trip is known within one.
-    if (seq === 0) void this.send(link)
+    // A new link's first heartbeat is answered now, so its round trip is known within one; the
+    // side that did not open the link answers the opener's heartbeats (the opener keeps time).
+    // At most one answer per half interval: a member that floods heartbeats gets no more back.
+    if (seq === 0 || (!link.opener && this.opts.now() - link.lastSent >= this.opts.intervalMs / 2)) {
+      this.stats.answers++
+      void this.send(link)
+    }
   }
 
 
@@ -280,6 +295,9 @@ export class Presence {
         }
         continue
       }
+      // The answering side sends on its own only when it has not answered for an interval and a
+      // half (the half: the opener's timer and ours drift against each other).
+      if (link.v3 && !link.opener && now - link.lastSent < 1.5 * this.opts.intervalMs) continue
       void this.send(link)
     }
     for (const [id, peer] of this.toOpen) {
@@ -330,6 +348,7 @@ export class Presence {
       this.stats.directKeysSent += (hb[0]?.length ?? 0) + (hb.length === 6 && hb[5] !== null ? hb[5][0].length + hb[5][1].length : 0)
       await link.lp.write(bytes, { signal: AbortSignal.timeout(this.windowMs) })
       this.stats.heartbeatsSent++
+      link.lastSent = this.opts.now()
       this.stats.bytesSent += bytes.byteLength
       if (sendDirect) link.toldDirect = current
       link.sentDigest = digestKey

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, lanDiscoveryProblem, mdnsQueryDue, multicastInterface } from '../../src/net/lan-discovery.js'
+import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, lanDiscoveryProblem, addressFacing, mdnsAnswerAddrs, mdnsQueryDue, multicastInterface } from '../../src/net/lan-discovery.js'
 import { treatAsPublic } from '../../src/net/public-ranges.js'
 
 const v4 = (address: string, internal = false) => ({ address, family: 'IPv4' as const, internal, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` })
@@ -63,5 +63,28 @@ describe('mDNS queries', () => {
     expect(asked).toContain(480_000)
     expect(between(480_000, 600_001)).toBe(25)
     expect(mdnsQueryDue(1_000, 0, undefined)).toBe(true)
+  })
+})
+
+describe('mDNS answers', () => {
+  it('give only the addresses on the interface the query came in on, with the peer id', () => {
+    const id = '12D3KooWGzS5vjEnvYcKqkoPKSZjNkYx8vq3oDUNgWDRkzA5Uq3Y'
+    const addrs = [
+      `/ip4/10.77.0.11/tcp/4001/p2p/${id}`,
+      `/ip4/127.0.0.1/tcp/4001/p2p/${id}`,
+      `/ip6/::1/tcp/4001/p2p/${id}`,
+      `/ip4/192.168.5.2/tcp/4001/p2p/${id}`,
+      `/ip4/10.77.0.11/tcp/4001/p2p/${id}/p2p-circuit/p2p/${id}`,
+      '/ip4/10.77.0.11/tcp/4002'
+    ].map((a) => multiaddr(a))
+    expect(mdnsAnswerAddrs(addrs, '10.77.0.11')).toEqual([`dnsaddr=/ip4/10.77.0.11/tcp/4001/p2p/${id}`])
+    expect(mdnsAnswerAddrs(addrs, '10.0.0.1')).toEqual([])
+  })
+  it('are given from the address on the querier\'s subnet when the kernel picked the interface', () => {
+    const table = () => ({ lo: [v4('127.0.0.1', true)], eth0: [v4('192.168.5.2')], eth1: [v4('10.77.0.11')] })
+    expect(addressFacing('10.77.0.40', table)).toBe('10.77.0.11')
+    expect(addressFacing('192.168.5.99', table)).toBe('192.168.5.2')
+    expect(addressFacing('172.16.0.1', table)).toBeUndefined()
+    expect(addressFacing('fe80::1', table)).toBeUndefined()
   })
 })

@@ -131,6 +131,39 @@ describe('presence', () => {
     }
   }, 30_000)
 
+  it('the side that did not open a link answers the opener\'s heartbeats instead of keeping its own time', async () => {
+    const { other, opener } = await linkedPair()
+    await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL))
+    const before = [other, opener].map((x) => ({ ...x.mesh.presence.stats }))
+    await new Promise((resolve) => setTimeout(resolve, 8 * INTERVAL))
+    const [o, p] = [other, opener].map((x, i) => ({ beats: x.mesh.presence.stats.heartbeatsSent - (before[i]?.heartbeatsSent ?? 0), answers: x.mesh.presence.stats.answers - (before[i]?.answers ?? 0) }))
+    // The opener keeps time (one heartbeat per interval, no answers); every heartbeat of the
+    // other side is an answer to one of them (give or take the one in flight at each end).
+    expect(p!.beats).toBeGreaterThanOrEqual(5)
+    expect(p!.answers).toBe(0)
+    expect(o!.answers).toBeGreaterThanOrEqual(o!.beats - 1)
+    expect(Math.abs(o!.beats - p!.beats)).toBeLessThanOrEqual(1)
+    expect(opener.mesh.presence.isOnline(author(other.n)) && other.mesh.presence.isOnline(author(opener.n))).toBe(true)
+  }, 30_000)
+
+  it('answers a member that floods heartbeats at most once per half interval', async () => {
+    // The smaller peer id opens a second stream (it replaces the link on the other side, which
+    // then answers on it) and sends 50 valid heartbeats at once.
+    const { other, opener, v3 } = await linkedPair()
+    const s = await other.mesh.host.dialProtocol(opener.mesh.host.peerId, v3)
+    const lp = lpStream(s)
+    await lp.write(encode([null, [], 0, null, null, null]))
+    await waitFor('the flood\'s link attached', 5_000, () => opener.mesh.presence.stats.answers > 0)
+    // Past half an interval since its last heartbeat, the first of the flood is answered.
+    await new Promise((resolve) => setTimeout(resolve, INTERVAL))
+    const before = opener.mesh.presence.stats.answers
+    for (let seq = 1; seq <= 50; seq++) await lp.write(encode([null, [], seq, null, null, null]))
+    await waitFor('the flood answered once', 5_000, () => opener.mesh.presence.stats.answers > before)
+    await new Promise((resolve) => setTimeout(resolve, INTERVAL / 4))
+    expect(s.status).toBe('open')
+    expect(opener.mesh.presence.stats.answers - before).toBeLessThanOrEqual(2)
+  }, 30_000)
+
   it('closes the connection of a peer whose presence link falls silent (a dead or stuck peer)', async () => {
     // The smaller peer id opens a second presence stream, which replaces the link on the other
     // side, and never sends on it: the link is silent while the connection stays open.
