@@ -22,11 +22,11 @@ import type { MeshLogger } from './mesh-logger.js'
  * network, only with the (capped) number of connections. The direct set is sent when the link
  * opens and when it changes (the stream is reliable and ordered, so never again otherwise).
  *
- * Only the opener's heartbeats keep time: the other side answers each of them at once, and sends on
- * its own timer only when it has sent nothing for an interval and a half (an opener that lags or speaks an
- * older version). On the wire a link's exchange is then one segment each way and one ACK, where
- * two heartbeats on their own timers cost two segments and two delayed ACKs each way
- * (docs/operations.md, "Idle traffic on the wire").
+ * Only the opener's heartbeats keep time: the other side answers each of them at once (at most
+ * once per half interval), and sends on its own timer only when it has sent nothing for an
+ * interval and a half (an opener that lags, or one of an older release). On the wire a link's
+ * exchange is then one segment each way and one delayed ACK, where heartbeats on two timers cost
+ * a segment and a delayed ACK each way (docs/mesh.md, "Who keeps time").
  *
  * Each heartbeat also carries its sequence number and an echo of the last one received
  * (`[seq, µs held]`), so each side measures the link's round trip from traffic it sends anyway,
