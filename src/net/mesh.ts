@@ -108,7 +108,7 @@ const MAX_CANDIDATES = 4_096
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
   private readonly memberRelays: MemberRelays
-  private readonly dials: PeerDials
+  readonly dials: PeerDials
   private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false
@@ -129,7 +129,7 @@ export class Mesh {
     private readonly candidates: Set<string>
   ) {
     this.memberRelays = new MemberRelays({ host, isMember: (id) => this.isMember(id), log: opts.log, now: opts.now })
-    this.dials = new PeerDials({ host, peers: opts.peers ?? [], log: opts.log, stopped: () => this.stopped })
+    this.dials = new PeerDials({ host, peers: opts.peers ?? [], log: opts.log, stopped: () => this.stopped, now: opts.now })
   }
 
   /** A member candidate (rendezvous, mDNS, --peer, peer book) or a member in the log. */
@@ -186,7 +186,12 @@ export class Mesh {
     for (const e of opts.peerBook?.entries() ?? []) candidates.add(e.id)
     const host = await createHost({
       ...(opts.public !== undefined ? { public: { bootstrap: opts.public.bootstrap, isMember: (id) => candidates.has(id) || (opts.isLogMember?.(id) ?? false) } } : {}),
-      onLanPeer: (id) => { candidates.add(id) },
+      // Every mDNS answer, not only a peer's first: a first dial that failed (a loaded LAN, a
+      // peer still starting) is tried again on the next answer (PeerDials.seenOnLan).
+      onLanPeer: (id) => {
+        if (candidates.has(id) || candidates.size < MAX_CANDIDATES) candidates.add(id)
+        mesh?.dials.seenOnLan(id)
+      },
       token: opts.token,
       net: opts.replica.net,
       identity: opts.identity,

@@ -12,6 +12,10 @@ export const REDIAL_MS = 5_000
 export const DIAL_DISCOVERED_BELOW = 32
 /** Known peers of this network re-dialled per sync round when disconnected (after a partition). */
 const REDIAL_KNOWN_PER_ROUND = 4
+/** A peer seen on the LAN (mDNS) is dialled again at most this often while not connected. */
+export const LAN_REDIAL_MS = 10_000
+/** Peers whose last LAN dial is remembered (the oldest forgotten first). */
+const LAN_DIALS_KEPT = 1_024
 /** Peers of the peer book dialled at start, most recently seen first, this many at a time. */
 const BOOK_DIALS_AT_START = 16
 const BOOK_DIAL_CONCURRENCY = 4
@@ -22,6 +26,8 @@ export interface PeerDialsOptions {
   peers: readonly string[]
   log: MeshLogger
   stopped: () => boolean
+  /** The clock of the LAN redial pace (default Date.now). */
+  now?: () => number
 }
 
 /**
@@ -31,8 +37,32 @@ export interface PeerDialsOptions {
  */
 export class PeerDials {
   private readonly lastDialError = new Map<string, string>()
+  /** When each peer seen on the LAN was last dialled for it (now()). */
+  private readonly lanDials = new Map<string, number>()
 
   constructor (private readonly opts: PeerDialsOptions) {}
+
+  /**
+   * A peer answered on the LAN (every mDNS answer, not only its first). libp2p announces a peer
+   * as discovered once, when it enters the peer store; if that first dial failed (a handshake
+   * timed out on a loaded LAN, the peer was still starting) nothing dialled it again, and 30
+   * nodes starting together on one LAN left some alone for good. Dialled again while not
+   * connected, at most every LAN_REDIAL_MS.
+   */
+  seenOnLan (peerId: string): void {
+    const { host } = this.opts
+    if (this.opts.stopped() || peerId === host.peerId.toString()) return
+    if (host.getConnections().some((c) => c.remotePeer.toString() === peerId)) return
+    const now = (this.opts.now ?? Date.now)()
+    const last = this.lanDials.get(peerId)
+    if (last !== undefined && now - last < LAN_REDIAL_MS) return
+    this.lanDials.delete(peerId)
+    this.lanDials.set(peerId, now)
+    if (this.lanDials.size > LAN_DIALS_KEPT) this.lanDials.delete(this.lanDials.keys().next().value as string)
+    let id: PeerId
+    try { id = peerIdFromString(peerId) } catch { return }
+    this.discovered(id)
+  }
 
   /** A peer found by mDNS or any discovery is only stored in the peer store until dialled. */
   discovered (id: PeerId): void {

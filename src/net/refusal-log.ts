@@ -56,8 +56,21 @@ export class RefusalLog {
       remote: host,
       reason,
       refusals: entry.refusedSinceLine
-    }, 'refused a transport handshake: the other side does not hold this network\'s token (or is not weft)')
+    }, refusalMessage(reason))
     entry.lastLineAt = t
     entry.refusedSinceLine = 0
   }
+}
+
+/**
+ * What a refusal means, by reason: only a failed proof says the other side lacks the token. A
+ * handshake that timed out or broke off is a peer that gave up (a faster address won, it was
+ * overloaded) or a port scanner, and said as much: 30 nodes starting at once on one LAN logged
+ * dozens of "does not hold this network's token" between members that all held it.
+ */
+export function refusalMessage (reason: string): string {
+  if (reason === 'timeout' || reason === 'handshake-io') {
+    return 'a transport handshake did not complete: the other side was too slow or went away (an overloaded or starting peer, a dial it gave up, a port scanner)'
+  }
+  return 'refused a transport handshake: the other side does not hold this network\'s token (or is not weft)'
 }
