@@ -356,6 +356,9 @@ export async function run (): Promise<void> {
       const events = generate(count, AUTHORS, 42, networkIdBytes(token))
       for (const b of figures) await startWithLog(b.dist, b.figure, tokenText, events, join(root, `log-${count}${b.suffix}`))
     }
+    // The idle traffic on the wire, in namespaces (footprint-netns.ts; it says `skipped` without
+    // root). FOOTPRINT_NETNS=0 leaves it out.
+    if (process.env.FOOTPRINT_NETNS !== '0' && process.env.FOOTPRINT_SKIP_NETWORK !== '1') await (await import('./footprint-netns.js')).run()
   } finally {
     await rm(root, { recursive: true, force: true })
   }
