@@ -35,6 +35,8 @@ export function thinYamuxWindowUpdates (): void {
   // The fields are private in the library's types, plain properties at run time.
   const proto = YamuxStream.prototype as unknown as { sendWindowUpdate: (this: WindowFields) => void }
   const original = proto.sendWindowUpdate
+  // Another release without this method: its own behaviour stands (nothing to thin).
+  if (typeof original !== 'function') return
   proto.sendWindowUpdate = function (this: WindowFields): void {
     if (windowUpdateCanWait(this.state, this.recvWindow, this.recvWindowCapacity)) return
     original.call(this)
