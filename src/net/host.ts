@@ -23,7 +23,7 @@ import type { MeshLogger } from './mesh-logger.js'
 import { tokenTransportKeys, type TransportKeys } from './transport-keys.js'
 import { transportProtector } from './transport-protector.js'
 import type { AddressFilter } from './address-filter.js'
-import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, interfaceMdns, multicastInterface } from './lan-discovery.js'
+import { hasMulticastRoute, interfaceMdns, mdnsQuietInterval, multicastInterface } from './lan-discovery.js'
 import { guardRegistrar } from './public-protocols.js'
 import { reusePortTcp } from './reuseport-tcp.js'
 import { memberDhtPeerInfo } from './member-dht-addresses.js'
@@ -116,8 +116,9 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
     // Without a route for multicast the kernel cannot pick an interface: name one (lan-discovery.ts).
     const pick = (): ReturnType<typeof multicastInterface> => hasMulticastRoute() ? undefined : multicastInterface(f !== undefined ? { allowsInterface: (n) => f.allowsInterface(n) } : {})
     const interval = opts.mdnsIntervalMs ?? 5_000
-    // Once a member is connected, ask every minute (lan-discovery.ts, MDNS_QUIET_INTERVAL_MS).
-    const quiet = { intervalMs: Math.max(interval, MDNS_QUIET_INTERVAL_MS), when: () => created?.getConnections().some((c) => isProtectedConnection(c)) ?? false }
+    // Once a member is connected, ask every minute per 10 members (lan-discovery.ts, mdnsQuietInterval).
+    const members = (): number => new Set(created?.getConnections().filter((c) => isProtectedConnection(c)).map((c) => c.remotePeer.toString())).size
+    const quiet = { get intervalMs () { return Math.max(interval, mdnsQuietInterval(members())) }, when: () => members() > 0 }
     discovery.push(interfaceMdns({ serviceTag: ids.mdnsServiceName, interval }, pick, opts.onLanPeer, quiet))
   }
   const pub = opts.public

@@ -107,6 +107,19 @@ export interface QuietQueries {
  * `interval` again, so joining and healing do not wait for this.
  */
 export const MDNS_QUIET_INTERVAL_MS = 60_000
+/** The longest wait between queries while connected (a partition heals by mDNS within it). */
+export const MDNS_QUIET_MAX_MS = 5 * 60_000
+
+/**
+ * The quiet interval for a node connected to `members` members: one minute per 10 of them, up to
+ * MDNS_QUIET_MAX_MS. Every member answers every query, so a node's answers per minute are the
+ * number of queriers over the interval: with the interval growing with the network, what each
+ * node sends for mDNS stays about the same (at 30 nodes and one query a minute each node sent
+ * 173 B/s of answers; docs/operations.md).
+ */
+export function mdnsQuietInterval (members: number): number {
+  return Math.min(MDNS_QUIET_MAX_MS, MDNS_QUIET_INTERVAL_MS * Math.max(1, Math.ceil(members / 10)))
+}
 
 /** At each tick (every `interval`): ask, unless the node is connected and asked within the quiet interval. */
 export function mdnsQueryDue (now: number, lastAsk: number, quiet: QuietQueries | undefined): boolean {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { isPrivate } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { MDNS_QUIET_INTERVAL_MS, hasMulticastRoute, lanDiscoveryProblem, addressFacing, mdnsAnswerAddrs, mdnsQueryDue, multicastInterface } from '../../src/net/lan-discovery.js'
+import { MDNS_QUIET_INTERVAL_MS, MDNS_QUIET_MAX_MS, hasMulticastRoute, lanDiscoveryProblem, addressFacing, mdnsAnswerAddrs, mdnsQueryDue, mdnsQuietInterval, multicastInterface } from '../../src/net/lan-discovery.js'
 import { treatAsPublic } from '../../src/net/public-ranges.js'
 
 const v4 = (address: string, internal = false) => ({ address, family: 'IPv4' as const, internal, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` })
@@ -63,6 +63,14 @@ describe('mDNS queries', () => {
     expect(asked).toContain(480_000)
     expect(between(480_000, 600_001)).toBe(25)
     expect(mdnsQueryDue(1_000, 0, undefined)).toBe(true)
+  })
+
+  it('while connected, wait a minute per 10 members, at most 5 minutes: the answers a node sends stay flat as the network grows', () => {
+    expect([1, 9, 10, 11, 29, 30, 45, 200].map(mdnsQuietInterval)).toEqual([60_000, 60_000, 60_000, 120_000, 180_000, 180_000, 300_000, MDNS_QUIET_MAX_MS])
+    // Answers a node sends per minute: every other member asks once per interval.
+    const answersPerMinute = (n: number): number => (n - 1) * 60_000 / mdnsQuietInterval(n - 1)
+    expect(answersPerMinute(31)).toBeLessThanOrEqual(answersPerMinute(11))
+    expect(answersPerMinute(51)).toBeLessThanOrEqual(answersPerMinute(11))
   })
 })
 
