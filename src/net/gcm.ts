@@ -7,7 +7,7 @@
  * ping that costs 7 µs when the code is hot and ~65 µs when it is cold (the VPN's normal case:
  * one packet every few ms, other work in between), and a ping crosses four of them. OpenSSL's EVP
  * interface (which the Node binary carries and exports) lets one context per direction be keyed
- * once and re-IVed per frame: ~1 µs hot and ~22 µs cold (bench/.tmp measurements, docs/vpn.md
+ * once and re-IVed per frame: ~1 µs hot and ~22 µs cold (measured on the bench VM, docs/vpn.md
  * "Where a ping's time goes"). It is reached through koffi, already used for the TUN device.
  *
  * When those symbols are missing (a Node built against a shared OpenSSL that is not loaded
