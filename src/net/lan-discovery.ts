@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os'
 import multicastDNS from 'multicast-dns'
+import { Netmask } from 'netmask'
 import { mdns, type MulticastDNSInit } from '@libp2p/mdns'
 import type { ComponentLogger, PeerDiscovery } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -149,25 +150,17 @@ export function mdnsAnswerAddrs (addrs: readonly Multiaddr[], interfaceAddress: 
 
 /** Our IPv4 address on the subnet of `peer` (where an mDNS query came from), if any. */
 export function addressFacing (peer: string, interfaces: () => NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces): string | undefined {
-  const p = ipv4Number(peer)
-  if (p === undefined) return undefined
   for (const infos of Object.values(interfaces())) {
     for (const i of infos ?? []) {
-      if (i.family !== 'IPv4' || i.internal) continue
-      const a = ipv4Number(i.address)
-      const m = ipv4Number(i.netmask)
-      if (a !== undefined && m !== undefined && ((a & m) >>> 0) === ((p & m) >>> 0)) return i.address
+      if (i.family !== 'IPv4' || i.internal || i.cidr === null) continue
+      try {
+        if (new Netmask(i.cidr).contains(peer)) return i.address
+      } catch {
+        return undefined // not an IPv4 address: no interface of ours faces it
+      }
     }
   }
   return undefined
-}
-
-function ipv4Number (ip: string): number | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip)
-  if (m === null) return undefined
-  const b = m.slice(1).map(Number)
-  if (b.some((x) => x > 255)) return undefined
-  return (((b[0] as number) << 24) | ((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number)) >>> 0
 }
 
 /**

@@ -108,7 +108,7 @@ const MAX_CANDIDATES = 4_096
 export class Mesh {
   private timers: NodeJS.Timeout[] = []
   private readonly memberRelays: MemberRelays
-  readonly dials: PeerDials
+  private readonly dials: PeerDials
   private lanProblem: string | undefined
   rendezvous: Rendezvous | undefined
   private stopped = false

@@ -37,7 +37,7 @@ export interface PeerDialsOptions {
  */
 export class PeerDials {
   private readonly lastDialError = new Map<string, string>()
-  /** When each peer seen on the LAN was last dialled for it (now()). */
+  /** When each peer seen on the LAN was last considered for a dial (now()). */
   private readonly lanDials = new Map<string, number>()
 
   constructor (private readonly opts: PeerDialsOptions) {}
@@ -50,9 +50,7 @@ export class PeerDials {
    * connected, at most every LAN_REDIAL_MS.
    */
   seenOnLan (peerId: string): void {
-    const { host } = this.opts
-    if (this.opts.stopped() || peerId === host.peerId.toString()) return
-    if (host.getConnections().some((c) => c.remotePeer.toString() === peerId)) return
+    // discovered() skips ourselves, connected peers and a stopped node; this only paces.
     const now = (this.opts.now ?? Date.now)()
     const last = this.lanDials.get(peerId)
     if (last !== undefined && now - last < LAN_REDIAL_MS) return
