@@ -41,6 +41,13 @@ function rssMb (pid: number): number {
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
 
+/** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks. */
+function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 function hasTcpdump (): boolean {
   try { execFileSync('tcpdump', ['--version'], { stdio: 'ignore' }); return true } catch { return false }
 }
@@ -61,7 +68,7 @@ async function idle (token: string, count: number): Promise<void> {
   try {
     progress(`starting ${count} nodes, one per namespace`)
     for (let i = 0; i < count; i += START_BATCH) {
-      const batch = lab.hosts.slice(i, i + START_BATCH).map((h) => startWeft(lab, h, CLI, token, ['--no-tun']))
+      const batch = lab.hosts.slice(i, i + START_BATCH).map((h) => startWeft(lab, h, CLI, token, ['--no-tun'], { asWeft: true }))
       nodes.push(...batch)
       await Promise.all(batch.map(async (n) => { await waitApi(n, 120_000) }))
     }
@@ -77,6 +84,7 @@ async function idle (token: string, count: number): Promise<void> {
     // The bridge side sees what the namespace sends as incoming frames.
     const dump = hasTcpdump() && first !== undefined ? spawn('tcpdump', ['-i', first.hostVeth, '-Q', 'in', '-s', '96', '-w', pcap], { stdio: 'ignore' }) : undefined
     const before = lab.hosts.map((h) => txBytes(h.hostVeth))
+    const cpuBefore = nodes.map((n) => cpuSeconds(n.proc.pid))
     const t0 = now()
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS))
     const secs = (now() - t0) / 1000
@@ -92,6 +100,8 @@ async function idle (token: string, count: number): Promise<void> {
     emit(`idle_wire_sent_per_node_${count}_netns`, mean(rates), 'B/s', '< 1024')
     emit(`idle_wire_sent_max_node_${count}_netns`, Math.max(...rates), 'B/s', '< 1024')
     const rss = nodes.map((n) => rssMb(n.proc.pid))
+    // CPU of an idle node, % of one core: what the heap settings trade memory against.
+    emit(`idle_cpu_mean_${count}_netns`, mean(nodes.map((n, i) => (cpuSeconds(n.proc.pid) - (cpuBefore[i] as number)) / secs * 100)), '% of a core')
     emit(`idle_rss_mean_${count}_netns`, mean(rss), 'MB', '< 80')
     // A node too loaded to answer counts as seeing nobody, and is counted: the bench still reports.
     const online = await Promise.all(nodes.map(async (n) => await weftApi<{ peers: { online: number } }>(lab, n, 'GET', '/status').then((s) => s.peers.online, () => Number.NaN)))

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { assertBuilt, CLI } from './helpers.js'
 
 /**
- * `weft` run as an executable starts its daemons with a small young generation
+ * `weft` run as an executable starts its daemons with a heap sized for an edge node
  * (src/cli/main.ts: the first two lines are both sh and JavaScript). A preload prints the V8
  * flags Node.js was started with and exits, before any command runs.
  */
@@ -29,10 +29,15 @@ async function execArgvOf (args: string[]): Promise<string[]> {
 }
 
 describe('the weft executable', () => {
-  it('starts `up` and `bridge` with --max-semi-space-size=4, other commands without it', async () => {
-    expect(await execArgvOf(['up', '--help'])).toContain('--max-semi-space-size=4')
-    expect(await execArgvOf(['bridge', '--help'])).toContain('--max-semi-space-size=4')
-    expect(await execArgvOf(['status'])).not.toContain('--max-semi-space-size=4')
+  it('starts `up` and `bridge` with a heap sized for an edge node, other commands without it', async () => {
+    for (const daemon of ['up', 'bridge']) {
+      const argv = await execArgvOf([daemon, '--help'])
+      expect(argv).toContain('--max-semi-space-size=4')
+      expect(argv).toContain('--max-old-space-size=1024')
+    }
+    const status = await execArgvOf(['status'])
+    expect(status).not.toContain('--max-semi-space-size=4')
+    expect(status).not.toContain('--max-old-space-size=1024')
   })
 
   it('still runs as plain JavaScript under node, and as an executable through sh', async () => {

@@ -454,11 +454,16 @@ export interface StateSummary {
 }
 
 /** `weft up --token T --data-dir D [extra]` in the host's namespace; logs go to D.log. */
-export function startWeft (lab: NetnsLab, host: LabHost, cli: string, token: string, extra: readonly string[] = []): WeftNode {
+/**
+ * `asWeft` starts main.js through its `#!/bin/sh` line, as the `weft` executable starts, so the
+ * daemon's V8 flags apply (the benches measure memory that way); tests run Node.js directly.
+ */
+export function startWeft (lab: NetnsLab, host: LabHost, cli: string, token: string, extra: readonly string[] = [], opts: { asWeft?: boolean, env?: NodeJS.ProcessEnv } = {}): WeftNode {
   const dataDir = join(lab.dir, `data-${host.index + 1}`)
-  const proc = lab.spawn(host, [process.execPath, cli, 'up', '--token', token, '--data-dir', dataDir, ...extra], {
+  const launcher = opts.asWeft === true ? ['/bin/sh'] : [process.execPath]
+  const proc = lab.spawn(host, [...launcher, cli, 'up', '--token', token, '--data-dir', dataDir, ...extra], {
     logFile: `${dataDir}.log`,
-    env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' }
+    env: { ...process.env, ...opts.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' }
   })
   return { host, dataDir, proc, spawnedAt: performance.now() }
 }
