@@ -24,7 +24,7 @@ export async function run (): Promise<void> {
   const token = execFileSync(process.execPath, [CLI, 'token', 'new'], { encoding: 'utf8' }).trim()
   const lab = await NetnsLab.create(2, { hostnamePrefix: 'vpncmp' })
   try {
-    const { a, b, addrB } = await startVpnPair(lab, CLI, token, 30_000)
+    const { a, b, addrB } = await startVpnPair(lab, CLI, token, 30_000, { asWeft: true })
     await compare(lab, a, b, addrB, weftVersion())
   } finally {
     await lab.destroy()

@@ -101,7 +101,7 @@ export async function run (): Promise<void> {
   const lab = await NetnsLab.create(2, { hostnamePrefix: 'vpnbench' })
   try {
     progress('vpn: starting weft up on A and B')
-    const { a, b, nodes, addrB, vpn } = await startVpnPair<VpnStatus>(lab, CLI, token, 30_000)
+    const { a, b, nodes, addrB, vpn } = await startVpnPair<VpnStatus>(lab, CLI, token, 30_000, { asWeft: true })
     const mtu = (await vpn(0)).mtu
 
     progress('vpn: starting the raw libp2p peer on B')

@@ -14,9 +14,10 @@ export interface VpnPair<S> {
   vpn: (i: 0 | 1) => Promise<S>
 }
 
-export async function startVpnPair<S extends { addresses: string[] }> (lab: NetnsLab, cli: string, token: string, timeoutMs = 45_000): Promise<VpnPair<S>> {
+/** `asWeft`: start the daemons as the `weft` executable does (the benches: what ships is measured). */
+export async function startVpnPair<S extends { addresses: string[] }> (lab: NetnsLab, cli: string, token: string, timeoutMs = 45_000, opts: { asWeft?: boolean } = {}): Promise<VpnPair<S>> {
   const [a, b] = lab.hosts as [LabHost, LabHost]
-  const nodes: [WeftNode, WeftNode] = [startWeft(lab, a, cli, token), startWeft(lab, b, cli, token)]
+  const nodes: [WeftNode, WeftNode] = [startWeft(lab, a, cli, token, [], opts), startWeft(lab, b, cli, token, [], opts)]
   await Promise.all(nodes.map(async (n) => { await waitApi(n, 30_000) }))
   const vpn = async (i: 0 | 1): Promise<S> => {
     const s = await weftApi<{ vpn?: S }>(lab, nodes[i], 'GET', '/status')
