@@ -1,16 +1,17 @@
 #!/bin/sh
-//bin/true; case "$1" in up|bridge) exec /usr/bin/env node --max-semi-space-size=4 --max-old-space-size=1024 "$0" "$@";; esac; exec /usr/bin/env node "$0" "$@"
+//bin/true; case "$1" in up|bridge) m=$(awk '/^MemTotal:/ { m = int($2 / 4096); if (m > 1024) m = 1024; if (m < 256) m = 256; print m }' /proc/meminfo 2>/dev/null); exec /usr/bin/env node --max-semi-space-size=4 --max-old-space-size="${m:-1024}" "$0" "$@";; esac; exec /usr/bin/env node "$0" "$@"
 // The two lines above are both shell and JavaScript (for Node.js the second is a comment): run
 // as `weft`, sh starts Node.js, and the long-running daemons (`up`, `bridge`) with V8's heap
 // sized for an edge node, not for the machine (docs/operations.md, "Memory of an idle node"):
 // - a young generation of at most 4 MB per semi-space instead of 16 MB. The start (module
 //   loading, the first syncs) grows it to its maximum and V8 keeps it: ~25–30 MB of RSS for
 //   nothing;
-// - an old generation of at most 1 GB. V8 derives its limit from the machine's memory (4 GB on a
-//   machine with 16 GB or more), and from that limit how far the heap may grow between full
-//   collections (up to 4× the live heap). A node's live heap is 35–100 MB, so on a large machine
-//   it carried 2–3× that in garbage; with a 1 GB limit, as on a 2–4 GB edge machine, it does not,
-//   for the same CPU.
+// - an old generation of at most a quarter of the machine's memory, and never more than 1 GB
+//   (nor less than 256 MB). V8 derives its limit from the machine's memory the same way, but up
+//   to 4 GB, and from that limit how far the heap may grow between full collections (up to 4×
+//   the live heap). A node's live heap is 35–100 MB, so on a large machine it carried 2–3× that
+//   in garbage; capped at 1 GB, as on a 4 GB edge machine, it does not, for the same CPU. On a
+//   smaller machine the limit is what V8 would choose anyway.
 // Run as `node dist/cli/main.js`, none of it applies.
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
