@@ -22,8 +22,8 @@ import { CONTROL, COUNTER, COUNTER_SLOTS, DROP_REASONS, MESH_BACKLOG_BYTES, THRE
 
 const EFD_NONBLOCK = 0o4000
 const EFD_CLOEXEC = 0o2000000
-/** A thread that died is started again after this. */
-const RESTART_MS = 200
+/** A thread that died is started again after this: short, since the give-up rule below bounds a crash loop, and the device is not read meanwhile. */
+const RESTART_MS = 50
 /** A thread that dies this often within GIVE_UP_WINDOW_MS is not started again: the main thread reads the device. */
 const GIVE_UP_DEATHS = 5
 const GIVE_UP_WINDOW_MS = 60_000
