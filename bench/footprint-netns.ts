@@ -41,7 +41,7 @@ function rssMb (pid: number): number {
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
 
-/** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks. */
+/** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux). */
 function cpuSeconds (pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')

@@ -458,12 +458,12 @@ export interface StateSummary {
  * `asWeft` starts main.js through its `#!/bin/sh` line, as the `weft` executable starts, so the
  * daemon's V8 flags apply (the benches measure memory that way); tests run Node.js directly.
  */
-export function startWeft (lab: NetnsLab, host: LabHost, cli: string, token: string, extra: readonly string[] = [], opts: { asWeft?: boolean, env?: NodeJS.ProcessEnv } = {}): WeftNode {
+export function startWeft (lab: NetnsLab, host: LabHost, cli: string, token: string, extra: readonly string[] = [], opts: { asWeft?: boolean } = {}): WeftNode {
   const dataDir = join(lab.dir, `data-${host.index + 1}`)
   const launcher = opts.asWeft === true ? ['/bin/sh'] : [process.execPath]
   const proc = lab.spawn(host, [...launcher, cli, 'up', '--token', token, '--data-dir', dataDir, ...extra], {
     logFile: `${dataDir}.log`,
-    env: { ...process.env, ...opts.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' }
+    env: { ...process.env, WEFT_TOKEN: '', WEFT_DATA_DIR: '' }
   })
   return { host, dataDir, proc, spawnedAt: performance.now() }
 }
