@@ -13,8 +13,18 @@ import { progress, round } from './_lib.js'
 import { startUserspaceVpns } from './_vpn-userspace.js'
 
 const SECONDS = 5
-const ROUNDS = 2
-const PINGS = 200
+// More rounds and pings narrow the ping comparison, whose p50s move by more than the gap between
+// two VPNs from one run to the next on a shared machine (docs/vpn.md).
+const ROUNDS = positive('WEFT_BENCH_VPN_ROUNDS', 2)
+const PINGS = positive('WEFT_BENCH_VPN_PINGS', 200)
+
+function positive (name: string, fallback: number): number {
+  const v = process.env[name]
+  if (v === undefined || v === '') return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number of at least 1, not "${v}"`)
+  return n
+}
 
 export interface System { name: string, version: string, addrB: string }
 interface Row { system: System, tcp: number[], p50: number[] }

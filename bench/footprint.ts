@@ -16,11 +16,12 @@
  * before/after in one run. FOOTPRINT_EVENTS=20000,100000, FOOTPRINT_NODES=10 and
  * FOOTPRINT_IDLE_MS=30000 change the sizes; FOOTPRINT_SKIP_NETWORK=1 skips the 10-node part;
  * FOOTPRINT_FLOOD_SETTLE_MS=60000 is how long after the import (a flood of events through the
- * API) RSS is measured again (0: not).
+ * API) RSS is measured again (0: not). FOOTPRINT_KEEP=1 keeps the data directories
+ * and the token (printed).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,7 +52,8 @@ const IDLE_WINDOW_MS = Number(process.env.FOOTPRINT_IDLE_MS ?? 30_000)
 const FLOOD_SETTLE_MS = Number(process.env.FOOTPRINT_FLOOD_SETTLE_MS ?? 60_000)
 /**
  * FOOTPRINT_PROTOCOLS=1: every node runs with the bench-only preload bench/_protocol-bytes.mjs,
- * and the idle window also reports bytes sent per node per second by libp2p protocol.
+ * and the idle window also reports bytes sent per node per second by libp2p protocol. The nodes
+ * then run tsc's entry (dist/cli/main-modules.js), whose modules the preload can patch.
  */
 const PROTOCOLS = process.env.FOOTPRINT_PROTOCOLS === '1'
 
@@ -97,7 +99,10 @@ function api (n: Pick<NodeProc, 'url' | 'apiToken'>, method: string, path: strin
 }
 
 async function startNode (dist: string, token: string, dataDir: string, peers: string[], countDir?: string): Promise<NodeProc> {
-  const main = join(dist, 'cli', 'main.js')
+  // The preload patches @libp2p/utils' classes as Node.js loads them: that needs the program
+  // module by module (tsc's entry), not the bundle, which holds its own copy of the library.
+  const modules = join(dist, 'cli', 'main-modules.js')
+  const main = countDir !== undefined && existsSync(modules) ? modules : join(dist, 'cli', 'main.js')
   const args = [main, 'up', '--token', token, '--data-dir', dataDir, '--no-tun', '--no-mdns',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--api', '127.0.0.1:0', '--log-level', 'error', ...peers.flatMap((p) => ['--peer', p]), ...EXTRA_ARGS]
   // The preload goes in NODE_OPTIONS, so it reaches the Node.js that main.js's sh line starts.
@@ -360,6 +365,11 @@ export async function run (): Promise<void> {
     // root). FOOTPRINT_NETNS=0 leaves it out.
     if (process.env.FOOTPRINT_NETNS !== '0' && process.env.FOOTPRINT_SKIP_NETWORK !== '1') await (await import('./footprint-netns.js')).run()
   } finally {
-    await rm(root, { recursive: true, force: true })
+    // FOOTPRINT_KEEP=1 keeps the data directories (to profile a start with their log).
+    if (process.env.FOOTPRINT_KEEP === '1') {
+      await writeFile(join(root, 'token'), tokenText + '\n', { mode: 0o600 })
+      progress(`kept ${root} (the network's token in ${join(root, 'token')})`)
+    }
+    else await rm(root, { recursive: true, force: true })
   }
 }
