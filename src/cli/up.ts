@@ -187,6 +187,11 @@ export async function runUp (o: UpOpts, bridge = false, prepare?: (config: impor
   const format = o.logFormat ?? defaultLogFormat(process.stderr.isTTY)
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     format === 'pretty' ? prettyDestination(process.stderr.isTTY) : pino.destination({ fd: 2, sync: true }))
+  // Before the log is read: a node without a VPN gives freed native memory back (a flood's).
+  const { returnMemoryEarly, wantsReturnMemory } = await import('../adapters/allocator.js')
+  const wanted = wantsReturnMemory({ vpn: config.tun }, process.env)
+  const allocator = wanted.applied ? returnMemoryEarly() : wanted
+  log.debug({ allocator }, allocator.applied ? 'malloc returns freed memory early (no VPN)' : 'malloc left at its defaults')
   const { Daemon } = await import('../node/daemon.js')
   const { removeApiEndpointSync } = await import('../adapters/api-token.js')
   // Signals are handled from before the start: one arriving meanwhile stops the daemon once it

@@ -1,0 +1,64 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import { assertBuilt } from '../cli/helpers.js'
+import { loadMallopt, RETURN_MEMORY_SETTINGS, returnMemoryEarly, wantsReturnMemory } from '../../src/adapters/allocator.js'
+
+const run = promisify(execFile)
+const DIST_MODULE = new URL('../../dist/adapters/allocator.js', import.meta.url).href
+
+describe('the allocator of a node without a VPN', () => {
+  it('is tuned only without a VPN, and never over the operator\'s own settings', () => {
+    expect(wantsReturnMemory({ vpn: false }, {})).toEqual({ applied: true })
+    expect(wantsReturnMemory({ vpn: true }, {})).toMatchObject({ applied: false, reason: expect.stringContaining('VPN') })
+    expect(wantsReturnMemory({ vpn: false }, { WEFT_MALLOC: 'default' })).toEqual({ applied: false, reason: 'WEFT_MALLOC=default' })
+    expect(wantsReturnMemory({ vpn: false }, { MALLOC_ARENA_MAX: '4' })).toEqual({ applied: false, reason: 'MALLOC_ARENA_MAX is set in the environment' })
+    expect(wantsReturnMemory({ vpn: false }, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' })).toMatchObject({ applied: false })
+  })
+
+  it('sets at most 2 arenas and 1 MB thresholds, and says why when it cannot', () => {
+    const calls: Array<[number, number]> = []
+    expect(returnMemoryEarly(() => (p, v) => { calls.push([p, v]); return 1 })).toEqual({ applied: true })
+    expect(calls).toEqual([[-8, 2], [-3, 1 << 20], [-1, 1 << 20]])
+    expect(calls).toEqual(RETURN_MEMORY_SETTINGS.map(([p, v]) => [p, v]))
+    expect(returnMemoryEarly(() => 'not glibc')).toEqual({ applied: false, reason: 'not glibc' })
+    expect(returnMemoryEarly(() => () => 0)).toEqual({ applied: false, reason: 'mallopt(-8, 2) failed' })
+  })
+
+  it('fixes glibc\'s threshold for mapping a block alone at 1 MB, where it grows with each burst by default', async (ctx) => {
+    assertBuilt()
+    const mallopt = loadMallopt()
+    if (typeof mallopt === 'string') {
+      console.log(`skipped: no glibc mallopt here (${mallopt})`)
+      ctx.skip()
+      return
+    }
+    // In a child process: the thresholds are process-wide. mallinfo2().hblks counts blocks mapped alone.
+    const script = `
+      import { createRequire } from 'node:module'
+      const require = createRequire(${JSON.stringify(import.meta.url)})
+      const koffi = require('koffi')
+      const lib = koffi.load(null)
+      const info = lib.func('mallinfo2', koffi.struct({ arena: 'size_t', ordblks: 'size_t', smblks: 'size_t', hblks: 'size_t', hblkhd: 'size_t', usmblks: 'size_t', fsmblks: 'size_t', uordblks: 'size_t', fordblks: 'size_t', keepcost: 'size_t' }), [])
+      const malloc = lib.func('malloc', 'void *', ['size_t'])
+      const free = lib.func('free', 'void', ['void *'])
+      const mapped = (kb) => { const before = Number(info().hblks); const p = malloc(kb * 1024); const n = Number(info().hblks) - before; free(p); return n }
+      const sizes = () => [mapped(512), mapped(1536)]
+      const out = { before: sizes() }
+      if (process.argv.includes('tune')) {
+        const { returnMemoryEarly } = await import(${JSON.stringify(DIST_MODULE)})
+        out.tuning = returnMemoryEarly()
+      }
+      out.after = sizes()
+      process.stdout.write(JSON.stringify(out))`
+    // Plain node (tsx's own allocations would move glibc's dynamic threshold), the built module.
+    const probe = async (mode: string): Promise<unknown> =>
+      JSON.parse((await run(process.execPath, ['--input-type=module', '-e', script, mode])).stdout)
+    // glibc's default threshold starts at 128 KB, so both blocks are mapped alone, and freeing
+    // the 1.5 MB one raises it to 1.5 MB: from then on neither is (what makes a burst's memory
+    // stay in the heap).
+    expect(await probe('keep')).toEqual({ before: [1, 1], after: [0, 0] })
+    // Tuned: 1 MB, fixed, so the 512 KB block comes from the heap, the 1.5 MB one is mapped.
+    expect(await probe('tune')).toEqual({ before: [1, 1], tuning: { applied: true }, after: [0, 1] })
+  })
+})
