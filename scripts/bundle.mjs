@@ -52,7 +52,8 @@ const result = await build({
   minifySyntax: true,
   keepNames: true,
   sourcemap: 'linked',
-  legalComments: 'none',
+  // Licence notices that packages put in their code go beside the outputs (*.LEGAL.txt).
+  legalComments: 'external',
   // CommonJS packages inside the bundle call require(): give each ESM output file one.
   banner: { js: "import{createRequire as __weftRequire}from'node:module';const require=__weftRequire(import.meta.url);" },
   logLevel: 'warning',
