@@ -369,7 +369,8 @@ export async function run (): Promise<void> {
     if (process.env.FOOTPRINT_KEEP === '1') {
       await writeFile(join(root, 'token'), tokenText + '\n', { mode: 0o600 })
       progress(`kept ${root} (the network's token in ${join(root, 'token')})`)
+    } else {
+      await rm(root, { recursive: true, force: true })
     }
-    else await rm(root, { recursive: true, force: true })
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The second half of `npm run build`: bundles what tsc wrote to dist/ into the `weft` executable,
- * dist/cli/main.js, with esbuild (docs/operations.md, "Start time").
+ * dist/cli/main.js, with esbuild (docs/operations.md, "One bundle").
  *
  * Why: a node loaded ~900 modules one by one (resolution, a file opened and compiled per module),
  * about 0.9 s of a 2.1 s start with 100,000 events. The bundle is a few dozen files, loaded in
@@ -34,9 +34,8 @@ const tscMain = readFileSync(main, 'utf8')
 // The header: every line up to the first import (the sh line and the comment that explains it).
 const header = tscMain.slice(0, tscMain.search(/^import /m))
 if (!header.startsWith('#!/bin/sh\n')) throw new Error('dist/cli/main.js does not start with the sh line of src/cli/main.ts; run tsc first (npm run build)')
-copyFileSync(main, modules)
+writeFileSync(modules, tscMain.replace(/main\.js\.map\s*$/, 'main-modules.js.map'))
 copyFileSync(`${main}.map`, `${modules}.map`)
-writeFileSync(modules, readFileSync(modules, 'utf8').replace(/main\.js\.map\s*$/, 'main-modules.js.map'))
 
 const result = await build({
   entryPoints: { main: modules, 'packet-thread-worker': fileURLToPath(new URL('../dist/net/packet-thread-worker.js', import.meta.url)) },

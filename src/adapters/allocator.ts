@@ -1,11 +1,11 @@
 /**
  * glibc's malloc, told to give freed memory back to the system (docs/operations.md, "Memory
- * after a flood"). Applied at the start of a node without a VPN, before its log is read.
+ * of an idle node"). Applied at the start of a node without a VPN, before its log is read.
  *
  * Why: after a flood of 100,000 events a node held 266 MB of RSS a minute later, with V8's heap
  * at ~100 MB and glibc holding ~90 MB of freed native memory (LevelDB's and Node's buffers) in
  * per-thread arenas and above a return threshold that grows with the burst. With at most two
- * arenas and fixed 1 MB thresholds the same flood left 197 MB. Not for a node with a VPN: its
+ * arenas and fixed 1 MB thresholds the same flood left 197–208 MB. Not for a node with a VPN: its
  * packet thread and the main thread then share arenas, and one TCP stream through the VPN ran
  * at 347–469 MB/s against 484–597 MB/s without (measured with the same settings given as
  * environment variables).
