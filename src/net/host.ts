@@ -33,6 +33,8 @@ import { thinYamuxWindowUpdates } from './yamux-window.js'
 export const PUBLIC_DHT_PROTOCOL = '/ipfs/kad/1.0.0'
 /** Relay slots a node behind a NAT keeps (one `/p2p-circuit` listen address each). */
 export const RELAY_RESERVATIONS = 2
+/** The member DHT's bucket size: how many peers hold a provider record and how many a query asks. */
+export const MEMBER_DHT_K = 6
 /** Members a member with a public address relays for at once (no time or byte limit: they hold the token). */
 export const MEMBER_RELAY_RESERVATIONS = 64
 
@@ -181,6 +183,12 @@ export async function createHost (opts: HostOptions): Promise<WeftHost> {
       dht: kadDHT({
         protocol: `${ids.dhtProtocolPrefix}/kad/1.0.0`,
         clientMode: false,
+        // Every query asks the kBucketSize peers closest to its key (and closer ones it learns
+        // of): at libp2p's 20 each rendezvous round and upkeep query asked every member of a
+        // network under ~20, so the DHT's idle traffic grew with N (docs/operations.md, "Idle
+        // traffic"). The member DHT is small and its members answer; 6 is enough to hold a
+        // provider record and to find it (the table still holds up to 64 × 6 members).
+        kBucketSize: MEMBER_DHT_K,
         // Private and loopback addresses are the normal case on a LAN or in a test; with public
         // discovery, circuit addresses through relays at private addresses are left out.
         peerInfoMapper: pub !== undefined ? memberDhtPeerInfo : passthroughMapper

@@ -307,7 +307,7 @@ export class Mesh {
     })
     this.rendezvous.start()
     // New addresses (a relay slot, an observed public address): announce them under the keys now.
-    if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { this.rendezvous?.kick() })
+    if (opts.public !== undefined) host.addEventListener('self:peer:update', () => { void this.rendezvous?.kick() })
     this.lanProblem = lanDiscoveryProblem(opts.mdns !== false, opts.addressFilter !== undefined ? { allowsInterface: (n) => opts.addressFilter?.allowsInterface(n) ?? true } : {})
     // Said once, with its fix, by the node's problem list (node/problems.ts), not here as well.
     if (opts.peerBook !== undefined) void this.dials.dialBook(opts.peerBook)

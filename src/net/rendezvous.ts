@@ -3,7 +3,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import type { PeerId } from '@libp2p/interface'
-import { rendezvousKeys, type NetworkToken } from '../log/token.js'
+import { RENDEZVOUS_EPOCH_SECONDS, rendezvousKeys, type NetworkToken } from '../log/token.js'
 import type { WeftHost } from './host.js'
 import type { MeshLogger } from './mesh-logger.js'
 import { RendezvousPace, type RendezvousMode } from './rendezvous-pace.js'
@@ -21,6 +21,40 @@ export const RENDEZVOUS_MAX_INTERVAL_MS = 15 * 60_000
 export const RENDEZVOUS_ALONE_MAX_INTERVAL_MS = 60_000
 /** Providers remembered as seen (a round finding only these is quiet); oldest forgotten first. */
 const MAX_SEEN_PROVIDERS = 4_096
+/** How far apart two members' clocks may be for rendezvous to find them at the edges of an hour. */
+export const RENDEZVOUS_CLOCK_SKEW_MS = 10 * 60_000
+/**
+ * Connected, the previous key is looked up this long into the hour: a member announces the new
+ * key at its first round of the hour, up to RENDEZVOUS_MAX_INTERVAL_MS late, by a clock up to
+ * RENDEZVOUS_CLOCK_SKEW_MS behind ours (and 5 minutes to spare).
+ */
+export const RENDEZVOUS_PREVIOUS_KEY_MS = RENDEZVOUS_MAX_INTERVAL_MS + RENDEZVOUS_CLOCK_SKEW_MS + 5 * 60_000
+/** Connected, the next key is looked up this long before the hour ends: a member whose clock is ahead may already announce it. */
+export const RENDEZVOUS_NEXT_KEY_MS = RENDEZVOUS_CLOCK_SKEW_MS
+
+/** What one round does: the keys it looks up, and whether it announces the current one. */
+export interface RoundPlan {
+  lookups: Array<'previous' | 'current' | 'next'>
+  announce: boolean
+}
+
+/**
+ * A connected node's rounds find nobody new almost always, and each look-up and announce is a
+ * walk of the DHTs (docs/operations.md, "Idle traffic"): so, connected, it announces a key once
+ * (again when its addresses changed, or after an announce made while alone or starting, when the
+ * DHT held few peers), and looks up the neighbouring keys only near the hour's edges. Alone or
+ * starting, every round does everything: finding one member is all that matters then.
+ * `announced`: the epoch of the last announce made while connected (null: none, or a re-announce is due).
+ */
+export function roundPlan (mode: RendezvousMode, nowMs: number, epoch: number, announced: number | null): RoundPlan {
+  if (mode !== 'connected') return { lookups: ['previous', 'current', 'next'], announce: true }
+  const intoHour = nowMs - epoch * RENDEZVOUS_EPOCH_SECONDS * 1000
+  const lookups: RoundPlan['lookups'] = []
+  if (intoHour < RENDEZVOUS_PREVIOUS_KEY_MS) lookups.push('previous')
+  lookups.push('current')
+  if (RENDEZVOUS_EPOCH_SECONDS * 1000 - intoHour <= RENDEZVOUS_NEXT_KEY_MS) lookups.push('next')
+  return { lookups, announce: announced !== epoch }
+}
 
 export async function rendezvousCid (key: string): Promise<CID> {
   return CID.create(1, raw.code, await sha256.digest(new TextEncoder().encode(`weft/rendezvous/${key}`)))
@@ -50,8 +84,9 @@ export interface RendezvousOptions {
 /**
  * Discovery through the DHTs (the network's private one and, with public discovery, the public
  * one): every node provides the current rendezvous key (derived from the token, rotating hourly)
- * and looks up the previous, current and next ones, dialling the providers it is not connected
- * to. A node that knows one bootstrap peer thus finds the rest, and keeps them when that peer goes
+ * and looks up the previous, current and next ones (connected: the current one, the others near
+ * the hour's edges, and it announces once per key, see roundPlan), dialling the providers it is
+ * not connected to. A node that knows one bootstrap peer thus finds the rest, and keeps them when that peer goes
  * away. Keys rotate so a DHT observer cannot link a network's announcements across hours by the
  * key (the providers' PeerIds stay the same, see docs/mesh.md); the grace window covers clock skew.
  */
@@ -63,6 +98,10 @@ export class Rendezvous {
   private readonly pace: RendezvousPace
   /** Providers found in earlier rounds (bounded: MAX_SEEN_PROVIDERS). */
   private readonly seen = new Set<string>()
+  /** The epoch of the last announce made while connected; null when none is, or one is due again (kick). */
+  private announced: number | null = null
+  /** Kicks so far: an announce that a kick overtook does not count as the one it asked for. */
+  private kicks = 0
 
   constructor (private readonly opts: RendezvousOptions) {
     const intervalMs = opts.intervalMs ?? RENDEZVOUS_INTERVAL_MS
@@ -99,10 +138,12 @@ export class Rendezvous {
     if (this.timer !== undefined) clearInterval(this.timer)
   }
 
-  /** A round now (our addresses changed); one more after the running one, if any. */
-  kick (): void {
+  /** A round now (our addresses changed); one more after the running one, if any. Settles when the round it started ends. */
+  async kick (): Promise<void> {
+    this.kicks++
+    this.announced = null
     if (this.running) { this.again = true; return }
-    void this.round()
+    await this.round()
   }
 
   /** Remember a provider; whether it was not seen before. */
@@ -121,18 +162,28 @@ export class Rendezvous {
     this.last = this.opts.now()
     let foundNew = false
     try {
-      const keys = rendezvousKeys(this.opts.token, this.opts.now())
+      const now = this.opts.now()
+      const keys = rendezvousKeys(this.opts.token, now)
+      const mode = this.mode()
+      const plan = roundPlan(mode, now, keys.epoch, this.announced)
+      // An announce made while alone or starting reached a DHT of few peers: announce again once connected.
+      if (mode !== 'connected') this.announced = null
+      const kicks = this.kicks
       // Alone (or in the fast start), a round that hangs in a DHT lookup (a peer it dials does not
       // answer) would keep the next one from running: seen in the simulated internet, 20 s before
       // a NATted node found its network. Short rounds, then, repeated at the alone pace.
-      const signal = AbortSignal.timeout(this.mode() !== 'connected' ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
-      // One signal for the announce and three look-ups, each of which listens on it many times
+      const signal = AbortSignal.timeout(mode !== 'connected' ? (this.opts.roundMs?.alone ?? RENDEZVOUS_ALONE_ROUND_MS) : (this.opts.roundMs?.connected ?? RENDEZVOUS_ROUND_MS))
+      // One signal for the announce and the look-ups, each of which listens on it many times
       // over (kad-dht does the same for its own): not a leak, so no MaxListenersExceededWarning.
       setMaxListeners(Infinity, signal)
-      const announced = host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).catch((err: unknown) => {
-        log.debug({ err: (err as Error).message }, 'rendezvous announce failed')
-      })
-      await Promise.all([keys.previous, keys.current, keys.next].map(async (key) => {
+      const announced = !plan.announce
+        ? Promise.resolve()
+        : host.contentRouting.provide(await rendezvousCid(keys.current), { signal }).then(() => {
+          if (mode === 'connected' && this.kicks === kicks) this.announced = keys.epoch
+        }, (err: unknown) => {
+          log.debug({ err: (err as Error).message }, 'rendezvous announce failed')
+        })
+      await Promise.all(plan.lookups.map((which) => keys[which]).map(async (key) => {
         try {
           for await (const p of host.contentRouting.findProviders(await rendezvousCid(key), { signal })) {
             if (p.id.equals(host.peerId)) continue
