@@ -58,7 +58,8 @@ describe('FoldEngine', () => {
   it('an earlier event refolds from the nearest checkpoint and equals a fresh fold', () => {
     const late = sorted[70] as SignedEvent
     const rest = sorted.filter((e) => e !== late)
-    const f = new FoldEngine(foldReducers, { checkpointEvery: 8 })
+    // Room for every checkpoint (15), so none is thinned: the nearest one is 8 back at most.
+    const f = new FoldEngine(foldReducers, { checkpointEvery: 8, maxCheckpoints: 16 })
     f.insert(rest)
     expect(f.stats.refolds).toBe(0)
     f.insert([late])
@@ -140,5 +141,34 @@ describe('FoldEngine', () => {
       expect(stateJson(f.statesAfter(n))).toBe(json(fresh([...inView].sort(compareEvents).slice(0, n))))
     }
     expect(f.stats.refolds).toBeGreaterThan(0)
+  })
+
+  it('a late event near the end refolds from a recent checkpoint, however long the log; the count stays bounded', () => {
+    const every = 4
+    const f = new FoldEngine(foldReducers, { checkpointEvery: every })
+    const log: SignedEvent[] = []
+    const r = rng(5)
+    for (let i = 0; i < 600; i++) {
+      const who = IDS[i % 5] as typeof IDS[0]
+      log.push(mk(who, { lamport: 2 * (i + 1), type: 'node.join', body: joinBody(`n${i}`, 'default'), time: i }))
+    }
+    for (let i = 0; i < log.length;) {
+      const k = 1 + Math.floor(r() * 9)
+      f.insert(log.slice(i, i + k))
+      i += k
+      expect(f.stats.checkpoints).toBeLessThanOrEqual(6)
+    }
+    // Sorts between the last two events: an event from a concurrent author, the usual late one.
+    const late = mk(IDS[6] as typeof IDS[0], { lamport: 2 * 600 - 1, type: 'node.join', body: joinBody('late', 'default'), time: 601 })
+    const before = f.stats.refoldedEvents
+    f.insert([late])
+    // From the newest checkpoints, not from a spacing grown with the log (it used to double).
+    expect(f.stats.refoldedEvents - before).toBeLessThanOrEqual(3 * every + 2)
+    expect(json(f)).toBe(json(fresh([...log, late])))
+    // One that sorts far back still folds right, from an older checkpoint.
+    const old = mk(IDS[7] as typeof IDS[0], { lamport: 41, type: 'node.join', body: joinBody('old', 'edge'), time: 602 })
+    f.insert([old])
+    expect(json(f)).toBe(json(fresh([...log, late, old])))
+    expect(f.stats.checkpoints).toBeLessThanOrEqual(6)
   })
 })
