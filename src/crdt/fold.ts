@@ -59,7 +59,7 @@ export class FoldEngine<R extends ReducerMap> {
 
   constructor (private readonly reducers: R, opts: FoldEngineOptions = {}) {
     this.every = opts.checkpointEvery ?? 4096
-    this.maxCheckpoints = Math.max(2, opts.maxCheckpoints ?? 6)
+    this.maxCheckpoints = Math.max(1, opts.maxCheckpoints ?? 6)
     this.current = this.initial()
   }
 

@@ -171,4 +171,16 @@ describe('FoldEngine', () => {
     expect(json(f)).toBe(json(fresh([...log, late, old])))
     expect(f.stats.checkpoints).toBeLessThanOrEqual(6)
   })
+
+  it('maxCheckpoints 1 keeps one checkpoint (shrunk from the fold property: inserts, then a removal)', () => {
+    const f = new FoldEngine(foldReducers, { checkpointEvery: 1, maxCheckpoints: 1 })
+    const evs = sorted.slice(0, 3)
+    f.insert(evs.slice(0, 2))
+    f.insert(evs.slice(2))
+    expect(f.stats.checkpoints).toBeLessThanOrEqual(1)
+    const who = (evs[0] as SignedEvent).authorHex
+    f.remove((e) => e.authorHex === who)
+    expect(f.stats.checkpoints).toBeLessThanOrEqual(1)
+    expect(json(f)).toBe(json(fresh(evs.filter((e) => e.authorHex !== who))))
+  })
 })

@@ -143,12 +143,22 @@ describe('token text form', () => {
   })
 
   it('swapping two adjacent distinct characters is caught', () => {
-    const text = formatToken(newToken())
-    for (let i = TOKEN_PREFIX.length + 1; i < text.length - 1; i++) {
-      if (text[i] === text[i + 1]) continue
-      const typo = text.slice(0, i) + text[i + 1] + text[i] + text.slice(i + 2)
-      expect(parseError(typo).code).toBe('ERR_TOKEN_CHECKSUM')
+    // As for a single typo (above), a swap near the most significant digits can change the
+    // decoded size, and is then refused as ERR_TOKEN_LENGTH: a random token hit that once in CI
+    // when this test expected the checksum error for every swap.
+    const codes = new Map<string, number>()
+    for (const t of [TEST_TOKEN, newToken(), newToken(), newToken()]) {
+      const text = formatToken(t)
+      for (let i = TOKEN_PREFIX.length + 1; i < text.length - 1; i++) {
+        if (text[i] === text[i + 1]) continue
+        const typo = text.slice(0, i) + text[i + 1] + text[i] + text.slice(i + 2)
+        const { code } = parseError(typo)
+        expect(['ERR_TOKEN_CHECKSUM', 'ERR_TOKEN_LENGTH']).toContain(code)
+        codes.set(code, (codes.get(code) ?? 0) + 1)
+      }
     }
+    const total = [...codes.values()].reduce((a, b) => a + b, 0)
+    expect((codes.get('ERR_TOKEN_CHECKSUM') ?? 0) / total).toBeGreaterThan(0.95)
   })
 })
 
