@@ -96,7 +96,9 @@ describe.skipIf(hostIp === undefined)('entangle end to end: Entanglement, sideca
     await fa.client().create(ENTANGLE_RESOURCES.entanglements, 'shop', ent('echo', { service: 'echo', port, expose: { host: `127.0.0.1:${echoA.port}` } }))
     await fb.client().create(ENTANGLE_RESOURCES.entanglements, 'shop', ent('echo', { service: 'echo', port, consume: { servicePort: 80 } }))
     await waitFor(() => readyOf(fb.get(ENTANGLE_RESOURCES.entanglements, 'shop', 'echo') as Ent)?.status === 'True', 'the consuming Entanglement in b to be Ready', 30_000)
-    expect(readyOf(fa.get(ENTANGLE_RESOURCES.entanglements, 'shop', 'echo') as Ent)?.reason).toBe('Exposed')
+    // a writes its own status when its agent sees the export folded; b can be Ready first
+    // (one full run saw no condition on a yet at this point).
+    await waitFor(() => readyOf(fa.get(ENTANGLE_RESOURCES.entanglements, 'shop', 'echo') as Ent)?.reason === 'Exposed', 'the exposing Entanglement in a to say Exposed', 30_000)
     const slice = fb.get(RESOURCES.endpointSlices, 'shop', 'echo-weft') as EndpointSlice
     expect(slice.endpoints[0]?.addresses[0]).toBe(hostIp)
     // What kube-proxy does for the Service: to its EndpointSlice's endpoint.
