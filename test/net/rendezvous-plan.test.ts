@@ -74,7 +74,7 @@ describe('roundPlan', () => {
 
 interface Counting { host: WeftHost, provides: string[], lookups: string[], failProvide: boolean }
 
-async function countingHost (names: Map<string, string>): Promise<Counting> {
+function countingHost (names: Map<string, string>): Counting {
   const c: Counting = { host: undefined as unknown as WeftHost, provides: [], lookups: [], failProvide: false }
   c.host = {
     peerId: { equals: () => false },
@@ -105,7 +105,7 @@ describe('Rendezvous rounds', () => {
     await keyNames(token, at(40), names)
     let now = at(40)
     let alone = false
-    const c = await countingHost(names)
+    const c = countingHost(names)
     const r = new Rendezvous({ host: c.host, token, now: () => now, log, alone: () => alone })
     await r.round()
     expect(c.provides).toEqual(['current'])
@@ -145,7 +145,7 @@ describe('Rendezvous rounds', () => {
     const token = newToken()
     const names = new Map<string, string>()
     await keyNames(token, at(40), names)
-    const c = await countingHost(names)
+    const c = countingHost(names)
     let release: () => void = () => {}
     const gate = new Promise<void>((resolve) => { release = resolve })
     const provide = c.host.contentRouting.provide.bind(c.host.contentRouting)
