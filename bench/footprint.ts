@@ -16,12 +16,14 @@
  * before/after in one run. FOOTPRINT_EVENTS=20000,100000, FOOTPRINT_NODES=10 and
  * FOOTPRINT_IDLE_MS=30000 change the sizes; FOOTPRINT_SKIP_NETWORK=1 skips the 10-node part;
  * FOOTPRINT_FLOOD_SETTLE_MS=60000 is how long after the import (a flood of events through the
- * API) RSS is measured again (0: not). FOOTPRINT_KEEP=1 keeps the data directories
- * and the token (printed).
+ * API) RSS is measured again (0: not), and FOOTPRINT_IDLE_AFTER_START_MS=60000 how long after
+ * a start with that log its idle RSS is (the figure 5 s after the start is printed too).
+ * FOOTPRINT_KEEP=1 keeps the data directories and the token (printed); FOOTPRINT_NODE_LOG=<file>
+ * collects the nodes' logs (with FOOTPRINT_ARGS='--log-level debug', the allocator's trims).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { existsSync, readFileSync } from 'node:fs'
+import { appendFileSync, existsSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -50,6 +52,10 @@ const POST_BATCH = 5000
 const IDLE_WINDOW_MS = Number(process.env.FOOTPRINT_IDLE_MS ?? 30_000)
 /** How long after importing a log (a flood) its RSS is measured again; 0 skips it. */
 const FLOOD_SETTLE_MS = Number(process.env.FOOTPRINT_FLOOD_SETTLE_MS ?? 60_000)
+/** A file every node's log and stderr are appended to (FOOTPRINT_NODE_LOG), e.g. with FOOTPRINT_ARGS='--log-level debug'. */
+const NODE_LOG = process.env.FOOTPRINT_NODE_LOG
+/** How long after a start with a log its idle RSS is taken (FOOTPRINT_IDLE_AFTER_START_MS). */
+const IDLE_AFTER_START_MS = Math.max(5_000, Number(process.env.FOOTPRINT_IDLE_AFTER_START_MS ?? 60_000))
 /**
  * FOOTPRINT_PROTOCOLS=1: every node runs with the bench-only preload bench/_protocol-bytes.mjs,
  * and the idle window also reports bytes sent per node per second by libp2p protocol. The nodes
@@ -115,7 +121,10 @@ async function startNode (dist: string, token: string, dataDir: string, peers: s
   const child = spawn(viaShell ? '/bin/sh' : process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
   // The log (errors only) and stderr, last 4,000 characters: said if the node dies mid-run.
   let stderr = ''
-  const keep = (c: Buffer): void => { stderr = (stderr + c.toString()).slice(-4000) }
+  const keep = (c: Buffer): void => {
+    stderr = (stderr + c.toString()).slice(-4000)
+    if (NODE_LOG !== undefined) appendFileSync(NODE_LOG, c)
+  }
   child.stdout?.on('data', keep)
   child.stderr?.on('data', keep)
   let stopping = false
@@ -140,7 +149,16 @@ async function startNode (dist: string, token: string, dataDir: string, peers: s
   }
 }
 
-function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
+/** Waits `ms`, saying every 10 s the process's RSS and how much of it is anonymous (heaps) or file pages (the binary). */
+async function sampleRss (pid: number, ms: number, what: string): Promise<void> {
+  const t0 = now()
+  while (now() - t0 < ms) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, ms - (now() - t0))))
+    progress(`${Math.round((now() - t0) / 1000)} s ${what}: RSS ${rssMb(pid).toFixed(0)} MB (anonymous ${rssMb(pid, 'RssAnon').toFixed(0)}, file ${rssMb(pid, 'RssFile').toFixed(0)})`)
+  }
+}
+
+function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile' = 'VmRSS'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? Number.NaN : Number(m[1]) / 1024
 }
@@ -323,7 +341,7 @@ async function startWithLog (dist: string, figure: Figure, tokenText: string, ev
     // A flood's memory must come back (issue 16: under the goal within a minute).
     if (FLOOD_SETTLE_MS > 0) {
       progress(`waiting ${FLOOD_SETTLE_MS / 1000} s after the import`)
-      await new Promise((resolve) => setTimeout(resolve, FLOOD_SETTLE_MS))
+      await sampleRss(node.pid, FLOOD_SETTLE_MS, 'after the import')
       figure(`rss_${FLOOD_SETTLE_MS / 1000}s_after_import_${count}_events`, rssMb(node.pid), 'MB', '< 150')
     }
   } finally {
@@ -339,7 +357,12 @@ async function startWithLog (dist: string, figure: Figure, tokenText: string, ev
     figure(`state_latency_${count}_events`, st.ms, 'ms', '< 50')
     figure(`state_bytes_${count}_events`, st.bytes / 1e6, 'MB')
     await new Promise((resolve) => setTimeout(resolve, 5_000))
+    figure(`rss_5s_after_start_${count}_events`, rssMb(node.pid), 'MB')
+    // Idle means after the start's own garbage is given back: V8's memory reducer shrinks the
+    // heap 20–40 s after a start with 100,000 events (RSS 146 → 126 MB in one run).
+    await sampleRss(node.pid, IDLE_AFTER_START_MS - 5_000, 'after the start')
     figure(`rss_idle_${count}_events`, rssMb(node.pid), 'MB', '< 150')
+    figure(`rss_idle_anon_${count}_events`, rssMb(node.pid, 'RssAnon'), 'MB')
   } finally {
     await node.stop()
   }

@@ -66,3 +66,86 @@ export function returnMemoryEarly (load: () => Mallopt | string = loadMallopt): 
   }
   return { applied: true }
 }
+
+/**
+ * What glibc says of its heaps (`mallinfo2(3)`), the fields used here: bytes in free chunks,
+ * and bytes held by all arenas.
+ */
+export interface MallocInfo { readonly free: number, readonly arena: number }
+
+/** glibc's `mallinfo2` and `malloc_trim`, or why there are none. */
+export interface MallocTrimCalls { info: () => MallocInfo, trim: () => void }
+
+/** glibc's mallinfo2 and malloc_trim in this process (glibc ≥ 2.33 for mallinfo2), or why not. */
+export function loadMallocTrim (): MallocTrimCalls | string {
+  if (process.platform !== 'linux') return 'not Linux'
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
+    const lib = koffi.load(null)
+    try { lib.func('gnu_get_libc_version', 'const char *', []) } catch { return 'not glibc' }
+    const fields = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost']
+    const struct = koffi.struct(Object.fromEntries(fields.map((f) => [f, 'size_t'])))
+    const mallinfo2 = lib.func('mallinfo2', struct, []) as () => Record<string, number | bigint>
+    const trim = lib.func('malloc_trim', 'int', ['size_t']) as (pad: number) => number
+    return {
+      info: () => { const m = mallinfo2(); return { free: Number(m.fordblks), arena: Number(m.arena) } },
+      trim: () => { trim(0) }
+    }
+  } catch (err) {
+    return `mallinfo2 or malloc_trim is missing (${(err as Error).message})`
+  }
+}
+
+/** How often the free memory in glibc's heaps is looked at, and how much newly freed memory makes a trim. */
+export const TRIM_EVERY_MS = 10_000
+export const TRIM_AFTER_FREED_BYTES = 8 * 1024 * 1024
+
+/**
+ * Whether to trim now. glibc's count of free bytes stays the same after a trim (the chunks stay
+ * free, only their pages go back), so what matters is how much was freed since: the free bytes
+ * now above the lowest count seen since the last trim. That lowest count falls when free chunks
+ * are used again (their pages come back), so a burst that reuses them and frees them again is
+ * seen too.
+ */
+export class FreedMemoryWatch {
+  private low = Number.POSITIVE_INFINITY
+  constructor (private readonly afterBytes = TRIM_AFTER_FREED_BYTES) {}
+
+  /** A new count of free bytes; true when enough was freed since the last trim to trim now. */
+  sample (free: number): boolean {
+    if (free < this.low) this.low = free
+    if (free - this.low < this.afterBytes) return false
+    this.low = free
+    return true
+  }
+}
+
+export interface FreedMemoryReturn { readonly trims: number, readonly lastTrimMs: number | null, stop: () => void }
+
+/**
+ * Gives memory freed after a burst (a flood of events: LevelDB's and Node's buffers) back to the
+ * system within ~TRIM_EVERY_MS: `malloc_trim(0)` returns the pages of free chunks anywhere in
+ * the heaps, where the trim threshold only returns the top of a heap. After a flood of 100,000
+ * events it took a node's RSS from 186 to 157 MB; mallinfo2 and the trim take ~1 ms between them.
+ */
+export function returnFreedMemory (calls: MallocTrimCalls, opts: { everyMs?: number, afterBytes?: number, onTrim?: (took: number, info: MallocInfo) => void } = {}): FreedMemoryReturn {
+  const watch = new FreedMemoryWatch(opts.afterBytes)
+  let trims = 0
+  let lastTrimMs: number | null = null
+  watch.sample(calls.info().free)
+  const timer = setInterval(() => {
+    const info = calls.info()
+    if (!watch.sample(info.free)) return
+    const t0 = performance.now()
+    calls.trim()
+    lastTrimMs = performance.now() - t0
+    trims++
+    opts.onTrim?.(lastTrimMs, info)
+  }, opts.everyMs ?? TRIM_EVERY_MS)
+  timer.unref()
+  return {
+    get trims () { return trims },
+    get lastTrimMs () { return lastTrimMs },
+    stop: () => { clearInterval(timer) }
+  }
+}

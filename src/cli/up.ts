@@ -188,10 +188,15 @@ export async function runUp (o: UpOpts, bridge = false, prepare?: (config: impor
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     format === 'pretty' ? prettyDestination(process.stderr.isTTY) : pino.destination({ fd: 2, sync: true }))
   // Before the log is read: a node without a VPN gives freed native memory back (a flood's).
-  const { returnMemoryEarly, wantsReturnMemory } = await import('../adapters/allocator.js')
+  const { loadMallocTrim, returnFreedMemory, returnMemoryEarly, wantsReturnMemory } = await import('../adapters/allocator.js')
   const wanted = wantsReturnMemory({ vpn: config.tun }, process.env)
   const allocator = wanted.applied ? returnMemoryEarly() : wanted
   log.debug({ allocator }, allocator.applied ? 'malloc returns freed memory early (no VPN)' : 'malloc left at its defaults')
+  if (allocator.applied) {
+    const calls = loadMallocTrim()
+    if (typeof calls === 'string') log.debug({ reason: calls }, 'freed memory is not trimmed')
+    else returnFreedMemory(calls, { onTrim: (ms, info) => { log.debug({ ms: Math.round(ms * 100) / 100, freeMb: Math.round(info.free / 2 ** 20) }, 'gave freed memory back (malloc_trim)') } })
+  }
   const { Daemon } = await import('../node/daemon.js')
   const { removeApiEndpointSync } = await import('../adapters/api-token.js')
   // Signals are handled from before the start: one arriving meanwhile stops the daemon once it

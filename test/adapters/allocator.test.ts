@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { assertBuilt } from '../cli/helpers.js'
-import { loadMallopt, RETURN_MEMORY_SETTINGS, returnMemoryEarly, wantsReturnMemory } from '../../src/adapters/allocator.js'
+import { FreedMemoryWatch, loadMallocTrim, loadMallopt, RETURN_MEMORY_SETTINGS, returnFreedMemory, returnMemoryEarly, TRIM_AFTER_FREED_BYTES, TRIM_EVERY_MS, wantsReturnMemory, type MallocInfo } from '../../src/adapters/allocator.js'
 
 const run = promisify(execFile)
 // Only glibc has the thresholds the third test reads; elsewhere it says why it skips.
@@ -58,5 +58,87 @@ describe('the allocator of a node without a VPN', () => {
     expect(await probe('keep')).toEqual({ before: [1, 1], after: [0, 0] })
     // Tuned: 1 MB, fixed, so the 512 KB block comes from the heap, the 1.5 MB one is mapped.
     expect(await probe('tune')).toEqual({ before: [1, 1], tuning: { applied: true }, after: [0, 1] })
+  })
+})
+
+const MB = 1024 * 1024
+
+describe('freed memory given back after a burst (malloc_trim)', () => {
+  afterEach(() => { vi.useRealTimers() })
+
+  it('trims once per burst of freed memory, not at every look', () => {
+    const w = new FreedMemoryWatch(8 * MB)
+    expect(w.sample(10 * MB)).toBe(false)
+    // 40 MB freed by a flood: trim.
+    expect(w.sample(50 * MB)).toBe(true)
+    // glibc still counts them free after the trim (their pages went back): no trim again.
+    expect(w.sample(50 * MB)).toBe(false)
+    expect(w.sample(52 * MB)).toBe(false)
+    // 30 MB of the free chunks used again (their pages are back), then freed: trim again.
+    expect(w.sample(22 * MB)).toBe(false)
+    expect(w.sample(29 * MB)).toBe(false)
+    expect(w.sample(52 * MB)).toBe(true)
+    expect(w.sample(45 * MB)).toBe(false)
+  })
+
+  it('looks every 10 s and trims only after memory was freed', () => {
+    vi.useFakeTimers()
+    let free = 4 * MB
+    let trimmed = 0
+    const seen: MallocInfo[] = []
+    const r = returnFreedMemory({ info: () => ({ free, arena: 64 * MB }), trim: () => { trimmed++ } }, { onTrim: (_ms, info) => { seen.push(info) } })
+    vi.advanceTimersByTime(3 * TRIM_EVERY_MS)
+    expect(trimmed).toBe(0)
+    free += TRIM_AFTER_FREED_BYTES
+    vi.advanceTimersByTime(TRIM_EVERY_MS)
+    expect(trimmed).toBe(1)
+    expect(r.trims).toBe(1)
+    expect(r.lastTrimMs).not.toBeNull()
+    expect(seen).toEqual([{ free, arena: 64 * MB }])
+    vi.advanceTimersByTime(5 * TRIM_EVERY_MS)
+    expect(trimmed).toBe(1)
+    r.stop()
+    free += 10 * TRIM_AFTER_FREED_BYTES
+    vi.advanceTimersByTime(5 * TRIM_EVERY_MS)
+    expect(trimmed).toBe(1)
+  })
+
+  const trimCalls = loadMallocTrim()
+  const noTrim = typeof trimCalls === 'string' ? `no glibc malloc_trim here (${trimCalls})` : undefined
+  if (noTrim !== undefined) console.warn(`skipping the malloc_trim test: ${noTrim}`)
+
+  it.skipIf(noTrim !== undefined)(`gives the pages of freed chunks between live ones back to the system${noTrim !== undefined ? ` (skipped: ${noTrim})` : ''}`, async () => {
+    assertBuilt()
+    // In a child process, tuned as a node without a VPN is: 48 MB in 64 KB blocks, a small block
+    // kept after every one of them (so nothing is at the top of the heap, where the trim
+    // threshold alone would return it), then the big blocks freed.
+    const script = `
+      import { readFileSync } from 'node:fs'
+      import { createRequire } from 'node:module'
+      const require = createRequire(${JSON.stringify(import.meta.url)})
+      const koffi = require('koffi')
+      const lib = koffi.load(null)
+      const malloc = lib.func('malloc', 'void *', ['size_t'])
+      const memset = lib.func('memset', 'void *', ['void *', 'int', 'size_t'])
+      const free = lib.func('free', 'void', ['void *'])
+      const { loadMallocTrim, returnMemoryEarly } = await import(${JSON.stringify(DIST_MODULE)})
+      returnMemoryEarly()
+      const anon = () => Number(/RssAnon:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024
+      const big = []
+      const keep = []
+      for (let i = 0; i < 768; i++) { const p = malloc(65536); memset(p, 1, 65536); big.push(p); keep.push(malloc(64)) }
+      const full = anon()
+      for (const p of big) free(p)
+      const freed = anon()
+      const calls = loadMallocTrim()
+      const before = calls.info()
+      calls.trim()
+      process.stdout.write(JSON.stringify({ full, freed, trimmed: anon(), freeMb: before.free / 1048576 }))`
+    const out = JSON.parse((await run(process.execPath, ['--input-type=module', '-e', script])).stdout) as { full: number, freed: number, trimmed: number, freeMb: number }
+    // Freed but kept: glibc counts them free and the process still holds their pages.
+    expect(out.freeMb).toBeGreaterThan(40)
+    expect(out.full - out.freed).toBeLessThan(8)
+    // Trimmed: the pages went back.
+    expect(out.freed - out.trimmed).toBeGreaterThan(40)
   })
 })
