@@ -197,6 +197,10 @@ export async function runUp (o: UpOpts, bridge = false, prepare?: (config: impor
     if (typeof calls === 'string') log.debug({ reason: calls }, 'freed memory is not trimmed')
     else returnFreedMemory(calls, { onTrim: (ms, info) => { log.debug({ ms: Math.round(ms * 100) / 100, freeMb: Math.round(info.free / 2 ** 20) }, 'gave freed memory back (malloc_trim)') } })
   }
+  // Before the store opens: LevelDB reads the choice when its first database opens.
+  const { readTablesWithoutMmap } = await import('../adapters/level-db.js')
+  const tables = readTablesWithoutMmap()
+  log.debug({ tables }, tables.mapped ? 'LevelDB maps its table files' : 'LevelDB reads its table files with pread (not mapped)')
   const { Daemon } = await import('../node/daemon.js')
   const { removeApiEndpointSync } = await import('../adapters/api-token.js')
   // Signals are handled from before the start: one arriving meanwhile stops the daemon once it
