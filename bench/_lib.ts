@@ -1,4 +1,5 @@
 /** Shared helpers for benches: one JSON line per figure, timers, a seeded PRNG. */
+import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 
 export interface Figure {
@@ -77,3 +78,20 @@ export async function medianMeasure (runs: number, fn: () => unknown): Promise<{
   const mid = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
   return { wallMs: mid(wall), cpuMs: mid(cpu) }
 }
+
+/** A process's RSS, or one part of it, in MB (/proc/<pid>/status): anonymous (heaps) or file pages (the binary). */
+export function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? Number.NaN : Number(m[1]) / 1024
+}
+
+/** CPU seconds (user + system) a process has used: steadier than wall time on a loaded machine. */
+export function cpuSeconds (pid: number): number {
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(process.env.FOOTPRINT_CLK_TCK ?? 100)
+  return (Number(f[11]) + Number(f[12])) / ticks
+}
+
+export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url'
 import { NetnsLab, netnsSupport, startWeft, waitApi, waitFor, weftApi, WEFT_API_PORT, type WeftNode } from '../test/system/netns.js'
 import { generate } from './log.js'
 import { networkIdBytes, parseToken } from '../src/log/token.js'
-import { emitter, now, progress } from './_lib.js'
+import { cpuSeconds, emitter, mean, now, progress, rssMb } from './_lib.js'
 import { execFileSync, spawn } from 'node:child_process'
 import { join } from 'node:path'
 
@@ -46,18 +46,6 @@ function txBytes (hostVeth: string): number {
   return Number(readFileSync(`/sys/class/net/${hostVeth}/statistics/rx_bytes`, 'utf8').trim())
 }
 
-function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m === null ? Number.NaN : Number(m[1]) / 1024
-}
-
-/** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux). */
-function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
-
 function hasTcpdump (): boolean {
   try { execFileSync('tcpdump', ['--version'], { stdio: 'ignore' }); return true } catch { return false }
 }
@@ -69,8 +57,6 @@ function frameBytes (pcap: string, filter: string): number {
   for (const m of out.matchAll(/, length (\d+):/g)) sum += Number(m[1])
   return sum
 }
-
-function mean (xs: readonly number[]): number { return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length) }
 
 async function idle (token: string, count: number): Promise<void> {
   const lab = await NetnsLab.create(count, { hostnamePrefix: 'fp' })

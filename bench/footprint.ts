@@ -29,7 +29,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'node:http'
 import { formatToken, networkIdBytes, newToken } from '../src/log/token.js'
-import { emitter, now, progress } from './_lib.js'
+import { cpuSeconds, emitter, mean, now, progress, rssMb } from './_lib.js'
 import { generate } from './log.js'
 import type { SignedEvent } from '../src/log/event.js'
 
@@ -158,11 +158,6 @@ async function sampleRss (pid: number, ms: number, what: string): Promise<void> 
   }
 }
 
-function rssMb (pid: number, field: 'VmRSS' | 'RssAnon' | 'RssFile' = 'VmRSS'): number {
-  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m === null ? Number.NaN : Number(m[1]) / 1024
-}
-
 /** TCP bytes sent so far by each open socket of the pids (ss), keyed by pid and socket addresses; undefined without ss. */
 function socketsSent (pids: readonly number[]): Map<string, { pid: number, sent: number }> | undefined {
   const out = new Map<string, { pid: number, sent: number }>()
@@ -218,17 +213,6 @@ async function sentOverWindow (pids: readonly number[], ms: number): Promise<Map
   for (const s of seen.values()) out.set(s.pid, (out.get(s.pid) ?? 0) + Math.max(0, s.to - s.from))
   return out
 }
-
-/** CPU seconds (user + system) a process has used: steadier than wall time on a loaded machine. */
-function cpuSeconds (pid: number): number {
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  const ticks = Number(process.env.FOOTPRINT_CLK_TCK ?? 100)
-  return (Number(f[11]) + Number(f[12])) / ticks
-}
-
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 async function stateLatencyMs (n: NodeProc, runs = 7): Promise<{ ms: number, bytes: number }> {
   const times: number[] = []

@@ -43,10 +43,12 @@ export function wantsReturnMemory (opts: { vpn: boolean }, env: NodeJS.ProcessEn
   return { applied: true }
 }
 
-/** glibc's mallopt in this process, or why there is none (not Linux, not glibc, no koffi). */
-export function loadMallopt (): Mallopt | string {
+type Library = ReturnType<typeof import('koffi')['load']>
+
+/** This process's C library through koffi, if it is glibc; otherwise why not (not Linux, not glibc, no koffi). */
+function glibc (): Library | string {
   if (process.platform !== 'linux') return 'not Linux'
-  let lib: ReturnType<typeof import('koffi')['load']>
+  let lib: Library
   try {
     lib = (createRequire(import.meta.url)('koffi') as typeof import('koffi')).load(null)
   } catch (err) {
@@ -54,7 +56,13 @@ export function loadMallopt (): Mallopt | string {
   }
   // musl and others have a mallopt that ignores these parameters; only glibc has this symbol.
   try { lib.func('gnu_get_libc_version', 'const char *', []) } catch { return 'not glibc' }
-  return lib.func('mallopt', 'int', ['int', 'int']) as Mallopt
+  return lib
+}
+
+/** glibc's mallopt in this process, or why there is none. */
+export function loadMallopt (): Mallopt | string {
+  const lib = glibc()
+  return typeof lib === 'string' ? lib : lib.func('mallopt', 'int', ['int', 'int']) as Mallopt
 }
 
 /** Applies RETURN_MEMORY_SETTINGS; mallopt returns 1 on success, 0 on error. */
@@ -78,11 +86,10 @@ export interface MallocTrimCalls { info: () => MallocInfo, trim: () => void }
 
 /** glibc's mallinfo2 and malloc_trim in this process (glibc ≥ 2.33 for mallinfo2), or why not. */
 export function loadMallocTrim (): MallocTrimCalls | string {
-  if (process.platform !== 'linux') return 'not Linux'
+  const lib = glibc()
+  if (typeof lib === 'string') return lib
   try {
     const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-    const lib = koffi.load(null)
-    try { lib.func('gnu_get_libc_version', 'const char *', []) } catch { return 'not glibc' }
     const fields = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost']
     const struct = koffi.struct(Object.fromEntries(fields.map((f) => [f, 'size_t'])))
     const mallinfo2 = lib.func('mallinfo2', struct, []) as () => Record<string, number | bigint>

@@ -87,8 +87,9 @@ export interface RendezvousOptions {
  * and looks up the previous, current and next ones (connected: the current one, the others near
  * the hour's edges, and it announces once per key, see roundPlan), dialling the providers it is
  * not connected to. A node that knows one bootstrap peer thus finds the rest, and keeps them when
- * that peer goes away. Keys rotate so a DHT observer cannot link a network's announcements across hours by the
- * key (the providers' PeerIds stay the same, see docs/mesh.md); the grace window covers clock skew.
+ * that peer goes away. Keys rotate so a DHT observer cannot link a network's announcements across
+ * hours by the key (the providers' PeerIds stay the same, see docs/mesh.md); the grace window
+ * covers clock skew.
  */
 export class Rendezvous {
   private timer: NodeJS.Timeout | undefined
