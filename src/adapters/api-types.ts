@@ -156,7 +156,7 @@ export const VpnStatusSchema = z.object({
   /** The direct path's TCP port (docs/vpn.md, "Direct path"), when it listens. */
   directPort: Count.optional(),
   /** Where device packets are read (docs/vpn.md, "The packet thread"); absent from older daemons. */
-  packetThread: z.object({ running: z.boolean(), restarts: Count, reason: z.string().optional() }).optional(),
+  packetThread: z.object({ running: z.boolean(), restarts: Count, reason: z.string().optional(), loop: z.enum(['native', 'javascript']).optional(), loopReason: z.string().optional() }).optional(),
   /** path: what carries packets to the peer now (direct path, libp2p stream, nothing yet); absent from older daemons. */
   peers: z.array(z.object({ author: Hex64, peerId: z.string(), connected: z.boolean(), path: z.enum(['direct', 'mesh', 'none']).optional(), ...Traffic })),
   /** Packets dropped, by reason: see docs/vpn.md. */

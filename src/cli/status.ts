@@ -83,7 +83,8 @@ export function renderStatus (s: NodeStatus): string {
     rows.push(['vpn drops', drops.length === 0 ? 'none' : drops.join(', ')])
     // Older daemons do not say.
     const pt = v.packetThread
-    if (pt !== undefined) rows.push(['vpn thread', pt.running ? `packet thread${pt.restarts > 0 ? `, restarted ${plural(pt.restarts, 'time')}` : ''}` : `main thread (${pt.reason ?? 'no packet thread'})`])
+    const loop = pt?.loop === 'native' ? ', native loop' : pt?.loop === 'javascript' ? `, JavaScript loop (${pt.loopReason ?? 'no native loop'})` : ''
+    if (pt !== undefined) rows.push(['vpn thread', pt.running ? `packet thread${loop}${pt.restarts > 0 ? `, restarted ${plural(pt.restarts, 'time')}` : ''}` : `main thread (${pt.reason ?? 'no packet thread'})`])
     const paths = v.peers.filter((p) => p.path !== undefined && p.path !== 'none')
     if (paths.length > 0) {
       const direct = paths.filter((p) => p.path === 'direct').length

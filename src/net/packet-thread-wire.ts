@@ -65,6 +65,8 @@ export type FromThread =
   /** The thread closed its copy of the device's descriptor `gen` (replaced, or at stop). */
   | { t: 'tun-closed', gen: number }
   | { t: 'stopped' }
+  /** Which loop moves the packets: the native one (packet-loop-native.ts), or why not. */
+  | { t: 'loop', native: boolean, reason?: string }
 
 export interface ThreadSetup {
   port: MessagePort
@@ -83,4 +85,6 @@ export interface ThreadSetup {
   self: string
   /** MESH_BACKLOG_BYTES, unless a test sets another. */
   meshBacklogBytes: number
+  /** 'js': the JavaScript loop even where the native one is built (tests, comparisons). */
+  loop?: 'js' | 'auto'
 }

@@ -21,6 +21,8 @@ import { FrameDecoder, VNET_HDR_BYTES, encodeFramesInto } from './packet-frames.
 import { destinationPeer, isIp, isLinkChatter, sourceOwnedBy, withZeroHeader } from './packet-routing.js'
 import { CONTROL, COUNTER, DROP_REASONS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
 import type { DropReason } from './peer-link.js'
+import { loadNativeLoop } from './packet-loop-native.js'
+import { runNativeLoop } from './packet-thread-native.js'
 
 const POLLIN = 1
 const POLLOUT = 4
@@ -425,4 +427,13 @@ function loop (): void {
   port.close()
 }
 
-loop()
+// The native loop where it was built (docs/vpn.md "The native packet loop"); this file's loop
+// otherwise. The main thread is told which, for `weft status`.
+const native = setup.loop === 'js' ? 'the JavaScript loop was asked for' : loadNativeLoop()
+if (typeof native === 'string') {
+  post({ t: 'loop', native: false, reason: native })
+  loop()
+} else {
+  post({ t: 'loop', native: true })
+  runNativeLoop(native, setup, post)
+}

@@ -42,6 +42,8 @@ export interface PacketThreadOptions {
   onGiveUp: (reason: string) => void
   /** Tests only: another bound than MESH_BACKLOG_BYTES. */
   meshBacklogBytes?: number
+  /** 'js': the JavaScript loop even where the native one is built (tests, comparisons). */
+  loop?: 'js' | 'auto'
 }
 
 export interface ThreadTunCounters { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number }
@@ -56,6 +58,8 @@ export function packetThreadUnavailable (): string | undefined {
   if (syscalls() === null) return 'koffi or the system calls are missing'
   return undefined
 }
+
+let loopSaid = false
 
 export class PacketThread {
   private worker: Worker | undefined
@@ -83,6 +87,8 @@ export class PacketThread {
   private stopping: Promise<void> | undefined
   /** Restarts after the thread died; shown in `weft status` as device faults. */
   restarts = 0
+  /** Which loop the thread runs (known once it started): the native one, or why not. */
+  loop: { native: boolean, reason?: string } | undefined
 
   private constructor (private readonly sys: Syscalls, private readonly opts: PacketThreadOptions) {
     new DataView(this.wakeBytes.buffer).setBigUint64(0, 1n, true)
@@ -107,7 +113,7 @@ export class PacketThread {
     const ts = import.meta.url.endsWith('.ts')
     const entry = new URL(ts ? './packet-thread-worker.ts' : './packet-thread-worker.js', import.meta.url)
     const worker = new Worker(ts ? `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry.href)}) })` : entry, {
-      workerData: { port: port2, wakeFd, counters: this.shared, control: this.control.buffer, vnetHeader: this.opts.vnetHeader, self: this.opts.self, meshBacklogBytes: this.opts.meshBacklogBytes ?? MESH_BACKLOG_BYTES },
+      workerData: { port: port2, wakeFd, counters: this.shared, control: this.control.buffer, vnetHeader: this.opts.vnetHeader, self: this.opts.self, meshBacklogBytes: this.opts.meshBacklogBytes ?? MESH_BACKLOG_BYTES, loop: this.opts.loop ?? 'auto' },
       transferList: [port2],
       ...(ts ? { eval: true } : {}),
       // The thread's own heap holds a few slabs and the route table.
@@ -164,6 +170,14 @@ export class PacketThread {
         break
       case 'tun-closed':
         this.deviceDups.delete(m.gen)
+        break
+      case 'loop':
+        this.loop = m.native ? { native: true } : { native: false, reason: m.reason ?? 'unknown' }
+        // Said once per process: a restarted thread finds the same library.
+        if (!m.native && !loopSaid) {
+          loopSaid = true
+          this.opts.log.warn({ reason: m.reason }, 'the VPN packet thread runs its JavaScript loop: the native packet loop is not available, so pings take longer')
+        }
         break
       case 'stopped':
         // The thread said what it closed; what is left here never reached it.

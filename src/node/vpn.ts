@@ -31,7 +31,7 @@ export interface VpnStatus extends DataPlaneStats {
   directPort?: number
   tun: TunStats
   /** Where device packets are read: the packet thread, or the main thread (with the reason). */
-  packetThread: { running: boolean, restarts: number, reason?: string }
+  packetThread: { running: boolean, restarts: number, reason?: string, loop?: 'native' | 'javascript', loopReason?: string }
 }
 
 /** What the kernel side should look like, derived from the log. */
@@ -164,7 +164,14 @@ export class Vpn {
       tun.faults += thread.restarts
     }
     const reason = thread === undefined ? packetThreadUnavailable() ?? 'it could not start (see the log)' : thread.gaveUp
-    const packetThread = { running: thread?.running ?? false, restarts: thread?.restarts ?? 0, ...(reason !== undefined ? { reason } : {}) }
+    const loop = thread?.running === true ? thread.loop : undefined
+    const packetThread = {
+      running: thread?.running ?? false,
+      restarts: thread?.restarts ?? 0,
+      ...(reason !== undefined ? { reason } : {}),
+      ...(loop !== undefined ? { loop: loop.native ? 'native' as const : 'javascript' as const } : {}),
+      ...(loop?.reason !== undefined ? { loopReason: loop.reason } : {})
+    }
     return { device: this.tun.name, addresses: [...this.applied.addresses], mtu: this.applied.mtu, routes: [...this.applied.routes], ...(this.plane.directPort !== undefined ? { directPort: this.plane.directPort } : {}), tun, packetThread, ...this.plane.stats() }
   }
 

@@ -15,9 +15,12 @@ import { FrameOpener, FrameSealer } from '../../src/net/transport-frames.js'
 import { RouteIndex } from '../../src/projections/route-index.js'
 import { syscalls } from '../../src/net/syscalls.js'
 import { waitFor } from './support.js'
+import { loadNativeLoop } from '../../src/net/packet-loop-native.js'
 
 const why = packetThreadUnavailable()
 if (why !== undefined) console.log(`[skip] packet thread: ${why}`)
+const native = loadNativeLoop()
+if (typeof native === 'string') console.log(`[skip] packet thread, native loop: ${native}`)
 
 const silent = { debug () {}, info () {}, warn () {}, error () {} }
 const SELF = 'aa'.repeat(32)
@@ -82,7 +85,8 @@ async function tcpPair (servers: Server[], sockets: Socket[]): Promise<{ client:
   return { client, server: s }
 }
 
-describe.skipIf(why !== undefined)('packet thread', () => {
+// Both loops: the native one (native/packet-loop.c) where it is built, and the JavaScript one.
+for (const loop of ['native', 'js'] as const) describe.skipIf(why !== undefined || (loop === 'native' && typeof native === 'string'))(`packet thread, ${loop} loop`, () => {
   const threads: PacketThread[] = []
   const servers: Server[] = []
   const sockets: Socket[] = []
@@ -104,12 +108,19 @@ describe.skipIf(why !== undefined)('packet thread', () => {
     const toMain: Uint8Array[] = []
     const faults: string[] = []
     const gaveUp: string[] = []
-    const thread = PacketThread.start({ vnetHeader: 0, self: SELF, log: silent, onPacket: (p) => { toMain.push(p) }, onDeviceFault: (c) => { faults.push(c) }, onGiveUp: (r) => { gaveUp.push(r) }, ...extra }) as PacketThread
+    const thread = PacketThread.start({ vnetHeader: 0, self: SELF, log: silent, onPacket: (p) => { toMain.push(p) }, onDeviceFault: (c) => { faults.push(c) }, onGiveUp: (r) => { gaveUp.push(r) }, loop: loop === 'js' ? 'js' : 'auto', ...extra }) as PacketThread
     threads.push(thread)
     thread.attachDevice(inner)
     thread.setRoutes(routes)
     return { thread, dev, toMain, faults, gaveUp }
   }
+
+  it('says which loop it runs', async () => {
+    const { thread } = start()
+    await waitFor(() => thread.loop !== undefined, 'the loop reported', 5_000)
+    expect(thread.loop?.native).toBe(loop === 'native')
+    if (loop === 'js') expect(thread.loop?.reason).toMatch(/asked for/)
+  })
 
   it('hands back packets it has no direct connection for, and drops those with no route', async () => {
     const { thread, dev, toMain } = start()
