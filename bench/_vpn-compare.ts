@@ -26,7 +26,8 @@ function positive (name: string, fallback: number): number {
   return n
 }
 
-export interface System { name: string, version: string, addrB: string }
+/** `enter`: run before each of the system's measurements (a Weft row that restarts the daemons its way). */
+export interface System { name: string, version: string, addrB: string, enter?: () => Promise<void> }
 interface Row { system: System, tcp: number[], p50: number[] }
 
 function line (metric: string, value: number | null, unit: string, extra: Record<string, unknown> = {}): void {
@@ -109,6 +110,7 @@ export async function compareSystems (lab: NetnsLab, a: LabHost, b: LabHost, wef
     for (const [i, row] of rows.entries()) {
       progress(`vpn: compare round ${r + 1}/${ROUNDS}: ${row.system.name}`)
       try {
+        await row.system.enter?.()
         row.tcp.push(await iperf(lab, a, b, row.system.addrB, 5400 + i))
         row.p50.push(await pingP50(lab, a, row.system.addrB))
       } catch (err) {

@@ -2,15 +2,25 @@
  * `npm run bench -- vpn-compare`: only the side-by-side table of the VPN bench (plain, Weft and
  * the userspace VPNs from Debian; see _vpn-compare.ts), without the libp2p baselines, the MTU
  * 9000 run or the soak: the quick loop while working on the data plane. Same lab as bench/vpn.ts.
+ *
+ * Where the native packet loop is built, Weft is measured twice per round: with its JavaScript
+ * loop (WEFT_PACKET_LOOP=js, "before") and with the native one (the ratios are this row's). The
+ * two daemons are restarted between the rows, keeping their data (same addresses), and each row
+ * waits until the direct path carries the traffic. WEFT_BENCH_VPN_JS_LOOP=0 leaves the
+ * JavaScript row out.
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { NetnsLab } from '../test/system/netns.js'
+import { NetnsLab, type LabHost } from '../test/system/netns.js'
 import { unsupported } from './vpn.js'
 import { progress } from './_lib.js'
-import { compare } from './_vpn-compare.js'
+import { compare, compareSystems } from './_vpn-compare.js'
 import { startVpnPair } from '../test/system/netns-vpn-pair.js'
+import { waitFor, type WeftNode } from '../test/system/netns.js'
 import { weftVersion } from '../src/node/version.js'
+import { loadNativeLoop } from '../src/net/packet-loop-native.js'
+
+interface PairVpn { addresses: string[], peers: Array<{ path?: string }>, packetThread?: { loop?: string } }
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 
@@ -24,8 +34,37 @@ export async function run (): Promise<void> {
   const token = execFileSync(process.execPath, [CLI, 'token', 'new'], { encoding: 'utf8' }).trim()
   const lab = await NetnsLab.create(2, { hostnamePrefix: 'vpncmp' })
   try {
-    const { a, b, addrB } = await startVpnPair(lab, CLI, token, 30_000, { asWeft: true })
-    await compare(lab, a, b, addrB, weftVersion())
+    const both = typeof loadNativeLoop() !== 'string' && process.env.WEFT_BENCH_VPN_JS_LOOP !== '0'
+    if (!both) {
+      const { a, b, addrB } = await startVpnPair(lab, CLI, token, 30_000, { asWeft: true })
+      await compare(lab, a, b, addrB, weftVersion())
+      return
+    }
+    let nodes: WeftNode[] = []
+    let current: 'js' | 'native' | undefined
+    // The daemons inherit this process's environment: WEFT_PACKET_LOOP picks their loop.
+    const pair = async (loop: 'js' | 'native'): Promise<string> => {
+      for (const n of nodes) await lab.stop(n.proc)
+      if (loop === 'js') process.env.WEFT_PACKET_LOOP = 'js'
+      else delete process.env.WEFT_PACKET_LOOP
+      const p = await startVpnPair<PairVpn>(lab, CLI, token, 30_000, { asWeft: true })
+      delete process.env.WEFT_PACKET_LOOP
+      nodes = p.nodes
+      current = loop
+      const want = loop === 'js' ? 'javascript' : 'native'
+      await waitFor(async () => {
+        const [va, vb] = [await p.vpn(0), await p.vpn(1)]
+        return [va, vb].every((v) => v.packetThread?.loop === want && v.peers.some((x) => x.path === 'direct'))
+      }, `the ${want} loop on the direct path on A and B`, 30_000, 200)
+      return p.addrB
+    }
+    const addrB = await pair('native')
+    const [a, b] = lab.hosts as [LabHost, LabHost]
+    const enter = (loop: 'js' | 'native') => async (): Promise<void> => { if (current !== loop) await pair(loop) }
+    await compareSystems(lab, a, b, [
+      { name: 'weft, JavaScript loop', version: weftVersion(), addrB, enter: enter('js') },
+      { name: 'weft', version: weftVersion(), addrB, enter: enter('native') }
+    ])
   } finally {
     await lab.destroy()
   }

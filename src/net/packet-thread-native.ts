@@ -11,9 +11,9 @@
 import { receiveMessageOnPort } from 'node:worker_threads'
 import type { Route } from '../projections/routes.js'
 import { parseCidr } from '../projections/ip.js'
-import { errnoName } from './syscalls.js'
+import { errnoName, syscalls } from './syscalls.js'
 import { EVENT, RUN, type NativeLoop } from './packet-loop-native.js'
-import type { FromThread, ThreadSetup, ToThread } from './packet-thread-wire.js'
+import { THREAD_PEER_SLOTS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
 
 /** Room for packets handed to the main thread per return of the loop (each up to 64 KiB). */
 const MESH_BUFFER_BYTES = 1024 * 1024
@@ -110,12 +110,16 @@ export function runNativeLoop (lib: NativeLoop, setup: ThreadSetup, post: (msg: 
         break
       }
       case 'out':
-        if (lib.addOut(loop, msg.id, peers.of(msg.author), msg.slot, msg.fd, msg.key, msg.head, msg.head.byteLength) !== 0) {
-          post({ t: 'closed', id: msg.id, why: 'the native packet loop is out of memory' })
-        }
-        break
       case 'in':
-        if (lib.addIn(loop, msg.id, peers.of(msg.author), msg.slot, msg.fd, msg.key, msg.leftover, msg.leftover.byteLength) !== 0) {
+        // The C side indexes the shared counters by slot: one outside them would write past them.
+        if (!Number.isInteger(msg.slot) || msg.slot < 0 || msg.slot >= THREAD_PEER_SLOTS) throw new Error(`connection ${msg.id}: peer slot ${msg.slot} is outside 0..${THREAD_PEER_SLOTS - 1}`)
+        // And it reads 32 bytes of key.
+        if (msg.key.byteLength !== 32) throw new Error(`connection ${msg.id}: a frame key is 32 bytes, got ${msg.key.byteLength}`)
+        if ((msg.t === 'in'
+          ? lib.addIn(loop, msg.id, peers.of(msg.author), msg.slot, msg.fd, msg.key, msg.leftover, msg.leftover.byteLength)
+          : lib.addOut(loop, msg.id, peers.of(msg.author), msg.slot, msg.fd, msg.key, msg.head, msg.head.byteLength)) !== 0) {
+          // Not taken (out of memory): the descriptor is closed here, and the main thread told.
+          syscalls()?.close(msg.fd)
           post({ t: 'closed', id: msg.id, why: 'the native packet loop is out of memory' })
         }
         break

@@ -83,6 +83,19 @@ describe('weft status: a node without a VPN device (issue 17)', () => {
     expect(on).not.toMatch(/no VPN|reserved/)
   })
 
+  it('the vpn thread row says which packet loop runs, and why not the native one', () => {
+    const vpn = (packetThread: Record<string, unknown>): Record<string, unknown> => ({
+      device: 'weft0', addresses: ['10.1.0.17/16'], mtu: 1420, routes: [],
+      tun: { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, txDropped: 0 }, packetThread, peers: [],
+      drops: { no_route: 0, queue_full: 0, no_connection: 0, spoofed: 0, malformed: 0, device_full: 0 }
+    })
+    expect(renderStatus(status(self, vpn({ running: true, restarts: 0, loop: 'native' })))).toMatch(/vpn thread\s+packet thread, native loop\n/)
+    expect(renderStatus(status(self, vpn({ running: true, restarts: 2, loop: 'javascript', loopReason: 'not built (no C compiler)' }))))
+      .toMatch(/vpn thread\s+packet thread, JavaScript loop \(not built \(no C compiler\)\), restarted 2 times\n/)
+    // An older daemon does not say which loop.
+    expect(renderStatus(status(self, vpn({ running: true, restarts: 0 })))).toMatch(/vpn thread\s+packet thread\n/)
+  })
+
   it('an older daemon without self.vpn: marked when it reports no VPN data plane', () => {
     expect(renderStatus(status(self))).toMatch(/\(no VPN: reaches nothing\)/)
   })

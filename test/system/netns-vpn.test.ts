@@ -20,6 +20,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadNativeLoop } from '../../src/net/packet-loop-native.js'
 import {
   NetnsLab, disagreement, netnsSupport, startWeft, stateOf, tail, tcpTransfer, waitApi, waitFor, weftApi,
   type LabHost, type StateSummary, type WeftNode
@@ -42,7 +43,7 @@ interface VpnStatus {
   routes: string[]
   directPort?: number
   tun: { rxPackets: number, rxBytes: number, txPackets: number, txBytes: number, txDropped: number, faults: number, reopens: number, lastFault: string | null }
-  packetThread?: { running: boolean, restarts: number, reason?: string }
+  packetThread?: { running: boolean, restarts: number, reason?: string, loop?: string, loopReason?: string }
   peers: PeerTraffic[]
   drops: Record<'no_route' | 'queue_full' | 'no_connection' | 'spoofed' | 'malformed' | 'device_full', number>
 }
@@ -264,6 +265,8 @@ describe.skipIf(!support.ok)('VPN between token-only nodes in network namespaces
       // The device is read by the packet thread, which handed the fault to the device's recovery.
       expect(v.packetThread?.running).toBe(true)
       expect(v.packetThread?.restarts).toBe(0)
+      // Built here (the same library the daemons load): the native loop moved these packets.
+      expect(v.packetThread?.loop).toBe(typeof loadNativeLoop() === 'string' ? 'javascript' : 'native')
       const shown = await l.exec(c, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'weft0'])
       expect(shown.stdout).toContain(` ${addr[2] as string}/`)
       // A's advertised LAN is routed again on C.
