@@ -194,7 +194,7 @@ static int cmp_lease6(const void *x, const void *y) {
 
 /*
  * Routes as records of 24 bytes: family (4 or 6), prefix length, 2 unused, peer index (int32,
- * host order), address (16 bytes, network order, IPv4 in the first 4). Returns 0, or -1 when a
+ * little-endian), address (16 bytes, network order, IPv4 in the first 4). Returns 0, or -1 when a
  * record is malformed or memory ran out (the old table is kept).
  */
 int weft_pl_set_routes(struct loop *l, const uint8_t *recs, int n) {
@@ -212,8 +212,7 @@ int weft_pl_set_routes(struct loop *l, const uint8_t *recs, int n) {
   int a = 0, b = 0, c = 0, d = 0;
   for (int i = 0; i < n; i++) {
     const uint8_t *r = recs + 24 * i;
-    int32_t peer;
-    memcpy(&peer, r + 4, 4);
+    int32_t peer = (int32_t)((uint32_t)r[4] | (uint32_t)r[5] << 8 | (uint32_t)r[6] << 16 | (uint32_t)r[7] << 24);
     int prefix = r[1];
     if (r[0] == 4) {
       uint32_t addr = be32(r + 8);
@@ -357,7 +356,8 @@ static void send_sealed(struct loop *l, struct conn *c, const uint8_t *plain, si
   int why = seal_into(c, plain, n, buf, &len);
   if (why != 0) { if (buf != l->seal) free(buf); close_conn(l, c, why, 0); return; }
   size_t w = 0;
-  if (pending(c) == 0) {
+  int waiting = pending(c) > 0;
+  if (!waiting) {
     while (w < len) {
       ssize_t k = write(c->fd, buf + w, len - w);
       if (k >= 0) { w += (size_t)k; continue; }
@@ -370,7 +370,7 @@ static void send_sealed(struct loop *l, struct conn *c, const uint8_t *plain, si
     }
   }
   /* Behind what waits, or what the kernel did not take: POLLOUT flushes it. */
-  if (w < len && queue(l, c, buf + w, len - w)) l->dirty = 1;
+  if (w < len && queue(l, c, buf + w, len - w) && !waiting) l->dirty = 1;
   if (buf != l->seal) free(buf);
 }
 
@@ -382,7 +382,8 @@ static void flush_batch(struct loop *l, struct conn *c) {
   size_t len = c->batch_len;
   c->batch_len = 0;
   send_sealed(l, c, c->batch, len);
-  if (c->closed) { drop(l, DROP_NO_CONNECTION); return; }
+  /* A write that failed closed the connection: the batch is lost with it, as a NIC's queue is. */
+  if (c->closed) return;
   count(l, c->slot, 0, n);
   count(l, c->slot, 1, (double)payload);
 }
@@ -432,7 +433,7 @@ static void drain_tun(struct loop *l) {
     bump(l, C_TUN_RX_B, (double)n);
     uint8_t *frame = l->rd;
     size_t flen = (size_t)n + hdr;
-    if (flen < VNET) { drop(l, DROP_MALFORMED); continue; }
+    if (flen < VNET) { drop(l, DROP_NO_ROUTE); continue; } /* as the JavaScript loop counts an empty packet */
     const uint8_t *ip = frame + VNET;
     size_t iplen = flen - VNET;
     if (iplen > 24 && (ip[0] >> 4) == 6 && ip[24] == 0xff) continue; /* the kernel talking to the link */

@@ -38,7 +38,7 @@ class PeerNumbers {
 
 /**
  * The route table as the C side reads it: per route, family, prefix length, 2 unused bytes, the
- * peer's number (int32, host order), the address (16 bytes, network order).
+ * peer's number (int32, little-endian), the address (16 bytes, network order).
  */
 export function routeRecords (routes: readonly Route[], peers: { of: (author: string) => number }): Uint8Array {
   const out = new Uint8Array(RECORD_BYTES * routes.length)
@@ -71,7 +71,8 @@ export function runNativeLoop (lib: NativeLoop, setup: ThreadSetup, post: (msg: 
   const peers = new PeerNumbers()
   const counters = new Float64Array(setup.counters)
   const control = new Int32Array(setup.control)
-  const mesh = new Uint8Array(MESH_BUFFER_BYTES)
+  // The C side keeps these three pointers between calls: shared buffers, whose memory never moves.
+  const mesh = new Uint8Array(new SharedArrayBuffer(MESH_BUFFER_BYTES))
   const meshView = new DataView(mesh.buffer)
   const ev = new Int32Array(4)
   const loop = lib.create(setup.wakeFd, setup.vnetHeader, peers.of(setup.self), setup.meshBacklogBytes, counters, control, mesh, mesh.byteLength)
@@ -140,8 +141,10 @@ export function runNativeLoop (lib: NativeLoop, setup: ThreadSetup, post: (msg: 
     for (;;) {
       const r = lib.run(loop)
       if (r < 0) throw new Error(`poll failed (${errnoName(-r)})`)
-      if ((r & RUN.mesh) !== 0) postMesh()
+      // Closed connections first, as the JavaScript loop says them: the main thread must not
+      // route the packets below to a connection the thread already closed.
       if ((r & RUN.events) !== 0) events()
+      if ((r & RUN.mesh) !== 0) postMesh()
       if ((r & RUN.stop) !== 0) break
       if ((r & RUN.wake) !== 0) messages()
     }

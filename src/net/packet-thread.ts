@@ -59,9 +59,12 @@ export function packetThreadUnavailable (): string | undefined {
   return undefined
 }
 
-let loopSaid = false
-
 export class PacketThread {
+  /** Whether this process has logged that the native loop is not used (once: a restarted thread finds the same library). */
+  private static loopSaid = false
+  /** Tests only: forget that the notice was logged. */
+  static forgetLoopNoticeForTest (): void { PacketThread.loopSaid = false }
+
   private worker: Worker | undefined
   private port: MessagePort | undefined
   private wakeFd = -1
@@ -173,9 +176,8 @@ export class PacketThread {
         break
       case 'loop':
         this.loop = m.native ? { native: true } : { native: false, reason: m.reason ?? 'unknown' }
-        // Said once per process: a restarted thread finds the same library.
-        if (!m.native && !loopSaid) {
-          loopSaid = true
+        if (!m.native && !PacketThread.loopSaid) {
+          PacketThread.loopSaid = true
           this.opts.log.warn({ reason: m.reason }, 'the VPN packet thread runs its JavaScript loop: the native packet loop is not available, so pings take longer')
         }
         break

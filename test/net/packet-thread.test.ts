@@ -15,6 +15,7 @@ import { FrameOpener, FrameSealer } from '../../src/net/transport-frames.js'
 import { RouteIndex } from '../../src/projections/route-index.js'
 import { syscalls } from '../../src/net/syscalls.js'
 import { waitFor } from './support.js'
+import type { MeshLogger } from '../../src/net/mesh-logger.js'
 import { loadNativeLoop } from '../../src/net/packet-loop-native.js'
 
 const why = packetThreadUnavailable()
@@ -102,7 +103,7 @@ for (const loop of ['native', 'js'] as const) describe.skipIf(why !== undefined 
     fds.length = 0
   })
 
-  function start (extra: { meshBacklogBytes?: number } = {}): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[], gaveUp: string[] } {
+  function start (extra: { meshBacklogBytes?: number, log?: MeshLogger } = {}): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[], gaveUp: string[] } {
     const [inner, dev] = seqpacketPair()
     fds.push(inner, dev)
     const toMain: Uint8Array[] = []
@@ -115,11 +116,17 @@ for (const loop of ['native', 'js'] as const) describe.skipIf(why !== undefined 
     return { thread, dev, toMain, faults, gaveUp }
   }
 
-  it('says which loop it runs', async () => {
-    const { thread } = start()
+  it('says which loop it runs; without the native one, the log says so once per process', async () => {
+    PacketThread.forgetLoopNoticeForTest()
+    const warned: string[] = []
+    const log = { ...silent, warn (_o: unknown, msg?: string) { warned.push(msg ?? '') } }
+    const { thread } = start({ log })
     await waitFor(() => thread.loop !== undefined, 'the loop reported', 5_000)
     expect(thread.loop?.native).toBe(loop === 'native')
     if (loop === 'js') expect(thread.loop?.reason).toMatch(/asked for/)
+    const { thread: second } = start({ log })
+    await waitFor(() => second.loop !== undefined, 'the second loop reported', 5_000)
+    expect(warned.filter((m) => /JavaScript loop/.test(m))).toHaveLength(loop === 'js' ? 1 : 0)
   })
 
   it('hands back packets it has no direct connection for, and drops those with no route', async () => {
