@@ -6,8 +6,7 @@
  * main thread's sealer splits them. The behaviour it shares with the JavaScript loop is checked
  * for both in packet-thread.test.ts.
  */
-import { createRequire } from 'node:module'
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import { PacketThread, packetThreadUnavailable } from '../../src/net/packet-thread.js'
@@ -17,8 +16,8 @@ import { FrameDecoder, encodeFrames } from '../../src/net/packet-frames.js'
 import { FrameOpener, FrameSealer } from '../../src/net/transport-frames.js'
 import { RouteIndex } from '../../src/projections/route-index.js'
 import type { Route } from '../../src/projections/routes.js'
-import { syscalls } from '../../src/net/syscalls.js'
 import { waitFor } from './support.js'
+import { TestResources, framed, ip4, readDevice, seqpacketPair, tcpPair as loopbackPair, writeDevice } from './packet-device.js'
 
 const native = loadNativeLoop()
 const why = packetThreadUnavailable() ?? (typeof native === 'string' ? native : undefined)
@@ -27,51 +26,6 @@ if (why !== undefined) console.log(`[skip] native packet loop: ${why}`)
 const silent = { debug () {}, info () {}, warn () {}, error () {} }
 const SELF = 'aa'.repeat(32)
 const PEER = 'bb'.repeat(32)
-const sys = syscalls()
-
-function ip4 (src: string, dst: string, payload = 8): Uint8Array {
-  const p = new Uint8Array(20 + payload)
-  p[0] = 0x45
-  p[2] = p.byteLength >> 8; p[3] = p.byteLength & 0xff
-  p[9] = 17
-  p.set(src.split('.').map(Number), 12)
-  p.set(dst.split('.').map(Number), 16)
-  for (let i = 20; i < p.byteLength; i++) p[i] = (i * 7) & 0xff
-  return p
-}
-
-function framed (pkt: Uint8Array): Uint8Array {
-  const f = new Uint8Array(10 + pkt.byteLength)
-  f.set(pkt, 10)
-  return f
-}
-
-function seqpacketPair (): [number, number] {
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-  const socketpair = koffi.load(null).func('int socketpair(int, int, int, _Out_ int *sv)') as (d: number, t: number, p: number, sv: Int32Array) => number
-  const sv = new Int32Array(2)
-  if (socketpair(1, 5 | 0o4000 | 0o2000000, 0, sv) !== 0) throw new Error('socketpair failed')
-  return [sv[0] as number, sv[1] as number]
-}
-
-function readDevice (fd: number): Uint8Array[] {
-  const out: Uint8Array[] = []
-  for (;;) {
-    const buf = new Uint8Array(70_000)
-    const n = sys!.read(fd, buf, buf.byteLength)
-    if (n <= 0) return out
-    out.push(buf.slice(0, n))
-  }
-}
-
-/** Writes one packet into the test's end of the device, waiting while its buffer is full (the thread is reading). */
-async function writeDevice (fd: number, pkt: Uint8Array): Promise<void> {
-  const deadline = Date.now() + 5_000
-  while (sys!.write(fd, pkt, pkt.byteLength) < 0) {
-    if (sys!.errno() !== 11 || Date.now() > deadline) throw new Error(`writing the device failed (errno ${sys!.errno()})`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
 
 /** An address as 4 or 16 bytes, and the packet whose source or destination it is. */
 function packetWith (family: 4 | 6, addr: bigint, src: boolean): Uint8Array {
@@ -137,20 +91,9 @@ describe.skipIf(why !== undefined)('native packet loop', () => {
   })
 
   describe('with a thread', () => {
-    const threads: PacketThread[] = []
-    const servers: Server[] = []
-    const sockets: Socket[] = []
-    const fds: number[] = []
-    afterEach(async () => {
-      await Promise.all(threads.map(async (t) => { await t.stop() }))
-      threads.length = 0
-      for (const s of sockets) s.destroy()
-      sockets.length = 0
-      for (const s of servers) s.close()
-      servers.length = 0
-      for (const fd of fds) sys!.close(fd)
-      fds.length = 0
-    })
+    const held = new TestResources()
+    const { threads, servers, sockets, fds } = held
+    afterEach(async () => { await held.release() })
 
     const routes: Route[] = [
       { cidr: '10.9.0.1/32', peer: SELF, kind: 'lease' },
@@ -169,18 +112,7 @@ describe.skipIf(why !== undefined)('native packet loop', () => {
       return { thread, dev, toMain }
     }
 
-    async function tcpPair (): Promise<{ client: Socket, server: Socket }> {
-      let accepted: ((s: Socket) => void) | undefined
-      const got = new Promise<Socket>((resolve) => { accepted = resolve })
-      const server = createServer({ noDelay: true }, (s) => { accepted?.(s) })
-      servers.push(server)
-      await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-      const client = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', noDelay: true })
-      await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject) })
-      const s = await got
-      sockets.push(client, s)
-      return { client, server: s }
-    }
+    const tcpPair = async (): Promise<{ client: Socket, server: Socket }> => await loopbackPair(servers, sockets)
 
     /** An inbound connection from PEER adopted by the thread; `write` is the peer's end. */
     async function inbound (thread: PacketThread, key: Uint8Array): Promise<{ write: (b: Uint8Array) => void, ended: () => number }> {

@@ -6,8 +6,6 @@
  * tampered frames; a device fault and a thread that dies are recovered from within a second.
  */
 import { readdirSync, readlinkSync } from 'node:fs'
-import { createRequire } from 'node:module'
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { PacketThread, packetThreadUnavailable } from '../../src/net/packet-thread.js'
 import { FrameDecoder, encodeFrames } from '../../src/net/packet-frames.js'
@@ -15,6 +13,7 @@ import { FrameOpener, FrameSealer } from '../../src/net/transport-frames.js'
 import { RouteIndex } from '../../src/projections/route-index.js'
 import { syscalls } from '../../src/net/syscalls.js'
 import { waitFor } from './support.js'
+import { TestResources, framed, ip4, readDevice, seqpacketPair, tcpPair } from './packet-device.js'
 import type { MeshLogger } from '../../src/net/mesh-logger.js'
 import { loadNativeLoop } from '../../src/net/packet-loop-native.js'
 
@@ -34,74 +33,13 @@ const routes = new RouteIndex({
   ]
 }).routes
 
-function ip4 (src: string, dst: string, payload = 8): Uint8Array {
-  const p = new Uint8Array(20 + payload)
-  p[0] = 0x45
-  p[2] = p.byteLength >> 8; p[3] = p.byteLength & 0xff
-  p[9] = 17
-  p.set(src.split('.').map(Number), 12)
-  p.set(dst.split('.').map(Number), 16)
-  for (let i = 20; i < p.byteLength; i++) p[i] = i & 0xff
-  return p
-}
-
-/** A frame as it travels: a zero virtio header, then the packet. */
-function framed (pkt: Uint8Array): Uint8Array {
-  const f = new Uint8Array(10 + pkt.byteLength)
-  f.set(pkt, 10)
-  return f
-}
-
 const sys = syscalls()
-function seqpacketPair (): [number, number] {
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
-  const socketpair = koffi.load(null).func('int socketpair(int, int, int, _Out_ int *sv)') as (d: number, t: number, p: number, sv: Int32Array) => number
-  const sv = new Int32Array(2)
-  // AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC
-  if (socketpair(1, 5 | 0o4000 | 0o2000000, 0, sv) !== 0) throw new Error('socketpair failed')
-  return [sv[0] as number, sv[1] as number]
-}
-
-/** Packets the thread wrote to the device, read from the test's end. */
-function readDevice (fd: number): Uint8Array[] {
-  const out: Uint8Array[] = []
-  for (;;) {
-    const buf = new Uint8Array(70_000)
-    const n = sys!.read(fd, buf, buf.byteLength)
-    if (n <= 0) return out
-    out.push(buf.slice(0, n))
-  }
-}
-
-async function tcpPair (servers: Server[], sockets: Socket[]): Promise<{ client: Socket, server: Socket }> {
-  let accepted: ((s: Socket) => void) | undefined
-  const got = new Promise<Socket>((resolve) => { accepted = resolve })
-  const server = createServer({ noDelay: true }, (s) => { accepted?.(s) })
-  servers.push(server)
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const client = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', noDelay: true })
-  await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject) })
-  const s = await got
-  sockets.push(client, s)
-  return { client, server: s }
-}
 
 // Both loops: the native one (native/packet-loop.c) where it is built, and the JavaScript one.
 for (const loop of ['native', 'js'] as const) describe.skipIf(why !== undefined || (loop === 'native' && typeof native === 'string'))(`packet thread, ${loop} loop`, () => {
-  const threads: PacketThread[] = []
-  const servers: Server[] = []
-  const sockets: Socket[] = []
-  const fds: number[] = []
-  afterEach(async () => {
-    await Promise.all(threads.map(async (t) => { await t.stop() }))
-    threads.length = 0
-    for (const s of sockets) s.destroy()
-    sockets.length = 0
-    for (const s of servers) s.close()
-    servers.length = 0
-    for (const fd of fds) sys!.close(fd)
-    fds.length = 0
-  })
+  const held = new TestResources()
+  const { threads, servers, sockets, fds } = held
+  afterEach(async () => { await held.release() })
 
   function start (extra: { meshBacklogBytes?: number, log?: MeshLogger } = {}): { thread: PacketThread, dev: number, toMain: Uint8Array[], faults: string[], gaveUp: string[] } {
     const [inner, dev] = seqpacketPair()
