@@ -16,11 +16,11 @@ import { unsupported } from './vpn.js'
 import { progress } from './_lib.js'
 import { compare, compareSystems } from './_vpn-compare.js'
 import { startVpnPair } from '../test/system/netns-vpn-pair.js'
-import { waitFor, type WeftNode } from '../test/system/netns.js'
+import { waitFor, weftApi, type WeftNode } from '../test/system/netns.js'
 import { weftVersion } from '../src/node/version.js'
 import { loadNativeLoop } from '../src/net/packet-loop-native.js'
 
-interface PairVpn { addresses: string[], peers: Array<{ path?: string }>, packetThread?: { loop?: string } }
+interface PairVpn { addresses: string[], peers: Array<{ path?: string }>, packetThread?: { loop?: string, restarts?: number } }
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
 
@@ -41,6 +41,15 @@ export async function run (): Promise<void> {
       return
     }
     let nodes: WeftNode[] = []
+    const pairState = async (): Promise<string> => {
+      const one = async (n: WeftNode): Promise<string> => {
+        const v = (await weftApi<{ vpn?: PairVpn & { drops: Record<string, number>, tun: { faults?: number } } }>(lab, n, 'GET', '/status')).vpn
+        if (v === undefined) return 'no vpn'
+        const drops = Object.entries(v.drops).filter(([, x]) => x > 0).map(([k, x]) => `${k} ${x}`).join(', ')
+        return `paths ${v.peers.map((p) => p.path ?? '-').join(',')}, drops ${drops === '' ? 'none' : drops}, faults ${v.tun.faults ?? 0}, thread restarts ${v.packetThread?.restarts ?? 0}`
+      }
+      return (await Promise.all(nodes.map(async (n) => await one(n).catch((e: Error) => e.message)))).map((x, i) => `${i === 0 ? 'A' : 'B'}: ${x}`).join('; ')
+    }
     let current: 'js' | 'native' | undefined
     // The daemons inherit this process's environment: WEFT_PACKET_LOOP picks their loop.
     const pair = async (loop: 'js' | 'native'): Promise<string> => {
@@ -60,11 +69,16 @@ export async function run (): Promise<void> {
     }
     const addrB = await pair('native')
     const [a, b] = lab.hosts as [LabHost, LabHost]
-    const enter = (loop: 'js' | 'native') => async (): Promise<void> => { if (current !== loop) await pair(loop) }
+    const enter = (loop: 'js' | 'native') => async (): Promise<void> => {
+      // What the previous Weft row left (its path, drops, faults), so an odd figure can be read.
+      if (current !== undefined && current !== loop) progress(`vpn: weft, ${current === 'js' ? 'JavaScript' : 'native'} loop, after its round: ${await pairState()}`)
+      if (current !== loop) await pair(loop)
+    }
     await compareSystems(lab, a, b, [
       { name: 'weft, JavaScript loop', version: weftVersion(), addrB, enter: enter('js') },
       { name: 'weft', version: weftVersion(), addrB, enter: enter('native') }
     ])
+    progress(`vpn: weft, ${current === 'js' ? 'JavaScript' : 'native'} loop, at the end: ${await pairState()}`)
   } finally {
     await lab.destroy()
   }
