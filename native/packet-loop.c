@@ -16,23 +16,22 @@
  * frame is length (4 bytes BE, ciphertext + tag, authenticated as AAD) | AES-256-GCM ciphertext
  * | tag (16), nonce = 4 zero bytes + the frame's 64-bit BE counter; inside, packet frames are
  * length (4 bytes BE) | virtio_net_hdr (10) | IP packet. Tests seal and open with the JavaScript
- * side against this one.
- *
- * OpenSSL is the one Node.js carries and exports: its EVP functions are looked up in the running
- * process (dlsym), as gcm.ts does through koffi, so this library links nothing but libc.
+ * side against this one. The sealing is frame-cipher.c's, the route lookups route-table.c's.
  *
  * Everything from the network is checked before use: a frame length outside 16..128 KiB + 16, a
  * frame that fails authentication, a packet frame outside 11..65,545 bytes close the connection.
  * Every buffer is bounded (the constants below, the same as the JavaScript loop's).
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "frame-cipher.h"
+#include "route-table.h"
+#include "wire.h"
 
 #define WEFT_PL_ABI 1
 
@@ -43,14 +42,10 @@
 #define BATCH_BYTES (64 * 1024)
 #define ENC_BYTES (BATCH_BYTES + 4 + MAX_READ)
 #define PENDING_BYTES (1024 * 1024)
-#define TAG 16
-#define MAX_FRAME_PLAINTEXT (128 * 1024)
-#define MAX_FRAME_BODY (MAX_FRAME_PLAINTEXT + TAG)
 #define MAX_PACKET_FRAME (65535 + VNET)
 #define CONN_READ 65536
 #define RBUF_BYTES (4 + MAX_FRAME_BODY + CONN_READ)
 #define PBUF_BYTES (MAX_FRAME_PLAINTEXT + 4 + MAX_PACKET_FRAME)
-#define MAX_SAFE_COUNTER 9007199254740991ULL
 
 /* Counters (packet-thread-wire.ts COUNTER) and control words (CONTROL). */
 enum { C_TUN_RX_P = 0, C_TUN_RX_B = 1, C_TUN_TX_P = 2, C_TUN_TX_B = 3, C_TUN_TX_DROPPED = 4, C_DROPS = 8, C_PEERS = 16 };
@@ -63,25 +58,10 @@ enum { EV_CLOSED = 1, EV_TUN_FAULT = 2, EV_TUN_CLOSED = 3 };
 enum { WHY_PEER_CLOSED, WHY_WRITE_FAILED, WHY_READ_FAILED, WHY_BAD_FRAME, WHY_NOT_OPEN, WHY_REPLACED, WHY_CLOSED, WHY_STOPPED, WHY_NONCE, WHY_SEAL_FAILED };
 enum { TUN_READ_FAILED, TUN_WRITE_FAILED, TUN_POLL_NVAL, TUN_POLL_HUP, TUN_POLL_ERR };
 
-typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
-typedef struct evp_cipher_st EVP_CIPHER;
-typedef int (*init_fn)(EVP_CIPHER_CTX *, const EVP_CIPHER *, void *, const unsigned char *, const unsigned char *);
-typedef int (*update_fn)(EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int);
-typedef int (*final_fn)(EVP_CIPHER_CTX *, unsigned char *, int *);
-static EVP_CIPHER_CTX *(*ctx_new)(void);
-static void (*ctx_free)(EVP_CIPHER_CTX *);
-static const EVP_CIPHER *aes_gcm;
-static init_fn enc_init, dec_init;
-static update_fn enc_update, dec_update;
-static final_fn enc_final, dec_final;
-static int (*ctx_ctrl)(EVP_CIPHER_CTX *, int, int, void *);
-#define GCM_GET_TAG 0x10
-#define GCM_SET_TAG 0x11
 
 struct conn {
   int id, out, peer, slot, fd, closed;
-  EVP_CIPHER_CTX *ctx;
-  uint64_t counter;
+  struct frame_cipher *cipher;
   /* sending: sealed bytes the kernel has not taken [pend_off, pend_end), and this drain's batch */
   uint8_t *pend;
   size_t pend_off, pend_end, pend_cap;
@@ -93,10 +73,6 @@ struct conn {
   size_t rlen, plen;
 };
 
-struct net4 { uint32_t base, mask; int peer; };
-struct lease4 { uint32_t addr; int peer, order; };
-struct net6 { uint8_t base[16], mask[16]; int peer; };
-struct lease6 { uint8_t addr[16]; int peer, order; };
 struct event { int type, id, why, err; };
 
 struct loop {
@@ -111,12 +87,11 @@ struct loop {
   int nconns, cconns, ngrave, cgrave, npeer;
   struct pollfd *pfd;
   int npfd, cpfd;
-  struct net4 *nets4; struct lease4 *leases4; struct net6 *nets6; struct lease6 *leases6;
-  int nnets4, nleases4, nnets6, nleases6;
+  struct route_table routes;
   struct event *events;
   int nevents, cevents, event_head;
   uint8_t rd[VNET + MAX_READ];
-  uint8_t seal[ENC_BYTES + 2 * (4 + TAG)];
+  uint8_t seal[ENC_BYTES + 2 * (4 + FRAME_TAG)];
 };
 
 /* ---- small things ---- */
@@ -131,8 +106,6 @@ static void *grow(void *p, int *cap, int need, size_t size) {
   return q;
 }
 
-static uint32_t be32(const uint8_t *b) { return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3]; }
-static void put32(uint8_t *b, uint32_t v) { b[0] = (uint8_t)(v >> 24); b[1] = (uint8_t)(v >> 16); b[2] = (uint8_t)(v >> 8); b[3] = (uint8_t)v; }
 static void bump(struct loop *l, int i, double n) { l->counters[i] += n; }
 static void drop(struct loop *l, int why) { l->counters[C_DROPS + why] += 1; }
 static void count(struct loop *l, int slot, int field, double n) { l->counters[C_PEERS + 4 * slot + field] += n; }
@@ -149,109 +122,11 @@ static int is_ip(const uint8_t *p, size_t n) {
   return (v == 4 && n >= 20) || (v == 6 && n >= 40);
 }
 
-/* ---- routes (route-index.ts: exact leases first, then the first advertised network) ---- */
-
-static int peer_for(const struct loop *l, const uint8_t *ip, int src) {
-  if ((ip[0] >> 4) == 4) {
-    uint32_t a = be32(ip + (src ? 12 : 16));
-    int lo = 0, hi = l->nleases4 - 1;
-    while (lo <= hi) {
-      int mid = (lo + hi) / 2;
-      uint32_t m = l->leases4[mid].addr;
-      if (m == a) return l->leases4[mid].peer;
-      if (m < a) lo = mid + 1; else hi = mid - 1;
-    }
-    for (int i = 0; i < l->nnets4; i++) if ((a & l->nets4[i].mask) == l->nets4[i].base) return l->nets4[i].peer;
-    return -1;
-  }
-  const uint8_t *a = ip + (src ? 8 : 24);
-  int lo = 0, hi = l->nleases6 - 1;
-  while (lo <= hi) {
-    int mid = (lo + hi) / 2;
-    int c = memcmp(l->leases6[mid].addr, a, 16);
-    if (c == 0) return l->leases6[mid].peer;
-    if (c < 0) lo = mid + 1; else hi = mid - 1;
-  }
-  for (int i = 0; i < l->nnets6; i++) {
-    int match = 1;
-    for (int j = 0; j < 16 && match; j++) match = (a[j] & l->nets6[i].mask[j]) == l->nets6[i].base[j];
-    if (match) return l->nets6[i].peer;
-  }
-  return -1;
-}
-
-static int cmp_lease4(const void *x, const void *y) {
-  const struct lease4 *a = x, *b = y;
-  if (a->addr != b->addr) return a->addr < b->addr ? -1 : 1;
-  return a->order - b->order;
-}
-
-static int cmp_lease6(const void *x, const void *y) {
-  const struct lease6 *a = x, *b = y;
-  int c = memcmp(a->addr, b->addr, 16);
-  return c != 0 ? c : a->order - b->order;
-}
-
-/*
- * Routes as records of 24 bytes: family (4 or 6), prefix length, 2 unused, peer index (int32,
- * little-endian), address (16 bytes, network order, IPv4 in the first 4). Returns 0, or -1 when a
- * record is malformed or memory ran out (the old table is kept).
- */
-int weft_pl_set_routes(struct loop *l, const uint8_t *recs, int n) {
-  int n4 = 0, n6 = 0;
-  for (int i = 0; i < n; i++) {
-    const uint8_t *r = recs + 24 * i;
-    if (!((r[0] == 4 && r[1] <= 32) || (r[0] == 6 && r[1] <= 128))) return -1;
-    if (r[0] == 4) n4++; else n6++;
-  }
-  struct net4 *nets4 = calloc(n4 + 1, sizeof *nets4);
-  struct lease4 *leases4 = calloc(n4 + 1, sizeof *leases4);
-  struct net6 *nets6 = calloc(n6 + 1, sizeof *nets6);
-  struct lease6 *leases6 = calloc(n6 + 1, sizeof *leases6);
-  if (!nets4 || !leases4 || !nets6 || !leases6) { free(nets4); free(leases4); free(nets6); free(leases6); return -1; }
-  int a = 0, b = 0, c = 0, d = 0;
-  for (int i = 0; i < n; i++) {
-    const uint8_t *r = recs + 24 * i;
-    int32_t peer = (int32_t)((uint32_t)r[4] | (uint32_t)r[5] << 8 | (uint32_t)r[6] << 16 | (uint32_t)r[7] << 24);
-    int prefix = r[1];
-    if (r[0] == 4) {
-      uint32_t addr = be32(r + 8);
-      if (prefix == 32) leases4[b++] = (struct lease4){ addr, peer, i };
-      else {
-        uint32_t mask = prefix == 0 ? 0 : 0xffffffffu << (32 - prefix);
-        nets4[a++] = (struct net4){ addr & mask, mask, peer };
-      }
-    } else if (prefix == 128) {
-      memcpy(leases6[d].addr, r + 8, 16);
-      leases6[d].peer = peer; leases6[d].order = i; d++;
-    } else {
-      struct net6 *e = &nets6[c++];
-      for (int j = 0; j < 16; j++) {
-        int bits = prefix - 8 * j;
-        e->mask[j] = bits >= 8 ? 0xff : bits <= 0 ? 0 : (uint8_t)(0xff << (8 - bits));
-        e->base[j] = r[8 + j] & e->mask[j];
-      }
-      e->peer = peer;
-    }
-  }
-  /* A lease given twice: the later record wins, as in RouteIndex's map. */
-  qsort(leases4, b, sizeof *leases4, cmp_lease4);
-  int k = 0;
-  for (int i = 0; i < b; i++) { if (k > 0 && leases4[k - 1].addr == leases4[i].addr) k--; leases4[k++] = leases4[i]; }
-  b = k;
-  qsort(leases6, d, sizeof *leases6, cmp_lease6);
-  k = 0;
-  for (int i = 0; i < d; i++) { if (k > 0 && memcmp(leases6[k - 1].addr, leases6[i].addr, 16) == 0) k--; leases6[k++] = leases6[i]; }
-  d = k;
-  free(l->nets4); free(l->leases4); free(l->nets6); free(l->leases6);
-  l->nets4 = nets4; l->leases4 = leases4; l->nets6 = nets6; l->leases6 = leases6;
-  l->nnets4 = a; l->nleases4 = b; l->nnets6 = c; l->nleases6 = d;
-  return 0;
-}
+int weft_pl_set_routes(struct loop *l, const uint8_t *recs, int n) { return route_table_set(&l->routes, recs, n); }
 
 /* Tests only: the peer index for an IP packet's destination (src = 0) or source (src = 1), or -1. */
 int weft_pl_route_for(struct loop *l, const uint8_t *ip, int n, int src) {
-  return is_ip(ip, (size_t)n) ? peer_for(l, ip, src) : -1;
+  return is_ip(ip, (size_t)n) ? route_table_peer(&l->routes, ip, src) : -1;
 }
 
 /* ---- connections ---- */
@@ -262,7 +137,7 @@ static struct conn *find(struct loop *l, int id) {
 }
 
 static void free_conn(struct conn *c) {
-  if (c->ctx) ctx_free(c->ctx);
+  frame_cipher_free(c->cipher);
   free(c->pend); free(c->batch); free(c->rbuf); free(c->pbuf);
   free(c);
 }
@@ -324,37 +199,13 @@ static int flush_out(struct loop *l, struct conn *c) {
   return 1;
 }
 
-/* Seals `n` bytes into frames at `out` (sealed size bytes); 0, or a WHY_ code. */
-static int seal_into(struct conn *c, const uint8_t *plain, size_t n, uint8_t *out, size_t *written) {
-  size_t o = 0;
-  for (size_t start = 0; start < n; start += MAX_FRAME_PLAINTEXT) {
-    size_t len = n - start < MAX_FRAME_PLAINTEXT ? n - start : MAX_FRAME_PLAINTEXT;
-    if (c->counter >= MAX_SAFE_COUNTER) return WHY_NONCE;
-    uint8_t nonce[12] = { 0 };
-    for (int i = 0; i < 8; i++) nonce[4 + i] = (uint8_t)(c->counter >> (56 - 8 * i));
-    c->counter++;
-    put32(out + o, (uint32_t)(len + TAG));
-    int outl, ok = enc_init(c->ctx, NULL, NULL, NULL, nonce) == 1 && enc_update(c->ctx, NULL, &outl, out + o, 4) == 1;
-    ok = ok && enc_update(c->ctx, out + o + 4, &outl, plain + start, (int)len) == 1;
-    uint8_t scratch[32];
-    ok = ok && enc_final(c->ctx, scratch, &outl) == 1;
-    ok = ok && ctx_ctrl(c->ctx, GCM_GET_TAG, TAG, out + o + 4 + len) == 1;
-    if (!ok) return WHY_SEAL_FAILED;
-    o += 4 + len + TAG;
-  }
-  *written = o;
-  return 0;
-}
-
-static size_t sealed_size(size_t n) { return n + (n + MAX_FRAME_PLAINTEXT - 1) / MAX_FRAME_PLAINTEXT * (4 + TAG); }
-
 /* Seals `plain` and writes it, queueing what the kernel does not take. */
 static void send_sealed(struct loop *l, struct conn *c, const uint8_t *plain, size_t n) {
-  size_t size = sealed_size(n), len = 0;
+  size_t size = frame_sealed_size(n), len = 0;
   uint8_t *buf = size <= sizeof l->seal ? l->seal : malloc(size);
   if (buf == NULL) { close_conn(l, c, WHY_WRITE_FAILED, ENOMEM); return; }
-  int why = seal_into(c, plain, n, buf, &len);
-  if (why != 0) { if (buf != l->seal) free(buf); close_conn(l, c, why, 0); return; }
+  int sealed = frame_seal(c->cipher, plain, n, buf, &len);
+  if (sealed != 0) { if (buf != l->seal) free(buf); close_conn(l, c, sealed == FRAME_NONCE_EXHAUSTED ? WHY_NONCE : WHY_SEAL_FAILED, 0); return; }
   size_t w = 0;
   int waiting = pending(c) > 0;
   if (!waiting) {
@@ -437,7 +288,7 @@ static void drain_tun(struct loop *l) {
     const uint8_t *ip = frame + VNET;
     size_t iplen = flen - VNET;
     if (iplen > 24 && (ip[0] >> 4) == 6 && ip[24] == 0xff) continue; /* the kernel talking to the link */
-    int peer = is_ip(ip, iplen) ? peer_for(l, ip, 0) : -1;
+    int peer = is_ip(ip, iplen) ? route_table_peer(&l->routes, ip, 0) : -1;
     if (peer < 0 || peer == l->self) { drop(l, peer < 0 && iplen > 0 && !is_ip(ip, iplen) ? DROP_MALFORMED : DROP_NO_ROUTE); continue; }
     struct conn *c = peer < l->npeer ? l->by_peer[peer] : NULL;
     if (c == NULL) {
@@ -482,7 +333,7 @@ static int deliver(struct loop *l, struct conn *c) {
     const uint8_t *ip = frame + VNET;
     size_t iplen = flen - VNET;
     q += 4 + flen;
-    if (!is_ip(ip, iplen) || peer_for(l, ip, 1) != c->peer) { drop(l, is_ip(ip, iplen) ? DROP_SPOOFED : DROP_MALFORMED); continue; }
+    if (!is_ip(ip, iplen) || route_table_peer(&l->routes, ip, 1) != c->peer) { drop(l, is_ip(ip, iplen) ? DROP_SPOOFED : DROP_MALFORMED); continue; }
     count(l, c->slot, 2, 1);
     count(l, c->slot, 3, (double)iplen);
     if (l->vnet != VNET && frame[1] != 0) { drop(l, DROP_MALFORMED); continue; }
@@ -497,18 +348,10 @@ static int open_frames(struct loop *l, struct conn *c) {
   size_t o = 0;
   while (c->rlen - o >= 4) {
     uint32_t length = be32(c->rbuf + o);
-    if (length < TAG || length > MAX_FRAME_BODY) goto bad;
+    if (length < FRAME_TAG || length > MAX_FRAME_BODY) goto bad;
     if (c->rlen - o - 4 < length) break;
-    if (c->counter >= MAX_SAFE_COUNTER) goto bad;
-    uint8_t nonce[12] = { 0 }, tag[TAG], scratch[32];
-    for (int i = 0; i < 8; i++) nonce[4 + i] = (uint8_t)(c->counter >> (56 - 8 * i));
-    c->counter++;
-    size_t body = length - TAG;
-    memcpy(tag, c->rbuf + o + 4 + body, TAG);
-    int outl, ok = dec_init(c->ctx, NULL, NULL, NULL, nonce) == 1 && dec_update(c->ctx, NULL, &outl, c->rbuf + o, 4) == 1;
-    if (body > 0) ok = ok && dec_update(c->ctx, c->pbuf + c->plen, &outl, c->rbuf + o + 4, (int)body) == 1;
-    ok = ok && ctx_ctrl(c->ctx, GCM_SET_TAG, TAG, tag) == 1 && dec_final(c->ctx, scratch, &outl) == 1;
-    if (!ok) goto bad;
+    size_t body = length - FRAME_TAG;
+    if (frame_open(c->cipher, c->rbuf + o, length, c->pbuf + c->plen) != 0) goto bad;
     c->plen += body;
     o += 4 + length;
     if (!deliver(l, c)) goto bad;
@@ -553,22 +396,7 @@ static void read_out(struct loop *l, struct conn *c) {
 int weft_pl_abi(void) { return WEFT_PL_ABI; }
 
 /* Looks up OpenSSL in the process; 0 when everything is there. */
-int weft_pl_init(void) {
-  if (aes_gcm != NULL) return 0;
-  ctx_new = (EVP_CIPHER_CTX *(*)(void))dlsym(RTLD_DEFAULT, "EVP_CIPHER_CTX_new");
-  ctx_free = (void (*)(EVP_CIPHER_CTX *))dlsym(RTLD_DEFAULT, "EVP_CIPHER_CTX_free");
-  enc_init = (init_fn)dlsym(RTLD_DEFAULT, "EVP_EncryptInit_ex");
-  dec_init = (init_fn)dlsym(RTLD_DEFAULT, "EVP_DecryptInit_ex");
-  enc_update = (update_fn)dlsym(RTLD_DEFAULT, "EVP_EncryptUpdate");
-  dec_update = (update_fn)dlsym(RTLD_DEFAULT, "EVP_DecryptUpdate");
-  enc_final = (final_fn)dlsym(RTLD_DEFAULT, "EVP_EncryptFinal_ex");
-  dec_final = (final_fn)dlsym(RTLD_DEFAULT, "EVP_DecryptFinal_ex");
-  ctx_ctrl = (int (*)(EVP_CIPHER_CTX *, int, int, void *))dlsym(RTLD_DEFAULT, "EVP_CIPHER_CTX_ctrl");
-  const EVP_CIPHER *(*gcm)(void) = (const EVP_CIPHER *(*)(void))dlsym(RTLD_DEFAULT, "EVP_aes_256_gcm");
-  if (!ctx_new || !ctx_free || !enc_init || !dec_init || !enc_update || !dec_update || !enc_final || !dec_final || !ctx_ctrl || !gcm) return -1;
-  aes_gcm = gcm();
-  return aes_gcm == NULL ? -1 : 0;
-}
+int weft_pl_init(void) { return frame_cipher_init(); }
 
 /*
  * A loop. `counters` and `control` are the SharedArrayBuffers the main thread reads (their memory
@@ -604,8 +432,8 @@ static struct conn *new_conn(struct loop *l, int id, int out, int peer, int slot
   struct conn *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   *c = (struct conn){ .id = id, .out = out, .peer = peer, .slot = slot, .fd = fd };
-  c->ctx = ctx_new();
-  int ok = c->ctx != NULL && (out ? enc_init : dec_init)(c->ctx, aes_gcm, NULL, key, NULL) == 1;
+  c->cipher = frame_cipher_new(out, key);
+  int ok = c->cipher != NULL;
   if (ok && !out) ok = (c->rbuf = malloc(RBUF_BYTES)) != NULL && (c->pbuf = malloc(PBUF_BYTES)) != NULL;
   if (!ok) { free_conn(c); return NULL; }
   l->conns[l->nconns++] = c;
@@ -756,6 +584,7 @@ void weft_pl_free(struct loop *l) {
   for (int i = 0; i < l->nconns; i++) free_conn(l->conns[i]);
   for (int i = 0; i < l->ngrave; i++) free_conn(l->grave[i]);
   free(l->conns); free(l->grave); free(l->by_peer); free(l->pconn); free(l->pfd);
-  free(l->nets4); free(l->leases4); free(l->nets6); free(l->leases6); free(l->events);
+  route_table_free(&l->routes);
+  free(l->events);
   free(l);
 }

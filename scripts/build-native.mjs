@@ -1,5 +1,5 @@
 /**
- * Builds the VPN's native packet loop (native/packet-loop.c → native/build/packet-loop.so) with
+ * Builds the VPN's native packet loop (native/*.c → native/build/packet-loop.so) with
  * the machine's C compiler, when there is one (docs/vpn.md "The native packet loop"). Run by
  * `npm install` (the install script) and `npm run build`.
  *
@@ -8,11 +8,12 @@
  * links nothing but libc: OpenSSL is the one inside Node.js, found at run time.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const source = fileURLToPath(new URL('../native/packet-loop.c', import.meta.url))
-const outDir = fileURLToPath(new URL('../native/build/', import.meta.url))
+const dir = fileURLToPath(new URL('../native/', import.meta.url))
+const source = `${dir}packet-loop.c`
+const outDir = `${dir}build/`
 const out = `${outDir}packet-loop.so`
 
 function say (msg) { console.log(`weft: native packet loop: ${msg}`) }
@@ -21,13 +22,14 @@ if (process.platform !== 'linux') {
   say(`not built (it is for Linux; this is ${process.platform}): the VPN uses its JavaScript loop`)
 } else if (!existsSync(source)) {
   say('not built (native/packet-loop.c is missing from this copy)')
-} else if (existsSync(out) && statSync(out).mtimeMs >= statSync(source).mtimeMs) {
+} else if (existsSync(out) && readdirSync(dir).filter((f) => /\.[ch]$/.test(f)).every((f) => statSync(out).mtimeMs >= statSync(`${dir}${f}`).mtimeMs)) {
   // Up to date: nothing to say on every build.
 } else {
   const cc = process.env.CC ?? 'cc'
   mkdirSync(outDir, { recursive: true })
   const tmp = `${out}.${process.pid}.tmp`
-  const r = spawnSync(cc, ['-O2', '-fPIC', '-shared', '-Wall', '-Wextra', '-o', tmp, source, '-ldl'], { encoding: 'utf8' })
+  const sources = readdirSync(dir).filter((f) => f.endsWith('.c')).map((f) => `${dir}${f}`)
+  const r = spawnSync(cc, ['-O2', '-fPIC', '-shared', '-Wall', '-Wextra', '-o', tmp, ...sources, '-ldl'], { encoding: 'utf8' })
   if (r.error !== undefined || r.status !== 0) {
     const why = r.error !== undefined ? `${cc} could not run (${r.error.code ?? r.error.message})` : `${cc} failed:\n${r.stderr}`
     say(`not built: ${why}\nThe VPN uses its JavaScript loop (slower per packet). To build it: install a C compiler (Debian: apt-get install gcc libc6-dev) and run npm rebuild weft, or npm run build in a checkout.`)
