@@ -11,12 +11,11 @@
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { NetnsLab, type LabHost } from '../test/system/netns.js'
+import { NetnsLab, waitFor, weftApi, type LabHost, type WeftNode } from '../test/system/netns.js'
 import { unsupported } from './vpn.js'
 import { progress } from './_lib.js'
 import { compare, compareSystems } from './_vpn-compare.js'
 import { startVpnPair } from '../test/system/netns-vpn-pair.js'
-import { waitFor, weftApi, type WeftNode } from '../test/system/netns.js'
 import { weftVersion } from '../src/node/version.js'
 import { loadNativeLoop } from '../src/net/packet-loop-native.js'
 

@@ -58,7 +58,6 @@ enum { EV_CLOSED = 1, EV_TUN_FAULT = 2, EV_TUN_CLOSED = 3 };
 enum { WHY_PEER_CLOSED, WHY_WRITE_FAILED, WHY_READ_FAILED, WHY_BAD_FRAME, WHY_NOT_OPEN, WHY_REPLACED, WHY_CLOSED, WHY_STOPPED, WHY_NONCE, WHY_SEAL_FAILED };
 enum { TUN_READ_FAILED, TUN_WRITE_FAILED, TUN_POLL_NVAL, TUN_POLL_HUP, TUN_POLL_ERR };
 
-
 struct conn {
   int id, out, peer, slot, fd, closed;
   struct frame_cipher *cipher;
@@ -86,7 +85,7 @@ struct loop {
   struct conn **conns, **grave, **by_peer, **pconn;
   int nconns, cconns, ngrave, cgrave, npeer;
   struct pollfd *pfd;
-  int npfd, cpfd;
+  int npfd, cpfd, cpconn;
   struct route_table routes;
   struct event *events;
   int nevents, cevents, event_head;
@@ -288,8 +287,9 @@ static void drain_tun(struct loop *l) {
     const uint8_t *ip = frame + VNET;
     size_t iplen = flen - VNET;
     if (iplen > 24 && (ip[0] >> 4) == 6 && ip[24] == 0xff) continue; /* the kernel talking to the link */
-    int peer = is_ip(ip, iplen) ? route_table_peer(&l->routes, ip, 0) : -1;
-    if (peer < 0 || peer == l->self) { drop(l, peer < 0 && iplen > 0 && !is_ip(ip, iplen) ? DROP_MALFORMED : DROP_NO_ROUTE); continue; }
+    int ip_ok = is_ip(ip, iplen);
+    int peer = ip_ok ? route_table_peer(&l->routes, ip, 0) : -1;
+    if (peer < 0 || peer == l->self) { drop(l, !ip_ok && iplen > 0 ? DROP_MALFORMED : DROP_NO_ROUTE); continue; }
     struct conn *c = peer < l->npeer ? l->by_peer[peer] : NULL;
     if (c == NULL) {
       if ((int64_t)backlog + l->mesh_payload + n > l->mesh_backlog) { drop(l, DROP_QUEUE_FULL); continue; }
@@ -333,7 +333,8 @@ static int deliver(struct loop *l, struct conn *c) {
     const uint8_t *ip = frame + VNET;
     size_t iplen = flen - VNET;
     q += 4 + flen;
-    if (!is_ip(ip, iplen) || route_table_peer(&l->routes, ip, 1) != c->peer) { drop(l, is_ip(ip, iplen) ? DROP_SPOOFED : DROP_MALFORMED); continue; }
+    int ip_ok = is_ip(ip, iplen);
+    if (!ip_ok || route_table_peer(&l->routes, ip, 1) != c->peer) { drop(l, ip_ok ? DROP_SPOOFED : DROP_MALFORMED); continue; }
     count(l, c->slot, 2, 1);
     count(l, c->slot, 3, (double)iplen);
     if (l->vnet != VNET && frame[1] != 0) { drop(l, DROP_MALFORMED); continue; }
@@ -492,14 +493,14 @@ int weft_pl_event(struct loop *l, int32_t *out) {
   return 1;
 }
 
-/* Bytes and packets in the mesh buffer since the last run. */
+/* Bytes in the mesh buffer since the last run (records, weft_pl_new). */
 int weft_pl_mesh_bytes(struct loop *l) { return l->mesh_used; }
 
 static int rebuild_poll(struct loop *l) {
   struct pollfd *p = grow(l->pfd, &l->cpfd, 2 + l->nconns, sizeof *p);
   if (p == NULL) return -1;
   l->pfd = p;
-  struct conn **c = realloc(l->pconn, (size_t)(2 + l->nconns) * sizeof *c);
+  struct conn **c = grow(l->pconn, &l->cpconn, 2 + l->nconns, sizeof *c);
   if (c == NULL) return -1;
   l->pconn = c;
   for (int i = 0; i < l->ngrave; i++) free_conn(l->grave[i]);

@@ -13,7 +13,7 @@ import type { Route } from '../projections/routes.js'
 import { parseCidr } from '../projections/ip.js'
 import { errnoName, syscalls } from './syscalls.js'
 import { EVENT, RUN, type NativeLoop } from './packet-loop-native.js'
-import { THREAD_PEER_SLOTS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
+import { CONTROL, THREAD_PEER_SLOTS, type FromThread, type ThreadSetup, type ToThread } from './packet-thread-wire.js'
 
 /** Room for packets handed to the main thread per return of the loop (each up to 64 KiB). */
 const MESH_BUFFER_BYTES = 1024 * 1024
@@ -98,7 +98,7 @@ export function runNativeLoop (lib: NativeLoop, setup: ThreadSetup, post: (msg: 
       o += (4 + n + 3) & ~3
     }
     if (packets.length === 0) return
-    Atomics.add(control, 1, bytes)
+    Atomics.add(control, CONTROL.meshBytes, bytes)
     post({ t: 'mesh', packets }, packets.map((p) => p.buffer as ArrayBuffer))
   }
 
